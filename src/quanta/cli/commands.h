@@ -1,0 +1,15 @@
+// Subcommands of the `quanta` binary. Each registers its options on the CLI11
+// app and returns the function that runs it (returning the exit code).
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace quanta::cli {
+
+using Command = std::function<int()>;
+
+Command add_generate(CLI::App& app);
+
+}  // namespace quanta::cli

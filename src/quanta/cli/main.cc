@@ -1,0 +1,42 @@
+// quanta: inference and serving engine for quantized models on the CPU.
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include "quanta/cli/commands.h"
+#include "quanta/core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"quanta: runs already-quantized language models fast on the CPU."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "quanta 0.1.0");
+  app.footer("Environment: QUANTA_ISA=scalar|avx2|avx512 forces a lower CPU code path than the best one the CPU runs.");
+
+  std::map<CLI::App*, quanta::cli::Command> commands;
+  auto add = [&](quanta::cli::Command (*adder)(CLI::App&)) {
+    size_t before = app.get_subcommands({}).size();
+    quanta::cli::Command cmd = adder(app);
+    commands[app.get_subcommands({})[before]] = std::move(cmd);
+  };
+  add(quanta::cli::add_generate);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    for (auto& [sub, run] : commands)
+      if (sub->parsed()) return run();
+  } catch (const quanta::Error& e) {
+    std::fprintf(stderr, "quanta: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "quanta: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "quanta: error: %s\n", e.what());
+    return 1;
+  }
+  return 1;
+}

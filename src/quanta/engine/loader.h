@@ -1,0 +1,26 @@
+// Opens a model folder: config, checkpoint, quantization method and model.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "quanta/format/hf_config.h"
+#include "quanta/format/tensor_source.h"
+#include "quanta/model/decoder.h"
+#include "quanta/quant/quant_method.h"
+
+namespace quanta::engine {
+
+struct LoadedModel {
+  std::string path;
+  format::ModelConfig config;
+  format::GenerationDefaults generation;
+  std::unique_ptr<format::TensorSource> source;
+  std::unique_ptr<quant::QuantMethod> method;
+  std::unique_ptr<model::DecoderModel> model;
+};
+
+// Throws quanta::Error naming the file/tensor/field at the first problem.
+LoadedModel load_model(const std::string& path, const model::LoadProgress& progress = {});
+
+}  // namespace quanta::engine

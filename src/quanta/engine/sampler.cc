@@ -1,0 +1,99 @@
+#include "quanta/engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "quanta/core/error.h"
+
+namespace quanta::engine {
+
+void SamplingParams::validate() const {
+  auto bad = [](const char* field, const std::string& why) { throw Error(why, {.field = field}); };
+  if (!(temperature >= 0.0) || !std::isfinite(temperature)) bad("temperature", "must be a finite number >= 0");
+  if (!(top_p > 0.0 && top_p <= 1.0)) bad("top_p", "must be in (0, 1]");
+  if (!(min_p >= 0.0 && min_p <= 1.0)) bad("min_p", "must be in [0, 1]");
+  if (!(repetition_penalty > 0.0) || !std::isfinite(repetition_penalty)) bad("repetition_penalty", "must be a finite number > 0");
+  if (!(frequency_penalty >= -2.0 && frequency_penalty <= 2.0)) bad("frequency_penalty", "must be in [-2, 2]");
+  if (!(presence_penalty >= -2.0 && presence_penalty <= 2.0)) bad("presence_penalty", "must be in [-2, 2]");
+}
+
+Sampler::Sampler(const SamplingParams& params, const std::vector<int32_t>& prompt)
+    : params_(params), rng_(params.seed) {
+  params_.validate();
+  for (int32_t t : prompt) ++seen_[t];
+}
+
+void Sampler::apply_penalties(float* logits, int64_t vocab) const {
+  if (params_.repetition_penalty != 1.0) {
+    const float p = static_cast<float>(params_.repetition_penalty);
+    for (const auto& [tok, n] : seen_) {
+      if (tok < 0 || tok >= vocab) continue;
+      float& l = logits[tok];
+      l = l > 0 ? l / p : l * p;
+    }
+  }
+  if (params_.frequency_penalty != 0.0 || params_.presence_penalty != 0.0) {
+    for (const auto& [tok, n] : output_counts_) {
+      if (tok < 0 || tok >= vocab) continue;
+      logits[tok] -= static_cast<float>(params_.frequency_penalty * n + params_.presence_penalty);
+    }
+  }
+}
+
+int32_t Sampler::sample(float* logits, int64_t vocab) {
+  apply_penalties(logits, vocab);
+  int32_t chosen;
+  if (params_.greedy()) {
+    chosen = static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
+  } else {
+    // Softmax of logits / temperature, sorted by probability (ties by id, so the
+    // order, and with it the draw, never depends on the sort implementation).
+    const float inv_t = static_cast<float>(1.0 / params_.temperature);
+    float max_l = *std::max_element(logits, logits + vocab);
+    scratch_.resize(static_cast<size_t>(vocab));
+    double sum = 0.0;
+    for (int64_t i = 0; i < vocab; ++i) {
+      float p = std::exp((logits[i] - max_l) * inv_t);
+      scratch_[static_cast<size_t>(i)] = {p, static_cast<int32_t>(i)};
+      sum += p;
+    }
+    auto by_prob = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+    int64_t keep = vocab;
+    if (params_.top_k > 0 && params_.top_k < vocab) {
+      keep = params_.top_k;
+      std::partial_sort(scratch_.begin(), scratch_.begin() + keep, scratch_.end(), by_prob);
+    } else {
+      std::sort(scratch_.begin(), scratch_.end(), by_prob);
+    }
+    const double top = scratch_[0].first;
+    if (params_.top_p < 1.0) {
+      // Keep token i while the mass before it is below top_p (the first always stays).
+      double before = 0.0;
+      int64_t n = 0;
+      while (n < keep && before <= params_.top_p * sum) before += scratch_[static_cast<size_t>(n++)].first;
+      keep = std::max<int64_t>(1, n);
+    }
+    if (params_.min_p > 0.0) {
+      int64_t n = 0;
+      while (n < keep && scratch_[static_cast<size_t>(n)].first >= params_.min_p * top) ++n;
+      keep = std::max<int64_t>(1, n);
+    }
+    double kept = 0.0;
+    for (int64_t i = 0; i < keep; ++i) kept += scratch_[static_cast<size_t>(i)].first;
+    double r = std::uniform_real_distribution<double>(0.0, kept)(rng_);
+    chosen = scratch_[static_cast<size_t>(keep - 1)].second;
+    double acc = 0.0;
+    for (int64_t i = 0; i < keep; ++i) {
+      acc += scratch_[static_cast<size_t>(i)].first;
+      if (r < acc) {
+        chosen = scratch_[static_cast<size_t>(i)].second;
+        break;
+      }
+    }
+  }
+  ++seen_[chosen];
+  ++output_counts_[chosen];
+  return chosen;
+}
+
+}  // namespace quanta::engine

@@ -1,0 +1,99 @@
+// config.json and generation_config.json of a Hugging Face model folder.
+//
+// ModelConfig is the architecture-neutral description the model code builds
+// from; the parser maps each supported architecture's fields onto it, accepting
+// both the transformers 5.x layout (`rope_parameters`, `layer_types`) and the
+// older one (`rope_scaling` + `rope_theta`, `rope_local_base_freq`,
+// `sliding_window_pattern`, `use_sliding_window`/`max_window_layers`) that
+// checkpoints in the wild still carry. A missing or ill-typed required field is
+// an Error naming config.json and the field.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "quanta/core/dtype.h"
+
+namespace quanta::format {
+
+// Rotary embedding parameters of one attention type, as transformers'
+// modeling_rope_utils reads them.
+struct RopeConfig {
+  std::string type = "default";  // default | linear | llama3 | yarn
+  double theta = 10000.0;
+  double factor = 1.0;
+  double low_freq_factor = 1.0;   // llama3
+  double high_freq_factor = 4.0;  // llama3
+  int64_t original_max_position_embeddings = 0;  // llama3, yarn
+  double beta_fast = 32.0;  // yarn
+  double beta_slow = 1.0;   // yarn
+  std::optional<double> attention_factor;  // yarn
+  std::optional<double> mscale, mscale_all_dim;  // yarn
+  bool truncate = true;  // yarn
+  double partial_rotary_factor = 1.0;
+};
+
+enum class Activation { kSilu, kGeluTanh };
+
+struct ModelConfig {
+  std::string architecture;  // e.g. "LlamaForCausalLM"
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t n_layers = 0;
+  int64_t n_heads = 0;
+  int64_t n_kv_heads = 0;
+  int64_t d_head = 0;
+  int64_t max_position_embeddings = 0;
+  double rms_norm_eps = 1e-6;
+  bool tie_word_embeddings = false;
+  bool attention_bias = false;  // q/k/v (and o for Llama's attention_bias) carry biases
+  bool o_proj_bias = false;
+  bool mlp_bias = false;
+  bool qk_norm = false;          // per-head RMSNorm of q and k before RoPE (Qwen3, Gemma3)
+  bool gemma_norms = false;      // (1 + w) RMSNorm and the extra post-attention/post-MLP norms
+  Activation activation = Activation::kSilu;
+  float embedding_scale = 1.0f;  // Gemma multiplies embeddings by sqrt(hidden_size)
+  float attention_scale = 0.0f;  // q.k multiplier (1/sqrt(d_head) or query_pre_attn_scalar^-0.5)
+  float attn_logit_softcap = 0.0f;   // 0: none
+  float final_logit_softcap = 0.0f;  // 0: none
+  int64_t sliding_window = 0;        // 0: none
+  std::vector<bool> layer_is_sliding;  // per layer
+  RopeConfig rope_full;     // rope of full-attention layers
+  RopeConfig rope_sliding;  // rope of sliding-window layers (== rope_full unless Gemma3)
+  DType dtype = DType::kF32;  // torch_dtype / dtype in config.json
+  std::optional<int64_t> bos_token_id;
+  std::vector<int64_t> eos_token_ids;
+};
+
+// Parses the text of a config.json; `file` names it in errors.
+ModelConfig parse_model_config(const std::string& json_text, const std::string& file);
+ModelConfig load_model_config(const std::string& model_dir);
+
+// The architectures parse_model_config accepts.
+const std::vector<std::string>& supported_architectures();
+
+// Sampling defaults of generation_config.json (fields absent stay unset).
+struct GenerationDefaults {
+  std::optional<bool> do_sample;
+  std::optional<double> temperature;
+  std::optional<int64_t> top_k;
+  std::optional<double> top_p;
+  std::optional<double> min_p;
+  std::optional<double> repetition_penalty;
+  std::optional<int64_t> max_new_tokens;
+  std::vector<int64_t> eos_token_ids;
+  std::optional<int64_t> bos_token_id;
+};
+GenerationDefaults parse_generation_config(const std::string& json_text, const std::string& file);
+// Reads generation_config.json if the folder has one; empty defaults otherwise.
+GenerationDefaults load_generation_config(const std::string& model_dir);
+
+// Reads a whole file; Error naming it if it cannot be read.
+std::string read_text_file(const std::string& path);
+
+}  // namespace quanta::format

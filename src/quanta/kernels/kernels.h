@@ -1,0 +1,58 @@
+// Compute kernels and their run-time ISA dispatch.
+//
+// Every kernel exists as a plain scalar reference (kernels/reference/) and, where
+// speed matters, as ISA-specific versions (kernels/x86/*_avx2.cc, *_avx512.cc),
+// each built in its own translation unit with its own compiler flags. The table
+// for the best ISA the CPU has is chosen once, at first use; QUANTA_ISA=scalar|avx2|avx512
+// forces a lower one (never a higher one than the CPU runs).
+#pragma once
+
+#include <cstdint>
+
+namespace quanta::kernels {
+
+enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+const char* isa_name(Isa isa);
+
+// The best ISA this CPU runs (ignores QUANTA_ISA).
+Isa host_isa();
+// The ISA in use: host_isa(), lowered by QUANTA_ISA if set. Throws quanta::Error
+// for an unknown QUANTA_ISA value or one the CPU cannot run.
+Isa active_isa();
+
+// Matmul against a weight stored row-major as [n_out, n_in] (the layout of a
+// PyTorch Linear weight): y[t, o] = sum_k x[t, k] * w[o, k] for o in [o_begin, o_end).
+// x is [n_tokens, n_in] f32, y is [n_tokens, ldy] f32. The row range lets callers
+// split the output over threads.
+struct MatmulArgs {
+  const float* x;
+  int64_t n_tokens;
+  int64_t n_in;
+  const void* w;  // f32, bf16 or f16 elements depending on the function
+  float* y;
+  int64_t ldy;
+  int64_t o_begin;
+  int64_t o_end;
+};
+using MatmulFn = void (*)(const MatmulArgs&);
+
+struct KernelTable {
+  Isa isa;
+  MatmulFn matmul_f32;
+  MatmulFn matmul_bf16;
+  MatmulFn matmul_f16;
+  float (*dot_f32)(const float* a, const float* b, int64_t n);
+  void (*axpy_f32)(float a, const float* x, float* y, int64_t n);  // y += a * x
+};
+
+// The table for `isa` (lower levels fill in what a level does not specialise).
+const KernelTable& kernels_for(Isa isa);
+// The table for active_isa().
+const KernelTable& kernels();
+
+// Tables each ISA translation unit provides.
+const KernelTable& reference_table();
+const KernelTable& avx2_table();
+const KernelTable& avx512_table();
+
+}  // namespace quanta::kernels

@@ -1,0 +1,152 @@
+#include "quanta/kernels/ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "quanta/core/thread_pool.h"
+
+namespace quanta::kernels {
+
+void rms_norm(const float* x, const float* w, float* y, int64_t n_rows, int64_t n, float eps,
+              bool one_plus_weight) {
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const float* xr = x + r * n;
+    float* yr = y + r * n;
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+    float inv = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(n)) + eps);
+    if (one_plus_weight) {
+      for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] * inv * (1.0f + w[i]);
+    } else {
+      for (int64_t i = 0; i < n; ++i) yr[i] = w[i] * (xr[i] * inv);
+    }
+  }
+}
+
+void rope(float* x, int64_t n_tokens, int64_t stride, int n_heads, int d_head, int d_rot,
+          const int64_t* positions, const float* inv_freq, float attention_factor) {
+  const int half = d_rot / 2;
+  std::vector<float> cos_v(static_cast<size_t>(half)), sin_v(static_cast<size_t>(half));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    // The angle is formed in f32 as transformers does (position * inv_freq).
+    float pos = static_cast<float>(positions[t]);
+    for (int i = 0; i < half; ++i) {
+      float angle = pos * inv_freq[i];
+      cos_v[static_cast<size_t>(i)] = static_cast<float>(std::cos(static_cast<double>(angle))) * attention_factor;
+      sin_v[static_cast<size_t>(i)] = static_cast<float>(std::sin(static_cast<double>(angle))) * attention_factor;
+    }
+    for (int h = 0; h < n_heads; ++h) {
+      float* v = x + t * stride + static_cast<int64_t>(h) * d_head;
+      for (int i = 0; i < half; ++i) {
+        float a = v[i], b = v[i + half];
+        v[i] = a * cos_v[static_cast<size_t>(i)] - b * sin_v[static_cast<size_t>(i)];
+        v[i + half] = b * cos_v[static_cast<size_t>(i)] + a * sin_v[static_cast<size_t>(i)];
+      }
+    }
+  }
+}
+
+void softmax(float* x, int64_t n) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - m);
+    sum += x[i];
+  }
+  float inv = static_cast<float>(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+float gelu_tanh(float x) {
+  const float k = 0.7978845608028654f;  // sqrt(2 / pi)
+  return 0.5f * x * (1.0f + std::tanh(k * (x + 0.044715f * x * x * x)));
+}
+
+float silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+namespace {
+// The cache positions query `pos` may see: [lo, hi).
+inline void visible_range(const AttentionShape& s, int64_t pos, int64_t n_kv, int64_t* lo, int64_t* hi) {
+  *hi = s.causal ? std::min(n_kv, pos + 1) : n_kv;
+  *lo = s.window > 0 ? std::max<int64_t>(0, pos - s.window + 1) : 0;
+}
+}  // namespace
+
+void attention(const KernelTable& kt, const AttentionShape& s, const float* q, int64_t q_stride,
+               int64_t n_tokens, const int64_t* positions, const float* k_cache,
+               const float* v_cache, int64_t capacity, int64_t n_kv, float* out,
+               int64_t out_stride, ThreadPool* pool) {
+  const int group = s.n_heads / s.n_kv_heads;
+  auto work = [&](int64_t begin, int64_t end) {
+    std::vector<float> scores;
+    for (int64_t item = begin; item < end; ++item) {
+      int64_t t = item / s.n_heads;
+      int h = static_cast<int>(item % s.n_heads);
+      int kvh = h / group;
+      const float* qv = q + t * q_stride + static_cast<int64_t>(h) * s.d_head;
+      const float* kh = k_cache + kvh * capacity * s.d_head;
+      const float* vh = v_cache + kvh * capacity * s.d_head;
+      float* o = out + t * out_stride + static_cast<int64_t>(h) * s.d_head;
+      int64_t lo, hi;
+      visible_range(s, positions[t], n_kv, &lo, &hi);
+      std::fill(o, o + s.d_head, 0.0f);
+      if (hi <= lo) continue;
+      scores.resize(static_cast<size_t>(hi - lo));
+      for (int64_t j = lo; j < hi; ++j) {
+        float sc = kt.dot_f32(qv, kh + j * s.d_head, s.d_head) * s.scale;
+        if (s.softcap > 0.0f) sc = s.softcap * std::tanh(sc / s.softcap);
+        scores[static_cast<size_t>(j - lo)] = sc;
+      }
+      softmax(scores.data(), hi - lo);
+      for (int64_t j = lo; j < hi; ++j) kt.axpy_f32(scores[static_cast<size_t>(j - lo)], vh + j * s.d_head, o, s.d_head);
+    }
+  };
+  int64_t n_items = n_tokens * s.n_heads;
+  if (pool) pool->parallel_for(n_items, 1, work);
+  else work(0, n_items);
+}
+
+void attention_reference(const AttentionShape& s, const float* q, int64_t q_stride,
+                         int64_t n_tokens, const int64_t* positions, const float* k_cache,
+                         const float* v_cache, int64_t capacity, int64_t n_kv, float* out,
+                         int64_t out_stride) {
+  const int group = s.n_heads / s.n_kv_heads;
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int h = 0; h < s.n_heads; ++h) {
+      int kvh = h / group;
+      std::vector<double> p(static_cast<size_t>(n_kv), 0.0);
+      std::vector<bool> visible(static_cast<size_t>(n_kv), false);
+      double m = -1e300;
+      for (int64_t j = 0; j < n_kv; ++j) {
+        bool ok = (!s.causal || j <= positions[t]) && (s.window <= 0 || j > positions[t] - s.window);
+        if (!ok) continue;
+        double sc = 0.0;
+        for (int d = 0; d < s.d_head; ++d)
+          sc += static_cast<double>(q[t * q_stride + h * s.d_head + d]) *
+                k_cache[(kvh * capacity + j) * s.d_head + d];
+        sc *= s.scale;
+        if (s.softcap > 0.0f) sc = s.softcap * std::tanh(sc / s.softcap);
+        p[static_cast<size_t>(j)] = sc;
+        visible[static_cast<size_t>(j)] = true;
+        m = std::max(m, sc);
+      }
+      double sum = 0.0;
+      for (int64_t j = 0; j < n_kv; ++j) {
+        if (!visible[static_cast<size_t>(j)]) continue;
+        p[static_cast<size_t>(j)] = std::exp(p[static_cast<size_t>(j)] - m);
+        sum += p[static_cast<size_t>(j)];
+      }
+      for (int d = 0; d < s.d_head; ++d) {
+        double acc = 0.0;
+        for (int64_t j = 0; j < n_kv; ++j)
+          if (visible[static_cast<size_t>(j)])
+            acc += p[static_cast<size_t>(j)] / sum * v_cache[(kvh * capacity + j) * s.d_head + d];
+        out[t * out_stride + h * s.d_head + d] = static_cast<float>(sum > 0 ? acc : 0.0);
+      }
+    }
+  }
+}
+
+}  // namespace quanta::kernels

@@ -1,0 +1,61 @@
+// Element-wise and attention kernels used by the model layers.
+//
+// Activations are f32. Functions that run in the hot path take the kernel table
+// to use, so tests can hold every ISA path to the reference.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "quanta/kernels/kernels.h"
+
+namespace quanta {
+class ThreadPool;
+}
+
+namespace quanta::kernels {
+
+// RMSNorm of each of n_rows rows of length n: y = x / sqrt(mean(x^2) + eps) * g,
+// with g = w (Llama) or g = 1 + w (Gemma). x and y may alias.
+void rms_norm(const float* x, const float* w, float* y, int64_t n_rows, int64_t n, float eps,
+              bool one_plus_weight);
+
+// Rotary embedding, rotate-half convention (element i pairs with i + d/2, as
+// transformers' rotate_half): for each of n_heads heads of width d_head in each
+// of n_tokens rows (row stride `stride`), rotate the first d_rot elements by angle
+// pos * inv_freq[i], and scale cos/sin by `attention_factor`.
+void rope(float* x, int64_t n_tokens, int64_t stride, int n_heads, int d_head, int d_rot,
+          const int64_t* positions, const float* inv_freq, float attention_factor);
+
+// In-place softmax of n values.
+void softmax(float* x, int64_t n);
+
+float gelu_tanh(float x);
+float silu(float x);
+
+// Scaled dot-product attention over a KV cache, for n_tokens queries.
+// Cache layout: [n_kv_heads, capacity, d_head]; query i (at position positions[i])
+// sees cache positions j with j <= positions[i] (causal) or all n_kv positions
+// (non-causal), and, when window > 0, only j > positions[i] - window.
+// Scores are q.k * scale, then softcap * tanh(s / softcap) when softcap > 0.
+struct AttentionShape {
+  int n_heads;
+  int n_kv_heads;
+  int d_head;
+  float scale;
+  float softcap;  // 0: none
+  int window;     // 0: none
+  bool causal;
+};
+void attention(const KernelTable& kt, const AttentionShape& s, const float* q, int64_t q_stride,
+               int64_t n_tokens, const int64_t* positions, const float* k_cache,
+               const float* v_cache, int64_t capacity, int64_t n_kv, float* out,
+               int64_t out_stride, ThreadPool* pool);
+
+// The same computation written as plainly as possible (the truth for tests).
+void attention_reference(const AttentionShape& s, const float* q, int64_t q_stride,
+                         int64_t n_tokens, const int64_t* positions, const float* k_cache,
+                         const float* v_cache, int64_t capacity, int64_t n_kv, float* out,
+                         int64_t out_stride);
+
+}  // namespace quanta::kernels

@@ -1,0 +1,254 @@
+#include "quanta/model/decoder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "quanta/core/error.h"
+#include "quanta/core/thread_pool.h"
+#include "quanta/kernels/ops.h"
+
+namespace quanta::model {
+
+using format::ModelConfig;
+using quant::LinearKernel;
+using quant::LinearSpec;
+using quant::ParallelRole;
+
+struct DecoderModel::Layer {
+  Tensor input_norm;      // [hidden] f32
+  Tensor post_attn_norm;  // [hidden] f32 (Gemma: after o_proj; others: before the MLP)
+  Tensor pre_mlp_norm;    // [hidden] f32, Gemma only
+  Tensor post_mlp_norm;   // [hidden] f32, Gemma only
+  Tensor q_norm, k_norm;  // [d_head] f32, when config.qk_norm
+  std::unique_ptr<LinearKernel> q, k, v, o;  // q: [n_heads*d_head, hidden], k/v: [n_kv_heads*d_head, hidden]
+  std::unique_ptr<LinearKernel> gate, up, down;  // gate/up: [d_ff, hidden], down: [hidden, d_ff]
+  bool sliding = false;
+};
+
+namespace {
+
+// Reads a norm weight as f32 and checks its shape.
+Tensor load_vector(const format::TensorSource& source, const std::string& name, int64_t n) {
+  Tensor t = source.get(name);
+  if (t.shape() != Shape{n})
+    throw Error("shape " + shape_str(t.shape()) + " does not match the model config, which needs " +
+                    shape_str({n}),
+                {.file = source.file_of(name), .tensor = name});
+  if (t.dtype() != DType::kF32 && t.dtype() != DType::kBF16 && t.dtype() != DType::kF16)
+    throw Error("dtype " + std::string(dtype_name(t.dtype())) + " is not a float type",
+                {.file = source.file_of(name), .tensor = name});
+  return t.to_f32();
+}
+
+// Reads one byte per page so the weights are resident before the first token
+// (a mapped file is otherwise read lazily, and load progress would mean nothing).
+size_t touch_pages(const Tensor& t) {
+  const volatile uint8_t* p = static_cast<const uint8_t*>(t.raw());
+  size_t n = t.nbytes();
+  uint8_t sink = 0;
+  for (size_t i = 0; i < n; i += 4096) sink ^= p[i];
+  if (n) sink ^= p[n - 1];
+  (void)sink;
+  return n;
+}
+
+}  // namespace
+
+DecoderModel::~DecoderModel() = default;
+
+std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
+                                                 const format::TensorSource& source,
+                                                 const quant::QuantMethod& method,
+                                                 const LoadProgress& progress) {
+  std::unique_ptr<DecoderModel> m(new DecoderModel());
+  m->config_ = config;
+  const ModelConfig& c = m->config_;
+  const int64_t hidden = c.hidden_size, d_ff = c.intermediate_size;
+  const int64_t q_dim = c.n_heads * c.d_head, kv_dim = c.n_kv_heads * c.d_head;
+
+  // Total bytes, for the progress line.
+  size_t total = 0;
+  for (const auto& name : source.names()) total += source.get(name).nbytes();
+  size_t done = 0;
+  auto report = [&](size_t bytes) {
+    done += bytes;
+    if (progress) progress(std::min(done, total), total);
+  };
+
+  m->embedding_ = source.get("model.embed_tokens.weight");
+  if (m->embedding_.shape() != Shape{c.vocab_size, hidden})
+    throw Error("shape " + shape_str(m->embedding_.shape()) + " does not match the model config, which needs " +
+                    shape_str({c.vocab_size, hidden}),
+                {.file = source.file_of("model.embed_tokens.weight"), .tensor = "model.embed_tokens.weight"});
+  if (m->embedding_.dtype() != DType::kF32 && m->embedding_.dtype() != DType::kBF16 &&
+      m->embedding_.dtype() != DType::kF16)
+    throw Error("dtype " + std::string(dtype_name(m->embedding_.dtype())) + " is not a float type",
+                {.file = source.file_of("model.embed_tokens.weight"), .tensor = "model.embed_tokens.weight"});
+  report(touch_pages(m->embedding_));
+
+  auto linear = [&](const std::string& prefix, int64_t n_in, int64_t n_out, bool bias, ParallelRole role) {
+    auto k = method.load_linear(source, LinearSpec{prefix, n_in, n_out, bias, role});
+    return k;
+  };
+
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    auto layer = std::make_unique<Layer>();
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    layer->sliding = c.layer_is_sliding[static_cast<size_t>(i)];
+    layer->input_norm = load_vector(source, p + "input_layernorm.weight", hidden);
+    layer->post_attn_norm = load_vector(source, p + "post_attention_layernorm.weight", hidden);
+    if (c.gemma_norms) {
+      layer->pre_mlp_norm = load_vector(source, p + "pre_feedforward_layernorm.weight", hidden);
+      layer->post_mlp_norm = load_vector(source, p + "post_feedforward_layernorm.weight", hidden);
+    }
+    if (c.qk_norm) {
+      layer->q_norm = load_vector(source, p + "self_attn.q_norm.weight", c.d_head);
+      layer->k_norm = load_vector(source, p + "self_attn.k_norm.weight", c.d_head);
+    }
+    layer->q = linear(p + "self_attn.q_proj", hidden, q_dim, c.attention_bias, ParallelRole::kColumn);
+    layer->k = linear(p + "self_attn.k_proj", hidden, kv_dim, c.attention_bias, ParallelRole::kColumn);
+    layer->v = linear(p + "self_attn.v_proj", hidden, kv_dim, c.attention_bias, ParallelRole::kColumn);
+    layer->o = linear(p + "self_attn.o_proj", q_dim, hidden, c.o_proj_bias, ParallelRole::kRow);
+    layer->gate = linear(p + "mlp.gate_proj", hidden, d_ff, c.mlp_bias, ParallelRole::kColumn);
+    layer->up = linear(p + "mlp.up_proj", hidden, d_ff, c.mlp_bias, ParallelRole::kColumn);
+    layer->down = linear(p + "mlp.down_proj", d_ff, hidden, c.mlp_bias, ParallelRole::kRow);
+    size_t bytes = 0;
+    for (const char* suffix : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                               "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"})
+      bytes += touch_pages(source.get(p + suffix + ".weight"));
+    m->layers_.push_back(std::move(layer));
+    report(bytes);
+  }
+
+  m->final_norm_ = load_vector(source, "model.norm.weight", hidden);
+  if (c.tie_word_embeddings) {
+    m->lm_head_ = linear("model.embed_tokens", hidden, c.vocab_size, false, ParallelRole::kColumn);
+  } else {
+    m->lm_head_ = linear("lm_head", hidden, c.vocab_size, false, ParallelRole::kColumn);
+    report(touch_pages(source.get("lm_head.weight")));
+  }
+  m->rope_full_ = compute_rope(c.rope_full, c.d_head);
+  m->rope_sliding_ = compute_rope(c.rope_sliding, c.d_head);
+  if (progress) progress(total, total);
+  return m;
+}
+
+KvCache DecoderModel::make_cache(int64_t capacity) const {
+  KvCache cache;
+  cache.capacity = capacity;
+  for (int64_t i = 0; i < config_.n_layers; ++i) {
+    cache.k.push_back(Tensor::zeros(DType::kF32, {config_.n_kv_heads, capacity, config_.d_head}));
+    cache.v.push_back(Tensor::zeros(DType::kF32, {config_.n_kv_heads, capacity, config_.d_head}));
+  }
+  return cache;
+}
+
+size_t DecoderModel::weight_bytes() const {
+  size_t n = embedding_.nbytes();
+  if (!config_.tie_word_embeddings) n += lm_head_->weight_bytes();
+  for (const auto& l : layers_)
+    for (const auto* k : {l->q.get(), l->k.get(), l->v.get(), l->o.get(), l->gate.get(), l->up.get(), l->down.get()})
+      n += k->weight_bytes();
+  return n;
+}
+
+void DecoderModel::forward(const int32_t* tokens, int64_t n_tokens, KvCache& cache, float* logits,
+                           bool all_logits, ThreadPool& pool) const {
+  const ModelConfig& c = config_;
+  const int64_t hidden = c.hidden_size, d_ff = c.intermediate_size, d_head = c.d_head;
+  const int64_t q_dim = c.n_heads * d_head, kv_dim = c.n_kv_heads * d_head;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const bool gemma = c.gemma_norms;
+  if (n_tokens <= 0) return;
+  if (cache.n_tokens + n_tokens > cache.capacity)
+    throw Error("context is full: " + std::to_string(cache.n_tokens) + " + " + std::to_string(n_tokens) +
+                    " tokens exceed the KV cache capacity of " + std::to_string(cache.capacity),
+                {.field = "context_length"});
+  for (int64_t t = 0; t < n_tokens; ++t)
+    if (tokens[t] < 0 || tokens[t] >= c.vocab_size)
+      throw Error("token id " + std::to_string(tokens[t]) + " is outside the vocabulary [0, " +
+                      std::to_string(c.vocab_size) + ")", {.field = "token_ids"});
+
+  std::vector<int64_t> positions(static_cast<size_t>(n_tokens));
+  for (int64_t t = 0; t < n_tokens; ++t) positions[static_cast<size_t>(t)] = cache.n_tokens + t;
+
+  auto buffer = [](int64_t n) { return std::vector<float>(static_cast<size_t>(n)); };
+  std::vector<float> x = buffer(n_tokens * hidden), h = buffer(n_tokens * hidden);
+  std::vector<float> q = buffer(n_tokens * q_dim), k = buffer(n_tokens * kv_dim), v = buffer(n_tokens * kv_dim);
+  std::vector<float> attn = buffer(n_tokens * q_dim), proj = buffer(n_tokens * hidden);
+  std::vector<float> gate = buffer(n_tokens * d_ff), up = buffer(n_tokens * d_ff);
+
+  // Embedding lookup (rows converted to f32), scaled for Gemma.
+  const size_t row_bytes = dtype_bytes(embedding_.dtype(), static_cast<size_t>(hidden));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const uint8_t* row = static_cast<const uint8_t*>(embedding_.raw()) + static_cast<size_t>(tokens[t]) * row_bytes;
+    float* xr = x.data() + t * hidden;
+    convert_to_f32(embedding_.dtype(), row, xr, static_cast<size_t>(hidden));
+    if (c.embedding_scale != 1.0f)
+      for (int64_t i = 0; i < hidden; ++i) xr[i] *= c.embedding_scale;
+  }
+
+  const auto& kt = kernels::kernels();
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    const Layer& L = *layers_[li];
+    kernels::rms_norm(x.data(), L.input_norm.data<float>(), h.data(), n_tokens, hidden, eps, gemma);
+    L.q->forward(h.data(), n_tokens, q.data(), pool);
+    L.k->forward(h.data(), n_tokens, k.data(), pool);
+    L.v->forward(h.data(), n_tokens, v.data(), pool);
+    if (c.qk_norm) {
+      kernels::rms_norm(q.data(), L.q_norm.data<float>(), q.data(), n_tokens * c.n_heads, d_head, eps, gemma);
+      kernels::rms_norm(k.data(), L.k_norm.data<float>(), k.data(), n_tokens * c.n_kv_heads, d_head, eps, gemma);
+    }
+    const RopeTable& rope = L.sliding ? rope_sliding_ : rope_full_;
+    kernels::rope(q.data(), n_tokens, q_dim, static_cast<int>(c.n_heads), static_cast<int>(d_head), rope.d_rot,
+                  positions.data(), rope.inv_freq.data(), rope.attention_factor);
+    kernels::rope(k.data(), n_tokens, kv_dim, static_cast<int>(c.n_kv_heads), static_cast<int>(d_head), rope.d_rot,
+                  positions.data(), rope.inv_freq.data(), rope.attention_factor);
+    // Append keys and values to the cache: [n_kv_heads, capacity, d_head].
+    float* kc = cache.k[li].data_mut<float>();
+    float* vc = cache.v[li].data_mut<float>();
+    for (int64_t t = 0; t < n_tokens; ++t)
+      for (int64_t hh = 0; hh < c.n_kv_heads; ++hh) {
+        int64_t dst = (hh * cache.capacity + positions[static_cast<size_t>(t)]) * d_head;
+        std::memcpy(kc + dst, k.data() + t * kv_dim + hh * d_head, static_cast<size_t>(d_head) * sizeof(float));
+        std::memcpy(vc + dst, v.data() + t * kv_dim + hh * d_head, static_cast<size_t>(d_head) * sizeof(float));
+      }
+    kernels::AttentionShape shape{static_cast<int>(c.n_heads), static_cast<int>(c.n_kv_heads),
+                                  static_cast<int>(d_head), c.attention_scale, c.attn_logit_softcap,
+                                  L.sliding ? static_cast<int>(c.sliding_window) : 0, /*causal=*/true};
+    kernels::attention(kt, shape, q.data(), q_dim, n_tokens, positions.data(), kc, vc, cache.capacity,
+                       cache.n_tokens + n_tokens, attn.data(), q_dim, &pool);
+    L.o->forward(attn.data(), n_tokens, proj.data(), pool);
+    if (gemma)
+      kernels::rms_norm(proj.data(), L.post_attn_norm.data<float>(), proj.data(), n_tokens, hidden, eps, true);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
+
+    kernels::rms_norm(x.data(), (gemma ? L.pre_mlp_norm : L.post_attn_norm).data<float>(), h.data(), n_tokens,
+                      hidden, eps, gemma);
+    L.gate->forward(h.data(), n_tokens, gate.data(), pool);
+    L.up->forward(h.data(), n_tokens, up.data(), pool);
+    if (c.activation == format::Activation::kSilu) {
+      for (size_t i = 0; i < gate.size(); ++i) gate[i] = kernels::silu(gate[i]) * up[i];
+    } else {
+      for (size_t i = 0; i < gate.size(); ++i) gate[i] = kernels::gelu_tanh(gate[i]) * up[i];
+    }
+    L.down->forward(gate.data(), n_tokens, proj.data(), pool);
+    if (gemma)
+      kernels::rms_norm(proj.data(), L.post_mlp_norm.data<float>(), proj.data(), n_tokens, hidden, eps, true);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
+  }
+  cache.n_tokens += n_tokens;
+
+  // Final norm and lm_head, on every row or only the last.
+  const int64_t first = all_logits ? 0 : n_tokens - 1;
+  const int64_t rows = n_tokens - first;
+  kernels::rms_norm(x.data() + first * hidden, final_norm_.data<float>(), h.data(), rows, hidden, eps, gemma);
+  lm_head_->forward(h.data(), rows, logits, pool);
+  if (c.final_logit_softcap > 0.0f) {
+    const float cap = c.final_logit_softcap;
+    for (int64_t i = 0; i < rows * c.vocab_size; ++i) logits[i] = cap * std::tanh(logits[i] / cap);
+  }
+}
+
+}  // namespace quanta::model

@@ -1,0 +1,61 @@
+// QuantMethod: turns a layer's checkpoint tensors into a ready-to-run kernel.
+//
+// One method per quantization family (unquantized, later modelslim, awq, gptq,
+// auto-round, compressed-tensors, gguf, mx). Given a layer's name, role and
+// shapes, a method reads that layer's tensors from a TensorSource, validates
+// their names, dtypes and shapes (an Error naming the tensor otherwise), and
+// returns a LinearKernel. Repacking into a kernel-friendly layout happens here,
+// once, at load. Model code only sees LinearKernel, so adding a format never
+// touches model code.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "quanta/format/tensor_source.h"
+
+namespace quanta {
+class ThreadPool;
+}
+
+namespace quanta::quant {
+
+// How a Linear is split under tensor parallelism: column-parallel layers split
+// their output features (q/k/v, gate/up), row-parallel ones their input features
+// and sum partial outputs (o_proj, down_proj). Replicated layers are not split.
+enum class ParallelRole { kColumn, kRow, kReplicated };
+
+struct LinearSpec {
+  std::string prefix;  // checkpoint name without ".weight", e.g. "model.layers.0.self_attn.q_proj"
+  int64_t n_in = 0;
+  int64_t n_out = 0;
+  bool has_bias = false;
+  ParallelRole role = ParallelRole::kReplicated;
+};
+
+class LinearKernel {
+ public:
+  virtual ~LinearKernel() = default;
+  // y[n_tokens, n_out] = x[n_tokens, n_in] * W^T (+ bias). f32 in and out.
+  virtual void forward(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const = 0;
+  virtual int64_t n_in() const = 0;
+  virtual int64_t n_out() const = 0;
+  // Short description of the stored format ("bf16", "f32", ...), for inspect/logs.
+  virtual std::string format() const = 0;
+  // Bytes of weight data the kernel reads per forward pass.
+  virtual size_t weight_bytes() const = 0;
+};
+
+class QuantMethod {
+ public:
+  virtual ~QuantMethod() = default;
+  virtual std::string name() const = 0;
+  virtual std::unique_ptr<LinearKernel> load_linear(const format::TensorSource& source,
+                                                    const LinearSpec& spec) const = 0;
+};
+
+// Float weights (f32, bf16, f16) used as stored, zero-copy from the checkpoint.
+std::unique_ptr<QuantMethod> make_unquantized_method();
+
+}  // namespace quanta::quant

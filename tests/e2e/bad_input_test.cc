@@ -1,0 +1,220 @@
+// Bad checkpoints given to the real binary: each must end with exactly one error
+// line that names the file and the tensor or field, and a non-zero exit code —
+// never a crash or a hang.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace quanta {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using test::read_file;
+using test::write_file;
+
+const char* kFixture = "tests/golden/fixtures/llama-gqa-f32";
+
+// A writable copy of the fixture model.
+std::string copy_fixture() {
+  std::string dir = test::temp_dir() + "/model";
+  fs::copy(test::source_path(kFixture), dir, fs::copy_options::recursive);
+  fs::remove(dir + "/reference.safetensors");
+  return dir;
+}
+
+struct Safetensors {
+  json header;
+  std::string data;
+};
+
+Safetensors read_st(const std::string& path) {
+  std::string bytes = read_file(path);
+  uint64_t n;
+  std::memcpy(&n, bytes.data(), 8);
+  return {json::parse(bytes.substr(8, n)), bytes.substr(8 + n)};
+}
+
+void write_st(const std::string& path, const Safetensors& st, uint64_t header_len_override = 0) {
+  std::string h = st.header.dump();
+  uint64_t n = header_len_override ? header_len_override : h.size();
+  std::string bytes(8, '\0');
+  std::memcpy(bytes.data(), &n, 8);
+  write_file(path, bytes + h + st.data);
+}
+
+void edit_st(const std::string& dir, const std::function<void(Safetensors&)>& edit) {
+  std::string path = dir + "/model.safetensors";
+  Safetensors st = read_st(path);
+  edit(st);
+  write_st(path, st);
+}
+
+// Runs generate and checks: exit code 1 (not a signal), one "quanta: error:" line
+// on stderr, containing every expected fragment.
+void expect_one_error(const std::string& dir, const std::vector<std::string>& fragments) {
+  auto r = test::run_quanta({"generate", "--model-path", dir, "--prompt-ids", "5,6,7", "--max-new-tokens", "2",
+                             "--quiet"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+  ASSERT_FALSE(r.err.empty());
+  EXPECT_EQ(r.err.rfind("quanta: error: ", 0), 0u) << r.err;
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "expected a single line: " << r.err;
+  for (const auto& f : fragments) EXPECT_NE(r.err.find(f), std::string::npos) << "missing '" << f << "' in: " << r.err;
+}
+
+TEST(BadInput, TruncatedFile) {
+  std::string dir = copy_fixture();
+  std::string bytes = read_file(dir + "/model.safetensors");
+  write_file(dir + "/model.safetensors", bytes.substr(0, bytes.size() / 2));
+  expect_one_error(dir, {"model.safetensors"});
+}
+
+TEST(BadInput, FileShorterThanHeaderLength) {
+  std::string dir = copy_fixture();
+  write_file(dir + "/model.safetensors", std::string("\x10\x00\x00", 3));
+  expect_one_error(dir, {"model.safetensors"});
+}
+
+TEST(BadInput, HeaderLengthPastEndOfFile) {
+  std::string dir = copy_fixture();
+  Safetensors st = read_st(dir + "/model.safetensors");
+  write_st(dir + "/model.safetensors", st, 1ull << 40);
+  expect_one_error(dir, {"model.safetensors", "header"});
+}
+
+TEST(BadInput, OverlappingOffsets) {
+  std::string dir = copy_fixture();
+  edit_st(dir, [](Safetensors& st) {
+    st.header["model.layers.0.self_attn.k_proj.weight"]["data_offsets"] =
+        st.header["model.layers.0.self_attn.v_proj.weight"]["data_offsets"];
+  });
+  expect_one_error(dir, {"model.safetensors", "model.layers.0.self_attn."});
+}
+
+TEST(BadInput, OffsetsOutOfRange) {
+  std::string dir = copy_fixture();
+  edit_st(dir, [](Safetensors& st) {
+    auto& e = st.header["model.norm.weight"]["data_offsets"];
+    uint64_t size = e[1].get<uint64_t>() - e[0].get<uint64_t>();
+    e = {st.data.size() + 64, st.data.size() + 64 + size};
+  });
+  expect_one_error(dir, {"model.safetensors", "model.norm.weight"});
+}
+
+TEST(BadInput, UnknownDtype) {
+  std::string dir = copy_fixture();
+  edit_st(dir, [](Safetensors& st) { st.header["model.norm.weight"]["dtype"] = "Q7"; });
+  expect_one_error(dir, {"model.safetensors", "model.norm.weight", "Q7"});
+}
+
+TEST(BadInput, ShapeDisagreesWithConfig) {
+  std::string dir = copy_fixture();
+  json cfg = json::parse(read_file(dir + "/config.json"));
+  cfg["intermediate_size"] = cfg["intermediate_size"].get<int>() / 2;
+  write_file(dir + "/config.json", cfg.dump());
+  expect_one_error(dir, {"model.safetensors", "model.layers.0.mlp.gate_proj.weight", "shape"});
+}
+
+TEST(BadInput, MissingTensor) {
+  std::string dir = copy_fixture();
+  edit_st(dir, [](Safetensors& st) { st.header.erase("model.layers.1.self_attn.k_proj.weight"); });
+  expect_one_error(dir, {"model.layers.1.self_attn.k_proj.weight"});
+}
+
+TEST(BadInput, MissingShard) {
+  std::string dir = copy_fixture();
+  Safetensors st = read_st(dir + "/model.safetensors");
+  json index = {{"metadata", {{"total_size", st.data.size()}}}, {"weight_map", json::object()}};
+  for (auto& [name, _] : st.header.items())
+    if (name != "__metadata__")
+      index["weight_map"][name] = name.find("layers.1.") != std::string::npos ? "model-00002-of-00002.safetensors"
+                                                                             : "model.safetensors";
+  write_file(dir + "/model.safetensors.index.json", index.dump());
+  expect_one_error(dir, {"model-00002-of-00002.safetensors"});
+}
+
+TEST(BadInput, UnknownArchitecture) {
+  std::string dir = copy_fixture();
+  json cfg = json::parse(read_file(dir + "/config.json"));
+  cfg["architectures"] = {"FooForCausalLM"};
+  write_file(dir + "/config.json", cfg.dump());
+  expect_one_error(dir, {"config.json", "architectures", "FooForCausalLM"});
+}
+
+TEST(BadInput, InvalidConfigJson) {
+  std::string dir = copy_fixture();
+  std::string text = read_file(dir + "/config.json");
+  write_file(dir + "/config.json", text.substr(0, text.size() / 2));
+  expect_one_error(dir, {"config.json", "invalid JSON"});
+}
+
+TEST(BadInput, InvalidHeaderJson) {
+  std::string dir = copy_fixture();
+  Safetensors st = read_st(dir + "/model.safetensors");
+  std::string h = st.header.dump();
+  h.back() = ' ';  // drop the closing brace
+  std::string bytes(8, '\0');
+  uint64_t n = h.size();
+  std::memcpy(bytes.data(), &n, 8);
+  write_file(dir + "/model.safetensors", bytes + h + st.data);
+  expect_one_error(dir, {"model.safetensors", "JSON"});
+}
+
+TEST(BadInput, MissingConfigField) {
+  std::string dir = copy_fixture();
+  json cfg = json::parse(read_file(dir + "/config.json"));
+  cfg.erase("num_attention_heads");
+  write_file(dir + "/config.json", cfg.dump());
+  expect_one_error(dir, {"config.json", "num_attention_heads"});
+}
+
+TEST(BadInput, TokenOutsideVocabulary) {
+  auto r = test::run_quanta({"generate", "--model-path", test::source_path(kFixture), "--prompt-ids", "5,999999",
+                             "--quiet"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("999999"), std::string::npos) << r.err;
+}
+
+TEST(BadInput, ModelPathMissing) {
+  auto r = test::run_quanta({"generate", "--model-path", "/nonexistent/model", "--prompt-ids", "1", "--quiet"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("/nonexistent/model"), std::string::npos) << r.err;
+}
+
+TEST(Cli, HelpIsCompleteAndSeedIsReproducible) {
+  auto help = test::run_quanta({"generate", "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  for (const char* flag : {"--model-path", "--prompt-ids", "--max-new-tokens", "--temperature", "--top-k", "--top-p",
+                           "--min-p", "--repetition-penalty", "--frequency-penalty", "--presence-penalty", "--seed",
+                           "--threads"})
+    EXPECT_NE(help.out.find(flag), std::string::npos) << flag;
+  std::vector<std::string> args = {"generate", "--model-path", test::source_path(kFixture), "--prompt-ids",
+                                   "5,6,7", "--max-new-tokens", "16", "--temperature", "1.5", "--seed", "11",
+                                   "--ignore-eos", "--quiet"};
+  auto a = test::run_quanta(args), b = test::run_quanta(args);
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  args[10] = "12";
+  EXPECT_NE(test::run_quanta(args).out, a.out);
+}
+
+TEST(Cli, PromptIdsFromStdin) {
+  auto r = test::run_quanta({"generate", "--model-path", test::source_path(kFixture), "--prompt-ids", "-",
+                             "--max-new-tokens", "3", "--temperature", "0", "--quiet"},
+                            "5 6\n7\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto r2 = test::run_quanta({"generate", "--model-path", test::source_path(kFixture), "--prompt-ids", "5,6,7",
+                              "--max-new-tokens", "3", "--temperature", "0", "--quiet"});
+  EXPECT_EQ(r.out, r2.out);
+}
+
+}  // namespace
+}  // namespace quanta
