@@ -11,5 +11,6 @@ namespace quanta::cli {
 using Command = std::function<int()>;
 
 Command add_generate(CLI::App& app);
+Command add_bench(CLI::App& app);
 
 }  // namespace quanta::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
     commands[app.get_subcommands({})[before]] = std::move(cmd);
   };
   add(quanta::cli::add_generate);
+  add(quanta::cli::add_bench);
 
   try {
     app.parse(argc, argv);

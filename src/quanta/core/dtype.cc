@@ -36,13 +36,12 @@ constexpr uint32_t kF32QuietNan = 0x7FC00000u;
 uint32_t bits_of(float f) { return std::bit_cast<uint32_t>(f); }
 float float_of(uint32_t b) { return std::bit_cast<float>(b); }
 
-// v >> shift, rounded to nearest, ties to even. shift in [1, 31].
+// v >> shift, rounded to nearest, ties to even, without a data-dependent branch:
+// adding half - 1, plus 1 when the kept LSB is odd, carries into the kept bits
+// exactly when the dropped bits are above half, or equal to half with an odd LSB.
+// shift in [1, 31]; v + (1 << shift) must not overflow.
 constexpr uint32_t shift_right_rne(uint32_t v, int shift) {
-  uint32_t q = v >> shift;
-  uint32_t rem = v & ((1u << shift) - 1);
-  uint32_t half = 1u << (shift - 1);
-  if (rem > half || (rem == half && (q & 1))) ++q;
-  return q;
+  return (v + ((1u << (shift - 1)) - 1) + ((v >> shift) & 1u)) >> shift;
 }
 
 // Rounds a finite, non-negative f32 (given as bits) to a binary format with
@@ -53,22 +52,22 @@ constexpr uint32_t shift_right_rne(uint32_t v, int shift) {
 // out of the mantissa correctly bumps the exponent.
 constexpr uint32_t round_to_format(uint32_t abs_bits, int mant_bits, int bias) {
   const int f32_exp = static_cast<int>(abs_bits >> 23);
-  uint32_t sig = abs_bits & 0x7FFFFFu;  // value = sig * 2^(e - 23)
-  int e = -126;                         // f32 subnormal: no implicit bit
-  if (f32_exp != 0) {
-    sig |= 0x800000u;
-    e = f32_exp - 127;
+  const int shift = 23 - mant_bits;
+  const int min_f32_exp = 128 - bias;  // f32 exponent field of the target's min normal
+  if (f32_exp >= min_f32_exp || (f32_exp == 0 && min_f32_exp <= 1)) {
+    // Normal in the target: rebias the exponent in place and round off the low
+    // mantissa bits; the f32 bits are then the target's bits, shifted.
+    return shift_right_rne(abs_bits - (static_cast<uint32_t>(127 - bias) << 23), shift);
   }
-  const int min_exp = 1 - bias;  // exponent of the target's smallest normal
-  int shift = 23 - mant_bits;
-  const bool subnormal = e < min_exp;
-  if (subnormal) shift += min_exp - e;
-  // sig < 2^24, so at shift 25 even a tie is impossible: it rounds to zero.
-  if (shift >= 25) return 0;
-  const uint32_t q = shift_right_rne(sig, shift);
-  if (subnormal) return q;  // q == 1 << mant_bits is the smallest normal: right code
-  // q holds the implicit bit at 1 << mant_bits, which adds one to the exponent.
-  return (static_cast<uint32_t>(e + bias - 1) << mant_bits) + q;
+  // Subnormal in the target: the significand (with its implicit bit unless the
+  // input is an f32 subnormal) is shifted further by how far e is below min.
+  uint32_t sig = abs_bits & 0x7FFFFFu;
+  if (f32_exp != 0) sig |= 0x800000u;
+  const int extra = min_f32_exp - (f32_exp == 0 ? 1 : f32_exp);
+  // sig < 2^24, so at a total shift of 25 even a tie is impossible: it rounds to 0.
+  if (shift + extra >= 25) return 0;
+  // A result of 1 << mant_bits is the smallest normal's code, which is right.
+  return shift_right_rne(sig, shift + extra);
 }
 
 // f32 bits of a finite code of a small binary format (no special values here).
