@@ -10,6 +10,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <type_traits>
+#include <vector>
 
 #include "quanta/core/dtype.h"
 #include "quanta/kernels/kernels.h"
@@ -80,22 +82,41 @@ void tile_cols(int c, const float* x, int64_t n_in, const void* w, int64_t o, fl
   }
 }
 
+// Dispatches a register tile with r rows (1..kRows) and c tokens (1..kCols).
+template <typename L>
+void tile_any(int r, int c, const float* x, int64_t n_in, const void* w, int64_t o, float* y, int64_t ldy) {
+  switch (r) {
+    case 4: tile_cols<L, 4>(c, x, n_in, w, o, y, ldy); break;
+    case 3: tile_cols<L, 3>(c, x, n_in, w, o, y, ldy); break;
+    case 2: tile_cols<L, 2>(c, x, n_in, w, o, y, ldy); break;
+    default: tile_cols<L, 1>(c, x, n_in, w, o, y, ldy); break;
+  }
+}
+
 template <typename L>
 void matmul(const MatmulArgs& a) {
+  // With more than one register tile of tokens, 16-bit weights are widened to
+  // f32 once per row block and token block, instead of once per register tile.
+  constexpr bool kWiden = !std::is_same_v<L, LoadF32>;
+  thread_local std::vector<float> widened;
   for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kTokenBlock) {
     int64_t t1 = std::min(a.n_tokens, t0 + kTokenBlock);
+    const bool widen = kWiden && t1 - t0 > kCols;
     for (int64_t o = a.o_begin; o < a.o_end; o += kRows) {
       int r = static_cast<int>(std::min<int64_t>(kRows, a.o_end - o));
+      if (widen) {
+        widened.resize(static_cast<size_t>(r * a.n_in));
+        for (int64_t i = 0; i < r * a.n_in; i += 8) {
+          if (i + 8 <= r * a.n_in) _mm256_storeu_ps(&widened[static_cast<size_t>(i)], L::load(a.w, o * a.n_in + i));
+          else for (int64_t j = i; j < r * a.n_in; ++j) widened[static_cast<size_t>(j)] = L::scalar(a.w, o * a.n_in + j);
+        }
+      }
       for (int64_t t = t0; t < t1; t += kCols) {
         int c = static_cast<int>(std::min<int64_t>(kCols, t1 - t));
         const float* x = a.x + t * a.n_in;
         float* y = a.y + t * a.ldy;
-        switch (r) {
-          case 4: tile_cols<L, 4>(c, x, a.n_in, a.w, o, y, a.ldy); break;
-          case 3: tile_cols<L, 3>(c, x, a.n_in, a.w, o, y, a.ldy); break;
-          case 2: tile_cols<L, 2>(c, x, a.n_in, a.w, o, y, a.ldy); break;
-          default: tile_cols<L, 1>(c, x, a.n_in, a.w, o, y, a.ldy); break;
-        }
+        if (widen) tile_any<LoadF32>(r, c, x, a.n_in, widened.data(), 0, y + o, a.ldy);
+        else tile_any<L>(r, c, x, a.n_in, a.w, o, y, a.ldy);
       }
     }
   }
