@@ -109,6 +109,53 @@ TEST_P(ModelGolden, LogitsAndGreedyTokensMatchTransformers) {
   }
 }
 
+// All prompts of a fixture batched into one forward pass per step (prefill
+// together, then decode in lockstep) give the same logits and greedy tokens as
+// the reference: sequences sharing a step must not see each other.
+TEST_P(ModelGolden, BatchedSequencesMatchTransformers) {
+  const std::string dir = test::source_path("tests/golden/fixtures/" + GetParam());
+  engine::LoadedModel lm = engine::load_model(dir);
+  const int64_t vocab = lm.config.vocab_size;
+  ThreadPool pool(2);
+  std::vector<Reference> refs = read_references(dir);
+  model::KvPool kv_pool = lm.model->make_pool(64, 8);  // small blocks: tables span many blocks
+  std::vector<model::KvSequence> seqs(refs.size());
+  std::vector<model::SequenceStep> steps;
+  int64_t rows = 0;
+  for (size_t i = 0; i < refs.size(); ++i) {
+    steps.push_back({&seqs[i], refs[i].prompt.data(), static_cast<int64_t>(refs[i].prompt.size()), true});
+    rows += static_cast<int64_t>(refs[i].prompt.size());
+  }
+  std::vector<float> logits(static_cast<size_t>(rows * vocab));
+  lm.model->forward(steps, kv_pool, logits.data(), pool);
+  std::vector<std::vector<int32_t>> out(refs.size());
+  std::vector<int32_t> next(refs.size());
+  int64_t row = 0;
+  for (size_t i = 0; i < refs.size(); ++i) {
+    const int64_t L = static_cast<int64_t>(refs[i].prompt.size());
+    EXPECT_LE(relative_max_error(logits.data() + row * vocab, refs[i].logits), 1e-4) << "prompt " << i;
+    row += L;
+    const float* last = logits.data() + (row - 1) * vocab;
+    next[i] = static_cast<int32_t>(std::max_element(last, last + vocab) - last);
+  }
+  for (size_t step = 0; step < refs[0].greedy.size(); ++step) {
+    steps.clear();
+    for (size_t i = 0; i < refs.size(); ++i) {
+      out[i].push_back(next[i]);
+      steps.push_back({&seqs[i], &next[i], 1, false});
+    }
+    lm.model->forward(steps, kv_pool, logits.data(), pool);
+    for (size_t i = 0; i < refs.size(); ++i) {
+      const float* l = logits.data() + static_cast<int64_t>(i) * vocab;
+      next[i] = static_cast<int32_t>(std::max_element(l, l + vocab) - l);
+    }
+  }
+  for (size_t i = 0; i < refs.size(); ++i) EXPECT_EQ(out[i], refs[i].greedy) << "prompt " << i;
+  // Freeing the sequences returns every block to the pool.
+  for (auto& s : seqs) model::kv_release(kv_pool, s);
+  EXPECT_EQ(kv_pool.n_free(), kv_pool.n_blocks());
+}
+
 // The CLI on the scalar path: same greedy tokens, exit code 0.
 TEST_P(ModelGolden, CliGreedyOnScalarPathMatches) {
   const std::string dir = test::source_path("tests/golden/fixtures/" + GetParam());

@@ -115,7 +115,8 @@ std::vector<EncodeCase> read_encode_cases(const std::string& fmt) {
   const std::string bytes = test::read_file(golden_path(fmt + "_encode.bin"));
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   auto u32 = [&](size_t off) {
-    return p[off] | (p[off + 1] << 8) | (p[off + 2] << 16) | (static_cast<uint32_t>(p[off + 3]) << 24);
+    return p[off] | (p[off + 1] << 8) | (p[off + 2] << 16) |
+           (static_cast<uint32_t>(p[off + 3]) << 24);
   };
   if (bytes.size() < 4) {
     ADD_FAILURE() << fmt << " encode file too short";
@@ -160,7 +161,8 @@ TEST(DTypeSizes, BitsAndBytes) {
   EXPECT_EQ(dtype_bits(DType::kF16), 16);
   EXPECT_EQ(dtype_bits(DType::kBF16), 16);
   EXPECT_EQ(dtype_bits(DType::kI16), 16);
-  for (DType t : {DType::kF8E4M3, DType::kF8E5M2, DType::kE8M0, DType::kI8, DType::kU8, DType::kBool}) {
+  for (DType t :
+       {DType::kF8E4M3, DType::kF8E5M2, DType::kE8M0, DType::kI8, DType::kU8, DType::kBool}) {
     EXPECT_EQ(dtype_bits(t), 8) << dtype_name(t);
     EXPECT_EQ(dtype_bytes(t, 7), 7u);
   }
@@ -277,13 +279,16 @@ TEST(F16, ScalarMatchesF16CSamples) {
 #ifdef QUANTA_TEST_HAVE_X86
   if (!__builtin_cpu_supports("f16c")) GTEST_SKIP() << "CPU has no F16C";
   std::vector<float> in;
-  for (uint64_t i = 0; i < (uint64_t{1} << 32); i += 4093) in.push_back(float_of(static_cast<uint32_t>(i)));
+  for (uint64_t i = 0; i < (uint64_t{1} << 32); i += 4093) {
+    in.push_back(float_of(static_cast<uint32_t>(i)));
+  }
   while (in.size() % kBlock) in.push_back(0.0f);
   for (size_t base = 0; base < in.size(); base += kBlock) {
     std::vector<uint16_t> want(kBlock);
     [&]() __attribute__((target("f16c"))) {
       for (size_t j = 0; j < kBlock; j += 4) {
-        const __m128i h = _mm_cvtps_ph(_mm_loadu_ps(in.data() + base + j), _MM_FROUND_TO_NEAREST_INT);
+        const __m128 x = _mm_loadu_ps(in.data() + base + j);
+        const __m128i h = _mm_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT);
         _mm_storel_epi64(reinterpret_cast<__m128i*>(want.data() + j), h);
       }
     }();
@@ -330,21 +335,40 @@ uint16_t bf16_reference(uint32_t in) {
 }
 
 TEST(BF16, AllF32InputsMatchDoubleReference) {
-  const SweepResult r = parallel_sweep(0, uint64_t{1} << 32, [](uint64_t lo, uint64_t hi) {
+  // Finite magnitudes, with both signs. A block of 4096 consecutive bit patterns
+  // lies in one binade, so bf16_reference's constant C is computed once per block.
+  SweepResult r = parallel_sweep(0, 0x7F800000u, [](uint64_t lo, uint64_t hi) {
     SweepResult res;
-    std::vector<float> in(kBlock);
-    std::vector<uint16_t> got(kBlock);
+    std::vector<float> pos(kBlock), neg(kBlock);
+    std::vector<uint16_t> got_pos(kBlock), got_neg(kBlock);
     for (uint64_t base = lo; base < hi; base += kBlock) {
-      fill_block(base, in.data());
-      convert_from_f32(DType::kBF16, in.data(), got.data(), kBlock);
+      fill_block(base, pos.data());
+      fill_block(base | 0x80000000u, neg.data());
+      convert_from_f32(DType::kBF16, pos.data(), got_pos.data(), kBlock);
+      convert_from_f32(DType::kBF16, neg.data(), got_neg.data(), kBlock);
+      const int e = std::max(static_cast<int>(base >> 23), 1) - 127;
+      const double c = std::bit_cast<double>(static_cast<uint64_t>(e + 45 + 1023) << 52);
       for (size_t j = 0; j < kBlock; ++j) {
-        const uint32_t input = static_cast<uint32_t>(base + j);
-        const uint16_t want = bf16_reference(input);
-        if (got[j] != want) res.record(input, got[j], want);
+        const double rounded = (static_cast<double>(pos[j]) + c) - c;
+        const uint32_t rb = rounded >= 0x1p128 ? 0x7F800000u : bits_of(static_cast<float>(rounded));
+        const uint16_t want = static_cast<uint16_t>(rb >> 16);
+        if (got_pos[j] != want) res.record(static_cast<uint32_t>(base + j), got_pos[j], want);
+        if (got_neg[j] != (want | 0x8000)) {
+          res.record(static_cast<uint32_t>(base + j) | 0x80000000u, got_neg[j], want | 0x8000);
+        }
       }
     }
     return res;
   });
+  // Inf and NaNs, both signs.
+  for (uint64_t i = 0x7F800000u; i < 0x80000000u; ++i) {
+    for (uint32_t s : {0u, 0x80000000u}) {
+      const uint32_t input = static_cast<uint32_t>(i) | s;
+      const uint16_t got = f32_to_bf16(float_of(input));
+      const uint16_t want = bf16_reference(input);
+      if (got != want) r.record(input, got, want);
+    }
+  }
   EXPECT_EQ(r.bad, 0u) << describe(r);
 }
 
@@ -552,16 +576,27 @@ struct SweepFormat {
   uint32_t sign_bit;
   bool nan_keeps_sign;
   uint8_t (*encode)(float, Saturation);
+  float (*decode)(uint8_t);
 };
 
-// Dense check of one format and mode. Every f32 whose magnitude lies in
-// [2^(emin_sub - 2), 2^(emax + 2)) is checked with both signs, where emin_sub is
-// the exponent of the format's smallest subnormal and emax that of its largest
-// value: that is every input that rounds to a nonzero finite code, plus two
-// binades of margin each side. Outside it (inputs that all give 0 or overflow)
-// every 97th bit pattern is checked; Inf and every NaN are checked. A full 2^32
-// sweep per format and mode takes a minute on the 2-core CI machine, which is
-// over the test budget.
+// Value of magnitude code k by the binary-format definition (subnormal when the
+// exponent field is 0), ignoring special values.
+double code_value(const SweepFormat& fmt, uint32_t k) {
+  const int exp = static_cast<int>(k >> fmt.mant_bits);
+  const double mant = k & ((1u << fmt.mant_bits) - 1);
+  const int scale = exp == 0 ? 1 - fmt.bias - fmt.mant_bits : exp - fmt.bias - fmt.mant_bits;
+  return std::ldexp(exp == 0 ? mant : mant + (1 << fmt.mant_bits), scale);
+}
+
+// Dense check of one format and mode. Non-saturating: every f32 whose magnitude
+// lies in [2^(emin_sub - 2), 2^(emax + 2)) is checked with both signs, where
+// emin_sub is the exponent of the format's smallest subnormal and emax that of
+// its largest value: that is every input that rounds to a nonzero finite code,
+// plus two binades of margin each side. Saturating: the window is
+// [2^(emax - 1), 2^(emax + 2)), where saturation acts. Outside the window every
+// 97th bit pattern is checked; Inf and every NaN always are. A full 2^32 sweep
+// per format and mode takes about a minute on the 2-core machine, over the
+// test-time budget.
 //
 // The reference walks the format's values in increasing order alongside the
 // increasing f32 magnitudes and moves to the next value once the input passes the
@@ -572,13 +607,7 @@ SweepResult sweep_format(const SweepFormat& fmt, Saturation sat) {
   // ordinary number (480 for e4m3fn, 65536 for e5m2): rounding to it is overflow.
   const uint32_t top = fmt.overflow_code > fmt.max_code ? fmt.max_code + 1 : fmt.max_code;
   std::vector<double> mid(top + 1);
-  auto value = [&](uint32_t k) {
-    const int exp = static_cast<int>(k >> fmt.mant_bits);
-    const double mant = k & ((1u << fmt.mant_bits) - 1);
-    return exp == 0 ? std::ldexp(mant, 1 - fmt.bias - fmt.mant_bits)
-                    : std::ldexp(mant + (1 << fmt.mant_bits), exp - fmt.bias - fmt.mant_bits);
-  };
-  for (uint32_t k = 0; k < top; ++k) mid[k] = (value(k) + value(k + 1)) / 2;
+  for (uint32_t k = 0; k < top; ++k) mid[k] = (code_value(fmt, k) + code_value(fmt, k + 1)) / 2;
   const uint32_t over = sat == Saturation::kSaturate ? fmt.max_code : fmt.overflow_code;
 
   auto check = [&](uint64_t lo, uint64_t hi, uint64_t stride) {
@@ -592,19 +621,25 @@ SweepResult sweep_format(const SweepFormat& fmt, Saturation sat) {
       const uint32_t got_pos = fmt.encode(float_of(a), sat);
       const uint32_t got_neg = fmt.encode(float_of(a | 0x80000000u), sat);
       if (got_pos != want) res.record(a, got_pos, want);
-      if (got_neg != (fmt.sign_bit | want)) res.record(a | 0x80000000u, got_neg, fmt.sign_bit | want);
+      if (got_neg != (fmt.sign_bit | want)) {
+        res.record(a | 0x80000000u, got_neg, fmt.sign_bit | want);
+      }
     }
     return res;
   };
   const int emin_sub = 1 - fmt.bias - fmt.mant_bits;
   const int emax = static_cast<int>(fmt.max_code >> fmt.mant_bits) - fmt.bias;
-  const uint64_t win_lo = bits_of(std::ldexp(1.0f, emin_sub - 2));
+  // Saturation only changes results from the largest value up: in that mode the
+  // window starts at 2^(emax - 1) and the stride covers the rest.
+  const int low = sat == Saturation::kSaturate ? emax - 1 : emin_sub - 2;
+  const uint64_t win_lo = bits_of(std::ldexp(1.0f, low));
   const uint64_t win_hi = bits_of(std::ldexp(1.0f, emax + 2));
   constexpr uint64_t kStride = 97;
-  SweepResult r = parallel_sweep(win_lo, win_hi, [&](uint64_t lo, uint64_t hi) { return check(lo, hi, 1); });
-  r.merge(parallel_sweep(0, win_lo, [&](uint64_t lo, uint64_t hi) { return check(lo, hi, kStride); }));
-  r.merge(parallel_sweep(win_hi, 0x7F800000u,
-                         [&](uint64_t lo, uint64_t hi) { return check(lo, hi, kStride); }));
+  auto dense = [&](uint64_t lo, uint64_t hi) { return check(lo, hi, 1); };
+  auto strided = [&](uint64_t lo, uint64_t hi) { return check(lo, hi, kStride); };
+  SweepResult r = parallel_sweep(win_lo, win_hi, dense);
+  r.merge(parallel_sweep(0, win_lo, strided));
+  r.merge(parallel_sweep(win_hi, 0x7F800000u, strided));
   r.merge(check(0x7F7FFFFFu, 0x7F800000u, 1));  // largest finite f32
   // Inf and every NaN, both signs.
   for (uint64_t i = 0x7F800000u; i < 0x80000000u; ++i) {
@@ -625,10 +660,10 @@ SweepResult sweep_format(const SweepFormat& fmt, Saturation sat) {
 }
 
 const SweepFormat kSweepFormats[] = {
-    {"e4m3fn", 4, 3, 7, 0x7E, 0x7F, 0x7F, 0x80, true, f32_to_e4m3fn},
-    {"e5m2", 5, 2, 15, 0x7B, 0x7C, 0x7E, 0x80, true, f32_to_e5m2},
+    {"e4m3fn", 4, 3, 7, 0x7E, 0x7F, 0x7F, 0x80, true, f32_to_e4m3fn, e4m3fn_to_f32},
+    {"e5m2", 5, 2, 15, 0x7B, 0x7C, 0x7E, 0x80, true, f32_to_e5m2, e5m2_to_f32},
     {"e2m1", 2, 1, 1, 0x7, 0x7, 0x0, 0x8, false,
-     [](float f, Saturation) { return f32_to_e2m1(f); }},
+     [](float f, Saturation) { return f32_to_e2m1(f); }, e2m1_to_f32},
 };
 
 TEST(NarrowFloats, DenseF32SweepE4m3fn) {
@@ -654,15 +689,8 @@ TEST(NarrowFloats, DenseF32SweepE2m1) {
 TEST(NarrowFloats, SweepValuesMatchDecode) {
   for (const auto& fmt : kSweepFormats) {
     for (uint32_t k = 0; k <= fmt.max_code; ++k) {
-      const int exp = static_cast<int>(k >> fmt.mant_bits);
-      const double mant = k & ((1u << fmt.mant_bits) - 1);
-      const double v = exp == 0 ? std::ldexp(mant, 1 - fmt.bias - fmt.mant_bits)
-                                : std::ldexp(mant + (1 << fmt.mant_bits), exp - fmt.bias - fmt.mant_bits);
-      const std::string name = fmt.name;
-      const float got = name == "e4m3fn" ? e4m3fn_to_f32(static_cast<uint8_t>(k))
-                        : name == "e5m2" ? e5m2_to_f32(static_cast<uint8_t>(k))
-                                         : e2m1_to_f32(static_cast<uint8_t>(k));
-      EXPECT_EQ(static_cast<double>(got), v) << name << " code " << k;
+      const float got = fmt.decode(static_cast<uint8_t>(k));
+      EXPECT_EQ(static_cast<double>(got), code_value(fmt, k)) << fmt.name << " code " << k;
     }
   }
 }
@@ -785,11 +813,12 @@ TEST(ConvertFromF32, FloatTypesMatchScalar) {
   for (size_t i = 0; i < n; ++i) ASSERT_EQ(h[i], f32_to_f16(in[i])) << i;
   convert_from_f32(DType::kBF16, in.data(), h.data(), n);
   for (size_t i = 0; i < n; ++i) ASSERT_EQ(h[i], f32_to_bf16(in[i])) << i;
+  constexpr auto kNonSat = Saturation::kNonSaturating;
   std::vector<uint8_t> b(n);
   convert_from_f32(DType::kF8E4M3, in.data(), b.data(), n);  // non-saturating
-  for (size_t i = 0; i < n; ++i) ASSERT_EQ(b[i], f32_to_e4m3fn(in[i], Saturation::kNonSaturating)) << i;
+  for (size_t i = 0; i < n; ++i) ASSERT_EQ(b[i], f32_to_e4m3fn(in[i], kNonSat)) << i;
   convert_from_f32(DType::kF8E5M2, in.data(), b.data(), n);
-  for (size_t i = 0; i < n; ++i) ASSERT_EQ(b[i], f32_to_e5m2(in[i], Saturation::kNonSaturating)) << i;
+  for (size_t i = 0; i < n; ++i) ASSERT_EQ(b[i], f32_to_e5m2(in[i], kNonSat)) << i;
   const float big[] = {1e5f, -1e6f};  // past both formats' max
   convert_from_f32(DType::kF8E4M3, big, b.data(), 2);
   EXPECT_EQ(b[0], 0x7F);

@@ -2,6 +2,7 @@
 // over random shapes with odd tails.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -121,24 +122,46 @@ TEST(Kernels, AttentionMatchesReferenceOnEveryIsa) {
       {2, 1, 20, 0.0f, 4, true, 30, 1},   // decode inside a window
       {3, 3, 6, 0.0f, 0, false, 0, 7},    // bidirectional
   };
+  const int64_t block_size = 4;
   for (Isa isa : host_isas()) {
+    // Two sequences per call, each with a shuffled block table in a shared pool.
     for (const Case& c : cases) {
-      const int64_t capacity = c.n_past + c.n_tokens + 5, n_kv = c.n_past + c.n_tokens;
-      auto q = random_vector(rng, static_cast<size_t>(c.n_tokens * c.n_heads * c.d_head));
-      auto kc = random_vector(rng, static_cast<size_t>(c.n_kv_heads * capacity * c.d_head));
-      auto vc = random_vector(rng, static_cast<size_t>(c.n_kv_heads * capacity * c.d_head));
-      std::vector<int64_t> pos(static_cast<size_t>(c.n_tokens));
-      for (int64_t t = 0; t < c.n_tokens; ++t) pos[static_cast<size_t>(t)] = c.n_past + t;
+      const int64_t n_kv = c.n_past + c.n_tokens;
+      const int64_t n_blocks_seq = (n_kv + block_size - 1) / block_size;
+      const int64_t n_blocks = 2 * n_blocks_seq + 3;
+      auto kc = random_vector(rng, static_cast<size_t>(n_blocks * c.n_kv_heads * block_size * c.d_head));
+      auto vc = random_vector(rng, static_cast<size_t>(n_blocks * c.n_kv_heads * block_size * c.d_head));
+      std::vector<int32_t> perm(static_cast<size_t>(n_blocks));
+      for (int32_t i = 0; i < n_blocks; ++i) perm[static_cast<size_t>(i)] = i;
+      std::shuffle(perm.begin(), perm.end(), rng);
+      const int64_t stride = c.n_heads * c.d_head;
       AttentionShape s{c.n_heads, c.n_kv_heads, c.d_head, 1.0f / std::sqrt(static_cast<float>(c.d_head)),
                        c.softcap, c.window, c.causal};
-      const int64_t stride = c.n_heads * c.d_head;
-      std::vector<float> out(q.size()), expect(q.size());
-      attention(kernels_for(isa), s, q.data(), stride, c.n_tokens, pos.data(), kc.data(), vc.data(), capacity,
-                n_kv, out.data(), stride, &pool);
-      attention_reference(s, q.data(), stride, c.n_tokens, pos.data(), kc.data(), vc.data(), capacity, n_kv,
-                          expect.data(), stride);
-      for (size_t i = 0; i < out.size(); ++i)
-        ASSERT_NEAR(out[i], expect[i], 1e-5f * (1 + std::fabs(expect[i]))) << isa_name(isa) << " at " << i;
+      KvLayout layout{kc.data(), vc.data(), block_size, stride, stride};
+      // Two sequences: different block tables (disjoint halves of perm), different queries.
+      std::vector<std::vector<float>> qs, outs, expects;
+      std::vector<std::vector<int64_t>> poss;
+      std::vector<AttentionSeq> seqs;
+      for (int si = 0; si < 2; ++si) {
+        qs.push_back(random_vector(rng, static_cast<size_t>(c.n_tokens * stride)));
+        outs.emplace_back(qs.back().size());
+        expects.emplace_back(qs.back().size());
+        poss.emplace_back();
+        for (int64_t t = 0; t < c.n_tokens; ++t) poss.back().push_back(c.n_past + t);
+      }
+      for (int si = 0; si < 2; ++si)
+        seqs.push_back({qs[static_cast<size_t>(si)].data(), outs[static_cast<size_t>(si)].data(), c.n_tokens,
+                        poss[static_cast<size_t>(si)].data(), perm.data() + si * n_blocks_seq, n_kv});
+      attention(kernels_for(isa), s, layout, seqs.data(), seqs.size(), &pool);
+      for (int si = 0; si < 2; ++si) {
+        AttentionSeq ref = seqs[static_cast<size_t>(si)];
+        ref.out = expects[static_cast<size_t>(si)].data();
+        attention_reference(s, layout, ref);
+        for (size_t i = 0; i < outs[static_cast<size_t>(si)].size(); ++i)
+          ASSERT_NEAR(outs[static_cast<size_t>(si)][i], expects[static_cast<size_t>(si)][i],
+                      1e-5f * (1 + std::fabs(expects[static_cast<size_t>(si)][i])))
+              << isa_name(isa) << " seq " << si << " at " << i;
+      }
     }
   }
 }

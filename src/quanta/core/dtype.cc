@@ -1,5 +1,7 @@
-// Element types and exact scalar conversions. Plain portable C++: every rounding
-// is done on the bit pattern with integer arithmetic, never through float math.
+// Element types and exact scalar conversions. Plain portable C++ (no intrinsics:
+// this file is built without ISA flags). Every rounding to a 16-, 8- or 4-bit
+// format is done on the bit pattern with integer arithmetic, never through float
+// math; f64 and integers convert to f32 with the C++ conversion (IEEE, to nearest).
 //
 // Format facts:
 //   f16:    IEEE 754-2019 binary16 (3.6): 1.5.10, bias 15.
@@ -144,6 +146,32 @@ static_assert(kE5m2Table[0x7B] == 0x47600000u);    // 57344
 static_assert(kE2m1Table[0x7] == 0x40C00000u);     // 6
 static_assert(kE2m1Table[0x1] == 0x3F000000u);     // 0.5
 
+// Encoders shared by the scalar entry points and the bulk loops (internal, so
+// the bulk loops inline them).
+
+uint16_t encode_f16(uint32_t b) {
+  const uint32_t sign = (b >> 16) & 0x8000u;
+  const uint32_t a = b & kF32Abs;
+  // NaN keeps its top payload bits and is made quiet (as F16C does).
+  if (a > kF32Inf) return static_cast<uint16_t>(sign | 0x7E00u | ((a >> 13) & 0x3FFu));
+  if (a == kF32Inf) return static_cast<uint16_t>(sign | 0x7C00u);
+  uint32_t code = round_to_format(a, 10, 15);
+  if (code >= 0x7C00u) code = 0x7C00u;  // overflow: Inf (IEEE 754 7.4, to nearest)
+  return static_cast<uint16_t>(sign | code);
+}
+
+uint8_t encode_e2m1(uint32_t b) {
+  const uint32_t sign = (b >> 28) & 0x8u;
+  const uint32_t a = b & kF32Abs;
+  // e2m1 has no NaN (MX v1.0 sec. 5.3.3), so no code is faithful: use +0. (ml_dtypes
+  // 0.6.0 gives a zero of the opposite sign, which is not worth copying.)
+  if (a > kF32Inf) return 0;
+  if (a == kF32Inf) return static_cast<uint8_t>(sign | 0x7u);
+  uint32_t code = round_to_format(a, 1, 1);
+  if (code > 0x7u) code = 0x7u;  // saturate to +-6
+  return static_cast<uint8_t>(sign | code);
+}
+
 struct NameEntry {
   DType type;
   std::string_view name;
@@ -224,16 +252,7 @@ float f16_to_f32(uint16_t h) {
   return float_of(decode_binary(h, 5, 10, 15));
 }
 
-uint16_t f32_to_f16(float f) {
-  const uint32_t b = bits_of(f);
-  const uint32_t sign = (b >> 16) & 0x8000u;
-  const uint32_t a = b & kF32Abs;
-  if (a > kF32Inf) return static_cast<uint16_t>(sign | 0x7E00u | ((a >> 13) & 0x3FFu));
-  if (a == kF32Inf) return static_cast<uint16_t>(sign | 0x7C00u);
-  uint32_t code = round_to_format(a, 10, 15);
-  if (code >= 0x7C00u) code = 0x7C00u;  // overflow: Inf (IEEE 754 7.4, to nearest)
-  return static_cast<uint16_t>(sign | code);
-}
+uint16_t f32_to_f16(float f) { return encode_f16(bits_of(f)); }
 
 float bf16_to_f32(uint16_t b) {
   // bf16 is the top half of binary32: exact, NaN bits kept as they are.
@@ -311,18 +330,7 @@ uint8_t f32_to_e8m0(float f) {
 
 float e2m1_to_f32(uint8_t nibble) { return float_of(kE2m1Table[nibble & 0xFu]); }
 
-uint8_t f32_to_e2m1(float f) {
-  const uint32_t b = bits_of(f);
-  const uint32_t sign = (b >> 28) & 0x8u;
-  const uint32_t a = b & kF32Abs;
-  // e2m1 has no NaN (MX v1.0 sec. 5.3.3), so no code is faithful: use +0. (ml_dtypes
-  // 0.6.0 gives a zero of the opposite sign, which is not worth copying.)
-  if (a > kF32Inf) return 0;
-  if (a == kF32Inf) return static_cast<uint8_t>(sign | 0x7u);
-  uint32_t code = round_to_format(a, 1, 1);
-  if (code > 0x7u) code = 0x7u;  // saturate to +-6
-  return static_cast<uint8_t>(sign | code);
-}
+uint8_t f32_to_e2m1(float f) { return encode_e2m1(bits_of(f)); }
 
 // ---- bulk ----
 
@@ -375,8 +383,13 @@ void convert_from_f32(DType t, const float* src, void* dst, size_t n) {
     case DType::kF32:
       std::memcpy(dst, src, n * sizeof(float));
       return;
-    case DType::kF16: store_each<uint16_t>(src, dst, n, f32_to_f16); return;
-    case DType::kBF16: store_each<uint16_t>(src, dst, n, f32_to_bf16); return;
+    // Lambdas rather than function pointers, so the conversions are inlined.
+    case DType::kF16:
+      store_each<uint16_t>(src, dst, n, [](float f) { return encode_f16(bits_of(f)); });
+      return;
+    case DType::kBF16:
+      store_each<uint16_t>(src, dst, n, [](float f) { return f32_to_bf16(f); });
+      return;
     case DType::kF8E4M3:
       store_each<uint8_t>(src, dst, n, [](float f) { return f32_to_e4m3fn(f); });
       return;
@@ -386,9 +399,10 @@ void convert_from_f32(DType t, const float* src, void* dst, size_t n) {
     case DType::kF4E2M1: {
       auto* out = static_cast<uint8_t*>(dst);
       for (size_t i = 0; i + 1 < n; i += 2) {
-        out[i / 2] = static_cast<uint8_t>(f32_to_e2m1(src[i]) | (f32_to_e2m1(src[i + 1]) << 4));
+        out[i / 2] = static_cast<uint8_t>(encode_e2m1(bits_of(src[i])) |
+                                          (encode_e2m1(bits_of(src[i + 1])) << 4));
       }
-      if (n & 1) out[n / 2] = f32_to_e2m1(src[n - 1]);  // odd tail: high nibble 0
+      if (n & 1) out[n / 2] = encode_e2m1(bits_of(src[n - 1]));  // odd tail: high nibble 0
       return;
     }
     default:

@@ -72,60 +72,68 @@ inline void visible_range(const AttentionShape& s, int64_t pos, int64_t n_kv, in
   *hi = s.causal ? std::min(n_kv, pos + 1) : n_kv;
   *lo = s.window > 0 ? std::max<int64_t>(0, pos - s.window + 1) : 0;
 }
+
+// Row of position j for kv head h.
+inline int64_t kv_row(const KvLayout& kv, const int32_t* blocks, int n_kv_heads, int kvh, int64_t j) {
+  return (static_cast<int64_t>(blocks[j / kv.block_size]) * n_kv_heads + kvh) * kv.block_size + j % kv.block_size;
+}
 }  // namespace
 
-void attention(const KernelTable& kt, const AttentionShape& s, const float* q, int64_t q_stride,
-               int64_t n_tokens, const int64_t* positions, const float* k_cache,
-               const float* v_cache, int64_t capacity, int64_t n_kv, float* out,
-               int64_t out_stride, ThreadPool* pool) {
+void attention(const KernelTable& kt, const AttentionShape& s, const KvLayout& kv,
+               const AttentionSeq* seqs, size_t n_seqs, ThreadPool* pool) {
   const int group = s.n_heads / s.n_kv_heads;
+  // Work items are (sequence, token, head), numbered through all sequences.
+  std::vector<int64_t> first_item(n_seqs + 1, 0);
+  for (size_t i = 0; i < n_seqs; ++i) first_item[i + 1] = first_item[i] + seqs[i].n_tokens * s.n_heads;
   auto work = [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
+    size_t si = static_cast<size_t>(std::upper_bound(first_item.begin(), first_item.end(), begin) - first_item.begin()) - 1;
     for (int64_t item = begin; item < end; ++item) {
-      int64_t t = item / s.n_heads;
-      int h = static_cast<int>(item % s.n_heads);
+      while (item >= first_item[si + 1]) ++si;
+      const AttentionSeq& sq = seqs[si];
+      int64_t local = item - first_item[si];
+      int64_t t = local / s.n_heads;
+      int h = static_cast<int>(local % s.n_heads);
       int kvh = h / group;
-      const float* qv = q + t * q_stride + static_cast<int64_t>(h) * s.d_head;
-      const float* kh = k_cache + kvh * capacity * s.d_head;
-      const float* vh = v_cache + kvh * capacity * s.d_head;
-      float* o = out + t * out_stride + static_cast<int64_t>(h) * s.d_head;
+      const float* qv = sq.q + t * kv.q_stride + static_cast<int64_t>(h) * s.d_head;
+      float* o = sq.out + t * kv.out_stride + static_cast<int64_t>(h) * s.d_head;
       int64_t lo, hi;
-      visible_range(s, positions[t], n_kv, &lo, &hi);
+      visible_range(s, sq.positions[t], sq.n_kv, &lo, &hi);
       std::fill(o, o + s.d_head, 0.0f);
       if (hi <= lo) continue;
       scores.resize(static_cast<size_t>(hi - lo));
       for (int64_t j = lo; j < hi; ++j) {
-        float sc = kt.dot_f32(qv, kh + j * s.d_head, s.d_head) * s.scale;
+        const float* krow = kv.k + kv_row(kv, sq.blocks, s.n_kv_heads, kvh, j) * s.d_head;
+        float sc = kt.dot_f32(qv, krow, s.d_head) * s.scale;
         if (s.softcap > 0.0f) sc = s.softcap * std::tanh(sc / s.softcap);
         scores[static_cast<size_t>(j - lo)] = sc;
       }
       softmax(scores.data(), hi - lo);
-      for (int64_t j = lo; j < hi; ++j) kt.axpy_f32(scores[static_cast<size_t>(j - lo)], vh + j * s.d_head, o, s.d_head);
+      for (int64_t j = lo; j < hi; ++j) {
+        const float* vrow = kv.v + kv_row(kv, sq.blocks, s.n_kv_heads, kvh, j) * s.d_head;
+        kt.axpy_f32(scores[static_cast<size_t>(j - lo)], vrow, o, s.d_head);
+      }
     }
   };
-  int64_t n_items = n_tokens * s.n_heads;
+  const int64_t n_items = first_item[n_seqs];
   if (pool) pool->parallel_for(n_items, 1, work);
   else work(0, n_items);
 }
 
-void attention_reference(const AttentionShape& s, const float* q, int64_t q_stride,
-                         int64_t n_tokens, const int64_t* positions, const float* k_cache,
-                         const float* v_cache, int64_t capacity, int64_t n_kv, float* out,
-                         int64_t out_stride) {
+void attention_reference(const AttentionShape& s, const KvLayout& kv, const AttentionSeq& sq) {
   const int group = s.n_heads / s.n_kv_heads;
-  for (int64_t t = 0; t < n_tokens; ++t) {
+  for (int64_t t = 0; t < sq.n_tokens; ++t) {
+    const int64_t pos = sq.positions[t];
     for (int h = 0; h < s.n_heads; ++h) {
-      int kvh = h / group;
-      std::vector<double> p(static_cast<size_t>(n_kv), 0.0);
-      std::vector<bool> visible(static_cast<size_t>(n_kv), false);
+      const int kvh = h / group;
+      std::vector<double> p(static_cast<size_t>(sq.n_kv), 0.0);
+      std::vector<bool> visible(static_cast<size_t>(sq.n_kv), false);
       double m = -1e300;
-      for (int64_t j = 0; j < n_kv; ++j) {
-        bool ok = (!s.causal || j <= positions[t]) && (s.window <= 0 || j > positions[t] - s.window);
-        if (!ok) continue;
+      for (int64_t j = 0; j < sq.n_kv; ++j) {
+        if ((s.causal && j > pos) || (s.window > 0 && j <= pos - s.window)) continue;
+        const float* krow = kv.k + kv_row(kv, sq.blocks, s.n_kv_heads, kvh, j) * s.d_head;
         double sc = 0.0;
-        for (int d = 0; d < s.d_head; ++d)
-          sc += static_cast<double>(q[t * q_stride + h * s.d_head + d]) *
-                k_cache[(kvh * capacity + j) * s.d_head + d];
+        for (int d = 0; d < s.d_head; ++d) sc += static_cast<double>(sq.q[t * kv.q_stride + h * s.d_head + d]) * krow[d];
         sc *= s.scale;
         if (s.softcap > 0.0f) sc = s.softcap * std::tanh(sc / s.softcap);
         p[static_cast<size_t>(j)] = sc;
@@ -133,17 +141,16 @@ void attention_reference(const AttentionShape& s, const float* q, int64_t q_stri
         m = std::max(m, sc);
       }
       double sum = 0.0;
-      for (int64_t j = 0; j < n_kv; ++j) {
-        if (!visible[static_cast<size_t>(j)]) continue;
-        p[static_cast<size_t>(j)] = std::exp(p[static_cast<size_t>(j)] - m);
-        sum += p[static_cast<size_t>(j)];
-      }
+      for (int64_t j = 0; j < sq.n_kv; ++j)
+        if (visible[static_cast<size_t>(j)]) sum += p[static_cast<size_t>(j)] = std::exp(p[static_cast<size_t>(j)] - m);
       for (int d = 0; d < s.d_head; ++d) {
         double acc = 0.0;
-        for (int64_t j = 0; j < n_kv; ++j)
-          if (visible[static_cast<size_t>(j)])
-            acc += p[static_cast<size_t>(j)] / sum * v_cache[(kvh * capacity + j) * s.d_head + d];
-        out[t * out_stride + h * s.d_head + d] = static_cast<float>(sum > 0 ? acc : 0.0);
+        for (int64_t j = 0; j < sq.n_kv; ++j) {
+          if (!visible[static_cast<size_t>(j)]) continue;
+          const float* vrow = kv.v + kv_row(kv, sq.blocks, s.n_kv_heads, kvh, j) * s.d_head;
+          acc += p[static_cast<size_t>(j)] / sum * vrow[d];
+        }
+        sq.out[t * kv.out_stride + h * s.d_head + d] = static_cast<float>(sum > 0 ? acc : 0.0);
       }
     }
   }

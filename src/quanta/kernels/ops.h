@@ -4,6 +4,7 @@
 // to use, so tests can hold every ISA path to the reference.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -33,11 +34,14 @@ void softmax(float* x, int64_t n);
 float gelu_tanh(float x);
 float silu(float x);
 
-// Scaled dot-product attention over a KV cache, for n_tokens queries.
-// Cache layout: [n_kv_heads, capacity, d_head]; query i (at position positions[i])
-// sees cache positions j with j <= positions[i] (causal) or all n_kv positions
-// (non-causal), and, when window > 0, only j > positions[i] - window.
-// Scores are q.k * scale, then softcap * tanh(s / softcap) when softcap > 0.
+// Scaled dot-product attention over a paged KV cache.
+//
+// Keys and values live in blocks of block_size positions, [n_blocks, n_kv_heads,
+// block_size, d_head]; position j of a sequence is in block blocks[j / block_size]
+// at slot j % block_size. Query i (at position positions[i]) sees positions j < n_kv
+// with j <= positions[i] (causal; all of them when not causal) and, when
+// window > 0, only j > positions[i] - window. Scores are q.k * scale, then
+// softcap * tanh(s / softcap) when softcap > 0.
 struct AttentionShape {
   int n_heads;
   int n_kv_heads;
@@ -47,15 +51,29 @@ struct AttentionShape {
   int window;     // 0: none
   bool causal;
 };
-void attention(const KernelTable& kt, const AttentionShape& s, const float* q, int64_t q_stride,
-               int64_t n_tokens, const int64_t* positions, const float* k_cache,
-               const float* v_cache, int64_t capacity, int64_t n_kv, float* out,
-               int64_t out_stride, ThreadPool* pool);
+
+// One sequence's queries and cache.
+struct AttentionSeq {
+  const float* q;            // [n_tokens, q_stride], heads at h * d_head
+  float* out;                // [n_tokens, out_stride]
+  int64_t n_tokens;
+  const int64_t* positions;  // [n_tokens]
+  const int32_t* blocks;     // block table
+  int64_t n_kv;              // positions in the cache
+};
+
+struct KvLayout {
+  const float* k;
+  const float* v;
+  int64_t block_size;
+  int64_t q_stride;
+  int64_t out_stride;
+};
+
+void attention(const KernelTable& kt, const AttentionShape& s, const KvLayout& kv,
+               const AttentionSeq* seqs, size_t n_seqs, ThreadPool* pool);
 
 // The same computation written as plainly as possible (the truth for tests).
-void attention_reference(const AttentionShape& s, const float* q, int64_t q_stride,
-                         int64_t n_tokens, const int64_t* positions, const float* k_cache,
-                         const float* v_cache, int64_t capacity, int64_t n_kv, float* out,
-                         int64_t out_stride);
+void attention_reference(const AttentionShape& s, const KvLayout& kv, const AttentionSeq& seq);
 
 }  // namespace quanta::kernels

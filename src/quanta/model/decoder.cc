@@ -134,14 +134,13 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
   return m;
 }
 
+KvPool DecoderModel::make_pool(int64_t n_blocks, int64_t block_size) const {
+  return KvPool(config_.n_layers, config_.n_kv_heads, config_.d_head, block_size, n_blocks);
+}
+
 KvCache DecoderModel::make_cache(int64_t capacity) const {
-  KvCache cache;
-  cache.capacity = capacity;
-  for (int64_t i = 0; i < config_.n_layers; ++i) {
-    cache.k.push_back(Tensor::zeros(DType::kF32, {config_.n_kv_heads, capacity, config_.d_head}));
-    cache.v.push_back(Tensor::zeros(DType::kF32, {config_.n_kv_heads, capacity, config_.d_head}));
-  }
-  return cache;
+  const int64_t bs = kDefaultBlockSize;
+  return KvCache{make_pool((capacity + bs - 1) / bs, bs), {}};
 }
 
 size_t DecoderModel::weight_bytes() const {
@@ -155,23 +154,47 @@ size_t DecoderModel::weight_bytes() const {
 
 void DecoderModel::forward(const int32_t* tokens, int64_t n_tokens, KvCache& cache, float* logits,
                            bool all_logits, ThreadPool& pool) const {
+  forward({SequenceStep{&cache.seq, tokens, n_tokens, all_logits}}, cache.pool, logits, pool);
+}
+
+void DecoderModel::forward(const std::vector<SequenceStep>& steps, KvPool& kv_pool, float* logits,
+                           ThreadPool& pool) const {
   const ModelConfig& c = config_;
   const int64_t hidden = c.hidden_size, d_ff = c.intermediate_size, d_head = c.d_head;
   const int64_t q_dim = c.n_heads * d_head, kv_dim = c.n_kv_heads * d_head;
   const float eps = static_cast<float>(c.rms_norm_eps);
   const bool gemma = c.gemma_norms;
-  if (n_tokens <= 0) return;
-  if (cache.n_tokens + n_tokens > cache.capacity)
-    throw Error("context is full: " + std::to_string(cache.n_tokens) + " + " + std::to_string(n_tokens) +
-                    " tokens exceed the KV cache capacity of " + std::to_string(cache.capacity),
-                {.field = "context_length"});
-  for (int64_t t = 0; t < n_tokens; ++t)
-    if (tokens[t] < 0 || tokens[t] >= c.vocab_size)
-      throw Error("token id " + std::to_string(tokens[t]) + " is outside the vocabulary [0, " +
-                      std::to_string(c.vocab_size) + ")", {.field = "token_ids"});
 
+  // Validate everything before touching any cache.
+  int64_t n_tokens = 0, n_free_needed = 0;
+  for (const SequenceStep& st : steps) {
+    for (int64_t t = 0; t < st.n_tokens; ++t)
+      if (st.tokens[t] < 0 || st.tokens[t] >= c.vocab_size)
+        throw Error("token id " + std::to_string(st.tokens[t]) + " is outside the vocabulary [0, " +
+                        std::to_string(c.vocab_size) + ")", {.field = "token_ids"});
+    const int64_t bs = kv_pool.block_size();
+    n_free_needed += std::max<int64_t>(0, (st.kv->n_tokens + st.n_tokens + bs - 1) / bs -
+                                              static_cast<int64_t>(st.kv->blocks.size()));
+    n_tokens += st.n_tokens;
+  }
+  if (n_tokens == 0) return;
+  if (n_free_needed > kv_pool.n_free())
+    throw Error("the KV cache is full: " + std::to_string(n_free_needed) + " more blocks of " +
+                    std::to_string(kv_pool.block_size()) + " tokens needed, " + std::to_string(kv_pool.n_free()) +
+                    " free", {.field = "context_length"});
+  for (const SequenceStep& st : steps) kv_reserve(kv_pool, *st.kv, st.n_tokens);
+
+  // Row r of the batch: its position, and where it lands in the cache.
   std::vector<int64_t> positions(static_cast<size_t>(n_tokens));
-  for (int64_t t = 0; t < n_tokens; ++t) positions[static_cast<size_t>(t)] = cache.n_tokens + t;
+  std::vector<int32_t> batch_tokens(static_cast<size_t>(n_tokens));
+  {
+    int64_t r = 0;
+    for (const SequenceStep& st : steps)
+      for (int64_t t = 0; t < st.n_tokens; ++t, ++r) {
+        positions[static_cast<size_t>(r)] = st.kv->n_tokens + t;
+        batch_tokens[static_cast<size_t>(r)] = st.tokens[t];
+      }
+  }
 
   auto buffer = [](int64_t n) { return std::vector<float>(static_cast<size_t>(n)); };
   std::vector<float> x = buffer(n_tokens * hidden), h = buffer(n_tokens * hidden);
@@ -182,14 +205,27 @@ void DecoderModel::forward(const int32_t* tokens, int64_t n_tokens, KvCache& cac
   // Embedding lookup (rows converted to f32), scaled for Gemma.
   const size_t row_bytes = dtype_bytes(embedding_.dtype(), static_cast<size_t>(hidden));
   for (int64_t t = 0; t < n_tokens; ++t) {
-    const uint8_t* row = static_cast<const uint8_t*>(embedding_.raw()) + static_cast<size_t>(tokens[t]) * row_bytes;
+    const uint8_t* row = static_cast<const uint8_t*>(embedding_.raw()) +
+                         static_cast<size_t>(batch_tokens[static_cast<size_t>(t)]) * row_bytes;
     float* xr = x.data() + t * hidden;
     convert_to_f32(embedding_.dtype(), row, xr, static_cast<size_t>(hidden));
     if (c.embedding_scale != 1.0f)
       for (int64_t i = 0; i < hidden; ++i) xr[i] *= c.embedding_scale;
   }
 
+  // Attention of each sequence reads its rows of q and writes its rows of attn.
+  std::vector<kernels::AttentionSeq> attn_seqs;
+  {
+    int64_t r = 0;
+    for (const SequenceStep& st : steps) {
+      attn_seqs.push_back({q.data() + r * q_dim, attn.data() + r * q_dim, st.n_tokens, positions.data() + r,
+                           st.kv->blocks.data(), st.kv->n_tokens + st.n_tokens});
+      r += st.n_tokens;
+    }
+  }
+
   const auto& kt = kernels::kernels();
+  const int64_t bs = kv_pool.block_size();
   for (size_t li = 0; li < layers_.size(); ++li) {
     const Layer& L = *layers_[li];
     kernels::rms_norm(x.data(), L.input_norm.data<float>(), h.data(), n_tokens, hidden, eps, gemma);
@@ -205,20 +241,26 @@ void DecoderModel::forward(const int32_t* tokens, int64_t n_tokens, KvCache& cac
                   positions.data(), rope.inv_freq.data(), rope.attention_factor);
     kernels::rope(k.data(), n_tokens, kv_dim, static_cast<int>(c.n_kv_heads), static_cast<int>(d_head), rope.d_rot,
                   positions.data(), rope.inv_freq.data(), rope.attention_factor);
-    // Append keys and values to the cache: [n_kv_heads, capacity, d_head].
-    float* kc = cache.k[li].data_mut<float>();
-    float* vc = cache.v[li].data_mut<float>();
-    for (int64_t t = 0; t < n_tokens; ++t)
-      for (int64_t hh = 0; hh < c.n_kv_heads; ++hh) {
-        int64_t dst = (hh * cache.capacity + positions[static_cast<size_t>(t)]) * d_head;
-        std::memcpy(kc + dst, k.data() + t * kv_dim + hh * d_head, static_cast<size_t>(d_head) * sizeof(float));
-        std::memcpy(vc + dst, v.data() + t * kv_dim + hh * d_head, static_cast<size_t>(d_head) * sizeof(float));
-      }
+    // Append keys and values to each sequence's blocks: [n_blocks, n_kv_heads, block_size, d_head].
+    float* kc = kv_pool.k(static_cast<int64_t>(li));
+    float* vc = kv_pool.v(static_cast<int64_t>(li));
+    {
+      int64_t r = 0;
+      for (const SequenceStep& st : steps)
+        for (int64_t t = 0; t < st.n_tokens; ++t, ++r) {
+          const int64_t pos = positions[static_cast<size_t>(r)];
+          const int64_t block = st.kv->blocks[static_cast<size_t>(pos / bs)];
+          for (int64_t hh = 0; hh < c.n_kv_heads; ++hh) {
+            const int64_t dst = ((block * c.n_kv_heads + hh) * bs + pos % bs) * d_head;
+            std::memcpy(kc + dst, k.data() + r * kv_dim + hh * d_head, static_cast<size_t>(d_head) * sizeof(float));
+            std::memcpy(vc + dst, v.data() + r * kv_dim + hh * d_head, static_cast<size_t>(d_head) * sizeof(float));
+          }
+        }
+    }
     kernels::AttentionShape shape{static_cast<int>(c.n_heads), static_cast<int>(c.n_kv_heads),
                                   static_cast<int>(d_head), c.attention_scale, c.attn_logit_softcap,
                                   L.sliding ? static_cast<int>(c.sliding_window) : 0, /*causal=*/true};
-    kernels::attention(kt, shape, q.data(), q_dim, n_tokens, positions.data(), kc, vc, cache.capacity,
-                       cache.n_tokens + n_tokens, attn.data(), q_dim, &pool);
+    kernels::attention(kt, shape, {kc, vc, bs, q_dim, q_dim}, attn_seqs.data(), attn_seqs.size(), &pool);
     L.o->forward(attn.data(), n_tokens, proj.data(), pool);
     if (gemma)
       kernels::rms_norm(proj.data(), L.post_attn_norm.data<float>(), proj.data(), n_tokens, hidden, eps, true);
@@ -238,16 +280,25 @@ void DecoderModel::forward(const int32_t* tokens, int64_t n_tokens, KvCache& cac
       kernels::rms_norm(proj.data(), L.post_mlp_norm.data<float>(), proj.data(), n_tokens, hidden, eps, true);
     for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
   }
-  cache.n_tokens += n_tokens;
+  for (const SequenceStep& st : steps) st.kv->n_tokens += st.n_tokens;
 
-  // Final norm and lm_head, on every row or only the last.
-  const int64_t first = all_logits ? 0 : n_tokens - 1;
-  const int64_t rows = n_tokens - first;
-  kernels::rms_norm(x.data() + first * hidden, final_norm_.data<float>(), h.data(), rows, hidden, eps, gemma);
-  lm_head_->forward(h.data(), rows, logits, pool);
+  // Final norm and lm_head on the rows that want logits: gathered, then one matmul.
+  std::vector<int64_t> rows;
+  {
+    int64_t r = 0;
+    for (const SequenceStep& st : steps) {
+      for (int64_t t = st.all_logits ? 0 : st.n_tokens - 1; t < st.n_tokens; ++t) rows.push_back(r + t);
+      r += st.n_tokens;
+    }
+  }
+  const int64_t n_rows = static_cast<int64_t>(rows.size());
+  for (int64_t i = 0; i < n_rows; ++i)
+    kernels::rms_norm(x.data() + rows[static_cast<size_t>(i)] * hidden, final_norm_.data<float>(),
+                      h.data() + i * hidden, 1, hidden, eps, gemma);
+  lm_head_->forward(h.data(), n_rows, logits, pool);
   if (c.final_logit_softcap > 0.0f) {
     const float cap = c.final_logit_softcap;
-    for (int64_t i = 0; i < rows * c.vocab_size; ++i) logits[i] = cap * std::tanh(logits[i] / cap);
+    for (int64_t i = 0; i < n_rows * c.vocab_size; ++i) logits[i] = cap * std::tanh(logits[i] / cap);
   }
 }
 

@@ -16,6 +16,7 @@
 #include "quanta/core/tensor.h"
 #include "quanta/format/hf_config.h"
 #include "quanta/format/tensor_source.h"
+#include "quanta/model/kv_cache.h"
 #include "quanta/model/rope.h"
 #include "quanta/quant/quant_method.h"
 
@@ -25,11 +26,19 @@ class ThreadPool;
 
 namespace quanta::model {
 
-// Key/value cache of one sequence: per layer [n_kv_heads, capacity, d_head] f32.
+// One sequence's part of a forward pass: its new tokens, appended to its cache.
+struct SequenceStep {
+  KvSequence* kv;
+  const int32_t* tokens;
+  int64_t n_tokens;
+  bool all_logits;  // logits for every new token, else only for the last
+};
+
+// A pool sized for a single sequence, with that sequence (for generate, bench, tests).
 struct KvCache {
-  int64_t capacity = 0;
-  int64_t n_tokens = 0;  // positions filled so far
-  std::vector<Tensor> k, v;
+  KvPool pool;
+  KvSequence seq;
+  int64_t capacity() const { return pool.n_blocks() * pool.block_size(); }
 };
 
 // Called during loading with (bytes done, bytes total).
@@ -44,12 +53,21 @@ class DecoderModel {
   ~DecoderModel();
 
   const format::ModelConfig& config() const { return config_; }
+  // A paged pool for this model's layers and heads.
+  KvPool make_pool(int64_t n_blocks, int64_t block_size = kDefaultBlockSize) const;
   KvCache make_cache(int64_t capacity) const;
+  static constexpr int64_t kDefaultBlockSize = 16;
 
-  // Runs n_tokens tokens at positions cache.n_tokens .. + n_tokens - 1, appends
-  // their keys and values to the cache and writes logits: for every token
-  // ([n_tokens, vocab]) when all_logits, else for the last one ([vocab]).
-  // Throws Error for a token id outside the vocabulary or a full cache.
+  // One step over several sequences at once: their tokens go through every
+  // Linear together (each weight is read once per step), attention runs per
+  // sequence over its own cache. Each sequence's tokens take positions
+  // kv->n_tokens.. and are appended to its cache, growing its block table.
+  // Logits rows are written in step order: n_tokens rows for a step with
+  // all_logits, else one. Throws Error for a token id outside the vocabulary or
+  // a pool without room (nothing is appended then).
+  void forward(const std::vector<SequenceStep>& steps, KvPool& kv_pool, float* logits,
+               ThreadPool& pool) const;
+  // Single-sequence form of the above.
   void forward(const int32_t* tokens, int64_t n_tokens, KvCache& cache, float* logits,
                bool all_logits, ThreadPool& pool) const;
 
