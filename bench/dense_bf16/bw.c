@@ -1,6 +1,7 @@
 // Streaming-read bandwidth: T threads each sum their own contiguous slice of a 1 GiB buffer
 // (64-bit integer adds, 8 independent accumulators, vectorized by the compiler). One pass reads
 // the whole buffer once; the result is the best of PASSES passes in GB/s (1e9 bytes/s).
+// Build: cc -O3 -march=native -pthread (at -O2, GCC 12 leaves the sum scalar: ~25 % lower).
 // Usage: bw THREADS [PASSES]   Prints: bw_gbs=<best> median_gbs=<median> threads=<T>
 #define _GNU_SOURCE
 #include <pthread.h>

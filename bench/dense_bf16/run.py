@@ -163,6 +163,51 @@ def bandwidth(bw_bin, n_threads):
     return float(kv["bw_gbs"])
 
 
+class CpuProbe:
+    """How busy the machine was with other processes during a window: (all busy CPU time from
+    /proc/stat - the CPU time of this process and its waited-for children) / (cores x wall time).
+    Another process on one of the 2 cores slows 2-thread runs several-fold (spinning barriers)."""
+
+    def __init__(self):
+        self.ncpu = os.cpu_count()
+        self.hz = os.sysconf("SC_CLK_TCK")
+        self.foreign = self.wall = 0.0
+
+    def _sample(self):
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / self.hz  # user nice system irq softirq steal
+        t = os.times()
+        return time.perf_counter(), busy, t.user + t.system + t.children_user + t.children_system
+
+    def __enter__(self):
+        self.s0 = self._sample()
+        return self
+
+    def __exit__(self, *exc):
+        w1, b1, o1 = self._sample()
+        w0, b0, o0 = self.s0
+        self.foreign += max(0.0, (b1 - b0) - (o1 - o0))
+        self.wall += w1 - w0
+
+    def share(self):
+        return self.foreign / (self.ncpu * self.wall) if self.wall else 0.0
+
+
+def wait_quiet(budget, limit=0.10, window=2.0):
+    """Wait (at most budget[0] seconds, shared by the whole run) until the other processes use
+    less than `limit` of the CPUs over a `window`-second sample. Returns the load last seen."""
+    while True:
+        with CpuProbe() as p:
+            time.sleep(window)
+        load = p.share()
+        if load < limit or budget[0] <= 0:
+            return load
+        budget[0] -= window
+        print(f"  waiting for a quiet machine (other load {load:.0%}, {budget[0]:.0f} s of waiting left)",
+              file=sys.stderr, flush=True)
+
+
 def mean_sd(xs):
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
@@ -178,11 +223,14 @@ def main():
     ap.add_argument("-t", "--threads", default="1,2")
     ap.add_argument("-r", "--repetitions", type=int, default=3)
     ap.add_argument("--json-out", help="write all samples here")
+    ap.add_argument("--max-wait", type=float, default=600,
+                    help="seconds the run may wait in total, before rep pairs, for other processes to go quiet")
     a = ap.parse_args()
     threads = [int(t) for t in a.threads.split(",")]
     tests = [(a.n_prompt, 0), (0, a.n_gen)]
     bpt = weight_bytes_per_token()
 
+    budget = [a.max_wait]
     started = time.time()
     peer = LlamaPeer(a.gguf)
     rows = []
@@ -194,29 +242,33 @@ def main():
             peer.new_context(n_prompt, n_gen)
             peer.warmup(n_prompt, n_gen, nt)
             q, l, bws, qinfo = [], [], [], None
+            probe = CpuProbe()
             for r in range(a.repetitions):
+                wait_quiet(budget)
                 if n_gen:
                     bws.append(bandwidth(a.bw, nt))
                 order = ("q", "l") if r % 2 == 0 else ("l", "q")
                 for who in order:
-                    if who == "q":
-                        ts, qinfo = quanta_rep(a.quanta, a.hf, n_prompt, n_gen, nt)
-                        q.append(ts)
-                    else:
-                        l.append(peer.rep(n_prompt, n_gen, nt))
+                    with probe:
+                        if who == "q":
+                            ts, qinfo = quanta_rep(a.quanta, a.hf, n_prompt, n_gen, nt)
+                            q.append(ts)
+                        else:
+                            l.append(peer.rep(n_prompt, n_gen, nt))
                 print(f"  {name} t={nt} rep {r + 1}/{a.repetitions}: quanta {q[-1]:.2f} t/s, llama.cpp {l[-1]:.2f} t/s"
-                      + (f", bw {bws[-1]:.1f} GB/s" if bws else ""), file=sys.stderr, flush=True)
+                      + (f", bw {bws[-1]:.1f} GB/s" if bws else "") + f", other load {probe.share():.0%}",
+                      file=sys.stderr, flush=True)
             rows.append({"test": name, "n_prompt": n_prompt, "n_gen": n_gen, "threads": nt,
-                         "quanta_ts": q, "llama_ts": l, "bw_gbs": bws,
+                         "quanta_ts": q, "llama_ts": l, "bw_gbs": bws, "other_load": probe.share(),
                          "quanta_isa": qinfo["isa"], "quanta_model_size": qinfo["model_size"]})
     elapsed = time.time() - started
 
-    print(f"| test | threads | quanta t/s | llama.cpp t/s | quanta / llama.cpp |")
-    print(f"| ---- | ------: | ---------: | ------------: | -----------------: |")
+    print("| test | threads | quanta t/s | llama.cpp t/s | quanta / llama.cpp | other load |")
+    print("| ---- | ------: | ---------: | ------------: | -----------------: | ---------: |")
     for row in rows:
         qm, qs = mean_sd(row["quanta_ts"])
         lm, ls = mean_sd(row["llama_ts"])
-        print(f"| {row['test']} | {row['threads']} | {qm:.2f} ± {qs:.2f} | {lm:.2f} ± {ls:.2f} | {qm / lm:.2f} |")
+        print(f"| {row['test']} | {row['threads']} | {qm:.2f} ± {qs:.2f} | {lm:.2f} ± {ls:.2f} | {qm / lm:.2f} | {row['other_load']:.0%} |")
     print()
     print(f"Generation against the memory-bandwidth limit ({bpt / 1e9:.3f} GB of bf16 weights read per token):")
     print()
@@ -231,13 +283,20 @@ def main():
         print(f"| {row['test']} | {row['threads']} | {bw_m:.1f} ± {bw_s:.1f} | {qg:.1f} | {qg / bw_m:.0%} | {lg:.1f} | {lg / bw_m:.0%} |")
     print()
     print(f"({a.repetitions} repetitions per cell, alternating engines; run took {elapsed:.0f} s; quanta ISA "
-          f"{rows[0]['quanta_isa']}; quanta model_size {rows[0]['quanta_model_size'] / 1e9:.3f} GB)")
+          f"{rows[0]['quanta_isa']}; quanta model_size {rows[0]['quanta_model_size'] / 1e9:.3f} GB; other load = CPU "
+          f"time of other processes / (cores x time) during the timed runs, 0% on a quiet machine)")
+
+    try:
+        rev = subprocess.run(["git", "-C", HERE, "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        rev = "?"
+    print(f"(quanta tree {rev}; llama-cpp-python {L.__version__})")
 
     if a.json_out:
         with open(a.json_out, "w") as f:
             json.dump({"date": datetime.datetime.now().isoformat(timespec="seconds"),
                        "machine": platform.processor() or platform.machine(),
-                       "llama_cpp_python": L.__version__, "bytes_per_token": bpt,
+                       "llama_cpp_python": L.__version__, "quanta_tree": rev, "bytes_per_token": bpt,
                        "repetitions": a.repetitions, "elapsed_s": elapsed, "rows": rows}, f, indent=1)
             f.write("\n")
 

@@ -1,9 +1,10 @@
 #include "quanta/format/gguf.h"
 
 #include <algorithm>
-#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 namespace quanta::format {
 
@@ -365,8 +366,10 @@ class GgufParser {
   uint32_t u32(const ErrorContext& where, std::string_view what) { return load<uint32_t>(take(4, where, what)); }
   uint64_t u64(const ErrorContext& where, std::string_view what) { return load<uint64_t>(take(8, where, what)); }
 
+  // Called for every token of a vocabulary: the error text is built only on failure.
   std::string string(const ErrorContext& where, std::string_view what) {
-    const uint64_t len = u64(where, std::string("the length of ") + std::string(what));
+    if (8 > size_ - pos_) truncated(where, "the length of " + std::string(what), 8);
+    const uint64_t len = u64(where, what);
     if (len > size_ - pos_) {
       throw Error("the length of " + std::string(what) + " is " + std::to_string(len) + " bytes, past the end of the file (" +
                       std::to_string(size_ - pos_) + " bytes left at offset " + std::to_string(pos_) +
@@ -508,6 +511,8 @@ class GgufParser {
     const GgufValue* v = f_.metadata_.find(kAlignmentKey);
     if (!v) return;
     const ErrorContext where = error_at(f_.path_, "", kAlignmentKey);
+    // GGUF writes it as u32 (llama.cpp insists on that type); any integer type
+    // holding a valid value is read the same.
     const uint64_t a = v->as_u64(where);
     if (a == 0 || (a & (a - 1)) != 0 || a > (uint64_t{1} << 31)) {
       throw Error("alignment " + std::to_string(a) + " is not a power of two that fits u32", where);

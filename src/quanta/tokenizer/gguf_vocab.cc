@@ -248,7 +248,6 @@ void build_sentencepiece(const GgufVocab& v, Tokenizer::Impl& impl) {
   Pipeline& p = impl.pipeline;
   const std::string& arch = v.architecture;
   const bool gemma = arch == "gemma" || arch == "gemma2" || arch == "gemma3" || arch == "gemma3n";
-  const bool phi3 = arch == "phi3";
   if (v.scores.size() != v.tokens.size() && !gemma)
     fail(v, "tokenizer.ggml.scores", "a SentencePiece vocabulary needs one score per token (" +
                                          std::to_string(v.scores.size()) + " scores, " +
@@ -292,25 +291,25 @@ void build_sentencepiece(const GgufVocab& v, Tokenizer::Impl& impl) {
   to_space.pattern = std::make_shared<const Regex>(Regex::literal(space));
   to_space.content = " ";
   p.decoders = {to_space, {DK::kByteFallback}, {DK::kFuse}};
-  const bool prefix_space = v.add_space_prefix.value_or(true) && !gemma;
+  const bool prefix_space = v.add_space_prefix.value_or(true) && !gemma;  // Gemma files say false
   if (gemma) {
     p.normalizers.push_back(replace_space());  // GemmaTokenizer: no prefix space
-  } else if (phi3) {
-    // Phi-3's tokenizer.json prepends the space in the normalizer (to every text piece).
-    NormalizerStep pre{NK::kPrepend};
-    pre.content = space;
-    p.normalizers.push_back(pre);
-    p.normalizers.push_back(replace_space());
   } else {
-    // LlamaTokenizer: Metaspace, prefix only at the start of the text.
-    PreTokenizerStep m{PreTokenizerStep::Kind::kMetaspace};
-    m.replacement = space;
-    m.prepend_scheme = prefix_space ? PrependScheme::kFirst : PrependScheme::kNever;
-    m.split = false;
-    m.pattern = std::make_shared<const Regex>(Regex::literal(space));
-    p.pre_tokenizers.push_back(std::move(m));
+    // SentencePiece's dummy prefix: a space before every text piece, even one
+    // that starts with a space (" Hello" is "▁▁Hello"), as Llama 2's and Phi-3's
+    // tokenizer.json (Prepend + Replace normalizers) and llama.cpp do.
+    // transformers' GGUF converter uses Metaspace(prepend_scheme="first") for
+    // Llama instead, which drops the prefix before a leading space and after
+    // special tokens; it disagrees with the reference ids of llama.cpp's
+    // ggml-vocab-llama-spm test, so the real tokenizer's shape is used.
+    if (prefix_space) {
+      NormalizerStep pre{NK::kPrepend};
+      pre.content = space;
+      p.normalizers.push_back(pre);
+    }
+    p.normalizers.push_back(replace_space());
   }
-  if (prefix_space || phi3) {
+  if (prefix_space) {
     DecoderStep strip{DK::kStrip};
     strip.content = " ";
     strip.start = 1;

@@ -1,0 +1,301 @@
+#include "quanta/engine/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "quanta/core/error.h"
+#include "quanta/core/thread_pool.h"
+
+namespace quanta::engine {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kAbort: return "abort";
+    case FinishReason::kNone: break;
+  }
+  return "";
+}
+
+struct Scheduler::Active {
+  GenerateRequest req;
+  std::shared_ptr<RequestHandle> handle;
+  std::unique_ptr<Sampler> sampler;
+  std::vector<int32_t> tokens;  // prompt, then generated tokens
+  model::KvSequence kv;         // KV of tokens[0, kv.n_tokens)
+  int64_t prompt_len = 0;
+  int64_t n_generated = 0;
+  int64_t cached_tokens = 0;    // of the first admission
+  bool ever_admitted = false;
+};
+
+Scheduler::Scheduler(const model::DecoderModel& model, ThreadPool& pool, SchedulerOptions options)
+    : model_(model),
+      pool_(pool),
+      options_(std::move(options)),
+      kv_(model.make_pool(options_.kv_blocks, options_.block_size)),
+      radix_(kv_) {
+  if (options_.context_length > options_.kv_blocks * options_.block_size)
+    throw Error("the KV pool holds " + std::to_string(options_.kv_blocks * options_.block_size) +
+                    " tokens, fewer than the context length " + std::to_string(options_.context_length),
+                {.field = "max_total_tokens"});
+  stats_.kv_blocks_total = options_.kv_blocks;
+  thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  for (auto& a : running_) model::kv_release(kv_, a->kv);
+}
+
+std::shared_ptr<RequestHandle> Scheduler::submit(GenerateRequest request) {
+  if (request.prompt.empty()) throw Error("the prompt is empty", {.field = "prompt"});
+  const int64_t total = static_cast<int64_t>(request.prompt.size()) + request.max_new_tokens;
+  if (total > options_.context_length)
+    throw Error("prompt (" + std::to_string(request.prompt.size()) + " tokens) plus max_tokens (" +
+                    std::to_string(request.max_new_tokens) + ") exceeds the context length of " +
+                    std::to_string(options_.context_length), {.field = "max_tokens"});
+  for (int32_t t : request.prompt)
+    if (t < 0 || t >= model_.config().vocab_size)
+      throw Error("token id " + std::to_string(t) + " is outside the vocabulary", {.field = "input_ids"});
+  auto a = std::make_unique<Active>();
+  a->sampler = std::make_unique<Sampler>(request.sampling, request.prompt);  // validates sampling
+  a->tokens = request.prompt;
+  a->prompt_len = static_cast<int64_t>(request.prompt.size());
+  a->req = std::move(request);
+  a->handle = std::make_shared<RequestHandle>();
+  auto handle = a->handle;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    incoming_.push_back(std::move(a));
+  }
+  cv_.notify_all();
+  return handle;
+}
+
+SchedulerStats Scheduler::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_;
+}
+
+void Scheduler::flush_cache() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    flush_requested_ = true;
+  }
+  cv_.notify_all();
+}
+
+void Scheduler::loop() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stop_ || flush_requested_ || !incoming_.empty() || !running_.empty() || !waiting_.empty(); });
+    if (stop_) break;
+    step(lock);
+  }
+  // Shutting down: every unfinished request ends as aborted.
+  for (auto& a : incoming_) waiting_.push_back(std::move(a));
+  incoming_.clear();
+  lock.unlock();
+  for (auto& a : running_) finish(*a, FinishReason::kAbort, "server shutting down");
+  for (auto& a : waiting_) finish(*a, FinishReason::kAbort, "server shutting down");
+  waiting_.clear();
+}
+
+bool Scheduler::admit(Active& a) {
+  // Reuse the longest cached prefix, always leaving one token to compute so the
+  // step yields logits for the last prompt token.
+  a.kv.blocks = radix_.match(a.tokens, static_cast<int64_t>(a.tokens.size()) - 1);
+  a.kv.n_tokens = static_cast<int64_t>(a.kv.blocks.size()) * kv_.block_size();
+  const int64_t pending = static_cast<int64_t>(a.tokens.size()) - a.kv.n_tokens;
+  const int64_t need = (a.kv.n_tokens + pending + kv_.block_size() - 1) / kv_.block_size() -
+                       static_cast<int64_t>(a.kv.blocks.size());
+  if (need > kv_.n_free()) radix_.evict(need - kv_.n_free());
+  if (!model::kv_reserve(kv_, a.kv, pending)) {
+    model::kv_release(kv_, a.kv);
+    return false;
+  }
+  if (!a.ever_admitted) {
+    a.ever_admitted = true;
+    a.cached_tokens = a.kv.n_tokens;
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats_.prompt_tokens += static_cast<uint64_t>(a.prompt_len);
+    stats_.cached_prompt_tokens += static_cast<uint64_t>(a.kv.n_tokens);
+  }
+  return true;
+}
+
+void Scheduler::finish(Active& a, FinishReason reason, const std::string& error) {
+  // Keep what was computed for later requests with the same prefix.
+  if (!a.kv.blocks.empty()) radix_.insert(a.tokens, a.kv.n_tokens, a.kv.blocks);
+  model::kv_release(kv_, a.kv);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++stats_.requests_finished;
+  }
+  // A stop or length finish was reported with the last token; an abort has no token.
+  if (reason == FinishReason::kAbort) {
+    TokenEvent ev;
+    ev.finish = reason;
+    ev.error = error;
+    ev.prompt_tokens = a.prompt_len;
+    ev.cached_tokens = a.cached_tokens;
+    ev.completion_tokens = a.n_generated;
+    if (a.req.on_event) a.req.on_event(ev);
+  }
+}
+
+void Scheduler::preempt(Active& a) {
+  // Its KV goes to the prefix cache; on resumption the cached blocks come back.
+  radix_.insert(a.tokens, a.kv.n_tokens, a.kv.blocks);
+  model::kv_release(kv_, a.kv);
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++stats_.preemptions;
+}
+
+void Scheduler::step(std::unique_lock<std::mutex>& lock) {
+  while (!incoming_.empty()) {
+    waiting_.push_back(std::move(incoming_.front()));
+    incoming_.pop_front();
+  }
+  const bool flush = flush_requested_;
+  flush_requested_ = false;
+  lock.unlock();
+
+  if (flush) radix_.clear();
+
+  // Requests whose client went away leave now, and free their blocks.
+  for (auto it = running_.begin(); it != running_.end();) {
+    if ((*it)->handle->cancelled()) {
+      finish(**it, FinishReason::kAbort);
+      it = running_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if ((*it)->handle->cancelled()) {
+      finish(**it, FinishReason::kAbort);
+      it = waiting_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+
+  // Admit waiting requests in arrival order while there is room.
+  while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_running_requests) {
+    if (!admit(*waiting_.front())) break;
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
+
+  // Decoding requests need room for one more token; preempt the newest when the
+  // pool is full (a request alone in the pool always fits: context <= pool).
+  for (size_t i = 0; i < running_.size(); ++i) {
+    Active& a = *running_[i];
+    while (!model::kv_reserve(kv_, a.kv, static_cast<int64_t>(a.tokens.size()) - a.kv.n_tokens)) {
+      if (radix_.evict(1) > 0) continue;
+      size_t victim = running_.size() - 1;
+      preempt(*running_[victim]);
+      waiting_.push_front(std::move(running_[victim]));
+      running_.pop_back();
+      if (victim == i) break;
+    }
+  }
+
+  // One forward pass: one token per decoding request, prompt chunks within budget.
+  std::vector<model::SequenceStep> steps;
+  std::vector<Active*> stepped;
+  int64_t budget = options_.chunked_prefill_size;
+  for (auto& ap : running_) {
+    Active& a = *ap;
+    const int64_t pending = static_cast<int64_t>(a.tokens.size()) - a.kv.n_tokens;
+    int64_t n = pending;
+    if (pending > 1) {  // prefill
+      if (budget <= 0) continue;
+      n = std::min(pending, budget);
+      budget -= n;
+    }
+    steps.push_back({&a.kv, a.tokens.data() + a.kv.n_tokens, n, false});
+    stepped.push_back(&a);
+  }
+
+  if (!steps.empty()) {
+    const int64_t vocab = model_.config().vocab_size;
+    std::vector<float> logits(steps.size() * static_cast<size_t>(vocab));
+    std::string error;
+    try {
+      model_.forward(steps, kv_, logits.data(), pool_);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    std::vector<Active*> done;
+    for (size_t i = 0; i < stepped.size(); ++i) {
+      Active& a = *stepped[i];
+      if (!error.empty()) {
+        done.push_back(&a);
+        continue;
+      }
+      if (a.kv.n_tokens < static_cast<int64_t>(a.tokens.size())) continue;  // mid-prefill chunk
+      float* row = logits.data() + static_cast<int64_t>(i) * vocab;
+      TokenEvent ev;
+      std::vector<float> logprobs;
+      if (a.req.top_logprobs >= 0) {  // log-softmax of the raw logits, before sampling changes them
+        logprobs.assign(row, row + vocab);
+        float m = *std::max_element(logprobs.begin(), logprobs.end());
+        double z = 0;
+        for (float l : logprobs) z += std::exp(static_cast<double>(l - m));
+        float lz = m + static_cast<float>(std::log(z));
+        for (float& l : logprobs) l -= lz;
+      }
+      int32_t tok = a.sampler->sample(row, vocab);
+      a.tokens.push_back(tok);
+      ++a.n_generated;
+      ev.token = tok;
+      if (!logprobs.empty()) {
+        ev.logprob = logprobs[static_cast<size_t>(tok)];
+        if (a.req.top_logprobs > 0) {
+          std::vector<int32_t> ids(static_cast<size_t>(vocab));
+          for (int32_t t = 0; t < vocab; ++t) ids[static_cast<size_t>(t)] = t;
+          const int64_t k = std::min<int64_t>(a.req.top_logprobs, vocab);
+          std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t x, int32_t y) {
+            return logprobs[static_cast<size_t>(x)] > logprobs[static_cast<size_t>(y)] ||
+                   (logprobs[static_cast<size_t>(x)] == logprobs[static_cast<size_t>(y)] && x < y);
+          });
+          for (int64_t j = 0; j < k; ++j) ev.top.push_back({ids[static_cast<size_t>(j)], logprobs[static_cast<size_t>(ids[static_cast<size_t>(j)])]});
+        }
+      }
+      bool stop = std::find(a.req.stop_token_ids.begin(), a.req.stop_token_ids.end(), tok) != a.req.stop_token_ids.end();
+      if (!a.req.ignore_eos)
+        stop |= std::find(options_.eos_token_ids.begin(), options_.eos_token_ids.end(), tok) != options_.eos_token_ids.end();
+      if (stop) ev.finish = FinishReason::kStop;
+      else if (a.n_generated >= a.req.max_new_tokens || static_cast<int64_t>(a.tokens.size()) >= options_.context_length)
+        ev.finish = FinishReason::kLength;
+      ev.prompt_tokens = a.prompt_len;
+      ev.cached_tokens = a.cached_tokens;
+      ev.completion_tokens = a.n_generated;
+      if (a.req.on_event) a.req.on_event(ev);
+      if (ev.finish != FinishReason::kNone) done.push_back(&a);
+      std::lock_guard<std::mutex> g(mutex_);
+      ++stats_.generation_tokens;
+    }
+    for (Active* a : done) {
+      finish(*a, error.empty() ? FinishReason::kStop : FinishReason::kAbort, error);
+      running_.erase(std::find_if(running_.begin(), running_.end(), [&](const auto& p) { return p.get() == a; }));
+    }
+  }
+
+  lock.lock();
+  stats_.running = static_cast<int>(running_.size());
+  stats_.waiting = static_cast<int>(waiting_.size() + incoming_.size());
+  stats_.kv_blocks_used = kv_.n_blocks() - kv_.n_free();
+  stats_.cached_blocks = radix_.n_cached_blocks();
+}
+
+}  // namespace quanta::engine
