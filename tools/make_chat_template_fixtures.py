@@ -8,6 +8,7 @@ Usage (see tools/requirements-chat-templates.txt for the venv):
 
 Writes tests/unit/data/chat_templates/:
   contexts.json      the inputs: a list of {name, messages, tools, add_generation_prompt, kwargs}
+  snippets.json      small templates of tools/chat_template_snippets.py with their results
   <template>.json    {template, sha256, cases: {context name: {output} | {error_type, error}}}
                      (template_case() below adds the few per-template inputs to each context)
 
@@ -281,6 +282,22 @@ def build_cases():
     return cases
 
 
+def render_snippets(env):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from chat_template_snippets import CTX, SNIPPETS
+
+    cases = []
+    for src in SNIPPETS:
+        try:
+            result = {"output": env.from_string(src).render(**CTX)}
+        except Exception as e:  # noqa: BLE001 - the exception is the expected result
+            result = {"error_type": type(e).__name__, "error": str(e)}
+        cases.append({"template": src, "result": result})
+    with open(os.path.join(OUT, "snippets.json"), "w", encoding="utf-8") as f:
+        json.dump({"context": CTX, "cases": cases}, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+
+
 def main():
     if not os.path.isdir(TEMPLATES):
         sys.exit(f"no templates at {TEMPLATES}")
@@ -290,6 +307,7 @@ def main():
         json.dump(cases, f, ensure_ascii=False, indent=1)
         f.write("\n")
     env = make_env()
+    render_snippets(env)
     summary = []
     for fname in sorted(os.listdir(TEMPLATES)):
         if not fname.endswith(".jinja"):

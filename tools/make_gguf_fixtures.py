@@ -23,6 +23,14 @@ Output (tests/unit/data/gguf/ by default):
                                     bf16, e8m0 scales 0, 1, 254 and 255, ...)
                          llamacpp   blocks from llama.cpp's own quantizer
                                     (ggml_quantize_chunk), when --libggml is given
+                       With --libggml, every case of every type that ggml can
+                       dequantize is also run through ggml's type_traits.to_float
+                       and must agree with gguf-py bit for bit; and Q1_0 / Q2_0,
+                       which the pinned gguf-py cannot dequantize, are written with
+                       ggml's to_float as their oracle (without --libggml they are
+                       left out, and gguf_test's EveryFixtureIsChecked fails).
+                       The committed fixtures were made with libggml-base.so.0.25.3
+                       from llama-cpp-python 0.3.36 (built from its sdist).
   metadata.gguf        every metadata value type, arrays of each, arrays of strings,
                        nested arrays, general.alignment = 64 and tensors of
                        several types and ranks (tests/unit/gguf_test.cc holds the
@@ -31,7 +39,8 @@ Output (tests/unit/data/gguf/ by default):
 Usage:
   python3 -m venv /root/.cache/quanta/gguf-venv
   /root/.cache/quanta/gguf-venv/bin/pip install -r tools/requirements-gguf.txt
-  /root/.cache/quanta/gguf-venv/bin/python tools/make_gguf_fixtures.py [--libggml PATH]
+  /root/.cache/quanta/gguf-venv/bin/python tools/make_gguf_fixtures.py \
+      --libggml .../llama_cpp/lib/libggml-base.so
 """
 
 import argparse
@@ -59,6 +68,7 @@ F16_FIELDS = {
     T.IQ2_XXS: [0], T.IQ2_XS: [0], T.IQ2_S: [0], T.IQ3_XXS: [0], T.IQ3_S: [0], T.IQ1_S: [0],
     T.IQ4_NL: [0], T.IQ4_XS: [0], T.TQ1_0: [52], T.TQ2_0: [64],
     T.MXFP4: [], T.NVFP4: [], T.IQ1_M: [],  # IQ1_M: see patch_iq1_m
+    41: [0], 42: [0],  # Q1_0, Q2_0 (see GGML_ONLY)
 }
 
 # Blocks per random case: enough for every grid row of the grid types.
@@ -161,8 +171,8 @@ def dequant(raw, qtype):
 class Fixture:
     """One GGUF file of (case, case.expected) tensor pairs."""
 
-    def __init__(self, qtype):
-        self.qtype = qtype
+    def __init__(self, type_name):
+        self.type_name = type_name
         self.cases = []  # (name, raw tensor (uint8 bytes or numpy typed), qtype or None, expected f32)
 
     def add(self, name, data, expected, raw_dtype=None):
@@ -171,7 +181,7 @@ class Fixture:
 
     def write(self, path, oracle):
         w = gguf.GGUFWriter(path, arch="quanta-fixture")
-        w.add_string("fixture.type", self.qtype.name)
+        w.add_string("fixture.type", self.type_name)
         w.add_string("fixture.oracle", oracle)
         for name, data, expected, raw_dtype in self.cases:
             w.add_tensor(name, data, raw_dtype=raw_dtype)
@@ -195,21 +205,56 @@ def real_data(rng, rows, cols):
     return x
 
 
+class TypeTraits(ctypes.Structure):
+    # struct ggml_type_traits (ggml/include/ggml.h); checked against ggml_type_name,
+    # ggml_blck_size and ggml_type_size before use.
+    _fields_ = [("type_name", ctypes.c_char_p), ("blck_size", ctypes.c_int64),
+                ("blck_size_interleave", ctypes.c_int64), ("type_size", ctypes.c_size_t),
+                ("is_quantized", ctypes.c_bool), ("to_float", ctypes.c_void_p),
+                ("from_float_ref", ctypes.c_void_p)]
+
+
+ToFloat = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+
+
 class LibGgml:
-    """llama.cpp's quantizer through libggml's C API (ggml_quantize_chunk)."""
+    """llama.cpp's ggml through its C API: the quantizer (ggml_quantize_chunk) and the
+    reference dequantizers (type_traits.to_float)."""
 
     def __init__(self, path):
-        self.lib = ctypes.CDLL(path)
-        self.lib.ggml_quantize_chunk.restype = ctypes.c_size_t
-        self.lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                                                 ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-        self.lib.ggml_quantize_requires_imatrix.restype = ctypes.c_bool
-        self.lib.ggml_quantize_requires_imatrix.argtypes = [ctypes.c_int]
-        self.lib.ggml_quantize_init.argtypes = [ctypes.c_int]
+        self.name = os.path.basename(os.path.realpath(path))
+        lib = self.lib = ctypes.CDLL(path)
+        lib.ggml_quantize_chunk.restype = ctypes.c_size_t
+        lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                            ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+        lib.ggml_quantize_requires_imatrix.restype = ctypes.c_bool
+        lib.ggml_quantize_requires_imatrix.argtypes = [ctypes.c_int]
+        lib.ggml_quantize_init.argtypes = [ctypes.c_int]
+        lib.ggml_get_type_traits.restype = ctypes.POINTER(TypeTraits)
+        lib.ggml_get_type_traits.argtypes = [ctypes.c_int]
+        lib.ggml_type_name.restype = ctypes.c_char_p
+        lib.ggml_blck_size.restype = ctypes.c_int64
+        lib.ggml_type_size.restype = ctypes.c_size_t
+
+    def sizes(self, qtype):
+        return int(self.lib.ggml_blck_size(int(qtype))), int(self.lib.ggml_type_size(int(qtype)))
+
+    def to_float_fn(self, qtype):
+        t = self.lib.ggml_get_type_traits(int(qtype)).contents
+        assert t.type_name == self.lib.ggml_type_name(int(qtype)), qtype
+        assert (t.blck_size, t.type_size) == self.sizes(qtype), qtype
+        return ToFloat(t.to_float) if t.to_float else None
+
+    def dequantize(self, qtype, raw, shape):
+        fn = self.to_float_fn(qtype)
+        raw = np.ascontiguousarray(raw)
+        out = np.empty(int(np.prod(shape)), dtype=np.float32)
+        fn(raw.ctypes.data, out.ctypes.data, out.size)
+        return out.reshape(shape)
 
     def quantize(self, qtype, x):
         rows, cols = x.shape
-        block, size = GGML_QUANT_SIZES[qtype]
+        block, size = self.sizes(qtype)
         x = np.ascontiguousarray(x, dtype=np.float32)
         imatrix = None
         if self.lib.ggml_quantize_requires_imatrix(int(qtype)):
@@ -220,6 +265,13 @@ class LibGgml:
                                          imatrix.ctypes.data if imatrix is not None else None)
         assert n == out.nbytes, (qtype, n, out.nbytes)
         return out
+
+
+def same_bits(a, b):
+    a = np.ascontiguousarray(a, dtype=np.float32).reshape(-1)
+    b = np.ascontiguousarray(b, dtype=np.float32).reshape(-1)
+    both_nan = np.isnan(a) & np.isnan(b)
+    return a.shape == b.shape and bool(np.all((a.view(np.uint32) == b.view(np.uint32)) | both_nan))
 
 
 def special_cases(qtype):
@@ -250,15 +302,44 @@ def special_cases(qtype):
     return None
 
 
+# Types newer than the pinned gguf-py's dequantizers: golden data from ggml's
+# to_float, so only with --libggml. Q2_0 is not even in gguf-py's type enum; the
+# writer only needs its id and sizes.
+GGML_ONLY = {"Q1_0": 41, "Q2_0": 42}
+# llama.cpp's quantizer handles these (ggml.c ggml_quantize_chunk).
+GGML_QUANTIZES = ["Q1_0", "Q2_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "MXFP4", "NVFP4",
+                  "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "TQ1_0", "TQ2_0", "IQ2_XXS", "IQ2_XS",
+                  "IQ3_XXS", "IQ3_S", "IQ2_S", "IQ1_S", "IQ1_M", "IQ4_NL", "IQ4_XS"]
+
+
 def make_dequant_fixtures(out_dir, rng, libggml):
     os.makedirs(out_dir, exist_ok=True)
-    oracle = f"gguf-py {version('gguf')} gguf.quants.dequantize (numpy {np.__version__})"
-    written = []
-    for qtype in T:
-        if qtype in (T.Q8_1, T.Q8_K, T.Q1_0):
-            continue  # gguf-py has no dequantizer for these: no oracle
+    gguf_py = f"gguf-py {version('gguf')} gguf.quants.dequantize (numpy {np.__version__})"
+    written, cross_checked = [], 0
+
+    types = [(q.name, q) for q in T if q.name not in GGML_ONLY]
+    if libggml is not None:
+        for name, tid in GGML_ONLY.items():
+            GGML_QUANT_SIZES.setdefault(tid, libggml.sizes(tid))
+            types.append((name, tid))
+
+    for name, qtype in types:
+        if name in ("Q8_1", "Q8_K"):
+            continue  # activation-only: neither gguf-py nor ggml dequantizes them
+        ggml_only = name in GGML_ONLY
         block, size = GGML_QUANT_SIZES[qtype]
-        fx = Fixture(qtype)
+        if ggml_only:
+            oracle = f"ggml type_traits.to_float ({libggml.name})"
+
+            def golden(raw, shape, qtype=qtype):
+                return libggml.dequantize(qtype, raw, shape)
+        else:
+            oracle = gguf_py
+
+            def golden(raw, shape, qtype=qtype):
+                return dequant(raw, qtype).reshape(shape)
+
+        fx = Fixture(name)
         if qtype in PLAIN_NUMPY:
             dt = PLAIN_NUMPY[qtype]
             if dt == np.float64:
@@ -270,49 +351,54 @@ def make_dequant_fixtures(out_dir, rng, libggml):
                 x[0, :2] = [info.min, info.max]
             with np.errstate(over="ignore"):  # f64 3.5e38 -> f32 inf on purpose
                 fx.add("random", x, x.astype(np.float32))
-            oracle_here = f"numpy {np.__version__} astype(float32)"
-            fx.write(os.path.join(out_dir, qtype.name + ".gguf"), oracle_here)
-            written.append(qtype.name)
+            fx.write(os.path.join(out_dir, name + ".gguf"), f"numpy {np.__version__} astype(float32)")
+            written.append(name)
             continue
 
         if qtype == T.F32:
             x = rng.standard_normal((4, 8)).astype(np.float32)
             x[0, :4] = [np.inf, -np.inf, np.nan, 1e-45]
-            fx.add("random", x, dequant(x.view(np.uint8), qtype).reshape(x.shape))
+            fx.add("random", x, golden(x.view(np.uint8), x.shape))
         elif qtype == T.F16:
             x = real_data(rng, 2, 64).astype(np.float16)
-            fx.add("quantized", x, dequant(x.view(np.uint8), qtype).reshape(x.shape))
+            fx.add("quantized", x, golden(x.view(np.uint8), x.shape))
             bits = random_f16(rng, 128).reshape(2, 64)
-            fx.add("random", bits.view(np.float16), dequant(bits.view(np.uint8), qtype).reshape(bits.shape))
+            fx.add("random", bits.view(np.float16), golden(bits.view(np.uint8), bits.shape))
         elif qtype in GGUFPY_QUANTIZES:
             x = real_data(rng, 2, 256)
             q = gguf.quants.quantize(x, qtype)
-            shape = (2, 256)
-            fx.add("quantized", q, dequant(q, qtype).reshape(shape), raw_dtype=qtype)
+            fx.add("quantized", q, golden(q, (2, 256)), raw_dtype=qtype)
         if qtype == T.BF16:
             bits = rng.integers(0, 1 << 16, size=(2, 64), dtype=np.uint32).astype(np.uint16)
             raw = bits.view(np.uint8).reshape(2, 128)
-            fx.add("random", raw, dequant(raw, qtype).reshape(2, 64), raw_dtype=qtype)
+            fx.add("random", raw, golden(raw, (2, 64)), raw_dtype=qtype)
         elif block > 1:
             n_blocks = GRID_BLOCKS.get(qtype, 2 if block == 256 else 8)
             n_rows = 2 if n_blocks % 2 == 0 else 1
             blocks = random_blocks(rng, qtype, n_blocks)
             raw = rows_of(blocks, qtype, n_rows)
-            fx.add("random", raw, dequant(raw, qtype).reshape(n_rows, -1), raw_dtype=qtype)
+            fx.add("random", raw, golden(raw, (n_rows, n_blocks * block // n_rows)), raw_dtype=qtype)
 
         special = special_cases(qtype)
         if special is not None:
             raw = special.view(np.uint8).reshape(1, -1)
-            fx.add("special", raw, dequant(raw, qtype).reshape(1, -1), raw_dtype=qtype)
+            fx.add("special", raw, golden(raw, (1, raw.size // size * block)), raw_dtype=qtype)
 
-        if libggml is not None and block > 1:
-            x = real_data(rng, 2, 256)
+        if libggml is not None and name in GGML_QUANTIZES:
+            x = real_data(rng, 1, 256)
             q = libggml.quantize(qtype, x)
-            fx.add("llamacpp", q, dequant(q, qtype).reshape(2, 256), raw_dtype=qtype)
+            fx.add("llamacpp", q, golden(q, (1, 256)), raw_dtype=qtype)
 
-        fx.write(os.path.join(out_dir, qtype.name + ".gguf"), oracle)
-        written.append(qtype.name)
-    return written
+        # The two oracles must agree wherever both exist.
+        if libggml is not None and not ggml_only and libggml.to_float_fn(qtype) is not None:
+            for case, data, expected, _ in fx.cases:
+                raw = np.ascontiguousarray(data).view(np.uint8)
+                assert same_bits(libggml.dequantize(qtype, raw, expected.shape), expected), (name, case)
+                cross_checked += 1
+
+        fx.write(os.path.join(out_dir, name + ".gguf"), oracle)
+        written.append(name)
+    return written, cross_checked
 
 
 def make_metadata_fixture(path):
@@ -373,9 +459,11 @@ def main():
     libggml = LibGgml(args.libggml) if args.libggml else None
     dq_dir = os.path.join(args.out, "dequant")
     shutil.rmtree(dq_dir, ignore_errors=True)
-    written = make_dequant_fixtures(dq_dir, rng, libggml)
+    written, cross_checked = make_dequant_fixtures(dq_dir, rng, libggml)
     make_metadata_fixture(os.path.join(args.out, "metadata.gguf"))
     print("wrote", len(written), "dequant fixtures:", " ".join(written))
+    if libggml is not None:
+        print(f"gguf-py and ggml ({libggml.name}) agree bit for bit on {cross_checked} cases")
 
 
 if __name__ == "__main__":

@@ -223,7 +223,7 @@ def main():
     ap.add_argument("-t", "--threads", default="1,2")
     ap.add_argument("-r", "--repetitions", type=int, default=3)
     ap.add_argument("--json-out", help="write all samples here")
-    ap.add_argument("--max-wait", type=float, default=600,
+    ap.add_argument("--max-wait", type=float, default=900,
                     help="seconds the run may wait in total, before rep pairs, for other processes to go quiet")
     a = ap.parse_args()
     threads = [int(t) for t in a.threads.split(",")]

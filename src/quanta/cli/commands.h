@@ -12,5 +12,7 @@ using Command = std::function<int()>;
 
 Command add_generate(CLI::App& app);
 Command add_bench(CLI::App& app);
+Command add_tokenize(CLI::App& app);
+Command add_detokenize(CLI::App& app);
 
 }  // namespace quanta::cli

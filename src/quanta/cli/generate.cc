@@ -15,6 +15,8 @@
 #include "quanta/engine/loader.h"
 #include "quanta/engine/sampler.h"
 #include "quanta/kernels/kernels.h"
+#include "quanta/tokenizer/tokenizer.h"
+#include <filesystem>
 
 namespace quanta::cli {
 
@@ -31,8 +33,16 @@ struct GenerateOptions {
   std::optional<uint64_t> seed;
   int threads = 0;
   bool ignore_eos = false;
+  bool print_ids = false;
   bool quiet = false;
 };
+
+// The model's tokenizer: a GGUF's vocabulary, or tokenizer.json in a folder; none otherwise.
+std::optional<tokenizer::Tokenizer> load_tokenizer(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (fs::is_directory(path) && !fs::exists(fs::path(path) / "tokenizer.json")) return std::nullopt;
+  return tokenizer::Tokenizer::load(path);
+}
 
 std::vector<int32_t> parse_ids(const std::string& text) {
   std::vector<int32_t> ids;
@@ -62,14 +72,23 @@ std::vector<int32_t> parse_ids(const std::string& text) {
 }
 
 int run_generate(const GenerateOptions& o) {
-  if (!o.prompt.empty())
-    throw Error("text prompts need a tokenizer, which quanta does not have yet; pass token ids with --prompt-ids",
+  if (o.prompt.empty() == o.prompt_ids.empty())
+    throw Error("give the prompt as text with --prompt (or --prompt - for stdin), or as token ids with --prompt-ids",
                 {.field = "--prompt"});
-  if (o.prompt_ids.empty()) throw Error("give the prompt with --prompt-ids (or --prompt-ids - to read them from stdin)", {.field = "--prompt-ids"});
-  std::string ids_text = o.prompt_ids;
-  if (ids_text == "-") ids_text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-  std::vector<int32_t> prompt = parse_ids(ids_text);
   if (o.max_new_tokens < 0) throw Error("must not be negative", {.field = "--max-new-tokens"});
+  std::optional<tokenizer::Tokenizer> tok = load_tokenizer(o.model_path);
+  std::vector<int32_t> prompt;
+  if (!o.prompt.empty()) {
+    if (!tok) throw Error("this model folder has no tokenizer.json; pass token ids with --prompt-ids", {.file = o.model_path});
+    std::string text = o.prompt;
+    if (text == "-") text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    prompt = tok->encode(text, /*add_special=*/true);
+  } else {
+    std::string ids_text = o.prompt_ids;
+    if (ids_text == "-") ids_text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    prompt = parse_ids(ids_text);
+  }
+  const bool print_text = tok && !o.print_ids;
 
   kernels::active_isa();  // validates QUANTA_ISA before any work
   ThreadPool pool(o.threads > 0 ? o.threads : ThreadPool::physical_cores());
@@ -112,6 +131,10 @@ int run_generate(const GenerateOptions& o) {
   engine::Sampler sampler(sp, prompt);
 
   std::vector<int64_t> eos = gen.eos_token_ids.empty() ? cfg.eos_token_ids : gen.eos_token_ids;
+  if (tok)
+    for (int32_t id : tok->stop_ids()) eos.push_back(id);
+  std::optional<tokenizer::StreamDecoder> detok;
+  if (print_text) detok.emplace(*tok, /*skip_special=*/true);
   int64_t capacity = static_cast<int64_t>(prompt.size()) + o.max_new_tokens;
   model::KvCache cache = lm.model->make_cache(capacity);
   std::vector<float> logits(static_cast<size_t>(cfg.vocab_size));
@@ -123,13 +146,18 @@ int run_generate(const GenerateOptions& o) {
   for (int64_t i = 0; i < o.max_new_tokens; ++i) {
     int32_t tok = sampler.sample(logits.data(), cfg.vocab_size);
     out.push_back(tok);
-    std::printf(i ? " %d" : "%d", tok);
-    std::fflush(stdout);
     bool is_eos = false;
     for (int64_t e : eos) is_eos |= e == tok;
+    if (detok) {
+      if (!is_eos) std::fputs(detok->step(tok).c_str(), stdout);
+    } else {
+      std::printf(i ? " %d" : "%d", tok);
+    }
+    std::fflush(stdout);
     if ((is_eos && !o.ignore_eos) || i + 1 == o.max_new_tokens) break;
     lm.model->forward(&tok, 1, cache, logits.data(), false, pool);
   }
+  if (detok) std::fputs(detok->flush().c_str(), stdout);
   std::printf("\n");
   auto t_end = std::chrono::steady_clock::now();
   if (!o.quiet) {
@@ -150,11 +178,12 @@ Command add_generate(CLI::App& app) {
   auto o = std::make_shared<GenerateOptions>();
   CLI::App* sub = app.add_subcommand("generate", "Generate tokens for one prompt.");
   sub->footer(
-      "Output: the generated token ids on stdout, space-separated; progress and speed on stderr.\n"
+      "Output: the generated text on stdout (token ids, space-separated, with --ids or when the model has no\n"
+      "tokenizer); progress and speed on stderr. --model-path takes a Hugging Face folder or a GGUF file.\n"
       "Sampling defaults come from the model's generation_config.json (do_sample=false means greedy),\n"
       "otherwise SGLang's: temperature 1, top-p 1, top-k off, min-p 0, no penalties. Temperature 0 is greedy.");
-  sub->add_option("--model-path", o->model_path, "Hugging Face model folder (config.json + *.safetensors)")->required();
-  sub->add_option("--prompt", o->prompt, "Prompt text (needs a tokenizer: not supported yet, use --prompt-ids)");
+  sub->add_option("--model-path", o->model_path, "Hugging Face model folder (config.json + *.safetensors) or GGUF file")->required();
+  sub->add_option("--prompt", o->prompt, "Prompt text; '-' reads it from stdin");
   sub->add_option("--prompt-ids", o->prompt_ids, "Prompt token ids, comma- or space-separated; '-' reads them from stdin");
   sub->add_option("--max-new-tokens", o->max_new_tokens, "Tokens to generate at most")->capture_default_str();
   sub->add_option("--temperature", o->temperature, "Sampling temperature; 0 = greedy");
@@ -167,7 +196,8 @@ Command add_generate(CLI::App& app) {
   sub->add_option("--seed", o->seed, "Random seed; the same seed gives the same tokens (default: random)");
   sub->add_option("--threads", o->threads, "Threads (default: the number of physical cores)");
   sub->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past end-of-sequence tokens");
-  sub->add_flag("--quiet", o->quiet, "Print only the generated ids");
+  sub->add_flag("--ids", o->print_ids, "Print the generated token ids instead of text");
+  sub->add_flag("--quiet", o->quiet, "No progress or speed lines on stderr");
   return [o] { return run_generate(*o); };
 }
 

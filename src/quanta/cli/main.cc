@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   };
   add(quanta::cli::add_generate);
   add(quanta::cli::add_bench);
+  add(quanta::cli::add_tokenize);
+  add(quanta::cli::add_detokenize);
 
   try {
     app.parse(argc, argv);

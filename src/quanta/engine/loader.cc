@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "quanta/core/error.h"
+#include "quanta/format/gguf_model.h"
 #include "quanta/format/safetensors.h"
 
 namespace quanta::engine {
@@ -10,10 +11,19 @@ namespace quanta::engine {
 LoadedModel load_model(const std::string& path, const model::LoadProgress& progress) {
   namespace fs = std::filesystem;
   if (!fs::exists(path)) throw Error("model path does not exist", {.file = path});
-  if (!fs::is_directory(path))
-    throw Error("expected a Hugging Face model folder (config.json + *.safetensors)", {.file = path});
   LoadedModel m;
   m.path = path;
+  if (!fs::is_directory(path)) {
+    if (!format::is_gguf_file(path))
+      throw Error("expected a Hugging Face model folder (config.json + *.safetensors) or a GGUF file", {.file = path});
+    auto file = std::make_shared<const format::GgufFile>(path);
+    m.config = format::gguf_model_config(*file);
+    m.generation = format::gguf_generation_defaults(*file);
+    m.source = std::make_unique<format::GgufTensorSource>(file, m.config);
+    m.method = quant::make_unquantized_method();
+    m.model = model::DecoderModel::load(m.config, *m.source, *m.method, progress);
+    return m;
+  }
   m.config = format::load_model_config(path);
   m.generation = format::load_generation_config(path);
   m.source = format::open_safetensors(path);

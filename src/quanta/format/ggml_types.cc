@@ -513,6 +513,21 @@ void dq(const BlockNVFP4& b, float* y) {
   }
 }
 
+// Bit j (LSB first) of qs[j / 8]: +d if set, -d if clear.
+void dq(const BlockQ1_0& b, float* y) {
+  const float d = f16(b.d);
+  for (int j = 0; j < 128; ++j) y[j] = ((b.qs[j / 8] >> (j % 8)) & 1) ? d : -d;
+}
+
+// Element j: 2 bits at shift 2(j % 4) of qs[j / 4], minus 1 (so -1, 0, 1, 2).
+void dq(const BlockQ2_0& b, float* y) {
+  const float d = f16(b.d);
+  for (int j = 0; j < 64; ++j) {
+    const int q = (b.qs[j / 4] >> (2 * (j % 4))) & 3;
+    y[j] = static_cast<float>(q - 1) * d;
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Row functions and the table.
 
@@ -600,10 +615,10 @@ constexpr std::array<TypeRow, kGgmlTypeCount> kTypes = {{
     removed(GgmlType::kIQ4_NL_8_8, "IQ4_NL_8_8", kQK, 18),
     QUANTA_BLOCK(MXFP4, BlockMXFP4, kQK),
     QUANTA_BLOCK(NVFP4, BlockNVFP4, 64),
-    // Q1_0 and Q2_0 are newer than the pinned gguf-py, which cannot dequantize them,
-    // so there is no oracle to hold a reference to: they are refused by name.
-    row(GgmlType::kQ1_0, "Q1_0", 128, sizeof(BlockQ1_0), nullptr),
-    row(GgmlType::kQ2_0, "Q2_0", 64, sizeof(BlockQ2_0), nullptr),
+    // The pinned gguf-py cannot dequantize Q1_0 and Q2_0: their golden data comes
+    // from ggml's own to_float (tools/make_gguf_fixtures.py --libggml).
+    QUANTA_BLOCK(Q1_0, BlockQ1_0, 128),
+    QUANTA_BLOCK(Q2_0, BlockQ2_0, 64),
 }};
 
 #undef QUANTA_BLOCK

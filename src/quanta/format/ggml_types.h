@@ -7,9 +7,12 @@
 //
 // The dequantizers are the truth the fast kernels are tested against: plain scalar
 // code that follows ggml-quants.c / gguf-py's quants.py operation by operation, so
-// the f32 results are bit-identical to gguf-py's dequantize() (tests/unit/gguf_test.cc
-// checks each type against gguf-py's output). Blocks run along ne[0], the innermost
-// dimension, so a row of n elements is n / block_size blocks back to back.
+// the f32 results are bit-identical to gguf-py's dequantize(). tests/unit/gguf_test.cc
+// holds every type to an oracle: gguf-py's output (which ggml's own to_float matches
+// bit for bit on the same blocks), ggml's to_float for Q1_0 and Q2_0 (newer than the
+// pinned gguf-py), and hand-made blocks for the activation types Q8_1 and Q8_K,
+// which neither dequantizes. Blocks run along ne[0], the innermost dimension, so a
+// row of n elements is n / block_size blocks back to back.
 //
 // Invariant: all multi-byte fields are little-endian (GGUF v3 big-endian files are
 // refused by the reader), read with memcpy, so blocks need no alignment.

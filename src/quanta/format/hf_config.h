@@ -35,6 +35,8 @@ struct RopeConfig {
   std::optional<double> mscale, mscale_all_dim;  // yarn
   bool truncate = true;  // yarn
   double partial_rotary_factor = 1.0;
+  // Per-frequency divisors (GGUF's rope_freqs tensor, how llama.cpp stores Llama 3.1 scaling).
+  std::vector<float> freq_divisors;
 };
 
 enum class Activation { kSilu, kGeluTanh };
@@ -65,6 +67,9 @@ struct ModelConfig {
   std::vector<bool> layer_is_sliding;  // per layer
   RopeConfig rope_full;     // rope of full-attention layers
   RopeConfig rope_sliding;  // rope of sliding-window layers (== rope_full unless Gemma3)
+  // Rotate adjacent pairs (2i, 2i+1) instead of halves (i, i + d/2): llama.cpp's
+  // "NORM" rope, which GGUF llama-arch files need (their q/k rows are permuted for it).
+  bool rope_interleaved = false;
   DType dtype = DType::kF32;  // torch_dtype / dtype in config.json
   std::optional<int64_t> bos_token_id;
   std::vector<int64_t> eos_token_ids;

@@ -25,7 +25,7 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n_rows, int64_t 
 }
 
 void rope(float* x, int64_t n_tokens, int64_t stride, int n_heads, int d_head, int d_rot,
-          const int64_t* positions, const float* inv_freq, float attention_factor) {
+          const int64_t* positions, const float* inv_freq, float attention_factor, bool interleaved) {
   const int half = d_rot / 2;
   std::vector<float> cos_v(static_cast<size_t>(half)), sin_v(static_cast<size_t>(half));
   for (int64_t t = 0; t < n_tokens; ++t) {
@@ -38,10 +38,13 @@ void rope(float* x, int64_t n_tokens, int64_t stride, int n_heads, int d_head, i
     }
     for (int h = 0; h < n_heads; ++h) {
       float* v = x + t * stride + static_cast<int64_t>(h) * d_head;
+      const int stride_pair = interleaved ? 2 : 1, other = interleaved ? 1 : half;
       for (int i = 0; i < half; ++i) {
-        float a = v[i], b = v[i + half];
-        v[i] = a * cos_v[static_cast<size_t>(i)] - b * sin_v[static_cast<size_t>(i)];
-        v[i + half] = b * cos_v[static_cast<size_t>(i)] + a * sin_v[static_cast<size_t>(i)];
+        float& a = v[i * stride_pair];
+        float& b = v[i * stride_pair + other];
+        const float ca = a, cb = b;
+        a = ca * cos_v[static_cast<size_t>(i)] - cb * sin_v[static_cast<size_t>(i)];
+        b = cb * cos_v[static_cast<size_t>(i)] + ca * sin_v[static_cast<size_t>(i)];
       }
     }
   }

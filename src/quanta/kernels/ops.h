@@ -21,12 +21,13 @@ namespace quanta::kernels {
 void rms_norm(const float* x, const float* w, float* y, int64_t n_rows, int64_t n, float eps,
               bool one_plus_weight);
 
-// Rotary embedding, rotate-half convention (element i pairs with i + d/2, as
-// transformers' rotate_half): for each of n_heads heads of width d_head in each
-// of n_tokens rows (row stride `stride`), rotate the first d_rot elements by angle
-// pos * inv_freq[i], and scale cos/sin by `attention_factor`.
+// Rotary embedding: for each of n_heads heads of width d_head in each of
+// n_tokens rows (row stride `stride`), rotate pairs of the first d_rot elements
+// by angle pos * inv_freq[i] and scale cos/sin by `attention_factor`. Pair i is
+// (i, i + d_rot/2) in the rotate-half convention of transformers, or (2i, 2i+1)
+// when `interleaved` (llama.cpp's NORM rope).
 void rope(float* x, int64_t n_tokens, int64_t stride, int n_heads, int d_head, int d_rot,
-          const int64_t* positions, const float* inv_freq, float attention_factor);
+          const int64_t* positions, const float* inv_freq, float attention_factor, bool interleaved = false);
 
 // In-place softmax of n values.
 void softmax(float* x, int64_t n);

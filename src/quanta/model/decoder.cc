@@ -238,9 +238,9 @@ void DecoderModel::forward(const std::vector<SequenceStep>& steps, KvPool& kv_po
     }
     const RopeTable& rope = L.sliding ? rope_sliding_ : rope_full_;
     kernels::rope(q.data(), n_tokens, q_dim, static_cast<int>(c.n_heads), static_cast<int>(d_head), rope.d_rot,
-                  positions.data(), rope.inv_freq.data(), rope.attention_factor);
+                  positions.data(), rope.inv_freq.data(), rope.attention_factor, c.rope_interleaved);
     kernels::rope(k.data(), n_tokens, kv_dim, static_cast<int>(c.n_kv_heads), static_cast<int>(d_head), rope.d_rot,
-                  positions.data(), rope.inv_freq.data(), rope.attention_factor);
+                  positions.data(), rope.inv_freq.data(), rope.attention_factor, c.rope_interleaved);
     // Append keys and values to each sequence's blocks: [n_blocks, n_kv_heads, block_size, d_head].
     float* kc = kv_pool.k(static_cast<int64_t>(li));
     float* vc = kv_pool.v(static_cast<int64_t>(li));

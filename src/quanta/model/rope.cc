@@ -29,6 +29,12 @@ RopeTable compute_rope(const format::RopeConfig& rope, int64_t d_head) {
   t.inv_freq.resize(pos_freqs.size());
   for (size_t i = 0; i < pos_freqs.size(); ++i) t.inv_freq[i] = 1.0f / pos_freqs[i];
 
+  if (!rope.freq_divisors.empty()) {
+    if (rope.freq_divisors.size() != t.inv_freq.size())
+      throw Error("rope frequency divisors: " + std::to_string(rope.freq_divisors.size()) + " values for " +
+                      std::to_string(t.inv_freq.size()) + " frequencies", {.tensor = "rope_freqs.weight"});
+    for (size_t i = 0; i < t.inv_freq.size(); ++i) t.inv_freq[i] /= rope.freq_divisors[i];
+  }
   if (rope.type == "default") return t;
 
   if (rope.type == "linear") {

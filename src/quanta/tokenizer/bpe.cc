@@ -1,7 +1,6 @@
 #include "quanta/tokenizer/bpe.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <queue>
 
 #include "quanta/core/error.h"
@@ -195,7 +194,7 @@ void BpeModel::initial_symbols(std::string_view piece, Input input, std::vector<
     spelled_storage = byte_level_encode(piece);
     text = spelled_storage;
   }
-  std::optional<int32_t> pending_unk;  // tokenizers' `unk` with its fusing rule
+  int32_t pending_unk = -1;  // tokenizers' `unk` with its fusing rule (-1: none)
   std::string sym;
   size_t i = 0;
   while (i < text.size()) {
@@ -208,7 +207,7 @@ void BpeModel::initial_symbols(std::string_view piece, Input input, std::vector<
     if (last) sym += options_.end_of_word_suffix;
     auto it = vocab_.find(sym);
     if (it != vocab_.end()) {
-      if (pending_unk) ids.push_back(*pending_unk), pending_unk.reset();
+      if (pending_unk >= 0) ids.push_back(pending_unk), pending_unk = -1;
       ids.push_back(it->second);
       continue;
     }
@@ -221,12 +220,12 @@ void BpeModel::initial_symbols(std::string_view piece, Input input, std::vector<
       }
     }
     if (unk_id_) {
-      if (pending_unk && !options_.fuse_unk) ids.push_back(*pending_unk);
+      if (pending_unk >= 0 && !options_.fuse_unk) ids.push_back(pending_unk);
       pending_unk = *unk_id_;
     }
     // No unknown token: the character is dropped, as tokenizers does.
   }
-  if (pending_unk) ids.push_back(*pending_unk);
+  if (pending_unk >= 0) ids.push_back(pending_unk);
 }
 
 void BpeModel::merge(std::vector<int32_t>& ids) const {

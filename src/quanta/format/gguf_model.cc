@@ -1,0 +1,194 @@
+#include "quanta/format/gguf_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+
+#include "quanta/core/error.h"
+
+namespace quanta::format {
+
+namespace {
+
+struct ArchMap {
+  const char* gguf;
+  const char* hf;
+};
+constexpr ArchMap kArchs[] = {
+    {"llama", "LlamaForCausalLM"},
+    {"qwen2", "Qwen2ForCausalLM"},
+    {"qwen3", "Qwen3ForCausalLM"},
+    {"gemma3", "Gemma3ForCausalLM"},
+};
+
+// GGUF block tensor name -> Hugging Face name inside model.layers.N.
+struct NameMap {
+  const char* gguf;
+  const char* hf;
+};
+constexpr NameMap kBlockNames[] = {
+    {"attn_norm", "input_layernorm"},
+    {"attn_q", "self_attn.q_proj"},
+    {"attn_k", "self_attn.k_proj"},
+    {"attn_v", "self_attn.v_proj"},
+    {"attn_output", "self_attn.o_proj"},
+    {"attn_q_norm", "self_attn.q_norm"},
+    {"attn_k_norm", "self_attn.k_norm"},
+    {"ffn_gate", "mlp.gate_proj"},
+    {"ffn_up", "mlp.up_proj"},
+    {"ffn_down", "mlp.down_proj"},
+    {"post_ffw_norm", "post_feedforward_layernorm"},
+};
+
+std::string hf_name(const std::string& gguf, bool gemma) {
+  auto split_suffix = [](const std::string& n, std::string* base, std::string* suffix) {
+    size_t dot = n.rfind('.');
+    if (dot == std::string::npos) return false;
+    *base = n.substr(0, dot);
+    *suffix = n.substr(dot);  // ".weight" / ".bias"
+    return true;
+  };
+  std::string base, suffix;
+  if (!split_suffix(gguf, &base, &suffix)) return "";
+  if (base == "token_embd") return "model.embed_tokens" + suffix;
+  if (base == "output_norm") return "model.norm" + suffix;
+  if (base == "output") return "lm_head" + suffix;
+  if (base.rfind("blk.", 0) != 0) return "";
+  size_t dot = base.find('.', 4);
+  if (dot == std::string::npos) return "";
+  std::string layer = base.substr(4, dot - 4), part = base.substr(dot + 1);
+  std::string prefix = "model.layers." + layer + ".";
+  // Gemma has four norms per block; Llama/Qwen call the second one ffn_norm.
+  if (part == "ffn_norm") return prefix + (gemma ? "pre_feedforward_layernorm" : "post_attention_layernorm") + suffix;
+  if (part == "post_attention_norm") return prefix + "post_attention_layernorm" + suffix;
+  for (const auto& m : kBlockNames)
+    if (part == m.gguf) return prefix + m.hf + suffix;
+  return "";
+}
+
+}  // namespace
+
+bool is_gguf_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  return in.read(magic, 4) && magic[0] == 'G' && magic[1] == 'G' && magic[2] == 'U' && magic[3] == 'F';
+}
+
+ModelConfig gguf_model_config(const GgufFile& f) {
+  const GgufMetadata& md = f.metadata();
+  const std::string arch = md.get_string("general.architecture");
+  ModelConfig c;
+  for (const auto& a : kArchs)
+    if (arch == a.gguf) c.architecture = a.hf;
+  if (c.architecture.empty())
+    throw Error("unsupported architecture '" + arch + "' (supported: llama, qwen2, qwen3, gemma3)",
+                {.file = f.path(), .field = "general.architecture"});
+  const std::string p = arch + ".";
+  auto u = [&](const char* key) { return static_cast<int64_t>(md.get_u64(p + key)); };
+  auto u_or = [&](const char* key, int64_t fallback) {
+    return md.has(p + key) ? static_cast<int64_t>(md.get_u64(p + key)) : fallback;
+  };
+  const bool gemma = arch == "gemma3";
+  c.hidden_size = u("embedding_length");
+  c.intermediate_size = u("feed_forward_length");
+  c.n_layers = u("block_count");
+  c.n_heads = u("attention.head_count");
+  c.n_kv_heads = u_or("attention.head_count_kv", c.n_heads);
+  c.d_head = u_or("attention.key_length", c.hidden_size / c.n_heads);
+  c.max_position_embeddings = u_or("context_length", 2048);
+  c.rms_norm_eps = md.get_f32_or(p + "attention.layer_norm_rms_epsilon", 1e-6f);
+  if (c.n_heads <= 0 || c.n_kv_heads <= 0 || c.n_heads % c.n_kv_heads != 0 || c.d_head <= 0 || c.d_head % 2)
+    throw Error("inconsistent head counts", {.file = f.path(), .field = p + "attention.head_count_kv"});
+
+  const GgufTensorInfo& embd = f.tensor_info("token_embd.weight");
+  c.vocab_size = embd.shape.at(0);
+  c.tie_word_embeddings = !f.has("output.weight");
+  c.attention_bias = f.has("blk.0.attn_q.bias");
+  c.o_proj_bias = f.has("blk.0.attn_output.bias");
+  c.qk_norm = f.has("blk.0.attn_q_norm.weight");
+  c.gemma_norms = gemma;
+  c.activation = gemma ? Activation::kGeluTanh : Activation::kSilu;
+  c.rope_interleaved = arch == "llama";
+
+  // RoPE of full-attention layers.
+  c.rope_full.theta = md.get_f32_or(p + "rope.freq_base", gemma ? 1e6f : 10000.0f);
+  std::string scaling = md.get_string_or(p + "rope.scaling.type", "none");
+  if (scaling == "linear" || scaling == "yarn") {
+    c.rope_full.type = scaling;
+    c.rope_full.factor = md.get_f32(p + "rope.scaling.factor");
+    c.rope_full.original_max_position_embeddings = u_or("rope.scaling.original_context_length", c.max_position_embeddings);
+  } else if (scaling != "none") {
+    throw Error("unsupported rope scaling '" + scaling + "'", {.file = f.path(), .field = p + "rope.scaling.type"});
+  }
+  if (f.has("rope_freqs.weight")) {
+    Tensor freqs = f.dequantize("rope_freqs.weight");
+    c.rope_full.freq_divisors.assign(freqs.data<float>(), freqs.data<float>() + freqs.numel());
+  }
+  c.rope_sliding = c.rope_full;
+
+  if (gemma) {
+    c.embedding_scale = std::sqrt(static_cast<float>(c.hidden_size));
+    c.attention_scale = 1.0f / std::sqrt(static_cast<float>(c.d_head));
+    c.final_logit_softcap = md.get_f32_or(p + "final_logit_softcapping", 0.0f);
+    // llama.cpp: SWA only when the window is given; every 6th layer is global;
+    // local layers use base 10000 unscaled unless the file says otherwise.
+    c.sliding_window = u_or("attention.sliding_window", 0);
+    c.layer_is_sliding.assign(static_cast<size_t>(c.n_layers), false);
+    if (c.sliding_window > 0)
+      for (int64_t i = 0; i < c.n_layers; ++i) c.layer_is_sliding[static_cast<size_t>(i)] = i % 6 < 5;
+    c.rope_sliding = RopeConfig{};
+    c.rope_sliding.theta = md.get_f32_or(p + "rope.freq_base_swa", 10000.0f);
+  } else {
+    c.attention_scale = 1.0f / std::sqrt(static_cast<float>(c.d_head));
+    c.sliding_window = u_or("attention.sliding_window", 0);
+    c.layer_is_sliding.assign(static_cast<size_t>(c.n_layers), c.sliding_window > 0);
+  }
+  if (md.has("tokenizer.ggml.bos_token_id")) c.bos_token_id = md.get_u32("tokenizer.ggml.bos_token_id");
+  if (md.has("tokenizer.ggml.eos_token_id")) c.eos_token_ids.push_back(md.get_u32("tokenizer.ggml.eos_token_id"));
+  if (md.has("tokenizer.ggml.eot_token_id")) c.eos_token_ids.push_back(md.get_u32("tokenizer.ggml.eot_token_id"));
+  c.dtype = DType::kF32;
+  return c;
+}
+
+GenerationDefaults gguf_generation_defaults(const GgufFile& f) {
+  GenerationDefaults g;
+  for (int64_t e : gguf_model_config(f).eos_token_ids) g.eos_token_ids.push_back(e);
+  return g;
+}
+
+GgufTensorSource::GgufTensorSource(std::shared_ptr<const GgufFile> file, const ModelConfig& config)
+    : file_(std::move(file)), gemma_norms_(config.gemma_norms) {
+  for (const GgufTensorInfo& t : file_->tensors()) {
+    std::string hf = hf_name(t.name, gemma_norms_);
+    if (!hf.empty()) hf_to_gguf_[hf] = t.name;
+  }
+}
+
+bool GgufTensorSource::has(const std::string& name) const { return hf_to_gguf_.count(name) != 0; }
+
+std::vector<std::string> GgufTensorSource::names() const {
+  std::vector<std::string> out;
+  for (const auto& [hf, gguf] : hf_to_gguf_) out.push_back(hf);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Tensor GgufTensorSource::get(const std::string& name) const {
+  auto it = hf_to_gguf_.find(name);
+  if (it == hf_to_gguf_.end())
+    throw Error("not found in the GGUF file (looked for the llama.cpp name of this Hugging Face tensor)",
+                {.file = file_->path(), .tensor = name});
+  const GgufTensorInfo& info = file_->tensor_info(it->second);
+  const bool plain = ggml_type_dtype(info.type).has_value();
+  // Gemma's norms are stored as (1 + w); the model applies (1 + w) itself.
+  const bool shifted_norm = gemma_norms_ && name.size() > 11 && name.compare(name.size() - 11, 11, "norm.weight") == 0;
+  if (plain && !shifted_norm) return file_->view(it->second);
+  Tensor t = plain ? file_->view(it->second).to_f32() : file_->dequantize(it->second);
+  if (shifted_norm) {
+    float* v = t.data_mut<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) v[i] -= 1.0f;
+  }
+  return t;
+}
+
+}  // namespace quanta::format

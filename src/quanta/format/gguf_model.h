@@ -1,0 +1,48 @@
+// GGUF checkpoints as the model sees them: a ModelConfig from the metadata and
+// a TensorSource that serves tensors under their Hugging Face names.
+//
+// The naming and conventions follow llama.cpp's converter (see
+// shared/specs/checkpoint-formats-2.md §4): blk.N.attn_q <-> model.layers.N.self_attn.q_proj,
+// row-major shapes are GGUF's ne reversed, Gemma norms are stored as (1 + w) and
+// served as w, llama-arch q/k rows are permuted for llama.cpp's interleaved
+// ("NORM") rope, which the config asks for instead of un-permuting them.
+//
+// Quantized tensors are served dequantized to f32 at load (the behaviour of
+// SGLang's GGUF loader and of `--gguf-dequantize`); native quantized kernels
+// plug in through a QuantMethod later.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "quanta/format/gguf.h"
+#include "quanta/format/hf_config.h"
+#include "quanta/format/tensor_source.h"
+
+namespace quanta::format {
+
+// Throws Error naming the file and metadata key for a missing or unsupported field.
+ModelConfig gguf_model_config(const GgufFile& file);
+GenerationDefaults gguf_generation_defaults(const GgufFile& file);
+
+class GgufTensorSource : public TensorSource {
+ public:
+  GgufTensorSource(std::shared_ptr<const GgufFile> file, const ModelConfig& config);
+
+  bool has(const std::string& name) const override;
+  Tensor get(const std::string& name) const override;
+  std::string file_of(const std::string& name) const override { return file_->path(); }
+  std::vector<std::string> names() const override;
+  std::string location() const override { return file_->path(); }
+
+ private:
+  std::shared_ptr<const GgufFile> file_;
+  bool gemma_norms_;
+  std::unordered_map<std::string, std::string> hf_to_gguf_;
+};
+
+// Whether `path` is a GGUF file (by its magic bytes).
+bool is_gguf_file(const std::string& path);
+
+}  // namespace quanta::format

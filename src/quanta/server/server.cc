@@ -1,0 +1,678 @@
+#include "quanta/server/server.h"
+
+#include <httplib.h>
+
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <thread>
+
+#include "quanta/core/error.h"
+#include "quanta/server/generation.h"
+#include "quanta/server/metrics.h"
+
+namespace quanta::server {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// An error answered as an OpenAI-style JSON body with an HTTP status.
+struct ApiError {
+  int status;
+  std::string message;
+  std::string param;
+};
+
+const char* error_type(int status) {
+  switch (status) {
+    case 400: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 404: return "not_found_error";
+    case 413: return "request_too_large";
+    case 429: return "rate_limit_error";
+    case 503: return "service_unavailable";
+    default: return "server_error";
+  }
+}
+
+json error_body(int status, const std::string& message, const std::string& param = "") {
+  return {{"error", {{"message", message}, {"type", error_type(status)},
+                     {"param", param.empty() ? json(nullptr) : json(param)}, {"code", status}}}};
+}
+
+std::string random_id(const char* prefix) {
+  static std::atomic<uint64_t> counter{0};
+  static const uint64_t salt = std::random_device{}();
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%s%016llx%04llx", prefix, static_cast<unsigned long long>(salt),
+                static_cast<unsigned long long>(counter.fetch_add(1) & 0xffff));
+  return buf;
+}
+
+int64_t unix_time() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Typed field access on a request body; a wrong type is a 400 naming the field.
+struct Body {
+  const json& j;
+  bool has(const char* k) const { return j.contains(k) && !j[k].is_null(); }
+  double number(const char* k, double fallback) const {
+    if (!has(k)) return fallback;
+    if (!j[k].is_number()) throw ApiError{400, std::string("'") + k + "' must be a number", k};
+    return j[k].get<double>();
+  }
+  std::optional<double> opt_number(const char* k) const {
+    if (!has(k)) return std::nullopt;
+    return number(k, 0);
+  }
+  int64_t integer(const char* k, int64_t fallback) const {
+    if (!has(k)) return fallback;
+    if (!j[k].is_number_integer()) throw ApiError{400, std::string("'") + k + "' must be an integer", k};
+    return j[k].get<int64_t>();
+  }
+  bool boolean(const char* k, bool fallback) const {
+    if (!has(k)) return fallback;
+    if (!j[k].is_boolean()) throw ApiError{400, std::string("'") + k + "' must be true or false", k};
+    return j[k].get<bool>();
+  }
+  std::string string(const char* k, const std::string& fallback) const {
+    if (!has(k)) return fallback;
+    if (!j[k].is_string()) throw ApiError{400, std::string("'") + k + "' must be a string", k};
+    return j[k].get<std::string>();
+  }
+};
+
+bool valid_utf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (size_t k = 1; k < n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    i += n;
+  }
+  return true;
+}
+
+// What every generation endpoint extracts from its body.
+struct Plan {
+  std::vector<int32_t> prompt;
+  engine::GenerateRequest base;
+  std::vector<std::string> stop;
+  int n = 1;
+  bool stream = false;
+  bool include_usage = false;
+  bool skip_special = true;
+  std::optional<uint64_t> seed;
+};
+
+}  // namespace
+
+struct Server::Impl {
+  engine::Scheduler& scheduler;
+  const tokenizer::Tokenizer& tok;
+  ChatRenderer chat;
+  format::GenerationDefaults defaults;
+  ServerOptions opt;
+  Metrics metrics;
+  httplib::Server http;
+  std::atomic<int> active{0};
+
+  Impl(engine::Scheduler& s, const tokenizer::Tokenizer& t, ChatRenderer c, format::GenerationDefaults d,
+       ServerOptions o)
+      : scheduler(s), tok(t), chat(std::move(c)), defaults(std::move(d)), opt(std::move(o)) {}
+
+  void reply(httplib::Response& res, int status, const json& body) {
+    res.status = status;
+    res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+    if (status >= 400) {
+      std::lock_guard<std::mutex> lock(metrics.mu);
+      ++metrics.requests_failed;
+    }
+  }
+
+  json parse_body(const httplib::Request& req) {
+    if (!valid_utf8(req.body)) throw ApiError{400, "the request body is not valid UTF-8", ""};
+    json j = json::parse(req.body, nullptr, false);
+    if (j.is_discarded()) throw ApiError{400, "the request body is not valid JSON", ""};
+    if (!j.is_object()) throw ApiError{400, "the request body must be a JSON object", ""};
+    return j;
+  }
+
+  void check_model(const Body& b) {
+    if (b.has("model")) {
+      std::string m = b.string("model", "");
+      if (m != opt.served_model_name && m != opt.model_path)
+        throw ApiError{404, "The model '" + m + "' does not exist; this server serves '" + opt.served_model_name + "'",
+                       "model"};
+    }
+  }
+
+  // Sampling and limits shared by /v1/completions, /v1/chat/completions and /generate.
+  void read_sampling(const Body& b, Plan& p, bool native) {
+    engine::SamplingParams& sp = p.base.sampling;
+    if (defaults.do_sample && !*defaults.do_sample) sp.temperature = 0.0;
+    else if (defaults.temperature) sp.temperature = *defaults.temperature;
+    if (defaults.top_p) sp.top_p = *defaults.top_p;
+    if (defaults.top_k) sp.top_k = *defaults.top_k;
+    if (defaults.min_p) sp.min_p = *defaults.min_p;
+    if (defaults.repetition_penalty) sp.repetition_penalty = *defaults.repetition_penalty;
+    sp.temperature = b.number("temperature", sp.temperature);
+    sp.top_p = b.number("top_p", sp.top_p);
+    sp.top_k = b.integer("top_k", sp.top_k);
+    sp.min_p = b.number("min_p", sp.min_p);
+    sp.repetition_penalty = b.number("repetition_penalty", sp.repetition_penalty);
+    sp.frequency_penalty = b.number("frequency_penalty", 0.0);
+    sp.presence_penalty = b.number("presence_penalty", 0.0);
+    if (b.has("seed")) p.seed = static_cast<uint64_t>(b.integer("seed", 0));
+    try {
+      sp.validate();
+    } catch (const Error& e) {
+      throw ApiError{400, e.message(), e.context().field};
+    }
+    p.base.ignore_eos = b.boolean("ignore_eos", false);
+    p.skip_special = b.boolean("skip_special_tokens", true);
+    if (b.has("stop")) {
+      const json& s = b.j["stop"];
+      if (s.is_string()) p.stop.push_back(s.get<std::string>());
+      else if (s.is_array()) {
+        for (const json& e : s) {
+          if (!e.is_string()) throw ApiError{400, "'stop' must be a string or a list of strings", "stop"};
+          p.stop.push_back(e.get<std::string>());
+        }
+      } else {
+        throw ApiError{400, "'stop' must be a string or a list of strings", "stop"};
+      }
+      if (p.stop.size() > 16) throw ApiError{400, "at most 16 stop strings", "stop"};
+    }
+    if (b.has("stop_token_ids")) {
+      if (!b.j["stop_token_ids"].is_array()) throw ApiError{400, "'stop_token_ids' must be a list of integers", "stop_token_ids"};
+      for (const json& e : b.j["stop_token_ids"]) {
+        if (!e.is_number_integer()) throw ApiError{400, "'stop_token_ids' must be a list of integers", "stop_token_ids"};
+        p.base.stop_token_ids.push_back(e.get<int32_t>());
+      }
+    }
+    (void)native;
+  }
+
+  void set_max_tokens(Plan& p, std::optional<int64_t> requested) {
+    const int64_t ctx = scheduler.options().context_length;
+    const int64_t room = ctx - static_cast<int64_t>(p.prompt.size());
+    if (room <= 0)
+      throw ApiError{400, "the prompt has " + std::to_string(p.prompt.size()) +
+                              " tokens, which does not fit the context length of " + std::to_string(ctx),
+                     "messages"};
+    int64_t n = requested.value_or(room);
+    if (n <= 0) throw ApiError{400, "'max_tokens' must be at least 1", "max_tokens"};
+    if (n > room)
+      throw ApiError{400, "'max_tokens' is " + std::to_string(n) + ", but the prompt (" + std::to_string(p.prompt.size()) +
+                              " tokens) leaves room for " + std::to_string(room) + " in the context of " + std::to_string(ctx),
+                     "max_tokens"};
+    p.base.max_new_tokens = n;
+  }
+
+  std::vector<std::unique_ptr<Generation>> start(const Plan& p) {
+    std::vector<std::unique_ptr<Generation>> gens;
+    for (int i = 0; i < p.n; ++i) {
+      engine::GenerateRequest r = p.base;
+      r.prompt = p.prompt;
+      // Each choice draws from its own stream; a fixed seed still fixes all of them.
+      r.sampling.seed = p.seed ? *p.seed + static_cast<uint64_t>(i) : std::random_device{}();
+      try {
+        gens.push_back(std::make_unique<Generation>(scheduler, tok, std::move(r), p.stop, p.skip_special));
+      } catch (const Error& e) {
+        throw ApiError{400, e.message(), e.context().field};
+      }
+    }
+    return gens;
+  }
+
+  // Collects a whole generation (non-streaming).
+  struct Result {
+    std::string text;
+    std::vector<int32_t> tokens;
+    std::vector<engine::TokenEvent> events;
+    Delta last;
+  };
+  Result collect(Generation& g) {
+    Result r;
+    bool first = true;
+    auto prev = Clock::now();
+    for (;;) {
+      auto d = g.next(std::chrono::milliseconds(1000));
+      if (!d) continue;
+      auto now = Clock::now();
+      if (!d->tokens.empty()) {
+        if (first) metrics.time_to_first_token.observe(std::chrono::duration<double>(now - g.start()).count());
+        else metrics.inter_token_latency.observe(std::chrono::duration<double>(now - prev).count() / static_cast<double>(d->tokens.size()));
+        first = false;
+        prev = now;
+      }
+      r.text += d->text;
+      r.tokens.insert(r.tokens.end(), d->tokens.begin(), d->tokens.end());
+      r.events.insert(r.events.end(), d->events.begin(), d->events.end());
+      if (d->finish != engine::FinishReason::kNone) {
+        r.last = std::move(*d);
+        metrics.e2e_latency.observe(std::chrono::duration<double>(now - g.start()).count());
+        return r;
+      }
+    }
+  }
+
+  static const char* finish_name(const Delta& d) {
+    return d.finish == engine::FinishReason::kLength ? "length" : d.finish == engine::FinishReason::kAbort ? "abort" : "stop";
+  }
+
+  json usage(const std::vector<Delta>& lasts) {
+    int64_t completion = 0;
+    for (const auto& d : lasts) completion += d.completion_tokens;
+    int64_t prompt = lasts.empty() ? 0 : lasts[0].prompt_tokens;
+    int64_t cached = lasts.empty() ? 0 : lasts[0].cached_tokens;
+    return {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion},
+            {"prompt_tokens_details", {{"cached_tokens", cached}}}};
+  }
+
+  json chat_logprobs(const std::vector<engine::TokenEvent>& events) {
+    json content = json::array();
+    auto entry = [&](int32_t id, float lp) {
+      std::string piece = tok.decode(std::vector<int32_t>{id});
+      std::vector<int> bytes(piece.begin(), piece.end());
+      for (int& b : bytes) b &= 0xFF;
+      return json{{"token", piece}, {"logprob", lp}, {"bytes", bytes}};
+    };
+    for (const auto& ev : events) {
+      json e = entry(ev.token, ev.logprob);
+      json top = json::array();
+      for (const auto& t : ev.top) top.push_back(entry(t.token, t.logprob));
+      e["top_logprobs"] = top;
+      content.push_back(e);
+    }
+    return {{"content", content}};
+  }
+
+  json completion_logprobs(const std::vector<engine::TokenEvent>& events) {
+    json tokens = json::array(), lps = json::array(), tops = json::array(), offsets = json::array();
+    size_t offset = 0;
+    for (const auto& ev : events) {
+      std::string piece = tok.decode(std::vector<int32_t>{ev.token});
+      tokens.push_back(piece);
+      lps.push_back(ev.logprob);
+      json top = json::object();
+      for (const auto& t : ev.top) top[tok.decode(std::vector<int32_t>{t.token})] = t.logprob;
+      tops.push_back(top);
+      offsets.push_back(offset);
+      offset += piece.size();
+    }
+    return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
+  }
+
+  // Streams server-sent events until every generation finished or the client left.
+  void stream(httplib::Response& res, std::vector<std::unique_ptr<Generation>> gens,
+              std::function<std::vector<json>(size_t, const Delta&, bool first)> chunk_of,
+              std::function<std::optional<json>(const std::vector<Delta>&)> final_chunk) {
+    auto shared = std::make_shared<std::vector<std::unique_ptr<Generation>>>(std::move(gens));
+    res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider("text/event-stream", [this, shared, chunk_of, final_chunk](
+                                                              size_t, httplib::DataSink& sink) {
+      auto& gs = *shared;
+      std::vector<Delta> lasts(gs.size());
+      std::vector<bool> done(gs.size(), false), first(gs.size(), true);
+      std::vector<Clock::time_point> prev(gs.size(), Clock::now());
+      size_t n_done = 0;
+      auto send = [&](const json& j) {
+        std::string line = "data: " + j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+        return sink.write(line.data(), line.size());
+      };
+      while (n_done < gs.size()) {
+        bool progressed = false;
+        for (size_t i = 0; i < gs.size(); ++i) {
+          if (done[i]) continue;
+          auto d = gs[i]->next(std::chrono::milliseconds(gs.size() == 1 ? 100 : 5));
+          if (!d) continue;
+          progressed = true;
+          auto now = Clock::now();
+          if (!d->tokens.empty()) {
+            if (first[i]) metrics.time_to_first_token.observe(std::chrono::duration<double>(now - gs[i]->start()).count());
+            else metrics.inter_token_latency.observe(std::chrono::duration<double>(now - prev[i]).count() / static_cast<double>(d->tokens.size()));
+            prev[i] = now;
+          }
+          for (const json& c : chunk_of(i, *d, first[i]))
+            if (!send(c)) {
+              for (auto& g : gs) g->cancel();
+              return false;
+            }
+          first[i] = false;
+          if (d->finish != engine::FinishReason::kNone) {
+            done[i] = true;
+            ++n_done;
+            lasts[i] = std::move(*d);
+            metrics.e2e_latency.observe(std::chrono::duration<double>(now - gs[i]->start()).count());
+          }
+        }
+        if (!progressed && !sink.is_writable()) {  // client gone while we wait
+          for (auto& g : gs) g->cancel();
+          return false;
+        }
+      }
+      if (auto f = final_chunk(lasts)) send(*f);
+      static const char kDone[] = "data: [DONE]\n\n";
+      sink.write(kDone, sizeof kDone - 1);
+      sink.done();
+      return true;
+    });
+  }
+
+  void handle_completion(const httplib::Request& req, httplib::Response& res, bool is_chat) {
+    json j = parse_body(req);
+    Body b{j};
+    check_model(b);
+    Plan p;
+    if (b.has("response_format")) {
+      const json& rf = j["response_format"];
+      std::string type = rf.is_object() && rf.contains("type") && rf["type"].is_string() ? rf["type"].get<std::string>() : "";
+      if (type != "text")
+        throw ApiError{400, "response_format '" + type + "' is not supported yet (only 'text')", "response_format"};
+    }
+    if (b.boolean("echo", false)) throw ApiError{400, "'echo' is not supported", "echo"};
+    read_sampling(b, p, false);
+    p.n = static_cast<int>(b.integer("n", 1));
+    if (p.n < 1 || p.n > opt.max_n) throw ApiError{400, "'n' must be between 1 and " + std::to_string(opt.max_n), "n"};
+    p.stream = b.boolean("stream", false);
+    if (b.has("stream_options")) {
+      if (!j["stream_options"].is_object()) throw ApiError{400, "'stream_options' must be an object", "stream_options"};
+      p.include_usage = Body{j["stream_options"]}.boolean("include_usage", false);
+    }
+    int top_logprobs = -1;
+    if (is_chat) {
+      if (b.boolean("logprobs", false)) top_logprobs = static_cast<int>(b.integer("top_logprobs", 0));
+      if (top_logprobs > 20) throw ApiError{400, "'top_logprobs' must be at most 20", "top_logprobs"};
+    } else if (b.has("logprobs")) {
+      top_logprobs = static_cast<int>(b.integer("logprobs", 0));
+      if (top_logprobs < 0 || top_logprobs > 20) throw ApiError{400, "'logprobs' must be between 0 and 20", "logprobs"};
+    }
+    p.base.top_logprobs = top_logprobs;
+
+    if (is_chat) {
+      if (!b.has("messages") || !j["messages"].is_array() || j["messages"].empty())
+        throw ApiError{400, "'messages' must be a non-empty list", "messages"};
+      for (const json& m : j["messages"])
+        if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+          throw ApiError{400, "each message needs a 'role'", "messages"};
+      if (!chat) throw ApiError{400, "this model has no chat template; use /v1/completions", "messages"};
+      json extra = b.has("chat_template_kwargs") ? j["chat_template_kwargs"] : json::object();
+      if (!extra.is_object()) throw ApiError{400, "'chat_template_kwargs' must be an object", "chat_template_kwargs"};
+      std::string text;
+      try {
+        text = chat(j["messages"], b.has("tools") ? j["tools"] : json(nullptr), true, extra);
+      } catch (const Error& e) {
+        throw ApiError{400, std::string("chat template: ") + e.what(), "messages"};
+      }
+      p.prompt = tok.encode(text, /*add_special=*/false);
+    } else {
+      if (!b.has("prompt")) throw ApiError{400, "'prompt' is required", "prompt"};
+      const json& pr = j["prompt"];
+      const json* one = &pr;
+      if (pr.is_array() && pr.size() == 1 && (pr[0].is_string() || pr[0].is_array())) one = &pr[0];
+      if (one->is_string()) {
+        p.prompt = tok.encode(one->get<std::string>(), true);
+      } else if (one->is_array() && !one->empty()) {
+        for (const json& e : *one) {
+          if (!e.is_number_integer()) throw ApiError{400, "'prompt' must be a string or a list of token ids", "prompt"};
+          p.prompt.push_back(e.get<int32_t>());
+        }
+      } else {
+        throw ApiError{400, "'prompt' must be a string or a list of token ids", "prompt"};
+      }
+    }
+    if (p.prompt.empty()) throw ApiError{400, "the prompt is empty", is_chat ? "messages" : "prompt"};
+    std::optional<int64_t> max_tokens;
+    const char* mt_key = is_chat && b.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+    if (b.has(mt_key)) max_tokens = b.integer(mt_key, 0);
+    else if (!is_chat) max_tokens = 16;  // OpenAI's default for completions
+    set_max_tokens(p, max_tokens);
+
+    const std::string id = random_id(is_chat ? "chatcmpl-" : "cmpl-");
+    const int64_t created = unix_time();
+    const std::string object = is_chat ? "chat.completion" : "text_completion";
+    auto gens = start(p);
+
+    if (p.stream) {
+      const std::string chunk_object = is_chat ? "chat.completion.chunk" : "text_completion";
+      const bool with_logprobs = top_logprobs >= 0;
+      const bool include_usage = p.include_usage;
+      stream(res, std::move(gens),
+             [=, this](size_t i, const Delta& d, bool first) {
+               std::vector<json> out;
+               json choice = {{"index", i}, {"finish_reason", nullptr}, {"logprobs", nullptr}};
+               if (is_chat) {
+                 if (first) {
+                   json c0 = choice;
+                   c0["delta"] = {{"role", "assistant"}, {"content", ""}};
+                   out.push_back({{"id", id}, {"object", chunk_object}, {"created", created}, {"model", opt.served_model_name},
+                                  {"choices", {c0}}});
+                 }
+                 choice["delta"] = json::object();
+                 if (!d.text.empty()) choice["delta"]["content"] = d.text;
+               } else {
+                 choice["text"] = d.text;
+               }
+               if (with_logprobs && !d.events.empty())
+                 choice["logprobs"] = is_chat ? chat_logprobs(d.events) : completion_logprobs(d.events);
+               if (d.finish != engine::FinishReason::kNone) choice["finish_reason"] = finish_name(d);
+               if (!d.text.empty() || d.finish != engine::FinishReason::kNone || (with_logprobs && !d.events.empty()))
+                 out.push_back({{"id", id}, {"object", chunk_object}, {"created", created}, {"model", opt.served_model_name},
+                                {"choices", {choice}}});
+               return out;
+             },
+             [=, this](const std::vector<Delta>& lasts) -> std::optional<json> {
+               if (!include_usage) return std::nullopt;
+               return json{{"id", id}, {"object", chunk_object}, {"created", created}, {"model", opt.served_model_name},
+                           {"choices", json::array()}, {"usage", usage(lasts)}};
+             });
+      return;
+    }
+
+    json choices = json::array();
+    std::vector<Delta> lasts;
+    for (size_t i = 0; i < gens.size(); ++i) {
+      Result r = collect(*gens[i]);
+      if (!r.last.error.empty()) throw ApiError{500, r.last.error, ""};
+      json choice = {{"index", i}, {"finish_reason", finish_name(r.last)}, {"logprobs", nullptr}};
+      if (is_chat) choice["message"] = {{"role", "assistant"}, {"content", r.text}};
+      else choice["text"] = r.text;
+      if (top_logprobs >= 0) choice["logprobs"] = is_chat ? chat_logprobs(r.events) : completion_logprobs(r.events);
+      choices.push_back(choice);
+      lasts.push_back(std::move(r.last));
+    }
+    reply(res, 200, {{"id", id}, {"object", object}, {"created", created}, {"model", opt.served_model_name},
+                     {"choices", choices}, {"usage", usage(lasts)}});
+  }
+
+  // SGLang's native POST /generate.
+  void handle_generate(const httplib::Request& req, httplib::Response& res) {
+    json j = parse_body(req);
+    Body b{j};
+    Plan p;
+    json sp_json = b.has("sampling_params") ? j["sampling_params"] : json::object();
+    if (!sp_json.is_object()) throw ApiError{400, "'sampling_params' must be an object", "sampling_params"};
+    Body sp{sp_json};
+    read_sampling(sp, p, true);
+    if (b.has("input_ids")) {
+      if (!j["input_ids"].is_array()) throw ApiError{400, "'input_ids' must be a list of token ids", "input_ids"};
+      for (const json& e : j["input_ids"]) {
+        if (!e.is_number_integer()) throw ApiError{400, "'input_ids' must be a list of token ids", "input_ids"};
+        p.prompt.push_back(e.get<int32_t>());
+      }
+    } else if (b.has("text")) {
+      p.prompt = tok.encode(b.string("text", ""), true);
+    } else {
+      throw ApiError{400, "give 'text' or 'input_ids'", "text"};
+    }
+    if (p.prompt.empty()) throw ApiError{400, "the prompt is empty", "text"};
+    set_max_tokens(p, sp.has("max_new_tokens") ? std::optional<int64_t>(sp.integer("max_new_tokens", 128))
+                                                : std::optional<int64_t>(128));
+    p.stream = b.boolean("stream", false);
+    const std::string id = random_id("");
+    auto meta = [id](const Delta& d, double latency) {
+      json fr = nullptr;
+      if (d.finish == engine::FinishReason::kLength) fr = {{"type", "length"}, {"length", d.completion_tokens}};
+      else if (d.finish == engine::FinishReason::kAbort) fr = {{"type", "abort"}, {"message", d.error}};
+      else if (d.finish == engine::FinishReason::kStop)
+        fr = d.matched_stop.empty() ? json{{"type", "stop"}, {"matched", nullptr}} : json{{"type", "stop"}, {"matched", d.matched_stop}};
+      return json{{"id", id}, {"finish_reason", fr}, {"prompt_tokens", d.prompt_tokens},
+                  {"completion_tokens", d.completion_tokens}, {"cached_tokens", d.cached_tokens},
+                  {"e2e_latency", latency}};
+    };
+    auto gens = start(p);
+    if (p.stream) {
+      // SGLang streams the text so far in each chunk.
+      auto text = std::make_shared<std::string>();
+      auto ids = std::make_shared<std::vector<int32_t>>();
+      auto t0 = Clock::now();
+      stream(res, std::move(gens),
+             [=](size_t, const Delta& d, bool) {
+               *text += d.text;
+               ids->insert(ids->end(), d.tokens.begin(), d.tokens.end());
+               if (d.text.empty() && d.finish == engine::FinishReason::kNone) return std::vector<json>{};
+               return std::vector<json>{{{"text", *text}, {"output_ids", *ids},
+                                         {"meta_info", meta(d, std::chrono::duration<double>(Clock::now() - t0).count())}}};
+             },
+             [](const std::vector<Delta>&) -> std::optional<json> { return std::nullopt; });
+      return;
+    }
+    Result r = collect(*gens[0]);
+    if (!r.last.error.empty()) throw ApiError{500, r.last.error, ""};
+    double latency = std::chrono::duration<double>(Clock::now() - gens[0]->start()).count();
+    reply(res, 200, {{"text", r.text}, {"output_ids", r.tokens}, {"meta_info", meta(r.last, latency)}});
+  }
+
+  // Wraps a handler: auth, concurrency limit, and errors as JSON (never a crash).
+  httplib::Server::Handler guarded(std::function<void(const httplib::Request&, httplib::Response&)> fn,
+                                   bool needs_auth = true, bool counts = false) {
+    return [this, fn, needs_auth, counts](const httplib::Request& req, httplib::Response& res) {
+      if (needs_auth && !opt.api_key.empty() && req.get_header_value("Authorization") != "Bearer " + opt.api_key)
+        return reply(res, 401, error_body(401, "invalid or missing API key (send 'Authorization: Bearer KEY')"));
+      if (counts) {
+        std::lock_guard<std::mutex> lock(metrics.mu);
+        ++metrics.requests_total;
+      }
+      struct Slot {
+        std::atomic<int>& n;
+        ~Slot() { --n; }
+      } slot{active};
+      if (++active > opt.max_connections)
+        return reply(res, 429, error_body(429, "too many concurrent requests; try again later"));
+      auto t0 = Clock::now();
+      try {
+        fn(req, res);
+      } catch (const ApiError& e) {
+        reply(res, e.status, error_body(e.status, e.message, e.param));
+      } catch (const Error& e) {
+        reply(res, 400, error_body(400, e.what()));
+      } catch (const std::exception& e) {
+        reply(res, 500, error_body(500, std::string("internal error: ") + e.what()));
+      }
+      if (counts)
+        std::fprintf(stderr, "{\"event\":\"request\",\"path\":\"%s\",\"status\":%d,\"ms\":%.1f}\n", req.path.c_str(),
+                     res.status, std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    };
+  }
+
+  void routes() {
+    http.Get("/health", guarded([](const httplib::Request&, httplib::Response& res) { res.set_content("", "text/plain"); }, false));
+    http.Get("/health_generate", guarded([this](const httplib::Request&, httplib::Response& res) {
+      Plan p;
+      p.prompt = {tok.special_ids().bos >= 0 ? tok.special_ids().bos : 0};
+      p.base.sampling.temperature = 0;
+      p.base.max_new_tokens = 1;
+      p.base.ignore_eos = true;
+      auto gens = start(p);
+      Result r = collect(*gens[0]);
+      if (!r.last.error.empty()) throw ApiError{503, r.last.error, ""};
+      res.set_content("", "text/plain");
+    }, false));
+    http.Get("/v1/models", guarded([this](const httplib::Request&, httplib::Response& res) {
+      reply(res, 200, {{"object", "list"},
+                       {"data", {{{"id", opt.served_model_name}, {"object", "model"}, {"created", unix_time()},
+                                  {"owned_by", "quanta"}, {"root", opt.model_path},
+                                  {"max_model_len", scheduler.options().context_length}}}}});
+    }));
+    http.Post("/v1/completions", guarded([this](const httplib::Request& q, httplib::Response& r) { handle_completion(q, r, false); }, true, true));
+    http.Post("/v1/chat/completions", guarded([this](const httplib::Request& q, httplib::Response& r) { handle_completion(q, r, true); }, true, true));
+    http.Post("/generate", guarded([this](const httplib::Request& q, httplib::Response& r) { handle_generate(q, r); }, true, true));
+    http.Get("/get_model_info", guarded([this](const httplib::Request&, httplib::Response& res) {
+      reply(res, 200, {{"model_path", opt.model_path}, {"tokenizer_path", opt.tokenizer_path}, {"is_generation", true}});
+    }));
+    http.Get("/get_server_info", guarded([this](const httplib::Request&, httplib::Response& res) {
+      json info = opt.server_args;
+      info["version"] = "quanta 0.1.0";
+      reply(res, 200, info);
+    }));
+    auto flush = guarded([this](const httplib::Request&, httplib::Response& res) {
+      scheduler.flush_cache();
+      res.set_content("Cache flushed.\n", "text/plain");
+    });
+    http.Post("/flush_cache", flush);
+    http.Get("/flush_cache", flush);
+    http.Post("/tokenize", guarded([this](const httplib::Request& req, httplib::Response& res) {
+      json j = parse_body(req);
+      Body b{j};
+      std::string text = b.has("content") ? b.string("content", "") : b.string("prompt", "");
+      reply(res, 200, {{"tokens", tok.encode(text, b.boolean("add_special", false))}});
+    }));
+    http.Post("/detokenize", guarded([this](const httplib::Request& req, httplib::Response& res) {
+      json j = parse_body(req);
+      if (!j.contains("tokens") || !j["tokens"].is_array()) throw ApiError{400, "'tokens' must be a list of ids", "tokens"};
+      std::vector<int32_t> ids;
+      for (const json& e : j["tokens"]) {
+        if (!e.is_number_integer() || e.get<int64_t>() < 0 || e.get<int64_t>() >= tok.vocab_size())
+          throw ApiError{400, "'tokens' must be a list of ids in the vocabulary", "tokens"};
+        ids.push_back(e.get<int32_t>());
+      }
+      reply(res, 200, {{"content", tok.decode(ids)}});
+    }));
+    http.Get("/metrics", guarded([this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics.render(scheduler.stats()), "text/plain; version=0.0.4");
+    }));
+    http.set_error_handler([this](const httplib::Request&, httplib::Response& res) {
+      if (res.status == 413) return reply(res, 413, error_body(413, "request body too large"));
+      if (res.status == 404 && res.body.empty()) return reply(res, 404, error_body(404, "no such endpoint"));
+    });
+    http.set_payload_max_length(opt.max_body_bytes);
+  }
+};
+
+Server::Server(engine::Scheduler& scheduler, const tokenizer::Tokenizer& tok, ChatRenderer chat,
+               format::GenerationDefaults defaults, ServerOptions options)
+    : impl_(std::make_unique<Impl>(scheduler, tok, std::move(chat), std::move(defaults), std::move(options))) {
+  const int threads = impl_->opt.http_threads;
+  impl_->http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  impl_->routes();
+}
+
+Server::~Server() { stop(); }
+
+bool Server::run() {
+  int port = impl_->opt.port;
+  if (port == 0) {
+    port = impl_->http.bind_to_any_port(impl_->opt.host);
+  } else if (!impl_->http.bind_to_port(impl_->opt.host, port)) {
+    port = -1;
+  }
+  if (port < 0) {
+    std::fprintf(stderr, "quanta: error: cannot listen on %s:%d\n", impl_->opt.host.c_str(), impl_->opt.port);
+    return false;
+  }
+  bound_port_ = port;
+  std::fprintf(stderr, "quanta: serving '%s' on http://%s:%d\n", impl_->opt.served_model_name.c_str(),
+               impl_->opt.host.c_str(), port);
+  return impl_->http.listen_after_bind();
+}
+
+void Server::stop() { impl_->http.stop(); }
+
+}  // namespace quanta::server

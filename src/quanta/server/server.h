@@ -1,0 +1,59 @@
+// The HTTP server: OpenAI-compatible and SGLang-native endpoints over the scheduler.
+//
+// Layers: HTTP (cpp-httplib: routing, SSE, limits, auth) -> request schema
+// (JSON <-> GenerateRequest, validation with OpenAI-style errors) -> Generation
+// (text, stop strings) -> Scheduler. No JSON below this file's layer.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "quanta/engine/scheduler.h"
+#include "quanta/format/hf_config.h"
+#include "quanta/tokenizer/tokenizer.h"
+
+namespace quanta::server {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 30000;
+  std::string served_model_name;
+  std::string model_path;
+  std::string tokenizer_path;
+  std::string api_key;             // empty: no authentication
+  int max_n = 16;                  // largest `n` accepted
+  size_t max_body_bytes = 8 << 20;
+  int max_connections = 256;       // concurrent requests beyond this get 503
+  int http_threads = 64;
+  nlohmann::json server_args;      // echoed by /get_server_info
+};
+
+// Renders chat messages into a prompt: (messages, tools, add_generation_prompt,
+// extra template variables) -> text. Throws quanta::Error for templates it cannot render.
+using ChatRenderer = std::function<std::string(const nlohmann::json& messages, const nlohmann::json& tools,
+                                               bool add_generation_prompt, const nlohmann::json& extra)>;
+
+class Server {
+ public:
+  Server(engine::Scheduler& scheduler, const tokenizer::Tokenizer& tok, ChatRenderer chat,
+         format::GenerationDefaults defaults, ServerOptions options);
+  ~Server();
+
+  // Binds and serves until stop(); returns false (with a message on stderr) if it cannot bind.
+  bool run();
+  void stop();
+  // The port actually bound (useful with port 0).
+  int port() const { return bound_port_.load(); }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::atomic<int> bound_port_{0};
+};
+
+}  // namespace quanta::server
