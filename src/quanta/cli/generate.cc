@@ -1,4 +1,6 @@
 // quanta generate: load a model, run one prompt, print the generated tokens.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -99,8 +101,9 @@ int run_generate(const GenerateOptions& o) {
     ~StatusLine() { if (open) std::fputc('\n', stderr); }
   } status;
   auto t0 = std::chrono::steady_clock::now();
+  const bool tty = isatty(fileno(stderr));
   auto progress = [&](size_t done, size_t total) {
-    if (o.quiet) return;
+    if (o.quiet || (!tty && done < total)) return;  // a log file gets only the final line
     status.open = true;
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(stderr, "\rloading weights: %.1f / %.1f MB (%.1f MB/s)", done / 1e6, total / 1e6,
@@ -159,6 +162,7 @@ int run_generate(const GenerateOptions& o) {
   }
   if (detok) std::fputs(detok->flush().c_str(), stdout);
   std::printf("\n");
+  std::fflush(stdout);
   auto t_end = std::chrono::steady_clock::now();
   if (!o.quiet) {
     double pp = std::chrono::duration<double>(t_gen - t_prompt).count();
