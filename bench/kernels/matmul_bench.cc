@@ -62,7 +62,7 @@ BENCHMARK(BM_openblas_sgemm)->Args({1, 1024, 3072})->Args({512, 1024, 3072})->Un
 
 // Qwen3-0.6B shapes: gate/up [3072, 1024]; decode (1 token) and prefill (512 tokens).
 BENCHMARK(BM_matmul_bf16)->Args({1, 1024, 3072})->Args({512, 1024, 3072})->Args({64, 1024, 3072})->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_matmul_f32)->Args({1, 1024, 3072})->Args({512, 1024, 3072})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_matmul_f32)->Args({1, 1024, 3072})->Args({512, 1024, 3072})->Args({1, 640, 65536})->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -17,8 +17,14 @@ inline void cpu_relax() {
 constexpr int kSpinIterations = 1 << 14;
 }  // namespace
 
+struct ThreadPool::Job {
+  const std::function<void(int64_t, int64_t)>* fn;
+  int64_t n, grain_per_chunk, n_chunks;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};
+};
+
 ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
-  chunks_.assign(static_cast<size_t>(n_threads_), {0, 0});
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
@@ -31,7 +37,17 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::worker_loop(int index) {
+void ThreadPool::work_on(Job& job) {
+  for (;;) {
+    int64_t c = job.next.fetch_add(1, std::memory_order_relaxed);
+    if (c >= job.n_chunks) return;
+    int64_t begin = c * job.grain_per_chunk, end = std::min(job.n, begin + job.grain_per_chunk);
+    (*job.fn)(begin, end);
+    job.done.fetch_add(1, std::memory_order_release);
+  }
+}
+
+void ThreadPool::worker_loop(int) {
   uint64_t seen = 0;
   for (;;) {
     int spins = 0;
@@ -44,10 +60,14 @@ void ThreadPool::worker_loop(int index) {
       work_cv_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
     }
     if (stop_.load()) return;
-    seen = generation_.load(std::memory_order_acquire);
-    auto chunk = chunks_[static_cast<size_t>(index)];
-    if (chunk.first < chunk.second) (*job_)(chunk.first, chunk.second);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    std::shared_ptr<Job> job;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      seen = generation_.load();
+      job = job_;
+    }
+    // A job that finished before this worker woke has no chunks left: nothing runs.
+    if (job) work_on(*job);
   }
 }
 
@@ -55,30 +75,32 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
                               const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
-  int64_t n_grains = (n + grain - 1) / grain;
-  int n_parts = static_cast<int>(std::min<int64_t>(n_threads_, n_grains));
+  const int64_t n_grains = (n + grain - 1) / grain;
   bool expected = false;
-  if (n_parts <= 1 || !busy_.compare_exchange_strong(expected, true)) {
+  if (n_threads_ == 1 || n_grains == 1 || !busy_.compare_exchange_strong(expected, true)) {
     fn(0, n);  // too small to split, or nested inside another parallel_for
     return;
   }
-  // Split the grains as evenly as possible; chunk 0 is the caller's.
-  int64_t start = 0;
-  for (int p = 0; p < n_threads_; ++p) {
-    int64_t g = p < n_parts ? n_grains / n_parts + (p < n_grains % n_parts ? 1 : 0) : 0;
-    int64_t end = std::min(n, start + g * grain);
-    chunks_[static_cast<size_t>(p)] = {start, end};
-    start = end;
-  }
-  job_ = &fn;
-  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+  // A few chunks per thread, each a whole number of grains.
+  const int64_t n_chunks_wanted = std::min<int64_t>(n_grains, static_cast<int64_t>(n_threads_) * 4);
+  const int64_t grains_per_chunk = (n_grains + n_chunks_wanted - 1) / n_chunks_wanted;
+  auto job = std::make_shared<Job>();
+  job->fn = &fn;
+  job->n = n;
+  job->grain_per_chunk = grains_per_chunk * grain;
+  job->n_chunks = (n_grains + grains_per_chunk - 1) / grains_per_chunk;
   {
-    std::lock_guard<std::mutex> lock(mutex_);  // pairs with the sleepers' predicate check
+    std::lock_guard<std::mutex> lock(mutex_);
+    job_ = job;
     generation_.fetch_add(1, std::memory_order_release);
   }
   work_cv_.notify_all();
-  fn(chunks_[0].first, chunks_[0].second);
-  while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
+  work_on(*job);
+  while (job->done.load(std::memory_order_acquire) != job->n_chunks) cpu_relax();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    job_.reset();
+  }
   busy_.store(false, std::memory_order_release);
 }
 

@@ -9,13 +9,17 @@
 // A decode step makes hundreds of short parallel_for calls, so waking workers
 // through a condition variable each time (tens of microseconds) would dominate:
 // workers spin on an atomic generation counter for a while after each job and
-// only then sleep on the condition variable.
+// only then sleep on the condition variable. Work is split into a few chunks per
+// thread that every participant, the caller included, takes from a shared
+// counter: a worker the OS has not scheduled yet (other processes on the same
+// cores) delays nothing, because the others take its chunks.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -46,11 +50,12 @@ class ThreadPool {
   std::mutex mutex_;
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
-  // Written by the caller before generation_ is bumped, read by workers after.
-  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
-  std::vector<std::pair<int64_t, int64_t>> chunks_;
+  struct Job;
+  // Takes and runs chunks of `job` until none is left.
+  static void work_on(Job& job);
+
+  std::shared_ptr<Job> job_;  // guarded by mutex_
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
   std::atomic<bool> busy_{false};
 };
