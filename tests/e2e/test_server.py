@@ -115,9 +115,13 @@ class Server:
         assert r.status_code == 200, r.text
         out = {}
         for line in r.text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
+            # Lenient here (test_metrics checks the format): a malformed line is skipped.
+            m = re.fullmatch(r"([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)", line)
+            if m:
+                try:
+                    out[m.group(1)] = float(m.group(2))
+                except ValueError:
+                    pass
         return out
 
 
@@ -215,6 +219,7 @@ def test_models_list(server, client):
     raw = requests.get(server.url("/v1/models"), timeout=HTTP_TIMEOUT).json()
     assert raw["object"] == "list"
     assert raw["data"][0]["object"] == "model"
+    assert raw["data"][0]["max_model_len"] == CONTEXT
 
 
 def test_get_model_info(server):
@@ -492,6 +497,22 @@ def test_stop_string_chat(client):
     r = client.chat.completions.create(model=MODEL, messages=chat_messages(name), stop=stop, **GREEDY)
     assert r.choices[0].message.content == want
     assert r.choices[0].finish_reason == "stop"
+
+
+def test_stop_string_at_start_gives_empty_text(client):
+    name = "short"
+    stop = CASES[name]["greedy_pieces"][0]
+    assert stop.strip(), stop
+    r = client.completions.create(model=MODEL, prompt=CASES[name]["prompt"], stop=stop, **GREEDY)
+    assert r.choices[0].text == ""
+    assert r.choices[0].finish_reason == "stop"
+
+
+def test_n_at_limit(client):
+    r = client.completions.create(model=MODEL, prompt=CASES["short"]["prompt"], n=16, temperature=1.0, seed=1,
+                                  max_tokens=2, extra_body={"ignore_eos": True})  # fmt: skip
+    assert sorted(ch.index for ch in r.choices) == list(range(16))
+    assert r.usage.completion_tokens == 32
 
 
 def test_logprobs_chat(client):
@@ -863,6 +884,8 @@ BAD_BODIES = {
     "top_p_zero": ("/v1/completions", {"model": MODEL, "prompt": "hi", "top_p": 0}, None),
     "top_p_over_one": ("/v1/completions", {"model": MODEL, "prompt": "hi", "top_p": 1.5}, None),
     "top_logprobs_over_20": ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+    "top_logprobs_negative": ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "logprobs": True, "top_logprobs": -1}, "top_logprobs"),
+    "logprobs_negative": ("/v1/completions", {"model": MODEL, "prompt": "hi", "logprobs": -1}, "logprobs"),
     "logprobs_over_20": ("/v1/completions", {"model": MODEL, "prompt": "hi", "logprobs": 21}, "logprobs"),
     "token_id_out_of_vocab": ("/v1/completions", {"model": MODEL, "prompt": [1, 2, 99999]}, None),
     "token_id_negative": ("/v1/completions", {"model": MODEL, "prompt": [1, -5]}, None),
@@ -889,6 +912,18 @@ def test_bad_request_400(server, case):
     assert err["code"] == 400
 
 
+def test_stream_request_error_is_json_not_sse(server):
+    r = post(server, "/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
+                                              "stream": True, "max_tokens": 0})  # fmt: skip
+    assert_error(r, 400, "max_tokens")
+    assert_error(post(server, "/generate", {"text": "hi", "stream": True, "sampling_params": {"temperature": -2}}), 400)
+
+
+def test_too_many_stop_strings_400(server):
+    stops = [f"stop{i}" for i in range(17)]
+    assert_error(post(server, "/v1/completions", {"model": MODEL, "prompt": "hi", "stop": stops}), 400, "stop")
+
+
 @pytest.mark.parametrize("path", ["/v1/completions", "/v1/chat/completions", "/generate", "/tokenize"])
 def test_malformed_json_400(server, path):
     for data in (b'{"model": "tiny-chat", "prompt": "hi"', b"not json", b"", b'{"a": 1} trailing'):
@@ -899,6 +934,18 @@ def test_malformed_json_400(server, path):
 def test_invalid_utf8_body_400(server, path):
     data = b'{"model": "tiny-chat", "prompt": "caf\xe9 \xff", "messages": [{"role": "user", "content": "\xc3("}], "text": "\xed\xa0\x80"}'
     assert_error(post_raw(server, path, data), 400)
+
+
+def test_lone_surrogate_escape_400(server):
+    assert_error(post_raw(server, "/v1/completions", b'{"model": "tiny-chat", "prompt": "a\\ud800b", "max_tokens": 1}'), 400)
+
+
+def test_model_field_optional(server):
+    r = post(server, "/v1/completions", {"prompt": CASES["short"]["prompt"], "temperature": 0, "max_tokens": N_GREEDY,
+                                         "ignore_eos": True})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["text"] == expected_text("short")
+    assert r.json()["model"] == MODEL
 
 
 def test_unknown_model_404(server, client):

@@ -14,5 +14,7 @@ Command add_generate(CLI::App& app);
 Command add_bench(CLI::App& app);
 Command add_tokenize(CLI::App& app);
 Command add_detokenize(CLI::App& app);
+Command add_chat_template(CLI::App& app);
+Command add_serve(CLI::App& app);
 
 }  // namespace quanta::cli

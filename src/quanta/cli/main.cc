@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   add(quanta::cli::add_bench);
   add(quanta::cli::add_tokenize);
   add(quanta::cli::add_detokenize);
+  add(quanta::cli::add_chat_template);
+  add(quanta::cli::add_serve);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,236 @@
+// quanta serve: the HTTP server, with the command line of SGLang's launch_server.
+#include <sys/sysinfo.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "quanta/cli/commands.h"
+#include "quanta/core/error.h"
+#include "quanta/core/thread_pool.h"
+#include "quanta/engine/loader.h"
+#include "quanta/engine/scheduler.h"
+#include "quanta/kernels/kernels.h"
+#include "quanta/server/server.h"
+#include "quanta/tokenizer/chat_template.h"
+#include "quanta/tokenizer/tokenizer.h"
+
+namespace quanta::cli {
+
+namespace {
+
+struct ServeOptions {
+  std::string model_path, tokenizer_path, host = "127.0.0.1", served_model_name, api_key, chat_template,
+      quantization, device = "cpu", log_level = "info";
+  int port = 30000;
+  int tp_size = 1;
+  double mem_fraction_static = 0.0;
+  int64_t context_length = 0, max_total_tokens = 0, chunked_prefill_size = 512;
+  int max_running_requests = 64;
+  int threads = 0;
+};
+
+server::Server* g_server = nullptr;
+void on_signal(int) {
+  if (g_server) g_server->stop();
+}
+
+int run_serve(const ServeOptions& o) {
+  if (o.device != "cpu")
+    throw Error("quanta runs on the CPU; device '" + o.device + "' is not available here", {.field = "--device"});
+  if (o.tp_size != 1)
+    throw Error("tensor parallelism is not implemented yet; run with --tp-size 1", {.field = "--tp-size"});
+  if (!o.quantization.empty())
+    throw Error("this build detects the checkpoint's own format and has no quantization override yet",
+                {.field = "--quantization"});
+  if (o.mem_fraction_static < 0 || o.mem_fraction_static >= 1)
+    throw Error("must be in (0, 1)", {.field = "--mem-fraction-static"});
+  kernels::active_isa();
+  ThreadPool pool(o.threads > 0 ? o.threads : ThreadPool::physical_cores());
+
+  std::fprintf(stderr, "quanta: loading %s\n", o.model_path.c_str());
+  engine::LoadedModel lm = engine::load_model(o.model_path);
+  const std::string tok_path = o.tokenizer_path.empty() ? o.model_path : o.tokenizer_path;
+  tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(tok_path);
+  if (tok.vocab_size() > lm.config.vocab_size)
+    throw Error("the tokenizer has " + std::to_string(tok.vocab_size()) + " tokens but the model only " +
+                    std::to_string(lm.config.vocab_size), {.file = tok_path});
+
+  // The chat template: --chat-template FILE, else the model's own.
+  std::shared_ptr<tokenizer::ChatTemplate> tmpl;
+  const bool folder = std::filesystem::is_directory(tok_path);
+  try {
+    std::string source = !o.chat_template.empty() ? format::read_text_file(o.chat_template)
+                         : folder                 ? tokenizer::read_chat_template(tok_path)
+                                                  : tok.config().chat_template;
+    if (source.empty()) throw Error("the model has no chat template", {.file = tok_path});
+    tmpl = std::make_shared<tokenizer::ChatTemplate>(source, o.chat_template.empty() ? "chat_template" : o.chat_template);
+  } catch (const Error& e) {
+    if (!o.chat_template.empty()) throw;
+    std::fprintf(stderr, "quanta: no chat template (%s); /v1/chat/completions will refuse requests\n", e.what());
+  }
+  server::ChatRenderer chat;
+  if (tmpl) {
+    // bos_token/eos_token as the template sees them: tokenizer_config.json's, or a GGUF's special pieces.
+    nlohmann::ordered_json specials = folder ? tokenizer::read_special_tokens(tok_path) : nlohmann::ordered_json::object();
+    if (!folder) {
+      if (tok.special_ids().bos >= 0) specials["bos_token"] = tok.token_to_piece(tok.special_ids().bos);
+      if (tok.special_ids().eos >= 0) specials["eos_token"] = tok.token_to_piece(tok.special_ids().eos);
+    }
+    chat = [tmpl, specials](const nlohmann::json& messages, const nlohmann::json& tools, bool add_generation_prompt,
+                            const nlohmann::json& extra) {
+      tokenizer::ChatInputs in;
+      in.messages = nlohmann::ordered_json::parse(messages.dump());
+      if (!tools.is_null()) in.tools = nlohmann::ordered_json::parse(tools.dump());
+      in.add_generation_prompt = add_generation_prompt;
+      in.variables = specials;
+      for (auto& [k, v] : nlohmann::ordered_json::parse(extra.dump()).items()) in.variables[k] = v;
+      return tmpl->render(tokenizer::make_chat_context(in));
+    };
+  }
+
+  // KV pool: --max-total-tokens, else the share of RAM --mem-fraction-static leaves after the weights.
+  const auto& c = lm.config;
+  const int64_t block_size = model::DecoderModel::kDefaultBlockSize;
+  const int64_t context = o.context_length > 0 ? o.context_length : c.max_position_embeddings;
+  const int64_t bytes_per_token = 2 * c.n_layers * c.n_kv_heads * c.d_head * static_cast<int64_t>(sizeof(float));
+  int64_t total_tokens = o.max_total_tokens;
+  if (total_tokens <= 0) {
+    struct sysinfo si {};
+    sysinfo(&si);
+    const double ram = static_cast<double>(si.totalram) * si.mem_unit;
+    const double fraction = o.mem_fraction_static > 0 ? o.mem_fraction_static : 0.8;
+    const double kv_bytes = ram * fraction - static_cast<double>(lm.model->weight_bytes());
+    if (kv_bytes < static_cast<double>(bytes_per_token * context))
+      throw Error("--mem-fraction-static " + std::to_string(fraction) + " leaves no room for one full context (" +
+                      std::to_string(context) + " tokens) after the weights", {.field = "--mem-fraction-static"});
+    // Enough for every running request at full context, and no more than RAM allows.
+    total_tokens = std::min<int64_t>(static_cast<int64_t>(kv_bytes / static_cast<double>(bytes_per_token)),
+                                     context * o.max_running_requests);
+  }
+  if (total_tokens < context)
+    throw Error("holds fewer tokens (" + std::to_string(total_tokens) + ") than the context length (" +
+                    std::to_string(context) + ")", {.field = "--max-total-tokens"});
+
+  engine::SchedulerOptions so;
+  so.block_size = block_size;
+  so.kv_blocks = (total_tokens + block_size - 1) / block_size;
+  so.max_running_requests = o.max_running_requests;
+  so.chunked_prefill_size = o.chunked_prefill_size > 0 ? o.chunked_prefill_size : context;
+  so.context_length = context;
+  for (int64_t e : lm.generation.eos_token_ids.empty() ? c.eos_token_ids : lm.generation.eos_token_ids)
+    so.eos_token_ids.push_back(static_cast<int32_t>(e));
+  for (int32_t e : tok.stop_ids())
+    if (std::find(so.eos_token_ids.begin(), so.eos_token_ids.end(), e) == so.eos_token_ids.end()) so.eos_token_ids.push_back(e);
+  engine::Scheduler scheduler(*lm.model, pool, so);
+  std::fprintf(stderr, "quanta: KV pool of %lld tokens (%.1f MB), context %lld, %d threads, %s\n",
+               static_cast<long long>(so.kv_blocks * block_size),
+               static_cast<double>(so.kv_blocks * block_size * bytes_per_token) / 1e6, static_cast<long long>(context),
+               pool.size(), kernels::isa_name(kernels::active_isa()));
+
+  server::ServerOptions sopt;
+  sopt.host = o.host;
+  sopt.port = o.port;
+  sopt.model_path = o.model_path;
+  sopt.tokenizer_path = tok_path;
+  sopt.served_model_name = o.served_model_name.empty() ? o.model_path : o.served_model_name;
+  sopt.api_key = o.api_key;
+  sopt.server_args = {{"model_path", o.model_path}, {"tokenizer_path", tok_path}, {"host", o.host}, {"port", o.port},
+                      {"served_model_name", sopt.served_model_name}, {"context_length", context},
+                      {"max_total_tokens", so.kv_blocks * block_size}, {"max_running_requests", o.max_running_requests},
+                      {"chunked_prefill_size", so.chunked_prefill_size}, {"tp_size", 1}, {"device", "cpu"},
+                      {"threads", pool.size()}, {"isa", kernels::isa_name(kernels::active_isa())}};
+  server::Server srv(scheduler, tok, chat, lm.generation, sopt);
+  g_server = &srv;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGPIPE, SIG_IGN);
+  bool ok = srv.run();
+  g_server = nullptr;
+  return ok ? 0 : 1;
+}
+
+// SGLang flags that have no meaning on a CPU: refused with the reason.
+struct NotApplicable {
+  const char* flag;
+  const char* why;
+};
+constexpr NotApplicable kNotApplicable[] = {
+    {"--attention-backend", "quanta has one CPU attention kernel; GPU/NPU attention backends do not apply"},
+    {"--sampling-backend", "sampling runs on the CPU"},
+    {"--cuda-graph-max-bs", "there are no CUDA graphs on the CPU"},
+    {"--disable-cuda-graph", "there are no CUDA graphs on the CPU"},
+    {"--enable-torch-compile", "quanta does not use torch"},
+    {"--base-gpu-id", "no GPU is used"},
+    {"--nccl-port", "no NCCL: tensor parallelism will use MPI"},
+    {"--kv-cache-dtype", "the KV cache is f32 for now"},
+    {"--trust-remote-code", "quanta runs no model code from checkpoints"},
+    {"--dtype", "weights run in their stored dtype; activations are f32"},
+};
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+}  // namespace
+
+Command add_serve(CLI::App& app) {
+  auto o = std::make_shared<ServeOptions>();
+  CLI::App* sub = app.add_subcommand("serve", "Serve a model over HTTP (OpenAI and SGLang APIs).");
+  sub->footer(
+      "Endpoints: /v1/models, /v1/completions, /v1/chat/completions, /generate, /health, /health_generate,\n"
+      "/get_model_info, /get_server_info, /flush_cache, /tokenize, /detokenize, /metrics.\n"
+      "The model loads before the port opens. KV pool: --max-total-tokens, else what --mem-fraction-static of RAM\n"
+      "leaves after the weights (capped at --max-running-requests full contexts).");
+  sub->add_option("--model-path", o->model_path, "Model folder")->required();
+  sub->add_option("--tokenizer-path", o->tokenizer_path, "Tokenizer folder or GGUF (default: the model path)");
+  sub->add_option("--host", o->host, "Address to listen on")->capture_default_str();
+  sub->add_option("--port", o->port, "Port to listen on")->capture_default_str();
+  sub->add_option("--served-model-name", o->served_model_name, "Model name in the API (default: the model path)");
+  sub->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on every endpoint but /health");
+  sub->add_option("--chat-template", o->chat_template, "Jinja chat template file (default: the model's own)");
+  sub->add_option("--context-length", o->context_length, "Context length (default: the model's max_position_embeddings)");
+  sub->add_option("--max-running-requests", o->max_running_requests, "Requests in the running batch at most")->capture_default_str();
+  sub->add_option("--max-total-tokens", o->max_total_tokens, "Tokens the KV pool holds (overrides --mem-fraction-static)");
+  sub->add_option("--mem-fraction-static", o->mem_fraction_static, "Share of RAM for weights plus the KV pool (default 0.8)");
+  sub->add_option("--chunked-prefill-size", o->chunked_prefill_size, "Prompt tokens per step at most (<= 0: whole prompts)")->capture_default_str();
+  sub->add_option("--tp-size", o->tp_size, "Tensor-parallel size (only 1 for now)")->capture_default_str();
+  sub->add_option("--quantization", o->quantization, "Override of the detected quantization method (none yet)");
+  sub->add_option("--device", o->device, "Device (cpu)")->capture_default_str();
+  sub->add_option("--log-level", o->log_level, "Log level (info, warning, error)")->capture_default_str();
+  sub->add_option("--threads", o->threads, "Threads (default: the number of physical cores)");
+  // Unknown flags are collected and answered with the nearest valid one.
+  sub->allow_extras();
+  return [o, sub] {
+    for (const std::string& extra : sub->remaining()) {
+      if (extra.rfind("--", 0) != 0) throw Error("unexpected argument '" + extra + "'", {.field = "serve"});
+      std::string flag = extra.substr(0, extra.find('='));
+      for (const auto& na : kNotApplicable)
+        if (flag == na.flag) throw Error(std::string("not supported: ") + na.why, {.field = flag});
+      std::string best;
+      size_t best_d = SIZE_MAX;
+      for (const CLI::Option* opt : sub->get_options()) {
+        for (const std::string& name : opt->get_lnames()) {
+          size_t d = edit_distance(flag, "--" + name);
+          if (d < best_d) best_d = d, best = "--" + name;
+        }
+      }
+      throw Error("unknown option; did you mean '" + best + "'?", {.field = flag});
+    }
+    return run_serve(*o);
+  };
+}
+
+}  // namespace quanta::cli
