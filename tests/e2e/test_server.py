@@ -96,7 +96,8 @@ class Server:
         return self.base + path
 
     def log_tail(self, n: int = 40) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         lines = Path(self.log.name).read_text(errors="replace").splitlines()
         return "\n".join(lines[-n:])
 
@@ -130,8 +131,9 @@ def server():
     s = Server([])
     yield s
     alive = s.proc.poll() is None
+    tail = s.log_tail()
     s.stop()
-    assert alive, f"the server died during the tests\n{s.log_tail()}"
+    assert alive, f"the server died during the tests (exit status {s.proc.returncode})\n{tail}"
 
 
 @pytest.fixture(scope="module")

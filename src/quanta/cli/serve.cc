@@ -88,7 +88,8 @@ int run_serve(const ServeOptions& o) {
       if (!tools.is_null()) in.tools = nlohmann::ordered_json::parse(tools.dump());
       in.add_generation_prompt = add_generation_prompt;
       in.variables = specials;
-      for (auto& [k, v] : nlohmann::ordered_json::parse(extra.dump()).items()) in.variables[k] = v;
+      const nlohmann::ordered_json extra_vars = nlohmann::ordered_json::parse(extra.dump());
+      for (const auto& [k, v] : extra_vars.items()) in.variables[k] = v;
       return tmpl->render(tokenizer::make_chat_context(in));
     };
   }

@@ -15,7 +15,7 @@ void Histogram::observe(double seconds) {
 std::string Histogram::render(const std::string& name, const std::string& help) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::string out = "# HELP " + name + " " + help + "\n# TYPE " + name + " histogram\n";
-  char buf[128];
+  char buf[512];
   for (size_t i = 0; i < kBounds.size(); ++i) {
     std::snprintf(buf, sizeof buf, "%s_bucket{le=\"%g\"} %llu\n", name.c_str(), kBounds[i],
                   static_cast<unsigned long long>(counts_[i]));

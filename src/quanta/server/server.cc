@@ -199,7 +199,7 @@ struct Server::Impl {
     (void)native;
   }
 
-  void set_max_tokens(Plan& p, std::optional<int64_t> requested) {
+  void set_max_tokens(Plan& p, std::optional<int64_t> requested, const std::string& param = "max_tokens") {
     const int64_t ctx = scheduler.options().context_length;
     const int64_t room = ctx - static_cast<int64_t>(p.prompt.size());
     if (room <= 0)
@@ -207,11 +207,11 @@ struct Server::Impl {
                               " tokens, which does not fit the context length of " + std::to_string(ctx),
                      "messages"};
     int64_t n = requested.value_or(room);
-    if (n <= 0) throw ApiError{400, "'max_tokens' must be at least 1", "max_tokens"};
+    if (n <= 0) throw ApiError{400, "'" + param + "' must be at least 1", param};
     if (n > room)
-      throw ApiError{400, "'max_tokens' is " + std::to_string(n) + ", but the prompt (" + std::to_string(p.prompt.size()) +
+      throw ApiError{400, "'" + param + "' is " + std::to_string(n) + ", but the prompt (" + std::to_string(p.prompt.size()) +
                               " tokens) leaves room for " + std::to_string(room) + " in the context of " + std::to_string(ctx),
-                     "max_tokens"};
+                     param};
     p.base.max_new_tokens = n;
   }
 
@@ -388,8 +388,10 @@ struct Server::Impl {
     }
     int top_logprobs = -1;
     if (is_chat) {
-      if (b.boolean("logprobs", false)) top_logprobs = static_cast<int>(b.integer("top_logprobs", 0));
-      if (top_logprobs > 20) throw ApiError{400, "'top_logprobs' must be at most 20", "top_logprobs"};
+      if (b.boolean("logprobs", false)) {
+        top_logprobs = static_cast<int>(b.integer("top_logprobs", 0));
+        if (top_logprobs < 0 || top_logprobs > 20) throw ApiError{400, "'top_logprobs' must be between 0 and 20", "top_logprobs"};
+      }
     } else if (b.has("logprobs")) {
       top_logprobs = static_cast<int>(b.integer("logprobs", 0));
       if (top_logprobs < 0 || top_logprobs > 20) throw ApiError{400, "'logprobs' must be between 0 and 20", "logprobs"};
@@ -433,7 +435,7 @@ struct Server::Impl {
     const char* mt_key = is_chat && b.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
     if (b.has(mt_key)) max_tokens = b.integer(mt_key, 0);
     else if (!is_chat) max_tokens = 16;  // OpenAI's default for completions
-    set_max_tokens(p, max_tokens);
+    set_max_tokens(p, max_tokens, mt_key);
 
     const std::string id = random_id(is_chat ? "chatcmpl-" : "cmpl-");
     const int64_t created = unix_time();
@@ -514,7 +516,7 @@ struct Server::Impl {
     }
     if (p.prompt.empty()) throw ApiError{400, "the prompt is empty", "text"};
     set_max_tokens(p, sp.has("max_new_tokens") ? std::optional<int64_t>(sp.integer("max_new_tokens", 128))
-                                                : std::optional<int64_t>(128));
+                                                : std::optional<int64_t>(128), "max_new_tokens");
     p.stream = b.boolean("stream", false);
     const std::string id = random_id("");
     auto meta = [id](const Delta& d, double latency) {
