@@ -153,7 +153,7 @@ struct Server::Impl {
   }
 
   // Sampling and limits shared by /v1/completions, /v1/chat/completions and /generate.
-  void read_sampling(const Body& b, Plan& p, bool native) {
+  void read_sampling(const Body& b, Plan& p) {
     engine::SamplingParams& sp = p.base.sampling;
     if (defaults.do_sample && !*defaults.do_sample) sp.temperature = 0.0;
     else if (defaults.temperature) sp.temperature = *defaults.temperature;
@@ -196,7 +196,6 @@ struct Server::Impl {
         p.base.stop_token_ids.push_back(e.get<int32_t>());
       }
     }
-    (void)native;
   }
 
   void set_max_tokens(Plan& p, std::optional<int64_t> requested, const std::string& param = "max_tokens") {
@@ -378,7 +377,7 @@ struct Server::Impl {
         throw ApiError{400, "response_format '" + type + "' is not supported yet (only 'text')", "response_format"};
     }
     if (b.boolean("echo", false)) throw ApiError{400, "'echo' is not supported", "echo"};
-    read_sampling(b, p, false);
+    read_sampling(b, p);
     p.n = static_cast<int>(b.integer("n", 1));
     if (p.n < 1 || p.n > opt.max_n) throw ApiError{400, "'n' must be between 1 and " + std::to_string(opt.max_n), "n"};
     p.stream = b.boolean("stream", false);
@@ -502,7 +501,7 @@ struct Server::Impl {
     json sp_json = b.has("sampling_params") ? j["sampling_params"] : json::object();
     if (!sp_json.is_object()) throw ApiError{400, "'sampling_params' must be an object", "sampling_params"};
     Body sp{sp_json};
-    read_sampling(sp, p, true);
+    read_sampling(sp, p);
     if (b.has("input_ids")) {
       if (!j["input_ids"].is_array()) throw ApiError{400, "'input_ids' must be a list of token ids", "input_ids"};
       for (const json& e : j["input_ids"]) {
