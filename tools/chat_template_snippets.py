@@ -2,6 +2,7 @@
 (str() of values, json.dumps, string methods, filters, tests, scoping, whitespace control,
 error messages). tools/make_chat_template_fixtures.py renders each with CTX into
 tests/unit/data/chat_templates/snippets.json, and quanta's unit test renders them too."""
+import random
 CTX = {"s": "  Héllo, Wörld! \t\n", "n": 7, "f": 2.5, "neg": -3, "big": 12345678901234, "t": True, "no": None,
        "lst": [3, 1, 2], "strs": ["b", "A", "c", "a"], "d": {"z": 1, "a": [1, 2], "m": {"k": "v"}, "items": "I"},
        "users": [{"name": "Ann", "age": 30, "tags": ["x"]}, {"name": "bob", "age": 25}, {"name": "Cy", "age": None}],
@@ -146,3 +147,56 @@ SNIPPETS += [
     "{{ [1, 2, 3]|map('int')|sum }} {{ ['1', '2']|map('int')|list }} {{ [1.5, 2.5]|map('round')|list }} {{ [[1], [2]]|map('first')|list }} {{ ['a', 'b']|map('replace', 'a', 'z')|list }}",
     "{{ lst|select('>', 1)|list }} {{ lst|reject('equalto', 3)|list }} {{ lst|select|list }} {{ [0, 1, '', 'a', none]|select|list }} {{ users|selectattr('age', 'gt', 26)|map(attribute='name')|list }}",
 ]
+
+
+# Random expression templates for a differential test: the filters, tests, operators and methods
+# below combined at random with a fixed seed, so quanta meets the odd corners (error messages of
+# mismatched types, Markup arithmetic, printf-style %, signed zeros) where jinja2 does.
+RANDOM_CTX = {"s": " Ab c\u00e9 ", "e": "", "n": 3, "z": 0, "f": 1.25, "g": -0.5, "t": True, "fa": False, "no": None,
+              "l": [2, 1, 3], "sl": ["b", "a", "C"], "d": {"k": "v", "n": 1, "l": [1, 2]}, "ed": {}, "el": [],
+              "ms": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": None, "x": [1]}],
+              "u": "ü😀"}
+_ATOMS = ["s", "e", "n", "z", "f", "g", "t", "fa", "no", "l", "sl", "d", "ed", "el", "ms", "u", "undef",
+          "'x'", "\"q'\"", "1", "0", "2.5", "-1", "[1, 'a']", "(1,)", "{'a': 1}", "none", "true", "ms[0]", "d.l",
+          "l[1:]", "ms[1].content", "d['k']", "s.split()", "d.items()|list", "range(3)|list"]
+_FILTERS = ["length", "string", "trim", "upper", "lower", "title", "capitalize", "list", "first", "last", "sort",
+            "unique|list", "reverse|list", "tojson", "tojson(indent=1)", "join(',')", "default('D')",
+            "default('D', true)", "int", "float", "abs", "round", "items|list", "dictsort", "map('string')|list",
+            "select|list", "reject|list", "min", "max", "sum", "replace('a', 'b')", "indent(2)", "center(7)",
+            "wordcount", "batch(2)|list", "safe", "e", "count", "selectattr('role')|list", "map(attribute='role')|list"]
+_TESTS = ["defined", "undefined", "none", "string", "number", "mapping", "sequence", "iterable", "boolean", "integer",
+          "float", "true", "false", "odd", "even", "lower", "upper", "callable", "eq 1", "in l", "sameas none"]
+_BINOPS = ["+", "-", "*", "/", "//", "%", "~", "==", "!=", "<", ">=", "in", "not in", "and", "or"]
+_METHODS = [".strip()", ".split(',')", ".upper()", ".startswith('A')", ".endswith(' ')", ".replace('c', 'C')",
+            ".get('k')", ".get('zz', 5)", ".keys()|list", ".values()|list", ".count(1)", ".index(1)", ".find('c')",
+            ".lstrip(' A')", ".title()"]
+
+
+def random_templates(seed, count):
+    rnd = random.Random(seed)
+
+    def expr(depth=0):
+        r = rnd.random()
+        if depth > 2 or r < 0.3:
+            return rnd.choice(_ATOMS)
+        if r < 0.5:
+            return f"({expr(depth + 1)})|{rnd.choice(_FILTERS)}"
+        if r < 0.6:
+            return f"({expr(depth + 1)}) is {'not ' if rnd.random() < 0.3 else ''}{rnd.choice(_TESTS)}"
+        if r < 0.8:
+            return f"({expr(depth + 1)}) {rnd.choice(_BINOPS)} ({expr(depth + 1)})"
+        if r < 0.9:
+            return f"({expr(depth + 1)}){rnd.choice(_METHODS)}"
+        return f"({expr(depth + 1)}) if ({expr(depth + 1)}) else ({expr(depth + 1)})"
+
+    def stmt():
+        r = rnd.random()
+        if r < 0.5:
+            return "{{ " + expr() + " }}"
+        if r < 0.7:
+            return "{% for x in " + expr() + " %}[{{ x }}|{{ loop.index }}]{% else %}E{% endfor %}"
+        if r < 0.85:
+            return "{% if " + expr() + " %}Y{% else %}N{% endif %}"
+        return "{% set v = " + expr() + " %}{{ v }}"
+
+    return ["".join(stmt() for _ in range(rnd.randint(1, 3))) for _ in range(count)]

@@ -9,6 +9,7 @@ Usage (see tools/requirements-chat-templates.txt for the venv):
 Writes tests/unit/data/chat_templates/:
   contexts.json      the inputs: a list of {name, messages, tools, add_generation_prompt, kwargs}
   snippets.json      small templates of tools/chat_template_snippets.py with their results
+  random.json        2,000 random expression templates (random_templates there), with their results
   <template>.json    {template, sha256, cases: {context name: {output} | {error_type, error}}}
                      (template_case() below adds the few per-template inputs to each context)
 
@@ -30,6 +31,7 @@ _cached_compile_jinja_template and render_jinja_template), reproduced below:
 strftime_now is pinned here to PINNED_NOW so that fixtures do not depend on the day they are made;
 the tests pin quanta's clock to the same instant.
 """
+import copy
 import hashlib
 import json
 import os
@@ -284,18 +286,22 @@ def build_cases():
 
 def render_snippets(env):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from chat_template_snippets import CTX, SNIPPETS
+    from chat_template_snippets import CTX, RANDOM_CTX, SNIPPETS, random_templates
 
-    cases = []
-    for src in SNIPPETS:
-        try:
-            result = {"output": env.from_string(src).render(**CTX)}
-        except Exception as e:  # noqa: BLE001 - the exception is the expected result
-            result = {"error_type": type(e).__name__, "error": str(e)}
-        cases.append({"template": src, "result": result})
-    with open(os.path.join(OUT, "snippets.json"), "w", encoding="utf-8") as f:
-        json.dump({"context": CTX, "cases": cases}, f, ensure_ascii=False, indent=1)
-        f.write("\n")
+    for name, ctx, templates in (("snippets", CTX, SNIPPETS), ("random", RANDOM_CTX, random_templates(2025, 2000))):
+        cases = []
+        for src in templates:
+            try:
+                # A fresh copy each time: jinja2's indent filter extends a list given to it in place.
+                result = {"output": env.from_string(src).render(**copy.deepcopy(ctx))}
+            except Exception as e:  # noqa: BLE001 - the exception is the expected result
+                result = {"error_type": type(e).__name__, "error": str(e)}
+            if " at 0x" in result.get("output", ""):
+                continue  # prints a Python object address
+            cases.append({"template": src, "result": result})
+        with open(os.path.join(OUT, name + ".json"), "w", encoding="utf-8") as f:
+            json.dump({"context": ctx, "cases": cases}, f, ensure_ascii=False, indent=0)
+            f.write("\n")
 
 
 def main():
@@ -328,7 +334,7 @@ def main():
                 out = {"error_type": type(compile_error).__name__, "error": str(compile_error)}
             else:
                 try:
-                    out = {"output": tmpl.render(**render_context(template_case(fname, case)))}
+                    out = {"output": tmpl.render(**copy.deepcopy(render_context(template_case(fname, case))))}
                     n_ok += 1
                 except Exception as e:  # noqa: BLE001 - any exception is an expected outcome to record
                     out = {"error_type": type(e).__name__, "error": str(e)}

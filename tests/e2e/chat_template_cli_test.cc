@@ -15,7 +15,7 @@ using test::write_file;
 // Skips when the binary predates the subcommand.
 bool have_subcommand() {
   test::RunResult r = run_quanta({"chat-template", "--help"});
-  return r.exit_code == 0;
+  return r.exit_code == 0 && r.out.find("--messages") != std::string::npos;
 }
 
 TEST(ChatTemplateCli, RendersFromAModelFolderAndFromAFile) {

@@ -55,7 +55,8 @@ std::vector<std::string> fixture_names() {
   std::vector<std::string> names;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(fixture_dir(), ec))
-    if (e.path().extension() == ".json" && e.path().stem() != "contexts" && e.path().stem() != "snippets")
+    if (e.path().extension() == ".json" && e.path().stem() != "contexts" && e.path().stem() != "snippets" &&
+        e.path().stem() != "random")
       names.push_back(e.path().stem().string());
   std::sort(names.begin(), names.end());
   return names;
@@ -146,32 +147,35 @@ TEST(ChatTemplateGoldenSet, CoversTheSharedTemplates) {
   }
 }
 
-// Small templates probing Python and jinja2 semantics (tools/chat_template_snippets.py), each
-// rendered by jinja2 into snippets.json; output or error must match exactly.
-TEST(ChatTemplate, SnippetsMatchJinja2) {
-  ordered_json snippets = ordered_json::parse(test::read_file(fixture_dir() + "/snippets.json"));
-  int compared = 0;
-  for (const auto& c : snippets["cases"]) {
+// Small templates probing Python and jinja2 semantics (snippets.json, from
+// tools/chat_template_snippets.py) and 2,000 random expression templates (random.json), each
+// rendered by jinja2; the output or the error must match exactly.
+void expect_cases_match(const std::string& file, size_t min_cases) {
+  ordered_json data = ordered_json::parse(test::read_file(fixture_dir() + "/" + file));
+  size_t compared = 0, failed = 0;
+  for (const auto& c : data["cases"]) {
     const std::string src = c["template"];
     const ordered_json& want = c["result"];
     std::string got, got_error;
     try {
-      got = ChatTemplate(src, "snippet").render(snippets["context"], pinned());
+      got = ChatTemplate(src, file).render(data["context"], pinned());
     } catch (const TemplateError& e) {
       got_error = e.kind() + ": " + e.detail();
     }
-    if (want.contains("output")) {
-      std::string expected = want["output"];
-      if (expected.find(" at 0x") != std::string::npos) continue;  // Python object addresses
-      EXPECT_EQ(got_error, "") << src;
-      EXPECT_EQ(got, expected) << src;
-    } else {
-      EXPECT_EQ(got_error, want["error_type"].get<std::string>() + ": " + want["error"].get<std::string>()) << src;
-    }
+    std::string expected = want.contains("output")
+                               ? want["output"].get<std::string>()
+                               : want["error_type"].get<std::string>() + ": " + want["error"].get<std::string>();
+    std::string actual = want.contains("output") && got_error.empty() ? got : got_error;
+    if (actual != expected && ++failed <= 20)
+      ADD_FAILURE() << src << "\n  expected: " << expected << "\n  got:      " << actual;
     ++compared;
   }
-  EXPECT_GE(compared, 70);
+  EXPECT_EQ(failed, 0u) << "of " << compared << " templates in " << file;
+  EXPECT_GE(compared, min_cases);
 }
+
+TEST(ChatTemplate, SnippetsMatchJinja2) { expect_cases_match("snippets.json", 120); }
+TEST(ChatTemplate, RandomExpressionsMatchJinja2) { expect_cases_match("random.json", 1900); }
 
 // ----- whitespace control -------------------------------------------------------------------------------
 
@@ -333,6 +337,13 @@ TEST(ChatTemplate, LimitsStopRunawayTemplates) {
             0u);
   EXPECT_EQ(render_error("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", {}, o).rfind("LimitError", 0), 0u);
   EXPECT_EQ(render_error("{% macro f(n) %}{{ f(n) }}{{ f(n) }}{% endmacro %}{{ f(1) }}", {}, o).rfind("LimitError", 0), 0u);
+  // Deep expressions inside deep recursion: bounded before the C++ stack is.
+  std::string deep = "{% macro f() %}{% if true %}{% for i in [1] %}{{ " + std::string(30, '[') + "f()" +
+                     std::string(30, ']') + " }}{% endfor %}{% endif %}{% endmacro %}{{ f() }}";
+  EXPECT_EQ(render_error(deep).rfind("LimitError", 0), 0u);
+  // A loop object that outlives its loop stays valid.
+  EXPECT_EQ(render("{% set ns = namespace() %}{% for x in [1, 2] %}{% set ns.l = loop %}{% endfor %}{{ ns.l.length }}"),
+            "2");
   o.max_output_bytes = 1000;
   EXPECT_EQ(render_error("{% for i in range(1000) %}xxxxxxxxxx{% endfor %}", {}, o).rfind("LimitError", 0), 0u);
   EXPECT_EQ(render_error("{% set ns = namespace(s='xx') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",

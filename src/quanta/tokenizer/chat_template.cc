@@ -70,6 +70,9 @@ std::string ChatTemplate::render(const ordered_json& context, const RenderOption
   }
 }
 
+// transformers' render_jinja_template: reasoning is aliased so that templates reading any of the
+// names find it; tools and documents are always passed (None when absent), so `tools is defined`
+// is true in every template and `tools is not none` is the test that matters.
 ordered_json make_chat_context(const ChatInputs& in) {
   ordered_json messages = ordered_json::array();
   for (const auto& m : in.messages) {
@@ -122,6 +125,8 @@ ordered_json read_json(const fs::path& p) {
 }
 }  // namespace
 
+// transformers' loading order (tokenization_utils_base.py from_pretrained): separate .jinja files
+// take priority over tokenizer_config.json; several templates are chosen by name (get_chat_template).
 std::string read_chat_template(const std::string& model_dir, const std::string& name, bool have_tools) {
   fs::path dir(model_dir);
   std::vector<std::pair<std::string, std::string>> templates;  // name -> source

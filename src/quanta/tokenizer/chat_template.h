@@ -54,7 +54,7 @@ class TemplateError : public Error {
 struct RenderOptions {
   int64_t max_steps = 20'000'000;           // statements, calls and copied elements
   int64_t max_loop_iterations = 1'000'000;  // over all loops of one render
-  int max_call_depth = 200;                 // nested macro calls
+  int max_call_depth = 100;                 // nested macro calls
   size_t max_output_bytes = 64u << 20;      // the prompt, and any one string or list built on the way
   // The clock of strftime_now; unset means the local time when rendering starts.
   std::optional<std::tm> now;
@@ -69,6 +69,7 @@ class ChatTemplate {
   ChatTemplate& operator=(ChatTemplate&&) noexcept;
 
   // Renders with these top-level variables (a JSON object), e.g. from make_chat_context().
+  // Safe to call from several threads at once: a render keeps all its state to itself.
   std::string render(const nlohmann::ordered_json& context, const RenderOptions& options = {}) const;
   const std::string& name() const;
 

@@ -18,6 +18,8 @@ namespace {
 }
 
 // Python-style binding of positional and keyword arguments to named parameters.
+// Python-style binding of positional and keyword arguments to named parameters, so filters and
+// methods accept both `tojson(indent=2)` and `tojson(false, 2)` as jinja2's do.
 class Params {
  public:
   Params(const std::string& func, std::initializer_list<const char*> names, const Args& pos, const Kwargs& kw)
@@ -107,7 +109,9 @@ std::function<Value(const Value&)> key_func(Interpreter& in, const Value& attrib
       Value k = lookup_path(in, item, p);
       keys.push_back(case_sensitive ? k : ignore_case(k));
     }
-    return multi && paths.size() > 1 ? Value::list(std::move(keys)) : keys[0];
+    // sort's key is always a list (jinja2's make_multi_attrgetter), so equal keys compare
+    // without calling < on their items.
+    return multi ? Value::list(std::move(keys)) : keys[0];
   };
 }
 
@@ -319,6 +323,10 @@ std::string py_format(const std::string& f, const Args& pos, const Kwargs& kw) {
 }
 
 // ----- bound methods of str, list, tuple and dict -----------------------------------------------------
+// Templates call Python methods on values (message.content.split('</think>'), tool.get('x')).
+// The sandbox allows every method that does not mutate: mutating ones (list.append, dict.pop,
+// ...) are "unsafe" Undefineds that raise SecurityError when called. Method names that exist
+// in Python but are not implemented here raise UnsupportedError when called.
 
 class BoundMethod : public Object {
  public:
@@ -360,7 +368,7 @@ Value BoundMethod::call(Interpreter& in, Args& pos, Kwargs& kw) {
     if (name_ == "get") {
       Params p("get", {"key", "default"}, pos, kw);
       if (!p.has(0)) throw_type_error("get expected at least 1 argument, got 0");
-      if (p.at(0).is_list() || p.at(0).is_dict()) throw_type_error("unhashable type: '" + jinja::type_name(p.at(0)) + "'");
+      require_hashable(p.at(0));
       const Value* v = s.dict().find(p.at(0));
       return v ? *v : p.get(1, Value::none());
     }
@@ -393,9 +401,15 @@ Value BoundMethod::call_str(Interpreter& in, Args& pos, Kwargs& kw) {
   const std::string& s = self_.str();
   charge(static_cast<int64_t>(s.size() / 64));
   bool markup = self_.is_markup();
+  // Python's messages for a non-str argument differ by method.
   auto str_arg = [&](const Value& v, const char* what) -> const std::string& {
-    if (!v.is_string()) throw_type_error(std::string(what) + " arg must be None or str");
-    return v.str();
+    if (v.is_string()) return v.str();
+    std::string m(what);
+    if (m == "strip" || m == "lstrip" || m == "rstrip") throw_type_error(m + " arg must be None or str");
+    if (m == "sep") throw_type_error("must be str or None, not " + jinja::type_name(v));
+    if (m == "replace1" || m == "replace2")
+      throw_type_error(std::string("replace() argument ") + m.back() + " must be str, not " + jinja::type_name(v));
+    throw_type_error("must be str, not " + jinja::type_name(v));
   };
   const std::string& n = name_;
   if (n == "strip" || n == "lstrip" || n == "rstrip") {
@@ -433,7 +447,7 @@ Value BoundMethod::call_str(Interpreter& in, Args& pos, Kwargs& kw) {
     Params p(n, {"old", "new", "count"}, pos, kw);
     if (!p.has(1)) throw_type_error("replace expected at least 2 arguments, got " + std::to_string(pos.size()));
     int64_t count = p.has(2) ? to_int(p.at(2), "count") : -1;
-    std::string r = str_replace(s, str_arg(p.at(0), "replace"), str_arg(p.at(1), "replace"), count);
+    std::string r = str_replace(s, str_arg(p.at(0), "replace1"), str_arg(p.at(1), "replace2"), count);
     in.check_size(r.size());
     return Value::string(std::move(r), markup);
   }
@@ -521,6 +535,8 @@ Value BoundMethod::call_str(Interpreter& in, Args& pos, Kwargs& kw) {
 }
 
 // ----- globals -----------------------------------------------------------------------------------------
+// jinja2's range (capped by the sandbox) and transformers' additions. lipsum, cycler and joiner
+// exist in jinja2 but no chat template uses them.
 
 class Builtin : public Object {
  public:
@@ -548,7 +564,7 @@ Value make_dict(const Args& pos, const Kwargs& kw) {
         std::vector<Value> kv = iterate(pair);
         if (kv.size() != 2)
           throw PyError("ValueError", "dictionary update sequence element has length " + std::to_string(kv.size()) + "; 2 is required");
-        if (kv[0].is_list() || kv[0].is_dict()) throw_type_error("unhashable type: '" + type_name(kv[0]) + "'");
+        require_hashable(kv[0]);
         items.emplace_back(kv[0], kv[1]);
       }
     }
@@ -646,7 +662,13 @@ Value filter_indent(Interpreter& in, const Value& input, const Args& pos, const 
   if (width.is_string()) indention = width.str();
   else indention = std::string(std::max<int64_t>(0, std::min<int64_t>(to_int(width, "width"), 4096)), ' ');
   if (input.is_undefined()) raise_undefined(input);
-  if (!input.is_string()) throw_type_error("unsupported operand type(s) for +=: '" + type_name(input) + "' and 'str'");
+  if (!input.is_string()) {
+    // `s += "\n"` then s.splitlines(), as jinja2's do_indent runs them on a non-string.
+    if (input.is_list() && input.seq() == Seq::kList)
+      throw PyError("AttributeError", "'list' object has no attribute 'splitlines'");
+    if (input.is_list() && input.seq() == Seq::kTuple) throw_type_error("can only concatenate tuple (not \"str\") to tuple");
+    throw_type_error("unsupported operand type(s) for +=: '" + type_name(input) + "' and 'str'");
+  }
   std::vector<std::string> lines = splitlines(input.str() + "\n");
   std::string rv;
   if (truthy(p.get(2, Value::boolean(false)))) {
@@ -700,6 +722,8 @@ Value filter_select(Interpreter& in, const Value& input, const Args& pos, const 
   return generator(std::move(out));
 }
 
+// map(attribute='a.b', default=x) or map('filter', args...); like select, a falsy input gives an
+// empty generator without looking at it (jinja2's `if value:`).
 Value filter_map(Interpreter& in, const Value& input, const Args& pos, const Kwargs& kw) {
   if (!truthy(input)) return generator({});
   std::vector<Value> out;
@@ -747,7 +771,6 @@ Value do_round(const Value& input, const Args& pos, const Kwargs& kw) {
   std::string method = p.has(1) && p.at(1).is_string() ? p.at(1).str() : "common";
   if (method != "common" && method != "ceil" && method != "floor")
     throw PyError("FilterArgumentError", "method must be common, ceil or floor");
-  if (input.is_undefined()) raise_undefined(input);
   if (!input.is_number()) throw_type_error("type " + type_name(input) + " doesn't define __round__ method");
   if (method == "common") {
     if (!input.is_float()) return Value::integer(input.as_int());  // round(int, n >= 0) is the int
@@ -857,6 +880,8 @@ std::optional<Value> builtin_method(const Value& obj, const std::string& name) {
   return std::nullopt;
 }
 
+// jinja2's builtin filters, by name. Results keep Python's types: map/select/items/unique/
+// reverse return generators (no len(), not JSON-serializable), sort/dictsort/list return lists.
 Value apply_filter(Interpreter& in, const std::string& name, const Value& input, Args& pos, Kwargs& kw) {
   const std::string& n = name;
   auto params = [&](std::initializer_list<const char*> names) { return Params("do_" + n, names, pos, kw); };
@@ -951,7 +976,7 @@ Value apply_filter(Interpreter& in, const std::string& name, const Value& input,
     std::vector<Value> seen, out;
     for (const Value& item : iterate(input)) {
       Value k = key(item);
-      if (k.is_list() || k.is_dict()) throw_type_error("unhashable type: '" + type_name(k) + "'");
+      require_hashable(k);
       in.add_steps(static_cast<int64_t>(seen.size()) + 1);
       if (std::none_of(seen.begin(), seen.end(), [&](const Value& s) { return py_equal(s, k); }))
         seen.push_back(k), out.push_back(item);
@@ -960,10 +985,14 @@ Value apply_filter(Interpreter& in, const std::string& name, const Value& input,
   }
   if (n == "min" || n == "max") return min_max(in, input, pos, kw, n == "max");
   if (n == "first" || n == "last") {
-    if (n == "last" && input.is_list() && input.seq() == Seq::kGenerator)
-      throw_type_error("'generator' object is not reversible");
+    // last uses reversed(), which needs a sequence (or a dict); first iterates.
+    bool reversible = input.is_string() || input.is_dict() || input.is_undefined() ||
+                      (input.is_list() && input.seq() != Seq::kGenerator);
+    if (n == "last" && !reversible) throw_type_error("'" + type_name(input) + "' object is not reversible");
     std::vector<Value> items = iterate(input);
     if (items.empty()) return Value::undefined(n == "first" ? "No first item, sequence was empty." : "No last item, sequence was empty.");
+    // reversed() indexes a Markup, whose items are Markup; iterating gives plain str.
+    if (n == "last" && input.is_markup()) return Value::string(items.back().str(), true);
     return n == "first" ? items.front() : items.back();
   }
   if (n == "reverse") {
@@ -972,6 +1001,8 @@ Value apply_filter(Interpreter& in, const std::string& name, const Value& input,
       std::reverse(u.begin(), u.end());
       return Value::string(utf8_encode(u), input.is_markup());
     }
+    if (!(input.is_list() || input.is_dict() || input.is_undefined()))
+      throw PyError("FilterArgumentError", "argument must be iterable");
     std::vector<Value> items = iterate(input);
     std::reverse(items.begin(), items.end());
     return generator(std::move(items));
@@ -995,7 +1026,6 @@ Value apply_filter(Interpreter& in, const std::string& name, const Value& input,
     return p.get(0, Value::number(0.0));
   }
   if (n == "abs") {
-    if (input.is_undefined()) raise_undefined(input);
     if (input.is_float()) return Value::number(std::fabs(input.as_float()));
     if (input.is_number()) {
       if (input.as_int() == INT64_MIN) throw PyError("OverflowError", "integer overflow");
@@ -1013,7 +1043,7 @@ Value apply_filter(Interpreter& in, const std::string& name, const Value& input,
   }
   if (n == "center") {
     Params p = params({"width"});
-    return Value::string(py_center(str_of(input), to_int(p.get(0, Value::integer(80)), "width"), ' ', 0));
+    return Value::string(py_center(str_of(input), to_int(p.get(0, Value::integer(80)), "width"), ' ', 0), input.is_markup());
   }
   if (n == "wordcount") {
     int64_t words = 0;
@@ -1065,6 +1095,8 @@ Value apply_filter(Interpreter& in, const std::string& name, const Value& input,
   unsupported("the '" + n + "' filter");
 }
 
+// jinja2's tests (tests.py). Note the Python-isms: bool is a number, a dict is a sequence and so
+// is Undefined (it has len() and __getitem__), a generator is iterable but not a sequence.
 bool apply_test(Interpreter& in, const std::string& name, const Value& v, Args& pos, Kwargs& kw) {
   const std::string& n = name;
   auto arg = [&]() -> const Value& {
@@ -1088,14 +1120,14 @@ bool apply_test(Interpreter& in, const std::string& name, const Value& v, Args& 
   if (n == "iterable")
     return v.is_string() || v.is_list() || v.is_dict() || v.is_undefined() ||
            (v.is_object() && v.object().type_name() == "LoopContext");
-  if (n == "callable") return v.is_object() && v.object().callable();
+  if (n == "callable") return v.is_undefined() || (v.is_object() && v.object().callable());  // Undefined has __call__
   if (n == "escaped") return v.is_markup();
   if (n == "lower" || n == "upper") return str_islower(py_str(v), n == "upper");
   if (n == "odd" || n == "even" || n == "divisibleby") {
     Value d = n == "divisibleby" ? arg() : Value::integer(2);
+    // value % 2 == 1 for odd (so 1.5 is neither odd nor even), value % n == 0 otherwise.
     Value r = binary_op(in, "%", v, d);
-    bool zero = r.is_float() ? r.as_float() == 0 : r.as_int() == 0;
-    return n == "odd" ? !zero : zero;
+    return py_equal(r, Value::integer(n == "odd" ? 1 : 0));
   }
   if (n == "sameas") {
     const Value& o = arg();

@@ -140,7 +140,8 @@ class MacroObj : public Object {
 // The `loop` variable of a for loop.
 class LoopObj : public Object {
  public:
-  LoopObj(const std::vector<Value>* items, size_t index) : items_(items), i_(index) {}
+  // The loop object can outlive its loop (`{% set ns.l = loop %}`), so it shares the items.
+  LoopObj(std::shared_ptr<const std::vector<Value>> items, size_t index) : items_(std::move(items)), i_(index) {}
   std::string type_name() const override { return "LoopContext"; }
   std::string repr() const override {
     return "<LoopContext " + std::to_string(i_ + 1) + "/" + std::to_string(items_->size()) + ">";
@@ -173,7 +174,7 @@ class LoopObj : public Object {
     }
     size_t i;
   };
-  const std::vector<Value>* items_;
+  std::shared_ptr<const std::vector<Value>> items_;
   size_t i_;
 };
 
@@ -183,6 +184,19 @@ Interpreter::CallDepth::CallDepth(Interpreter& in) : in_(in) {
   if (++in_.call_depth_ > in_.limits_.max_call_depth) {
     --in_.call_depth_;
     limit_error("macro calls nested more than " + std::to_string(in_.limits_.max_call_depth) + " deep");
+  }
+}
+
+Interpreter::DepthGuard::DepthGuard(Interpreter& in) : in_(in) {
+  // Macro recursion times statement and expression nesting is what the C++ stack holds; both
+  // the depth and the stack actually used (frames are larger in sanitizer builds) are bounded.
+  auto* here = static_cast<char*>(__builtin_frame_address(0));
+  bool deep = ++in_.eval_depth_ > kMaxEvalDepth;
+  if (deep || (in_.stack_base_ && in_.stack_base_ - here > kMaxStackBytes)) {
+    --in_.eval_depth_;
+    limit_error(deep ? "template nested more than " + std::to_string(kMaxEvalDepth) + " calls and expressions deep"
+                     : "template nested too deeply for the stack (more than " + std::to_string(kMaxStackBytes >> 10) +
+                           " KiB)");
   }
 }
 
@@ -201,6 +215,7 @@ Interpreter::~Interpreter() {
 
 std::string Interpreter::render(const Value& context) {
   BudgetScope budget(budget_);
+  stack_base_ = static_cast<char*>(__builtin_frame_address(0));
   auto root = std::make_shared<Frame>();
   if (context.is_dict())
     for (const auto& [k, v] : context.dict().items)
@@ -249,6 +264,8 @@ const std::tm& Interpreter::now() {
 
 // ----- variables --------------------------------------------------------------------------------------
 
+// Innermost frame first, then the template's top level (render arguments and top-level sets),
+// then transformers' globals.
 Value Interpreter::lookup(const std::string& name) {
   for (auto it = scope_.rbegin(); it != scope_.rend(); ++it)
     if (Value* v = (*it)->find(name)) return *v;
@@ -259,6 +276,8 @@ Value Interpreter::lookup(const std::string& name) {
 
 void Interpreter::set_var(const std::string& name, Value v) { scope_.back()->set(name, std::move(v)); }
 
+// {% set %} targets: a name (in the innermost frame, so a set in a loop body ends with the
+// iteration), a tuple of names (Python unpacking), or ns.attr on a namespace (which outlives loops).
 void Interpreter::assign(const Node& target, const Value& v) {
   if (target.kind == NodeKind::kName) {
     set_var(target.name, v);
@@ -289,6 +308,7 @@ Interpreter::Flow Interpreter::exec_body(const std::vector<NodePtr>& body) {
 }
 
 Interpreter::Flow Interpreter::exec(const Node& n) {
+  DepthGuard guard(*this);
   try {
     return exec_inner(n);
   } catch (PyError& e) {
@@ -345,6 +365,9 @@ Interpreter::Flow Interpreter::exec_inner(const Node& n) {
   }
 }
 
+// jinja2's for loop: the iterable is evaluated once; `if` filters items before the loop, so
+// loop.length and loop.last count only the kept ones; `else` runs when nothing was iterated
+// (not after a normal end, as in Python); each iteration gets a fresh frame.
 Interpreter::Flow Interpreter::exec_for(const Node& n) {
   std::vector<Value> items = iterate(eval(*n.y));
   struct PopFrame {
@@ -364,12 +387,14 @@ Interpreter::Flow Interpreter::exec_for(const Node& n) {
     items = std::move(kept);
   }
   if (items.empty()) return exec_body(n.orelse);
-  for (size_t i = 0; i < items.size(); ++i) {
+  auto shared = std::make_shared<const std::vector<Value>>(std::move(items));
+  const std::vector<Value>& all = *shared;
+  for (size_t i = 0; i < all.size(); ++i) {
     if (++loop_iterations_ > limits_.max_loop_iterations)
       limit_error("template ran more than " + std::to_string(limits_.max_loop_iterations) + " loop iterations");
     scope_.push_back(std::make_shared<Frame>());
-    scope_.back()->set("loop", Value::object(std::make_shared<LoopObj>(&items, i)));
-    assign(*n.x, items[i]);
+    scope_.back()->set("loop", Value::object(std::make_shared<LoopObj>(shared, i)));
+    assign(*n.x, all[i]);
     Flow f = exec_body(n.body);
     scope_.pop_back();
     if (f == Flow::kBreak) break;
@@ -380,6 +405,7 @@ Interpreter::Flow Interpreter::exec_for(const Node& n) {
 // ----- expressions -------------------------------------------------------------------------------------
 
 Value Interpreter::eval(const Node& n) {
+  DepthGuard guard(*this);
   try {
     return eval_inner(n);
   } catch (PyError& e) {
@@ -434,6 +460,7 @@ bool Interpreter::test(const std::string& name, const Value& input, Args& pos, K
   return apply_test(*this, name, input, pos, kw);
 }
 
+// jinja2.utils.object_type_repr, which names the object in "has no attribute" messages.
 std::string object_type_repr(const Value& v) {
   if (v.is_none()) return "None";
   if (v.is_markup()) return "markupsafe.Markup object";
@@ -458,6 +485,8 @@ Value missing_item(const Value& obj, const Value& key) {
 int64_t normalize_index(int64_t i, int64_t n) { return i < 0 ? i + n : i; }
 }  // namespace
 
+// x.name, as jinja2's sandbox does it: a Python attribute first (methods of str, list and dict,
+// or an object's attribute), then the item; a missing one is an Undefined that remembers why.
 Value Interpreter::getattr(const Value& obj, const std::string& name) {
   if (obj.is_undefined()) raise_undefined(obj);
   if (obj.is_object()) return obj.object().attr(name);
@@ -468,6 +497,8 @@ Value Interpreter::getattr(const Value& obj, const std::string& name) {
   return missing_attr(obj, name);
 }
 
+// x[key]: the item first (negative indexes count from the end), then a Python attribute for a
+// string key (so `d['items']` is the key when there is one, else the method).
 Value Interpreter::getitem(const Value& obj, const Value& key) {
   if (obj.is_undefined()) raise_undefined(obj);
   if (obj.is_dict()) {
@@ -503,6 +534,7 @@ int64_t checked(bool overflow, int64_t v) {
   return v;
 }
 
+// x[start:stop:step] on lists, tuples and strings (by code point), with Python's clamping.
 Value slice_value(const Value& obj, const Value* parts[3]) {
   int64_t idx[3] = {0, 0, 1};
   bool given[3];
@@ -553,8 +585,13 @@ Value slice_value(const Value& obj, const Value* parts[3]) {
 
 }  // namespace
 
+// Python's arithmetic: int op int stays int (with an overflow error instead of big integers),
+// `/` is always float, `//` and `%` floor toward negative infinity, + concatenates strings,
+// lists and tuples of the same kind, * repeats them. Size limits are checked before building.
 Value binary_op(Interpreter& in, const std::string& op, const Value& a, const Value& b) {
   if (a.is_undefined()) raise_undefined(a);
+  // str % x runs before x's own operator, and an Undefined there is only an error if used.
+  if (op == "%" && a.is_string()) return Value::string(printf_format(a.str(), b), a.is_markup());
   if (b.is_undefined()) raise_undefined(b);
   auto unsupported = [&]() -> Value {
     throw_type_error("unsupported operand type(s) for " + (op == "**" ? std::string("** or pow()") : op) + ": '" +
@@ -614,7 +651,7 @@ Value binary_op(Interpreter& in, const std::string& op, const Value& a, const Va
       size_t total = (unit && static_cast<uint64_t>(n) > (1ull << 40) / unit) ? SIZE_MAX : unit * n;
       if (seq->is_string()) check_bytes(total);
       else check_items(total);
-      in.add_steps(static_cast<int64_t>(unit * n / 16));
+      in.add_steps(static_cast<int64_t>(unit * n / 8));
       if (seq->is_string()) {
         std::string r;
         r.reserve(unit * n);
@@ -625,31 +662,50 @@ Value binary_op(Interpreter& in, const std::string& op, const Value& a, const Va
       for (int64_t i = 0; i < n; ++i) r.insert(r.end(), seq->items().begin(), seq->items().end());
       return Value::list(std::move(r), seq->seq());
     }
+    // Markup's __mul__ and __rmul__ (markupsafe 3) pass any count to str.__mul__, which wants an index.
+    if (a.is_markup() || b.is_markup()) {
+      const Value& other = a.is_markup() ? b : a;
+      if (!other.is_int() && !other.is_bool())
+        throw_type_error("'" + type_name(other) + "' object cannot be interpreted as an integer");
+    }
     if (seq && !count->is_int()) throw_type_error("can't multiply sequence by non-int of type '" + type_name(*count) + "'");
     return unsupported();
   }
   if (op == "/") {
     if (!nums) return unsupported();
-    if (b.as_float() == 0) throw PyError("ZeroDivisionError", "division by zero");
+    if (b.as_float() == 0) throw PyError("ZeroDivisionError", ints ? "division by zero" : "float division by zero");
     return Value::number(a.as_float() / b.as_float());
   }
   if (op == "//" || op == "%") {
-    if (a.is_string() && op == "%") throw PyError("UnsupportedError", "printf-style '%' formatting of strings is not supported");
+    if (a.is_string() && op == "%") return Value::string(printf_format(a.str(), b), a.is_markup());
     if (!nums) return unsupported();
     if (ints) {
       int64_t x = a.as_int(), y = b.as_int();
-      if (y == 0) throw PyError("ZeroDivisionError", "integer division or modulo by zero");
+      if (y == 0) throw PyError("ZeroDivisionError", op == "//" ? "integer division or modulo by zero" : "integer modulo by zero");
       if (x == INT64_MIN && y == -1) checked(true, 0);
       int64_t q = x / y, r = x % y;
       if (r != 0 && ((r < 0) != (y < 0))) --q, r += y;  // Python floors
       return Value::integer(op == "//" ? q : r);
     }
+    // CPython's float_divmod, signed zeros included.
     double x = a.as_float(), y = b.as_float();
     if (y == 0) throw PyError("ZeroDivisionError", op == "//" ? "float floor division by zero" : "float modulo");
     double m = std::fmod(x, y);
-    if (m != 0 && ((m < 0) != (y < 0))) m += y;
+    double div = (x - m) / y;
+    if (m != 0) {
+      if ((y < 0) != (m < 0)) m += y, div -= 1.0;
+    } else {
+      m = std::copysign(0.0, y);
+    }
     if (op == "%") return Value::number(m);
-    return Value::number(std::floor((x - m) / y + 0.0));
+    double floordiv;
+    if (div != 0) {
+      floordiv = std::floor(div);
+      if (div - floordiv > 0.5) floordiv += 1.0;
+    } else {
+      floordiv = std::copysign(0.0, x / y);
+    }
+    return Value::number(floordiv);
   }
   if (op == "**") {
     if (ints && b.as_int() >= 0) {
@@ -694,10 +750,7 @@ Value Interpreter::eval_inner(const Node& n) {
       std::vector<std::pair<Value, Value>> items;
       for (size_t i = 0; i + 1 < n.items.size(); i += 2) {
         Value k = eval(*n.items[i]);
-        if (k.is_list() || k.is_dict() || k.is_undefined()) {
-          if (k.is_undefined()) raise_undefined(k);
-          throw_type_error("unhashable type: '" + type_name(k) + "'");
-        }
+        require_hashable(k);
         items.emplace_back(std::move(k), eval(*n.items[i + 1]));
       }
       return Value::dict(std::move(items));
@@ -771,6 +824,7 @@ Value Interpreter::eval_inner(const Node& n) {
       }
       return Value::boolean(true);
     }
+    // and / or return an operand, not a bool, as in Python.
     case NodeKind::kAnd: {
       Value l = eval(*n.x);
       return truthy(l) ? eval(*n.y) : l;
@@ -779,6 +833,7 @@ Value Interpreter::eval_inner(const Node& n) {
       Value l = eval(*n.x);
       return truthy(l) ? l : eval(*n.y);
     }
+    // `a if c` without else is Undefined when c is false (printing it prints nothing).
     case NodeKind::kCondExpr:
       if (truthy(eval(*n.y))) return eval(*n.x);
       if (n.z) return eval(*n.z);

@@ -27,7 +27,7 @@ using Kwargs = std::vector<std::pair<std::string, Value>>;
 struct Limits {
   int64_t max_steps = 20'000'000;            // statements, calls, compared and copied elements
   int64_t max_loop_iterations = 1'000'000;   // over all loops of one render
-  int max_call_depth = 200;                  // nested macro calls
+  int max_call_depth = 100;                  // nested macro calls
   size_t max_output_bytes = 64u << 20;       // also the size limit of any one string or list
 };
 
@@ -80,6 +80,13 @@ class Interpreter {
 
  private:
   enum class Flow { kNormal, kBreak, kContinue };
+  static constexpr int kMaxEvalDepth = 1000;
+  static constexpr std::ptrdiff_t kMaxStackBytes = 2 << 20;
+  struct DepthGuard {
+    explicit DepthGuard(Interpreter& in);
+    ~DepthGuard() { --in_.eval_depth_; }
+    Interpreter& in_;
+  };
   Flow exec(const Node& n);
   Flow exec_inner(const Node& n);
   Flow exec_body(const std::vector<NodePtr>& body);
@@ -101,6 +108,8 @@ class Interpreter {
   std::string* out_ = nullptr;
   int64_t loop_iterations_ = 0;
   int call_depth_ = 0;
+  int eval_depth_ = 0;
+  char* stack_base_ = nullptr;  // the frame render() started from
   std::vector<std::shared_ptr<NamespaceObj>> namespaces_;
 };
 

@@ -126,6 +126,14 @@ std::string unescape(const std::string& body, size_t offset) {
   return out;
 }
 
+// Splits the source into data and the tokens inside {{ }} and {% %}, applying whitespace control
+// to the data on the way, with jinja2's lexer rules (lexer.py tokeniter):
+//  - `{%-`/`{{-`/`{#-` strip all whitespace before the tag, `-%}`/`-}}`/`-#}` all after it;
+//  - lstrip_blocks strips spaces and tabs between a line start and `{%` or `{#` (not `{{`),
+//    unless the tag opens with `+`; "line start" includes the text right after a tag that
+//    itself ended with a newline;
+//  - trim_blocks drops one newline right after `%}` or `#}` (not after `+%}`).
+// Inside a tag, `}}` and `%}` only end it when no bracket is open, so dict literals work.
 class Lexer {
  public:
   explicit Lexer(const std::string& s) : s_(s) {}
@@ -378,6 +386,10 @@ NodePtr make(NodeKind kind, uint32_t offset) {
   return n;
 }
 
+// Recursive descent over the tokens with jinja2's grammar and precedence (parser.py):
+// condexpr < or < and < not < compare (in, not in, chains) < + - < ~ < * / // % < ** < unary
+// < primary with postfix (.attr, [item], [a:b], call), then filters `|` and tests `is`, which
+// bind to the unary expression before them (`-x|abs` is `(-x)|abs`, `a + b|f` is `a + (b|f)`).
 class Parser {
  public:
   explicit Parser(std::vector<Token> toks) : t_(std::move(toks)) {}

@@ -48,6 +48,8 @@ int child_depth(const Value& v) { return v.depth(); }
 }  // namespace
 
 // ----- construction ------------------------------------------------------------------------------
+// Containers record their nesting depth when built, so that a template cannot build a value so
+// deep that printing, comparing or freeing it would exhaust the C++ stack.
 
 Value Value::none() {
   Value v;
@@ -82,7 +84,7 @@ Value Value::string(std::string s, bool markup) {
 }
 Value Value::list(std::vector<Value> items, Seq seq) {
   check_items(items.size());
-  charge(static_cast<int64_t>(items.size() / 8));
+  charge(static_cast<int64_t>(items.size()));  // also bounds the memory a render can allocate
   auto d = std::make_shared<ListData>();
   int depth = 0;
   for (const Value& x : items) depth = std::max(depth, child_depth(x));
@@ -323,6 +325,9 @@ std::string str_strip(std::string_view s, const std::string* chars, bool left, b
   return utf8_encode(std::u32string_view(u).substr(b, e - b));
 }
 
+// Python's two split algorithms: with a separator, empty pieces are kept ("a,,b" -> 3 pieces);
+// without one, runs of whitespace separate and the ends are trimmed, except that once maxsplit
+// pieces are cut the remainder is kept as it is.
 std::vector<std::string> str_split(std::string_view s, const std::string* sep, int64_t maxsplit, bool from_right) {
   std::vector<std::string> out;
   if (sep) {
@@ -414,6 +419,7 @@ std::string str_replace(std::string_view s, std::string_view old, std::string_vi
   return out;
 }
 
+// markupsafe.escape's five replacements (quotes as numeric references, as markupsafe writes them).
 std::string html_escape(std::string_view s) {
   std::string out;
   for (char c : s) {
@@ -431,6 +437,7 @@ std::string html_escape(std::string_view s) {
 
 // ----- Python semantics ------------------------------------------------------------------------------
 
+// Python's type names: they appear verbatim in the TypeError messages templates can raise.
 std::string type_name(const Value& v) {
   switch (v.kind()) {
     case Kind::kUndefined: return "Undefined";
@@ -455,6 +462,8 @@ std::string type_name(const Value& v) {
   return "object";
 }
 
+// Python truthiness. A generator is always true, even an empty one (jinja2's select, map and
+// items filters return generators, and `{% if xs|select %}` is true for them).
 bool truthy(const Value& v) {
   switch (v.kind()) {
     case Kind::kUndefined:
@@ -474,7 +483,8 @@ std::string float_repr(double f) {
   if (std::isnan(f)) return "nan";
   if (std::isinf(f)) return f < 0 ? "-inf" : "inf";
   if (f == 0) return std::signbit(f) ? "-0.0" : "0.0";
-  // Shortest round-trip digits, then Python's layout: fixed for 1e-4 <= |f| < 1e16.
+  // Shortest round-trip digits (what repr() prints since Python 3.1), then Python's layout:
+  // positional for exponents -4..15 with at least one digit after the point, else d.ddde+XX.
   char buf[64];
   auto res = std::to_chars(buf, buf + sizeof buf, f, std::chars_format::scientific);
   std::string sci(buf, res.ptr);
@@ -523,6 +533,8 @@ bool repr_printable(char32_t c) {
   }
 }
 
+// repr(str): single quotes unless the text has a single quote and no double quote; backslash
+// escapes for quotes, \n \r \t and non-printable characters; printable non-ASCII kept as is.
 std::string repr_string(const std::string& s) {
   bool has_single = s.find('\'') != std::string::npos, has_double = s.find('"') != std::string::npos;
   char q = (has_single && !has_double) ? '"' : '\'';
@@ -568,7 +580,7 @@ void repr_into(std::string& out, const Value& v) {
   charge(1);
   check_bytes(out.size());
   switch (v.kind()) {
-    case Kind::kString: out += repr_string(v.str()); return;
+    case Kind::kString: out += v.is_markup() ? "Markup(" + repr_string(v.str()) + ")" : repr_string(v.str()); return;
     case Kind::kList:
       switch (v.seq()) {
         case Seq::kList: repr_seq(out, v.items(), "[", "]", false); return;
@@ -614,6 +626,8 @@ std::string py_repr(const Value& v) {
   return out;
 }
 
+// Python ==: numbers compare across int, float and bool (1 == 1.0 == True), a list never equals
+// a tuple, dicts compare without order, and other objects by identity.
 bool py_equal(const Value& a, const Value& b) {
   charge(1);
   if (a.is_number() && b.is_number()) {
@@ -653,38 +667,37 @@ bool py_equal(const Value& a, const Value& b) {
   }
 }
 
-bool py_less(const Value& a, const Value& b) {
+// Python <, the only comparison sorted(), min() and dictsort use. Undefined raises, as jinja2's
+// Undefined does for every ordering operator.
+bool py_less(const Value& a, const Value& b) { return py_compare("<", a, b); }
+
+// Python's ordering: numbers across int/float/bool, strings by code point (which UTF-8 byte
+// order is), lists and tuples element by element: the first unequal pair decides with the same
+// operator (so a TypeError names that pair's types), else the lengths.
+bool py_compare(const std::string& op, const Value& a, const Value& b) {
   charge(1);
+  if (op == "==") return py_equal(a, b);
+  if (op == "!=") return !py_equal(a, b);
   if (a.is_undefined()) raise_undefined(a);
   if (b.is_undefined()) raise_undefined(b);
+  auto order = [&op](auto x, auto y) {
+    if (op == "<") return x < y;
+    if (op == ">") return x > y;
+    if (op == "<=") return x <= y;
+    return x >= y;
+  };
   if (a.is_number() && b.is_number()) {
-    if (a.is_float() || b.is_float()) return a.as_float() < b.as_float();
-    return a.as_int() < b.as_int();
+    if (a.is_float() || b.is_float()) return order(a.as_float(), b.as_float());
+    return order(a.as_int(), b.as_int());
   }
-  if (a.is_string() && b.is_string()) return a.str() < b.str();  // UTF-8 order is code point order
+  if (a.is_string() && b.is_string()) return order(a.str(), b.str());
   if (a.is_list() && b.is_list() && a.seq() == b.seq() && (a.seq() == Seq::kList || a.seq() == Seq::kTuple)) {
     const auto &x = a.items(), &y = b.items();
     for (size_t i = 0; i < x.size() && i < y.size(); ++i)
-      if (!py_equal(x[i], y[i])) return py_less(x[i], y[i]);
-    return x.size() < y.size();
+      if (!py_equal(x[i], y[i])) return py_compare(op, x[i], y[i]);
+    return order(x.size(), y.size());
   }
-  throw_type_error("'<' not supported between instances of '" + type_name(a) + "' and '" + type_name(b) + "'");
-}
-
-bool py_compare(const std::string& op, const Value& a, const Value& b) {
-  if (op == "==") return py_equal(a, b);
-  if (op == "!=") return !py_equal(a, b);
-  try {
-    if (op == "<") return py_less(a, b);
-    if (op == ">") return py_less(b, a);
-    if (op == "<=") return !py_less(b, a);
-    if (op == ">=") return !py_less(a, b);
-  } catch (PyError& e) {
-    if (e.type == "TypeError")
-      e.message = "'" + op + "' not supported between instances of '" + type_name(a) + "' and '" + type_name(b) + "'";
-    throw;
-  }
-  throw PyError("TemplateRuntimeError", "unknown comparison " + op);
+  throw_type_error("'" + op + "' not supported between instances of '" + type_name(a) + "' and '" + type_name(b) + "'");
 }
 
 int64_t py_len(const Value& v) {
@@ -717,7 +730,7 @@ std::vector<Value> iterate(const Value& v) {
       for (size_t i = 0; i < s.size();) {
         size_t start = i;
         next_cp(s, i);
-        chars.push_back(Value::string(s.substr(start, i - start), v.is_markup()));
+        chars.push_back(Value::string(s.substr(start, i - start)));  // Markup's characters are plain str
       }
       return chars;
     }
@@ -725,6 +738,8 @@ std::vector<Value> iterate(const Value& v) {
   }
 }
 
+// `item in container`: substring for strings, key for dicts, element for lists; Undefined is an
+// empty iterable (no error), None and numbers raise.
 bool py_contains(const Value& container, const Value& item) {
   switch (container.kind()) {
     case Kind::kUndefined: return false;
@@ -737,10 +752,146 @@ bool py_contains(const Value& container, const Value& item) {
         if (py_equal(x, item)) return true;
       return false;
     case Kind::kDict:
-      if (item.is_list() || item.is_dict()) throw_type_error("unhashable type: '" + type_name(item) + "'");
+      require_hashable(item);
       return container.dict().find(item) != nullptr;
     default: throw_type_error("argument of type '" + type_name(container) + "' is not iterable");
   }
+}
+
+void require_hashable(const Value& v) {
+  if (v.is_dict() || (v.is_list() && v.seq() != Seq::kTuple && v.seq() != Seq::kGenerator))
+    throw_type_error("unhashable type: '" + type_name(v) + "'");
+  if (v.is_list() && v.seq() == Seq::kTuple)
+    for (const Value& x : v.items()) require_hashable(x);
+}
+
+namespace {
+// One conversion of printf-style formatting, with its flags, width and precision.
+std::string format_one(char type, const std::string& flags, int width, int precision, const Value& v) {
+  std::string body;
+  bool numeric = std::strchr("diuxXoeEfFgGc", type) != nullptr;
+  if (v.is_undefined() && numeric) raise_undefined(v);
+  if (type == 's' || type == 'r' || type == 'a') {
+    body = type == 's' ? py_str(v) : py_repr(v);
+    if (precision >= 0) {
+      std::u32string u = utf8_decode(body);
+      if (static_cast<int>(u.size()) > precision) body = utf8_encode(std::u32string_view(u).substr(0, precision));
+    }
+  } else if (type == 'c') {
+    if (v.is_string() && utf8_length(v.str()) == 1) body = v.str();
+    else if (v.is_int() && v.as_int() >= 0 && v.as_int() <= 0x10FFFF) utf8_append(body, static_cast<char32_t>(v.as_int()));
+    else throw_type_error("%c requires int or char");
+  } else {
+    if (!v.is_number())
+      throw_type_error(std::string("%") + type + " format: " +
+                       (std::strchr("xXo", type) ? "an integer is required, not " : "a real number is required, not ") +
+                       type_name(v));
+    if (std::strchr("xXo", type) && v.is_float())
+      throw_type_error(std::string("%") + type + " format: an integer is required, not float");
+    std::string spec = "%" + flags;
+    if (precision >= 0) spec += "." + std::to_string(precision);
+    char buf[512];
+    if (std::strchr("diu", type)) {
+      double f = v.as_float();
+      if (v.is_float() && !std::isfinite(f)) throw PyError("OverflowError", "cannot convert float infinity to integer");
+      long long i = v.is_float() ? static_cast<long long>(f) : v.as_int();
+      std::snprintf(buf, sizeof buf, (spec + "lld").c_str(), i);
+    } else if (std::strchr("xXo", type)) {
+      long long i = v.as_int();
+      std::string s = (spec + "ll" + type);
+      std::snprintf(buf, sizeof buf, s.c_str(), i < 0 ? -i : i);
+      body = buf;
+      if (i < 0) body.insert(body.find_first_not_of(" "), "-");
+      buf[0] = 0;
+    } else {
+      if (precision > 100) throw PyError("LimitError", "format precision too large");
+      std::snprintf(buf, sizeof buf, (spec + type).c_str(), v.as_float());
+    }
+    if (buf[0]) body = buf;
+  }
+  int len = static_cast<int>(utf8_length(body));
+  if (width > len) {
+    if (width > (1 << 20)) throw PyError("LimitError", "format width too large");
+    bool left = flags.find('-') != std::string::npos;
+    bool zero = numeric && !left && flags.find('0') != std::string::npos;
+    std::string pad(width - len, zero ? '0' : ' ');
+    if (zero) {
+      size_t sign = (!body.empty() && (body[0] == '-' || body[0] == '+' || body[0] == ' ')) ? 1 : 0;
+      body.insert(sign, pad);
+    } else {
+      body = left ? body + pad : pad + body;
+    }
+  }
+  return body;
+}
+}  // namespace
+
+std::string printf_format(const std::string& f, const Value& args) {
+  bool tuple = args.is_list() && args.seq() == Seq::kTuple;
+  const std::vector<Value> one{args};
+  const std::vector<Value>& pos = tuple ? args.items() : one;
+  size_t next = 0;
+  bool used_mapping = false;
+  std::string out;
+  auto take = [&]() -> const Value& {
+    if (next >= pos.size()) throw_type_error("not enough arguments for format string");
+    return pos[next++];
+  };
+  for (size_t i = 0; i < f.size(); ++i) {
+    if (f[i] != '%') {
+      out += f[i];
+      continue;
+    }
+    if (++i >= f.size()) throw PyError("ValueError", "incomplete format");
+    const Value* mapped = nullptr;
+    if (f[i] == '(') {
+      size_t close = f.find(')', i);
+      if (close == std::string::npos) throw PyError("ValueError", "incomplete format key");
+      if (!args.is_dict()) throw_type_error("format requires a mapping");
+      mapped = args.dict().find(Value::string(f.substr(i + 1, close - i - 1)));
+      if (!mapped) throw PyError("KeyError", py_repr(Value::string(f.substr(i + 1, close - i - 1))));
+      used_mapping = true;
+      i = close + 1;
+    }
+    std::string flags;
+    while (i < f.size() && std::strchr("-+ #0", f[i])) flags += f[i++];
+    int width = -1, precision = -1;
+    auto number = [&](int& into) {
+      if (i < f.size() && f[i] == '*') {
+        into = static_cast<int>(take().as_int()), ++i;
+        return;
+      }
+      while (i < f.size() && f[i] >= '0' && f[i] <= '9') into = (into < 0 ? 0 : into) * 10 + (f[i++] - '0');
+      if (into > (1 << 20)) throw PyError("LimitError", "format width too large");
+    };
+    number(width);
+    if (i < f.size() && f[i] == '.') {
+      ++i;
+      precision = 0;
+      number(precision);
+    }
+    while (i < f.size() && std::strchr("hlL", f[i])) ++i;
+    if (i >= f.size()) throw PyError("ValueError", "incomplete format");
+    char type = f[i];
+    if (type == '%') {
+      out += '%';
+      continue;
+    }
+    if (!std::strchr("sradiuxXoeEfFgGc", type)) {
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "unsupported format character '%c' (0x%x) at index %zu", type,
+                    static_cast<unsigned char>(type), i);
+      throw PyError("ValueError", buf);
+    }
+    out += format_one(type, flags, width, precision, mapped ? *mapped : take());
+    check_bytes(out.size());
+  }
+  // Python: leftover arguments are an error, unless the argument is subscriptable (a dict or a
+  // list counts as a mapping there, PyMapping_Check).
+  bool mapping_like = args.is_dict() || args.is_undefined() || (args.is_list() && args.seq() == Seq::kList);
+  if (next < pos.size() && !used_mapping && !mapping_like)
+    throw_type_error("not all arguments converted during string formatting");
+  return out;
 }
 
 void raise_undefined(const Value& v) {
@@ -750,6 +901,8 @@ void raise_undefined(const Value& v) {
 // ----- JSON ----------------------------------------------------------------------------------------------
 
 namespace {
+// json.dumps string escaping: \" \\ \n \r \t \b \f, other controls as \u00XX; with
+// ensure_ascii, everything outside printable ASCII as \uXXXX (astral planes as surrogate pairs).
 void json_string(std::string& out, const std::string& s, bool ensure_ascii) {
   out += '"';
   char buf[16];
@@ -787,6 +940,9 @@ std::string json_float(double f) {
   return float_repr(f);
 }
 
+// json.dumps layout: with an indent, every element and key goes on its own line and empty
+// containers stay "[]" / "{}"; dict keys may be str, int, float, bool or None (written as
+// strings); tuples are arrays; anything else is "not JSON serializable".
 void json_into(std::string& out, const Value& v, const JsonOptions& o, int level) {
   charge(1);
   check_bytes(out.size());

@@ -166,6 +166,11 @@ int64_t py_len(const Value& v);  // TypeError if v has no len()
 // The items of an iterable value (list, tuple, dict keys, string characters, undefined = []).
 std::vector<Value> iterate(const Value& v);
 bool py_contains(const Value& container, const Value& item);  // `item in container`
+// TypeError "unhashable type" unless v can be a dict key or set member (tuples of hashables can).
+void require_hashable(const Value& v);
+// format % args: printf-style formatting of str (%s %r %d %i %f %e %g %x %o %c %%, flags, width,
+// precision, %(name)s with a dict).
+std::string printf_format(const std::string& format, const Value& args);
 // Raises the error an undefined value raises when used (UndefinedError or SecurityError).
 [[noreturn]] void raise_undefined(const Value& v);
 // Calls raise_undefined if v is undefined.
