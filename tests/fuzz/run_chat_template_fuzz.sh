@@ -2,9 +2,10 @@
 # Builds the chat-template fuzz target with libFuzzer, ASan and UBSan (clang 14) and runs it,
 # seeded with the committed corpus and, when ../shared is there, the real chat templates.
 #   tests/fuzz/run_chat_template_fuzz.sh [seconds (default 180)] [extra libFuzzer flags...]
-# New inputs go to a scratch corpus; merge the interesting ones back with
-#   /tmp/quanta-fuzz/chat_template_fuzz -merge=1 tests/fuzz/corpus/chat_template /tmp/quanta-fuzz/ct_corpus
-# (only inputs grown from the committed corpus: the shared templates are not to be copied in).
+# New inputs go to a scratch corpus. To refresh the committed corpus, fuzz from it alone (the
+# shared templates are not to be copied in) and keep a small edge-covering set:
+#   /tmp/quanta-fuzz/chat_template_fuzz -set_cover_merge=1 -use_counters=0 -max_len=2048 \
+#     tests/fuzz/corpus/chat_template /tmp/quanta-fuzz/ct_corpus
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs="${1:-180}"; shift || true
