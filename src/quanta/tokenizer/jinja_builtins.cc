@@ -902,7 +902,7 @@ Value apply_filter(Interpreter& in, const std::string& name, const Value& input,
   if (n == "upper") return Value::string(str_upper(str_of(input)), input.is_markup());
   if (n == "lower") return Value::string(str_lower(str_of(input)), input.is_markup());
   if (n == "capitalize") return Value::string(str_capitalize(str_of(input)), input.is_markup());
-  if (n == "title") return Value::string(jinja_title(str_of(input)), input.is_markup());
+  if (n == "title") return Value::string(jinja_title(str_of(input)));  // "".join(...): plain str
   if (n == "default" || n == "d") {
     Params p = params({"default_value", "boolean"});
     bool boolean = truthy(p.get(1, Value::boolean(false)));
