@@ -51,7 +51,7 @@ Scheduler::~Scheduler() {
   }
   cv_.notify_all();
   thread_.join();
-  for (auto& a : running_) model::kv_release(kv_, a->kv);
+  for (auto& a : running_) radix_.release(a->kv);
 }
 
 std::shared_ptr<RequestHandle> Scheduler::submit(GenerateRequest request) {
@@ -118,7 +118,7 @@ bool Scheduler::admit(Active& a) {
                        static_cast<int64_t>(a.kv.blocks.size());
   if (need > kv_.n_free()) radix_.evict(need - kv_.n_free());
   if (!model::kv_reserve(kv_, a.kv, pending)) {
-    model::kv_release(kv_, a.kv);
+    radix_.release(a.kv);
     return false;
   }
   if (!a.ever_admitted) {
@@ -134,7 +134,7 @@ bool Scheduler::admit(Active& a) {
 void Scheduler::finish(Active& a, FinishReason reason, const std::string& error) {
   // Keep what was computed for later requests with the same prefix.
   if (!a.kv.blocks.empty()) radix_.insert(a.tokens, a.kv.n_tokens, a.kv.blocks);
-  model::kv_release(kv_, a.kv);
+  radix_.release(a.kv);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     ++stats_.requests_finished;
@@ -154,7 +154,7 @@ void Scheduler::finish(Active& a, FinishReason reason, const std::string& error)
 void Scheduler::preempt(Active& a) {
   // Its KV goes to the prefix cache; on resumption the cached blocks come back.
   radix_.insert(a.tokens, a.kv.n_tokens, a.kv.blocks);
-  model::kv_release(kv_, a.kv);
+  radix_.release(a.kv);
   std::lock_guard<std::mutex> lock(mutex_);
   ++stats_.preemptions;
 }
