@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   add(quanta::cli::add_detokenize);
   add(quanta::cli::add_chat_template);
   add(quanta::cli::add_serve);
+  add(quanta::cli::add_inspect);
 
   try {
     app.parse(argc, argv);

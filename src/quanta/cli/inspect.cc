@@ -1,0 +1,427 @@
+// quanta inspect: what a checkpoint is and how each of its tensors is stored.
+//
+// Reads headers only: the GGUF header and metadata, or the safetensors headers,
+// config.json and tokenizer files of a folder. Tensor data is mapped, never read,
+// so inspecting a model costs what its header costs, whatever its size.
+//
+// One row per checkpoint weight tensor, named as the checkpoint names it (GGUF
+// names for a GGUF file, Hugging Face names for a folder), with its scheme,
+// weight bits, activation bits, group size, shape, bytes and bits per weight.
+// For a folder the method and the per-tensor schemes come from one call,
+// folder_schemes() below: the place the scheme resolver plugs in.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "quanta/cli/commands.h"
+#include "quanta/core/dtype.h"
+#include "quanta/core/error.h"
+#include "quanta/format/ggml_types.h"
+#include "quanta/format/gguf.h"
+#include "quanta/format/gguf_model.h"
+#include "quanta/format/hf_config.h"
+#include "quanta/format/safetensors.h"
+#include "quanta/tokenizer/tokenizer.h"
+
+namespace quanta::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::ordered_json;
+
+// How one checkpoint tensor is stored.
+struct TensorRow {
+  std::string tensor;     // name in the checkpoint
+  std::string scheme;     // GGUF: ggml type name; folder: FLOAT or the resolver's scheme string
+  int weight_bits = 0;    // nominal bits of one stored weight element
+  int act_bits = 0;       // bits of the activations the scheme pairs the weight with (0: none)
+  int64_t group_size = 0; // elements sharing one scale (0: float, no groups)
+  Shape shape;            // row-major, outermost first
+  uint64_t bytes = 0;     // bytes of the tensor (and its side tensors) in the checkpoint
+  double bits_per_weight() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n > 0 ? 8.0 * static_cast<double>(bytes) / static_cast<double>(n) : 0.0;
+  }
+};
+
+struct Report {
+  std::string path;
+  std::string format;  // "gguf" | "safetensors"
+  std::string method;  // "gguf" | "none" | the resolver's method name
+  ordered_json details;  // container facts (GGUF version, files, ...)
+  ordered_json hparams;
+  ordered_json tokenizer;  // null when the checkpoint has none
+  std::vector<TensorRow> rows;
+};
+
+// ---- Folders: the scheme of each tensor --------------------------------------
+//
+// The one call inspect makes to learn how a Hugging Face folder is quantized:
+// the method, and one row per checkpoint weight tensor. Until the scheme
+// resolver (quant/) lands, every folder is read as unquantized: method "none",
+// every tensor FLOAT, weight bits = activation bits = its dtype's bits (W16A16
+// for bf16), no groups. The resolver replaces this body; it alone decides which
+// tensors are rows (side tensors such as weight_scale belong to their weight).
+struct FolderSchemes {
+  std::string method;
+  std::vector<TensorRow> rows;
+};
+
+FolderSchemes folder_schemes(const std::string& dir, const format::SafetensorsCheckpoint& ckpt) {
+  (void)dir;
+  FolderSchemes out{"none", {}};
+  for (const auto& file : ckpt.files()) {
+    for (const format::SafetensorsTensorInfo& t : file->tensors()) {
+      TensorRow r;
+      r.tensor = t.name;
+      r.scheme = "FLOAT";
+      r.weight_bits = dtype_bits(t.dtype);
+      const bool is_float = t.dtype == DType::kF64 || t.dtype == DType::kF32 || t.dtype == DType::kF16 ||
+                            t.dtype == DType::kBF16;
+      r.act_bits = is_float ? r.weight_bits : 0;
+      r.shape = t.shape;
+      r.bytes = t.nbytes;
+      out.rows.push_back(std::move(r));
+    }
+  }
+  std::sort(out.rows.begin(), out.rows.end(), [](const TensorRow& a, const TensorRow& b) { return a.tensor < b.tensor; });
+  return out;
+}
+
+ordered_json hparams_json(const format::ModelConfig& c);
+ordered_json tokenizer_json(const tokenizer::Tokenizer& tok, const std::string& kind);
+
+// ---- GGUF: the scheme of each tensor -----------------------------------------
+
+// Nominal bits of a ggml type's elements, from its name: the number after the
+// letters ("Q4_K" 4, "IQ2_XXS" 2, "MXFP4" 4, "BF16" 16, "F32" 32, "I8" 8).
+int ggml_weight_bits(std::string_view name) {
+  size_t i = 0;
+  while (i < name.size() && (name[i] < '0' || name[i] > '9')) ++i;
+  int bits = 0;
+  while (i < name.size() && name[i] >= '0' && name[i] <= '9') bits = bits * 10 + (name[i++] - '0');
+  return bits;
+}
+
+// Bits of the activations llama.cpp's CPU backend pairs a weight type with in its
+// dot products (ggml-cpu type_traits_cpu[].vec_dot_type): every quantized type
+// takes Q8_0, Q8_1 or Q8_K activations (8 bits); F16 and BF16 take their own
+// type (16); F32 and F64 theirs; integer tensors are no matmul operands (0).
+int ggml_act_bits(format::GgmlType t) {
+  using format::GgmlType;
+  switch (t) {
+    case GgmlType::kF32: return 32;
+    case GgmlType::kF64: return 64;
+    case GgmlType::kF16:
+    case GgmlType::kBF16: return 16;
+    case GgmlType::kI8:
+    case GgmlType::kI16:
+    case GgmlType::kI32:
+    case GgmlType::kI64: return 0;
+    default: return 8;
+  }
+}
+
+Report inspect_gguf(const std::string& path) {
+  const format::GgufFile file(path);
+  Report rep;
+  rep.path = path;
+  rep.format = "gguf";
+  rep.method = "gguf";
+  const format::GgufMetadata& md = file.metadata();
+  rep.details = {{"gguf_version", file.version()},
+                 {"alignment", file.alignment()},
+                 {"tensor_count", file.tensors().size()},
+                 {"metadata_count", md.size()},
+                 {"file_bytes", file.file_size()}};
+  if (md.has("general.name")) rep.details["name"] = md.get_string("general.name");
+  if (md.has("general.architecture")) rep.details["gguf_architecture"] = md.get_string("general.architecture");
+  if (md.has("general.file_type")) rep.details["file_type"] = md.get_u32("general.file_type");
+  for (const format::GgufTensorInfo& t : file.tensors()) {
+    const format::GgmlTypeInfo& info = format::ggml_type_info(t.type);
+    TensorRow r;
+    r.tensor = t.name;
+    r.scheme = std::string(info.name);
+    r.weight_bits = ggml_weight_bits(info.name);
+    r.act_bits = ggml_act_bits(t.type);
+    r.group_size = info.block_size > 1 ? info.block_size : 0;
+    r.shape = t.shape;
+    r.bytes = t.nbytes;
+    rep.rows.push_back(std::move(r));
+  }
+  rep.hparams = hparams_json(format::gguf_model_config(file));
+  rep.hparams.erase("dtype");  // config.json's torch_dtype; a GGUF has none
+  if (md.has("tokenizer.ggml.model")) {
+    const std::string kind = md.get_string("tokenizer.ggml.model");
+    const std::string pre = md.get_string_or("tokenizer.ggml.pre", "");
+    std::string desc = kind == "llama" ? "SentencePiece BPE" : kind == "gpt2" ? "byte-level BPE" : kind;
+    desc += " (tokenizer.ggml.model " + kind + (pre.empty() ? "" : ", pre " + pre) + ")";
+    rep.tokenizer = tokenizer_json(tokenizer::Tokenizer::load(path), desc);
+  }
+  return rep;
+}
+
+// ---- Hyper-parameters and tokenizer ------------------------------------------
+
+const char* activation_name(format::Activation a) {
+  return a == format::Activation::kGeluTanh ? "gelu_pytorch_tanh" : "silu";
+}
+
+ordered_json rope_json(const format::RopeConfig& r) {
+  ordered_json j = {{"type", r.type}, {"theta", r.theta}};
+  if (r.type != "default") {
+    j["factor"] = r.factor;
+    if (r.original_max_position_embeddings) j["original_max_position_embeddings"] = r.original_max_position_embeddings;
+  }
+  if (r.partial_rotary_factor != 1.0) j["partial_rotary_factor"] = r.partial_rotary_factor;
+  if (!r.freq_divisors.empty()) j["freq_divisors"] = r.freq_divisors.size();
+  return j;
+}
+
+// The configuration quanta runs the model with (format::ModelConfig).
+ordered_json hparams_json(const format::ModelConfig& c) {
+  int64_t n_sliding = 0;
+  for (bool s : c.layer_is_sliding) n_sliding += s;
+  ordered_json j = {
+      {"architecture", c.architecture},
+      {"vocab_size", c.vocab_size},
+      {"hidden_size", c.hidden_size},
+      {"intermediate_size", c.intermediate_size},
+      {"num_hidden_layers", c.n_layers},
+      {"num_attention_heads", c.n_heads},
+      {"num_key_value_heads", c.n_kv_heads},
+      {"head_dim", c.d_head},
+      {"max_position_embeddings", c.max_position_embeddings},
+      {"rms_norm_eps", c.rms_norm_eps},
+      {"hidden_act", activation_name(c.activation)},
+      {"tie_word_embeddings", c.tie_word_embeddings},
+      {"attention_bias", c.attention_bias},
+      {"qk_norm", c.qk_norm},
+      {"rope", rope_json(c.rope_full)},
+  };
+  if (c.sliding_window > 0) {
+    j["sliding_window"] = c.sliding_window;
+    j["sliding_layers"] = n_sliding;
+    j["rope_sliding"] = rope_json(c.rope_sliding);
+  }
+  if (c.attn_logit_softcap > 0) j["attn_logit_softcapping"] = c.attn_logit_softcap;
+  if (c.final_logit_softcap > 0) j["final_logit_softcapping"] = c.final_logit_softcap;
+  if (c.rope_interleaved) j["rope_interleaved"] = true;
+  j["dtype"] = std::string(dtype_name(c.dtype));
+  return j;
+}
+
+ordered_json tokenizer_json(const tokenizer::Tokenizer& tok, const std::string& kind) {
+  const tokenizer::SpecialIds& s = tok.special_ids();
+  auto special = [&](int32_t id) -> ordered_json {
+    if (id < 0) return nullptr;
+    return {{"id", id}, {"piece", tok.token_to_piece(id)}};
+  };
+  // Whether encoding adds BOS, as the tokenizer's post-processor decides.
+  const std::vector<int32_t> ids = tok.encode("a", true, false);
+  const bool adds_bos = s.bos >= 0 && !ids.empty() && ids.front() == s.bos;
+  return {{"type", kind},
+          {"vocab_size", tok.vocab_size()},
+          {"bos", special(s.bos)},
+          {"eos", special(s.eos)},
+          {"eot", special(s.eot)},
+          {"pad", special(s.pad)},
+          {"adds_bos", adds_bos},
+          {"chat_template", !tok.config().chat_template.empty()}};
+}
+
+Report inspect_folder(const std::string& dir) {
+  format::ModelConfig config = format::load_model_config(dir);
+  format::SafetensorsCheckpoint ckpt(dir);
+  FolderSchemes schemes = folder_schemes(dir, ckpt);
+  Report rep;
+  rep.path = dir;
+  rep.format = "safetensors";
+  rep.method = schemes.method;
+  rep.rows = std::move(schemes.rows);
+  ordered_json files = ordered_json::array();
+  for (const auto& f : ckpt.files()) files.push_back(fs::path(f->path()).filename().string());
+  rep.details = {{"files", files}};
+  if (!ckpt.index_path().empty()) rep.details["index"] = fs::path(ckpt.index_path()).filename().string();
+  rep.hparams = hparams_json(config);
+  const fs::path tj = fs::path(dir) / "tokenizer.json";
+  if (fs::exists(tj)) {
+    tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(dir);
+    const nlohmann::json j = nlohmann::json::parse(format::read_text_file(tj.string()), nullptr, false);
+    std::string kind = "unknown";
+    if (j.is_object() && j.contains("model") && j["model"].is_object() && j["model"].contains("type") &&
+        j["model"]["type"].is_string())
+      kind = j["model"]["type"].get<std::string>() + " (tokenizer.json)";
+    rep.tokenizer = tokenizer_json(tok, kind);
+  }
+  return rep;
+}
+
+Report inspect_path(const std::string& path) {
+  if (!fs::exists(path)) throw Error("model path does not exist", {.file = path});
+  if (fs::is_directory(path)) return inspect_folder(path);
+  if (!format::is_gguf_file(path))
+    throw Error("expected a Hugging Face model folder (config.json + *.safetensors) or a GGUF file", {.file = path});
+  return inspect_gguf(path);
+}
+
+// ---- Output ------------------------------------------------------------------
+
+std::string shape_string(const Shape& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+std::string human_bytes(uint64_t b) {
+  char buf[32];
+  if (b >= (1ull << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(b) / (1ull << 30));
+  else if (b >= (1ull << 20)) std::snprintf(buf, sizeof buf, "%.2f MiB", static_cast<double>(b) / (1ull << 20));
+  else if (b >= (1ull << 10)) std::snprintf(buf, sizeof buf, "%.2f KiB", static_cast<double>(b) / (1ull << 10));
+  else std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(b));
+  return buf;
+}
+
+std::string value_string(const ordered_json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_object()) {
+    std::string out;
+    for (auto it = v.begin(); it != v.end(); ++it)
+      out += (out.empty() ? "" : ", ") + it.key() + " " + value_string(it.value());
+    return out;
+  }
+  return v.dump();
+}
+
+ordered_json report_json(const Report& rep) {
+  uint64_t total_bytes = 0;
+  int64_t total_params = 0;
+  ordered_json layers = ordered_json::array();
+  for (const TensorRow& r : rep.rows) {
+    int64_t n = 1;
+    for (int64_t d : r.shape) n *= d;
+    total_bytes += r.bytes;
+    total_params += n;
+    layers.push_back({{"tensor", r.tensor},
+                      {"scheme", r.scheme},
+                      {"weight_bits", r.weight_bits},
+                      {"act_bits", r.act_bits},
+                      {"group_size", r.group_size},
+                      {"shape", r.shape},
+                      {"bytes", r.bytes},
+                      {"bits_per_weight", r.bits_per_weight()}});
+  }
+  return {{"path", rep.path},
+          {"format", rep.format},
+          {"method", rep.method},
+          {"details", rep.details},
+          {"hyperparameters", rep.hparams},
+          {"tokenizer", rep.tokenizer},
+          {"total_params", total_params},
+          {"total_bytes", total_bytes},
+          {"layers", layers}};
+}
+
+void print_text(const Report& rep) {
+  std::printf("model:   %s\n", rep.path.c_str());
+  std::printf("format:  %s", rep.format.c_str());
+  if (!rep.details.empty()) std::printf(" (%s)", value_string(rep.details).c_str());
+  std::printf("\nmethod:  %s\n", rep.method.c_str());
+  std::printf("\nhyper-parameters:\n");
+  for (auto it = rep.hparams.begin(); it != rep.hparams.end(); ++it)
+    std::printf("  %-26s %s\n", it.key().c_str(), value_string(it.value()).c_str());
+  std::printf("\ntokenizer:");
+  if (rep.tokenizer.is_null()) {
+    std::printf(" none\n");
+  } else {
+    std::printf("\n");
+    for (auto it = rep.tokenizer.begin(); it != rep.tokenizer.end(); ++it) {
+      const ordered_json& v = it.value();
+      std::string s = v.is_null() ? "-" : v.is_object() ? std::to_string(v["id"].get<int>()) + " " + v["piece"].dump()
+                                                        : value_string(v);
+      std::printf("  %-26s %s\n", it.key().c_str(), s.c_str());
+    }
+  }
+
+  size_t w = 6;
+  for (const TensorRow& r : rep.rows) w = std::max(w, r.tensor.size());
+  std::printf("\n%-*s  %-8s %6s %6s %6s  %-20s %12s %7s\n", static_cast<int>(w), "tensor", "scheme", "w_bits",
+              "a_bits", "group", "shape", "bytes", "bpw");
+  // Per-scheme totals, in order of first appearance.
+  std::vector<std::string> order;
+  std::map<std::string, std::pair<int64_t, uint64_t>> per_scheme;  // count, bytes
+  uint64_t total_bytes = 0;
+  int64_t total_params = 0;
+  for (const TensorRow& r : rep.rows) {
+    std::printf("%-*s  %-8s %6d %6d %6lld  %-20s %12llu %7.3f\n", static_cast<int>(w), r.tensor.c_str(),
+                r.scheme.c_str(), r.weight_bits, r.act_bits, static_cast<long long>(r.group_size),
+                shape_string(r.shape).c_str(), static_cast<unsigned long long>(r.bytes), r.bits_per_weight());
+    if (!per_scheme.count(r.scheme)) order.push_back(r.scheme);
+    auto& [count, bytes] = per_scheme[r.scheme];
+    ++count;
+    bytes += r.bytes;
+    int64_t n = 1;
+    for (int64_t d : r.shape) n *= d;
+    total_params += n;
+    total_bytes += r.bytes;
+  }
+  std::printf("\n");
+  for (const std::string& s : order)
+    std::printf("%-8s %5lld tensors  %s\n", s.c_str(), static_cast<long long>(per_scheme[s].first),
+                human_bytes(per_scheme[s].second).c_str());
+  std::printf("total    %5zu tensors  %s, %lld parameters, %.3f bits per weight\n", rep.rows.size(),
+              human_bytes(total_bytes).c_str(), static_cast<long long>(total_params),
+              total_params ? 8.0 * static_cast<double>(total_bytes) / static_cast<double>(total_params) : 0.0);
+}
+
+struct InspectOptions {
+  std::string model_path;
+  bool json = false;
+};
+
+int run_inspect(const InspectOptions& o) {
+  if (o.model_path.empty()) throw Error("give the model: quanta inspect MODEL (a GGUF file or a Hugging Face folder)");
+  Report rep = inspect_path(o.model_path);
+  if (o.json) std::printf("%s\n", report_json(rep).dump(2).c_str());
+  else print_text(rep);
+  return 0;
+}
+
+}  // namespace
+
+Command add_inspect(CLI::App& app) {
+  auto o = std::make_shared<InspectOptions>();
+  CLI::App* sub = app.add_subcommand("inspect", "Show a checkpoint's architecture, tokenizer and how each tensor is stored.");
+  sub->footer(
+      "Reads headers only (GGUF header, safetensors headers, config.json, tokenizer); no weights are loaded.\n"
+      "One row per checkpoint weight tensor, named as in the checkpoint (GGUF names for a GGUF file,\n"
+      "Hugging Face names for a folder):\n"
+      "  scheme       GGUF: the ggml type (Q4_K, Q6_K, F32, ...); folder: FLOAT for unquantized tensors\n"
+      "  w_bits       nominal bits of a stored weight element (Q4_K 4, Q6_K 6, BF16 16)\n"
+      "  a_bits       bits of the activations the weight is multiplied with: GGUF quantized types 8 (the\n"
+      "               Q8_0/Q8_1/Q8_K partner format of llama.cpp's dot products), F16/BF16 16, F32 32;\n"
+      "               FLOAT tensors: their dtype's bits (bf16 is W16A16); 0 for integer tensors\n"
+      "  group        elements per quantization block: the ggml block size (32 for Q4_0/Q8_0; the 256-element\n"
+      "               super-block for K-quants, whose 16- or 32-element sub-blocks carry 6- or 8-bit scales);\n"
+      "               0 for float tensors\n"
+      "  bytes, bpw   bytes in the checkpoint, and 8 * bytes / elements (Q4_K 4.5, Q6_K 6.5625)\n"
+      "Method: \"gguf\" for a GGUF file, \"none\" for an unquantized folder.\n"
+      "--json prints one object: path, format, method, details, hyperparameters, tokenizer, total_params,\n"
+      "total_bytes, and layers (a list of {tensor, scheme, weight_bits, act_bits, group_size, shape, bytes,\n"
+      "bits_per_weight}).");
+  sub->add_option("model", o->model_path, "GGUF file or Hugging Face folder");
+  sub->add_option("--model-path", o->model_path, "Same as the positional MODEL");
+  sub->add_flag("--json", o->json, "Print JSON instead of text");
+  return [o] { return run_inspect(*o); };
+}
+
+}  // namespace quanta::cli
