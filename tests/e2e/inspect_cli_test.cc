@@ -117,7 +117,7 @@ TEST(InspectCli, HfFolderListsEveryTensorAsFloat) {
     header.erase("__metadata__");
 
     json out = inspect_json(dir);
-    EXPECT_EQ(out.at("method"), "none");
+    EXPECT_EQ(out.at("method"), "unquantized");
     EXPECT_EQ(out.at("format"), "safetensors");
     ASSERT_EQ(out.at("layers").size(), header.size());
     for (const json& layer : out.at("layers")) {

@@ -56,7 +56,7 @@ struct TensorRow {
 struct Report {
   std::string path;
   std::string format;  // "gguf" | "safetensors"
-  std::string method;  // "gguf" | "none" | the resolver's method name
+  std::string method;  // "gguf" | "unquantized" | the resolver's method name
   ordered_json details;  // container facts (GGUF version, files, ...)
   ordered_json hparams;
   ordered_json tokenizer;  // null when the checkpoint has none
@@ -67,7 +67,7 @@ struct Report {
 //
 // The one call inspect makes to learn how a Hugging Face folder is quantized:
 // the method, and one row per checkpoint weight tensor. Until the scheme
-// resolver (quant/) lands, every folder is read as unquantized: method "none",
+// resolver (quant/) lands, every folder is read as unquantized: method "unquantized",
 // every tensor FLOAT, weight bits = activation bits = its dtype's bits (W16A16
 // for bf16), no groups. The resolver replaces this body; it alone decides which
 // tensors are rows (side tensors such as weight_scale belong to their weight).
@@ -78,7 +78,7 @@ struct FolderSchemes {
 
 FolderSchemes folder_schemes(const std::string& dir, const format::SafetensorsCheckpoint& ckpt) {
   (void)dir;
-  FolderSchemes out{"none", {}};
+  FolderSchemes out{"unquantized", {}};
   for (const auto& file : ckpt.files()) {
     for (const format::SafetensorsTensorInfo& t : file->tensors()) {
       TensorRow r;
@@ -414,7 +414,7 @@ Command add_inspect(CLI::App& app) {
       "               super-block for K-quants, whose 16- or 32-element sub-blocks carry 6- or 8-bit scales);\n"
       "               0 for float tensors\n"
       "  bytes, bpw   bytes in the checkpoint, and 8 * bytes / elements (Q4_K 4.5, Q6_K 6.5625)\n"
-      "Method: \"gguf\" for a GGUF file, \"none\" for an unquantized folder.\n"
+      "Method: \"gguf\" for a GGUF file, \"unquantized\" for a float folder.\n"
       "--json prints one object: path, format, method, details, hyperparameters, tokenizer, total_params,\n"
       "total_bytes, and layers (a list of {tensor, scheme, weight_bits, act_bits, group_size, shape, bytes,\n"
       "bits_per_weight}).");
