@@ -58,7 +58,7 @@ def free_port() -> int:
 class Server:
     """One `quanta serve` process on 127.0.0.1, its log in a temporary file."""
 
-    def __init__(self, extra: list[str]):
+    def __init__(self, extra: list[str], context: int = CONTEXT):
         binary = os.environ.get("QUANTA_BINARY", str(REPO / "build" / "quanta"))
         if not Path(binary).is_file():
             pytest.fail(f"no quanta binary at {binary} (set QUANTA_BINARY)")
@@ -71,7 +71,7 @@ class Server:
             "--host", "127.0.0.1",
             "--port", str(self.port),
             "--served-model-name", MODEL,
-            "--context-length", str(CONTEXT),
+            "--context-length", str(context),
             "--threads", "1",
             *extra,
             *shlex.split(os.environ.get("QUANTA_E2E_SERVER_ARGS", "")),
@@ -110,6 +110,22 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+    def request_log(self) -> list[dict]:
+        """The per-request log lines (JSON, src/quanta/server/request_log.h) written so far."""
+        lines = Path(self.log.name).read_text(errors="replace").splitlines()
+        return [json.loads(line) for line in lines if line.startswith('{"event":"request"')]
+
+    def request_log_entry(self, match, timeout: float = 10.0) -> dict:
+        """The log line for which match(line) holds; a stream's line comes once its last byte is sent."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [e for e in self.request_log() if match(e)]
+            if found:
+                assert len(found) == 1, found
+                return found[0]
+            assert time.monotonic() < deadline, f"no such request log line after {timeout}s\n{self.log_tail()}"
+            time.sleep(0.05)
 
     def metrics(self) -> dict[str, float]:
         r = requests.get(self.url("/metrics"), timeout=HTTP_TIMEOUT)
@@ -608,6 +624,45 @@ def test_cached_tokens_shared_prefix_chat(server, client):
     assert r.usage.prompt_tokens_details.cached_tokens >= 16
 
 
+def test_repeated_long_prefix_is_cached_and_first_token_comes_sooner():
+    """A prompt that fills most of a 1024-token context: the second time, its prefix comes from the cache."""
+    s = Server([], context=1024)
+    try:
+        client = OpenAI(base_url=s.url("/v1"), api_key="unused", max_retries=0, timeout=HTTP_TIMEOUT)
+        words = CASES["long"]["prompt"].split()
+        prompt = " ".join(words * (1000 // len(post(s, "/tokenize", {"content": CASES["long"]["prompt"]}).json()["tokens"])))
+        n_prompt = len(post(s, "/tokenize", {"content": prompt}).json()["tokens"])
+        assert 700 < n_prompt < 1020, n_prompt
+
+        def ttft() -> tuple[float, int]:
+            t0 = time.perf_counter()
+            stream = client.completions.create(model=MODEL, prompt=prompt, temperature=0, max_tokens=2, stream=True,
+                                               stream_options={"include_usage": True})  # fmt: skip
+            first = None
+            for chunk in stream:
+                if first is None and chunk.choices and chunk.choices[0].text:
+                    first = time.perf_counter() - t0
+                if chunk.usage is not None:
+                    cached = chunk.usage.prompt_tokens_details.cached_tokens
+            assert first is not None
+            return first, cached
+
+        cold, warm = [], []
+        for _ in range(3):
+            assert requests.post(s.url("/flush_cache"), timeout=HTTP_TIMEOUT).status_code == 200
+            t, cached = ttft()
+            assert cached == 0
+            cold.append(t)
+            t, cached = ttft()
+            assert cached >= n_prompt - 16, (cached, n_prompt)  # all full blocks but the last token's
+            warm.append(t)
+        cold.sort(), warm.sort()
+        print(f"time to first token: uncached {cold}, cached {warm}")
+        assert warm[1] < cold[1], f"median time to first token: cached {warm[1]:.4f}s, uncached {cold[1]:.4f}s"
+    finally:
+        s.stop()
+
+
 # --------------------------------------------------------------------------------------------- SGLang native
 
 
@@ -761,6 +816,83 @@ def test_metrics(server, client):
         assert line.startswith("#") or re.fullmatch(r'[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? \S+', line), line
 
 
+# --------------------------------------------------------------------------------------------- request log
+
+LOG_FIELDS = ["event", "id", "path", "status", "n", "prompt_tokens", "cached_tokens", "completion_tokens", "ttft_ms",
+              "total_ms", "decode_tps", "finish_reason", "error"]  # fmt: skip
+
+
+def check_timings(entry: dict) -> None:
+    assert 0 <= entry["ttft_ms"] <= entry["total_ms"], entry
+    assert entry["decode_tps"] > 0, entry
+
+
+def test_request_log_completion(server, client):
+    c = CASES["long"]
+    r = client.completions.create(model=MODEL, prompt=c["prompt"], **GREEDY)
+    e = server.request_log_entry(lambda e: e["id"] == r.id)
+    assert list(e) == LOG_FIELDS
+    assert e["path"] == "/v1/completions" and e["status"] == 200 and e["n"] == 1
+    assert e["prompt_tokens"] == r.usage.prompt_tokens == len(c["prompt_ids"])
+    assert e["cached_tokens"] == r.usage.prompt_tokens_details.cached_tokens
+    assert e["completion_tokens"] == r.usage.completion_tokens == N_GREEDY
+    assert e["finish_reason"] == "length" and e["error"] is None
+    check_timings(e)
+
+
+def test_request_log_stream_chat_n2(server, client):
+    name = "chat_user"
+    stream = client.chat.completions.create(model=MODEL, messages=chat_messages(name), n=2, stream=True,
+                                            stream_options={"include_usage": True}, **GREEDY)  # fmt: skip
+    chunks = list(stream)
+    e = server.request_log_entry(lambda e: e["id"] == chunks[0].id)
+    assert e["path"] == "/v1/chat/completions" and e["status"] == 200 and e["n"] == 2
+    assert e["prompt_tokens"] == len(CASES[name]["prompt_ids"])
+    assert e["completion_tokens"] == chunks[-1].usage.completion_tokens == 2 * N_GREEDY
+    assert e["finish_reason"] == "length"
+    check_timings(e)
+
+
+def test_request_log_generate_stops_at_eos(server):
+    c = CASES["chat_eos"]
+    body = post(server, "/generate", {"input_ids": c["prompt_ids"], "sampling_params": {"temperature": 0, "max_new_tokens": N_GREEDY}}).json()
+    e = server.request_log_entry(lambda e: e["id"] == body["meta_info"]["id"])
+    assert e["path"] == "/generate" and e["status"] == 200
+    assert e["prompt_tokens"] == len(c["prompt_ids"])
+    assert e["completion_tokens"] == body["meta_info"]["completion_tokens"] == len(body["output_ids"])
+    assert e["finish_reason"] == "stop"
+
+
+def test_request_log_error(server):
+    name = "no-such-model-" + os.urandom(4).hex()
+    err = assert_error(post(server, "/v1/chat/completions", {"model": name, "messages": [{"role": "user", "content": "hi"}]}), 404)
+    e = server.request_log_entry(lambda e: name in (e["error"] or ""))
+    assert e["status"] == 404 and e["path"] == "/v1/chat/completions"
+    assert e["error"] == err["message"]
+    assert e["id"].startswith("chatcmpl-")
+    assert e["completion_tokens"] == 0 and e["ttft_ms"] is None and e["finish_reason"] is None
+
+
+def test_log_level_warning_drops_request_lines():
+    s = Server(["--log-level", "warning"])
+    try:
+        r = post(s, "/v1/completions", {"prompt": CASES["short"]["prompt"], "max_tokens": 2})
+        assert r.status_code == 200, r.text
+        assert_error(post(s, "/v1/completions", {"prompt": "hi", "max_tokens": 0}), 400)
+        time.sleep(0.2)
+        assert s.request_log() == []
+    finally:
+        s.stop()
+
+
+def test_bad_log_level_is_refused():
+    binary = os.environ.get("QUANTA_BINARY", str(REPO / "build" / "quanta"))
+    p = subprocess.run([binary, "serve", "--model-path", str(FIXTURE), "--log-level", "verbose"], capture_output=True,
+                       text=True, timeout=60)  # fmt: skip
+    assert p.returncode == 1
+    assert "--log-level" in p.stderr and "verbose" in p.stderr, p.stderr
+
+
 # --------------------------------------------------------------------------------------------- concurrency
 
 
@@ -795,6 +927,57 @@ def test_concurrent_greedy_matches_one_at_a_time(server, client):
         assert run(job) == expected_text(job[0])
 
 
+def test_too_many_concurrent_requests_503():
+    """Over --max-concurrent-requests, a request gets 503 at once; a stream holds its place until it ends."""
+    s = Server(["--max-concurrent-requests", "1"])
+    try:
+        c = CASES["short"]
+        # A long stream with bulky chunks (16 choices, 20 logprobs each): still running after its first event.
+        body = json.dumps({"model": MODEL, "prompt": c["prompt_ids"], "max_tokens": CONTEXT - len(c["prompt_ids"]), "n": 16,
+                           "logprobs": 20, "temperature": 1.0, "ignore_eos": True, "stream": True}).encode()  # fmt: skip
+        with socket.create_connection(("127.0.0.1", s.port), timeout=HTTP_TIMEOUT) as sock:
+            sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)  # fmt: skip
+            seen = b""
+            while b"data: " not in seen:
+                chunk = sock.recv(4096)
+                assert chunk, seen
+                seen += chunk
+            assert seen.startswith(b"HTTP/1.1 200"), seen[:200]
+            r = post(s, "/v1/completions", {"model": MODEL, "prompt": "hi", "max_tokens": 1})
+            err = assert_error(r, 503)
+            assert err["type"] == "service_unavailable"
+            assert r.headers.get("Retry-After") == "1"
+            # Health and metrics are not generation requests: still answered.
+            assert requests.get(s.url("/health"), timeout=HTTP_TIMEOUT).status_code == 200
+            assert s.metrics()["quanta_requests_failed_total"] >= 1
+            while b"data: [DONE]" not in seen[-64:]:  # read the stream to its end
+                chunk = sock.recv(1 << 16)
+                assert chunk, "the stream ended without [DONE]"
+                seen += chunk
+        # The stream is over: its place is free again.
+        deadline, refused = time.monotonic() + 10, 1
+        while (r := post(s, "/v1/completions", {"model": MODEL, "prompt": "hi", "max_tokens": 1})).status_code == 503:
+            assert time.monotonic() < deadline, "still 503 after the only other request ended"
+            refused += 1
+            time.sleep(0.05)
+        assert r.status_code == 200, r.text
+        # Requests racing for the single place: each is served or refused with 503, nothing else.
+        barrier = threading.Barrier(8)
+
+        def racer(_):
+            barrier.wait(timeout=30)
+            return post(s, "/v1/completions", {"model": MODEL, "prompt": c["prompt_ids"], "n": 16, "max_tokens": 64,
+                                               "temperature": 1.0, "ignore_eos": True}).status_code  # fmt: skip
+
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            statuses = list(ex.map(racer, range(8)))
+        assert set(statuses) <= {200, 503} and 200 in statuses and 503 in statuses, statuses
+        assert [e["status"] for e in s.request_log()].count(503) == refused + statuses.count(503)
+    finally:
+        s.stop()
+
+
 def kv_in_use(server: Server) -> float:
     m = server.metrics()
     return m["quanta_kv_blocks_used"] - m["quanta_prefix_cache_blocks"]
@@ -814,6 +997,7 @@ def test_client_disconnect_mid_stream_frees_kv(server):
     wait_idle(server)
     baseline = kv_in_use(server)
     before = server.metrics()["quanta_generation_tokens_total"]
+    logged_before = len(server.request_log())
     c = CASES["short"]
     max_tokens = CONTEXT - len(c["prompt_ids"])
     body = json.dumps({"model": MODEL, "prompt": c["prompt"], "max_tokens": max_tokens, "temperature": 0,
@@ -839,6 +1023,18 @@ def test_client_disconnect_mid_stream_frees_kv(server):
         time.sleep(0.05)
     generated = m["quanta_generation_tokens_total"] - before
     assert generated < 3 * 4 * max_tokens, "the disconnected streams were generated to the end"
+    # Each is logged once; the aborted ones say so.
+    deadline = time.monotonic() + 10
+    while len(entries := server.request_log()[logged_before:]) < 3:
+        assert time.monotonic() < deadline, f"3 requests, {len(entries)} log lines: {entries}"
+        time.sleep(0.05)
+    assert len(entries) == 3, entries
+    assert all(e["n"] == 4 and e["status"] == 200 and e["prompt_tokens"] == len(c["prompt_ids"]) for e in entries), entries
+    aborted = [e for e in entries if e["finish_reason"] == "abort"]
+    assert aborted, entries
+    for e in aborted:
+        assert "client" in e["error"], e
+        assert e["completion_tokens"] < 4 * max_tokens
     # The server still serves.
     assert post(server, "/generate", {"input_ids": c["prompt_ids"], "sampling_params": {
         "temperature": 0, "max_new_tokens": N_GREEDY, "ignore_eos": True}}).json()["output_ids"] == c["greedy_ids"]  # fmt: skip

@@ -31,6 +31,7 @@ struct ServeOptions {
   double mem_fraction_static = 0.0;
   int64_t context_length = 0, max_total_tokens = 0, chunked_prefill_size = 512;
   int max_running_requests = 64;
+  int max_concurrent_requests = 256;
   int threads = 0;
 };
 
@@ -49,6 +50,11 @@ int run_serve(const ServeOptions& o) {
                 {.field = "--quantization"});
   if (o.mem_fraction_static < 0 || o.mem_fraction_static >= 1)
     throw Error("must be in (0, 1)", {.field = "--mem-fraction-static"});
+  // SGLang's levels; per-request lines are info.
+  const std::vector<std::string> levels = {"debug", "info", "warning", "error", "critical"};
+  if (std::find(levels.begin(), levels.end(), o.log_level) == levels.end())
+    throw Error("'" + o.log_level + "' is not a log level (debug, info, warning, error, critical)", {.field = "--log-level"});
+  if (o.max_concurrent_requests < 1) throw Error("must be at least 1", {.field = "--max-concurrent-requests"});
   kernels::active_isa();
   ThreadPool pool(o.threads > 0 ? o.threads : ThreadPool::physical_cores());
 
@@ -140,9 +146,12 @@ int run_serve(const ServeOptions& o) {
   sopt.tokenizer_path = tok_path;
   sopt.served_model_name = o.served_model_name.empty() ? o.model_path : o.served_model_name;
   sopt.api_key = o.api_key;
+  sopt.max_connections = o.max_concurrent_requests;
+  sopt.log_requests = o.log_level == "debug" || o.log_level == "info";
   sopt.server_args = {{"model_path", o.model_path}, {"tokenizer_path", tok_path}, {"host", o.host}, {"port", o.port},
                       {"served_model_name", sopt.served_model_name}, {"context_length", context},
                       {"max_total_tokens", so.kv_blocks * block_size}, {"max_running_requests", o.max_running_requests},
+                      {"max_concurrent_requests", o.max_concurrent_requests}, {"log_level", o.log_level},
                       {"chunked_prefill_size", so.chunked_prefill_size}, {"tp_size", 1}, {"device", "cpu"},
                       {"threads", pool.size()}, {"isa", kernels::isa_name(kernels::active_isa())}};
   server::Server srv(scheduler, tok, chat, lm.generation, sopt);
@@ -210,7 +219,11 @@ Command add_serve(CLI::App& app) {
   sub->add_option("--tp-size", o->tp_size, "Tensor-parallel size (only 1 for now)")->capture_default_str();
   sub->add_option("--quantization", o->quantization, "Override of the detected quantization method (none yet)");
   sub->add_option("--device", o->device, "Device (cpu)")->capture_default_str();
-  sub->add_option("--log-level", o->log_level, "Log level (info, warning, error)")->capture_default_str();
+  sub->add_option("--log-level", o->log_level, "Log level (debug, info, warning, error, critical); info logs each request")
+      ->capture_default_str();
+  sub->add_option("--max-concurrent-requests", o->max_concurrent_requests,
+                  "Generation requests in flight (running or queued) at most; more are answered 503")
+      ->capture_default_str();
   sub->add_option("--threads", o->threads, "Threads (default: the number of physical cores)");
   // Unknown flags are collected and answered with the nearest valid one.
   sub->allow_extras();

@@ -13,8 +13,10 @@ Generation::Generation(engine::Scheduler& scheduler, const tokenizer::Tokenizer&
   // The callback outlives nothing: it holds the queue, not the Generation.
   std::shared_ptr<Queue> q = queue_;
   request.on_event = [q](const engine::TokenEvent& ev) {
+    const auto now = std::chrono::steady_clock::now();
     std::lock_guard<std::mutex> lock(q->mu);
     q->events.push_back(ev);
+    q->times.push_back(now);
     q->cv.notify_all();
   };
   handle_ = scheduler.submit(std::move(request));
@@ -29,15 +31,20 @@ void Generation::cancel() { handle_->cancel(); }
 std::optional<Delta> Generation::next(std::chrono::milliseconds timeout) {
   if (finished_) return std::nullopt;
   std::deque<engine::TokenEvent> events;
+  std::deque<std::chrono::steady_clock::time_point> times;
   {
     std::unique_lock<std::mutex> lock(queue_->mu);
     if (!queue_->cv.wait_for(lock, timeout, [&] { return !queue_->events.empty(); })) return std::nullopt;
     events.swap(queue_->events);
+    times.swap(queue_->times);
   }
   Delta d;
-  for (const engine::TokenEvent& ev : events) {
+  for (size_t i = 0; i < events.size(); ++i) {
+    const engine::TokenEvent& ev = events[i];
     if (finished_) break;
     if (ev.token >= 0) {
+      if (d.tokens.empty()) d.first_token_time = times[i];
+      d.last_token_time = times[i];
       d.tokens.push_back(ev.token);
       d.events.push_back(ev);
       pending_ += decoder_.step(ev.token);

@@ -26,6 +26,8 @@ struct Delta {
   std::string matched_stop;            // the stop string that ended it, if any
   std::string error;
   int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
+  // When the scheduler produced the first and last of `tokens` (set if any).
+  std::chrono::steady_clock::time_point first_token_time, last_token_time;
 };
 
 class Generation {
@@ -54,6 +56,7 @@ class Generation {
     std::mutex mu;
     std::condition_variable cv;
     std::deque<engine::TokenEvent> events;
+    std::deque<std::chrono::steady_clock::time_point> times;  // of each event, as it arrived
   };
   std::shared_ptr<Queue> queue_;
 };

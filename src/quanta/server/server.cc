@@ -10,6 +10,7 @@
 #include "quanta/core/error.h"
 #include "quanta/server/generation.h"
 #include "quanta/server/metrics.h"
+#include "quanta/server/request_log.h"
 
 namespace quanta::server {
 
@@ -46,8 +47,8 @@ std::string random_id(const char* prefix) {
   static std::atomic<uint64_t> counter{0};
   static const uint64_t salt = std::random_device{}();
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%s%016llx%04llx", prefix, static_cast<unsigned long long>(salt),
-                static_cast<unsigned long long>(counter.fetch_add(1) & 0xffff));
+  std::snprintf(buf, sizeof buf, "%s%08llx%08llx", prefix, static_cast<unsigned long long>(salt & 0xffffffffu),
+                static_cast<unsigned long long>(counter.fetch_add(1)));
   return buf;
 }
 
@@ -120,7 +121,26 @@ struct Server::Impl {
   ServerOptions opt;
   Metrics metrics;
   httplib::Server http;
-  std::atomic<int> active{0};
+  std::atomic<int> active{0};  // generation requests in flight
+
+  // One generation request from arrival to its last byte: holds its place in
+  // `active` and writes its log line when the last holder (the handler, or the
+  // stream it started) lets go, so every way a request ends is logged once.
+  struct InFlight {
+    Impl& impl;
+    RequestLog log;
+    int position;  // 1-based count of requests in flight at arrival
+    explicit InFlight(Impl& i) : impl(i), position(++i.active) {}
+    ~InFlight() {
+      --impl.active;
+      if (log.status < 400) log.abort_unfinished("the client went away");
+      if (impl.opt.log_requests) {
+        const std::string l = log.line(Clock::now()) + "\n";
+        std::fputs(l.c_str(), stderr);
+      }
+    }
+  };
+  using Flight = std::shared_ptr<InFlight>;
 
   Impl(engine::Scheduler& s, const tokenizer::Tokenizer& t, ChatRenderer c, format::GenerationDefaults d,
        ServerOptions o)
@@ -237,7 +257,7 @@ struct Server::Impl {
     std::vector<engine::TokenEvent> events;
     Delta last;
   };
-  Result collect(Generation& g) {
+  Result collect(Generation& g, RequestLog* log = nullptr, size_t choice = 0) {
     Result r;
     bool first = true;
     auto prev = Clock::now();
@@ -245,6 +265,7 @@ struct Server::Impl {
       auto d = g.next(std::chrono::milliseconds(1000));
       if (!d) continue;
       auto now = Clock::now();
+      if (log) log->on_delta(choice, *d);
       if (!d->tokens.empty()) {
         if (first) metrics.time_to_first_token.observe(std::chrono::duration<double>(now - g.start()).count());
         else metrics.inter_token_latency.observe(std::chrono::duration<double>(now - prev).count() / static_cast<double>(d->tokens.size()));
@@ -310,12 +331,14 @@ struct Server::Impl {
   }
 
   // Streams server-sent events until every generation finished or the client left.
-  void stream(httplib::Response& res, std::vector<std::unique_ptr<Generation>> gens,
+  void stream(httplib::Response& res, const Flight& flight, std::vector<std::unique_ptr<Generation>> gens,
               std::function<std::vector<json>(size_t, const Delta&, bool first)> chunk_of,
               std::function<std::optional<json>(const std::vector<Delta>&)> final_chunk) {
     auto shared = std::make_shared<std::vector<std::unique_ptr<Generation>>>(std::move(gens));
     res.set_header("Cache-Control", "no-cache");
-    res.set_chunked_content_provider("text/event-stream", [this, shared, chunk_of, final_chunk](
+    flight->log.status = 200;
+    // The provider holds the flight: the request is in flight (and logged) until the stream ends.
+    res.set_chunked_content_provider("text/event-stream", [this, flight, shared, chunk_of, final_chunk](
                                                               size_t, httplib::DataSink& sink) {
       auto& gs = *shared;
       std::vector<Delta> lasts(gs.size());
@@ -334,6 +357,7 @@ struct Server::Impl {
           if (!d) continue;
           progressed = true;
           auto now = Clock::now();
+          flight->log.on_delta(i, *d);
           if (!d->tokens.empty()) {
             if (first[i]) metrics.time_to_first_token.observe(std::chrono::duration<double>(now - gs[i]->start()).count());
             else metrics.inter_token_latency.observe(std::chrono::duration<double>(now - prev[i]).count() / static_cast<double>(d->tokens.size()));
@@ -342,6 +366,7 @@ struct Server::Impl {
           for (const json& c : chunk_of(i, *d, first[i]))
             if (!send(c)) {
               for (auto& g : gs) g->cancel();
+              flight->log.abort_unfinished("the client disconnected");
               return false;
             }
           first[i] = false;
@@ -354,6 +379,7 @@ struct Server::Impl {
         }
         if (!progressed && !sink.is_writable()) {  // client gone while we wait
           for (auto& g : gs) g->cancel();
+          flight->log.abort_unfinished("the client disconnected");
           return false;
         }
       }
@@ -365,7 +391,7 @@ struct Server::Impl {
     });
   }
 
-  void handle_completion(const httplib::Request& req, httplib::Response& res, bool is_chat) {
+  void handle_completion(const httplib::Request& req, httplib::Response& res, bool is_chat, const Flight& flight) {
     json j = parse_body(req);
     Body b{j};
     check_model(b);
@@ -436,7 +462,8 @@ struct Server::Impl {
     else if (!is_chat) max_tokens = 16;  // OpenAI's default for completions
     set_max_tokens(p, max_tokens, mt_key);
 
-    const std::string id = random_id(is_chat ? "chatcmpl-" : "cmpl-");
+    const std::string id = flight->log.id;
+    flight->log.set_choices(static_cast<size_t>(p.n));
     const int64_t created = unix_time();
     const std::string object = is_chat ? "chat.completion" : "text_completion";
     auto gens = start(p);
@@ -445,7 +472,7 @@ struct Server::Impl {
       const std::string chunk_object = is_chat ? "chat.completion.chunk" : "text_completion";
       const bool with_logprobs = top_logprobs >= 0;
       const bool include_usage = p.include_usage;
-      stream(res, std::move(gens),
+      stream(res, flight, std::move(gens),
              [=, this](size_t i, const Delta& d, bool first) {
                std::vector<json> out;
                json choice = {{"index", i}, {"finish_reason", nullptr}, {"logprobs", nullptr}};
@@ -480,7 +507,7 @@ struct Server::Impl {
     json choices = json::array();
     std::vector<Delta> lasts;
     for (size_t i = 0; i < gens.size(); ++i) {
-      Result r = collect(*gens[i]);
+      Result r = collect(*gens[i], &flight->log, i);
       if (!r.last.error.empty()) throw ApiError{500, r.last.error, ""};
       json choice = {{"index", i}, {"finish_reason", finish_name(r.last)}, {"logprobs", nullptr}};
       if (is_chat) choice["message"] = {{"role", "assistant"}, {"content", r.text}};
@@ -494,7 +521,7 @@ struct Server::Impl {
   }
 
   // SGLang's native POST /generate.
-  void handle_generate(const httplib::Request& req, httplib::Response& res) {
+  void handle_generate(const httplib::Request& req, httplib::Response& res, const Flight& flight) {
     json j = parse_body(req);
     Body b{j};
     Plan p;
@@ -517,7 +544,8 @@ struct Server::Impl {
     set_max_tokens(p, sp.has("max_new_tokens") ? std::optional<int64_t>(sp.integer("max_new_tokens", 128))
                                                 : std::optional<int64_t>(128), "max_new_tokens");
     p.stream = b.boolean("stream", false);
-    const std::string id = random_id("");
+    const std::string id = flight->log.id;
+    flight->log.set_choices(1);
     auto meta = [id](const Delta& d, double latency) {
       json fr = nullptr;
       if (d.finish == engine::FinishReason::kLength) fr = {{"type", "length"}, {"length", d.completion_tokens}};
@@ -534,7 +562,7 @@ struct Server::Impl {
       auto text = std::make_shared<std::string>();
       auto ids = std::make_shared<std::vector<int32_t>>();
       auto t0 = Clock::now();
-      stream(res, std::move(gens),
+      stream(res, flight, std::move(gens),
              [=](size_t, const Delta& d, bool) {
                *text += d.text;
                ids->insert(ids->end(), d.tokens.begin(), d.tokens.end());
@@ -545,41 +573,68 @@ struct Server::Impl {
              [](const std::vector<Delta>&) -> std::optional<json> { return std::nullopt; });
       return;
     }
-    Result r = collect(*gens[0]);
+    Result r = collect(*gens[0], &flight->log);
     if (!r.last.error.empty()) throw ApiError{500, r.last.error, ""};
     double latency = std::chrono::duration<double>(Clock::now() - gens[0]->start()).count();
     reply(res, 200, {{"text", r.text}, {"output_ids", r.tokens}, {"meta_info", meta(r.last, latency)}});
   }
 
-  // Wraps a handler: auth, concurrency limit, and errors as JSON (never a crash).
+  // Runs a handler, answering its failures as OpenAI-style errors (never a crash).
+  // Returns the error message sent, if any.
+  std::string answer_errors(httplib::Response& res, const std::function<void()>& fn) {
+    try {
+      fn();
+      return "";
+    } catch (const ApiError& e) {
+      reply(res, e.status, error_body(e.status, e.message, e.param));
+      return e.message;
+    } catch (const Error& e) {
+      reply(res, 400, error_body(400, e.what()));
+      return e.what();
+    } catch (const std::exception& e) {
+      const std::string m = std::string("internal error: ") + e.what();
+      reply(res, 500, error_body(500, m));
+      return m;
+    }
+  }
+
+  bool authorized(const httplib::Request& req) const {
+    return opt.api_key.empty() || req.get_header_value("Authorization") == "Bearer " + opt.api_key;
+  }
+  static constexpr const char* kAuthError = "invalid or missing API key (send 'Authorization: Bearer KEY')";
+
+  // Wraps a handler: auth, and errors as JSON.
   httplib::Server::Handler guarded(std::function<void(const httplib::Request&, httplib::Response&)> fn,
-                                   bool needs_auth = true, bool counts = false) {
-    return [this, fn, needs_auth, counts](const httplib::Request& req, httplib::Response& res) {
-      if (needs_auth && !opt.api_key.empty() && req.get_header_value("Authorization") != "Bearer " + opt.api_key)
-        return reply(res, 401, error_body(401, "invalid or missing API key (send 'Authorization: Bearer KEY')"));
-      if (counts) {
+                                   bool needs_auth = true) {
+    return [this, fn, needs_auth](const httplib::Request& req, httplib::Response& res) {
+      if (needs_auth && !authorized(req)) return reply(res, 401, error_body(401, kAuthError));
+      answer_errors(res, [&] { fn(req, res); });
+    };
+  }
+
+  // Wraps a generation handler: also the concurrency limit, the request count
+  // and the request's log line. Responses carry ids that start with id_prefix.
+  httplib::Server::Handler generation(
+      const char* id_prefix, std::function<void(const httplib::Request&, httplib::Response&, const Flight&)> fn) {
+    return [this, fn, id_prefix](const httplib::Request& req, httplib::Response& res) {
+      auto flight = std::make_shared<InFlight>(*this);
+      flight->log.id = random_id(id_prefix);
+      flight->log.path = req.path;
+      {
         std::lock_guard<std::mutex> lock(metrics.mu);
         ++metrics.requests_total;
       }
-      struct Slot {
-        std::atomic<int>& n;
-        ~Slot() { --n; }
-      } slot{active};
-      if (++active > opt.max_connections)
-        return reply(res, 429, error_body(429, "too many concurrent requests; try again later"));
-      auto t0 = Clock::now();
-      try {
-        fn(req, res);
-      } catch (const ApiError& e) {
-        reply(res, e.status, error_body(e.status, e.message, e.param));
-      } catch (const Error& e) {
-        reply(res, 400, error_body(400, e.what()));
-      } catch (const std::exception& e) {
-        reply(res, 500, error_body(500, std::string("internal error: ") + e.what()));
-      }
-      if (counts)
-        std::fprintf(stderr, "{\"event\":\"request\",\"path\":\"%s\",\"status\":%d,\"ms\":%.1f}\n", req.path.c_str(),
-                     res.status, std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      const std::string error = answer_errors(res, [&] {
+        if (!authorized(req)) throw ApiError{401, kAuthError, ""};
+        if (flight->position > opt.max_connections) {
+          res.set_header("Retry-After", "1");
+          throw ApiError{503, "too many concurrent requests (the limit is " + std::to_string(opt.max_connections) +
+                                  "); try again later", ""};
+        }
+        fn(req, res, flight);
+      });
+      if (!error.empty()) flight->log.error = error;
+      if (!error.empty() || flight->log.status == 0) flight->log.status = res.status;
     };
   }
 
@@ -602,9 +657,15 @@ struct Server::Impl {
                                   {"owned_by", "quanta"}, {"root", opt.model_path},
                                   {"max_model_len", scheduler.options().context_length}}}}});
     }));
-    http.Post("/v1/completions", guarded([this](const httplib::Request& q, httplib::Response& r) { handle_completion(q, r, false); }, true, true));
-    http.Post("/v1/chat/completions", guarded([this](const httplib::Request& q, httplib::Response& r) { handle_completion(q, r, true); }, true, true));
-    http.Post("/generate", guarded([this](const httplib::Request& q, httplib::Response& r) { handle_generate(q, r); }, true, true));
+    http.Post("/v1/completions", generation("cmpl-", [this](const httplib::Request& q, httplib::Response& r, const Flight& f) {
+      handle_completion(q, r, false, f);
+    }));
+    http.Post("/v1/chat/completions", generation("chatcmpl-", [this](const httplib::Request& q, httplib::Response& r, const Flight& f) {
+      handle_completion(q, r, true, f);
+    }));
+    http.Post("/generate", generation("", [this](const httplib::Request& q, httplib::Response& r, const Flight& f) {
+      handle_generate(q, r, f);
+    }));
     http.Get("/get_model_info", guarded([this](const httplib::Request&, httplib::Response& res) {
       reply(res, 200, {{"model_path", opt.model_path}, {"tokenizer_path", opt.tokenizer_path}, {"is_generation", true}});
     }));
@@ -650,7 +711,9 @@ struct Server::Impl {
 Server::Server(engine::Scheduler& scheduler, const tokenizer::Tokenizer& tok, ChatRenderer chat,
                format::GenerationDefaults defaults, ServerOptions options)
     : impl_(std::make_unique<Impl>(scheduler, tok, std::move(chat), std::move(defaults), std::move(options))) {
-  const int threads = impl_->opt.http_threads;
+  // A thread per request in flight up to the limit, and spares so that requests
+  // over it, /health and /metrics are still answered at once.
+  const int threads = impl_->opt.max_connections + 16;
   impl_->http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   impl_->routes();
 }

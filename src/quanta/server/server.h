@@ -28,8 +28,8 @@ struct ServerOptions {
   std::string api_key;             // empty: no authentication
   int max_n = 16;                  // largest `n` accepted
   size_t max_body_bytes = 8 << 20;
-  int max_connections = 256;       // concurrent requests beyond this get 503
-  int http_threads = 64;
+  int max_connections = 256;       // generation requests in flight beyond this get 503
+  bool log_requests = true;        // one JSON line per generation request on stderr (request_log.h)
   nlohmann::json server_args;      // echoed by /get_server_info
 };
 
