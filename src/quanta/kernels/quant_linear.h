@@ -1,0 +1,82 @@
+// Kernels of the integer and MX Linear schemes (msModelSlim W8A8, W8A8_DYNAMIC,
+// W4A4_DYNAMIC, W8A16, W8A8_MXFP8, W4A8_MXFP, W4A4_MXFP4 and the online
+// w8a8_int8 / mxfp8 quantization).
+//
+// Weights are [n_out, n_in] row-major as stored in the checkpoint (row = output
+// feature); the row range [n0, n1) lets callers split the output over threads.
+// Each primitive computes the raw block products; the caller applies the scales
+// that are not per-block (per token, per channel, per group). Every primitive has
+// a scalar reference (kernels/reference/quant_linear.cc) and an AVX2 version
+// (kernels/x86/quant_linear_avx2.cc); tests/unit/quant_linear_test.cc holds
+// them together on every ISA the CPU runs.
+#pragma once
+
+#include <cstdint>
+
+#include "quanta/kernels/kernels.h"
+
+namespace quanta::kernels {
+
+struct GemmS8Args {
+  const int8_t* x;  // [n_tokens, ldx], values in [-127, 127] (the AVX2 sign trick needs it)
+  int64_t ldx;
+  int64_t n_tokens;
+  const int8_t* w;  // [n_out, ldw], any int8
+  int64_t ldw;
+  int64_t k;        // elements of each row taken, from column 0
+  int64_t n0, n1;
+  int32_t* out;     // out[t * ld_out + (n - n0)] = sum_k x[t,k] * w[n,k], exact
+  int64_t ld_out;
+};
+
+struct GemmF32S8Args {
+  const float* x;  // [n_tokens, ldx]
+  int64_t ldx;
+  int64_t n_tokens;
+  const int8_t* w;  // [n_out, ldw]
+  int64_t ldw;
+  int64_t k;
+  int64_t n0, n1;
+  float* out;  // out[t * ld_out + (n - n0)] = sum_k x[t,k] * w[n,k]
+  int64_t ld_out;
+};
+
+// MX weight rows: E4M3 codes [n_out, n_in] (one byte each) or E2M1 codes packed
+// two per byte [n_out, n_in/2] (low nibble first), E8M0 scales [n_out, n_in/32].
+// n_in is a multiple of 32.
+struct GemmMxArgs {
+  const float* x;        // [n_tokens, n_in] activations as f32 (already MX-rounded for A8)
+  const int8_t* x_e2m1;  // for the A4 kernel: [n_tokens, n_in] activation E2M1 values times 2 (int8)
+  const uint8_t* x_scales;  // for the A4 kernel: [n_tokens, n_in/32] E8M0
+  int64_t n_tokens;
+  int64_t n_in;
+  const uint8_t* w;
+  const uint8_t* w_scales;
+  int64_t n0, n1;
+  float* y;  // y[t * ldy + n], n in [n0, n1)
+  int64_t ldy;
+};
+
+struct QuantLinearKernels {
+  Isa isa;
+  void (*gemm_s8)(const GemmS8Args&);
+  void (*gemm_f32_s8)(const GemmF32S8Args&);
+  // y = sum_blocks 2^(ws-127) * sum_k x[t,k] * e4m3(w[n,k])
+  void (*gemm_f32_mxfp8)(const GemmMxArgs&);
+  // y = sum_blocks 2^(ws-127) * sum_k x[t,k] * e2m1(w[n,k])
+  void (*gemm_f32_mxfp4)(const GemmMxArgs&);
+  // y = sum_blocks 2^(xs-127) 2^(ws-127) * sum_k e2m1(x[t,k]) * e2m1(w[n,k]), exact per block
+  void (*gemm_mxfp4_mxfp4)(const GemmMxArgs&);
+};
+
+const QuantLinearKernels& quant_linear_kernels_for(Isa isa);
+// quant_linear_kernels_for(active_isa()).
+const QuantLinearKernels& quant_linear_kernels();
+
+const QuantLinearKernels& quant_linear_reference_table();
+const QuantLinearKernels& quant_linear_avx2_table();
+
+// E2M1 code -> 2 * value as int8 ({0, 1, 2, 3, 4, 6, 8, 12}, negated for codes 8..15).
+extern const int8_t kE2m1Times2[16];
+
+}  // namespace quanta::kernels

@@ -1,0 +1,88 @@
+// Scalar references of the quantized-Linear primitives (kernels/quant_linear.h):
+// the formulas written out as plainly as possible, also the fallback on CPUs
+// without AVX2.
+#include <cmath>
+
+#include "quanta/core/dtype.h"
+#include "quanta/kernels/quant_linear.h"
+
+namespace quanta::kernels {
+
+const int8_t kE2m1Times2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+namespace {
+
+void gemm_s8_ref(const GemmS8Args& a) {
+  for (int64_t t = 0; t < a.n_tokens; ++t)
+    for (int64_t n = a.n0; n < a.n1; ++n) {
+      int32_t acc = 0;
+      for (int64_t k = 0; k < a.k; ++k) acc += int32_t{a.x[t * a.ldx + k]} * int32_t{a.w[n * a.ldw + k]};
+      a.out[t * a.ld_out + (n - a.n0)] = acc;
+    }
+}
+
+void gemm_f32_s8_ref(const GemmF32S8Args& a) {
+  for (int64_t t = 0; t < a.n_tokens; ++t)
+    for (int64_t n = a.n0; n < a.n1; ++n) {
+      double acc = 0;
+      for (int64_t k = 0; k < a.k; ++k) acc += double{a.x[t * a.ldx + k]} * a.w[n * a.ldw + k];
+      a.out[t * a.ld_out + (n - a.n0)] = static_cast<float>(acc);
+    }
+}
+
+float e4m3_weight(const GemmMxArgs& a, int64_t n, int64_t k) { return e4m3fn_to_f32(a.w[n * a.n_in + k]); }
+float e2m1_weight(const GemmMxArgs& a, int64_t n, int64_t k) {
+  const uint8_t b = a.w[n * (a.n_in / 2) + k / 2];
+  return e2m1_to_f32(static_cast<uint8_t>((k & 1) ? b >> 4 : b & 0xF));
+}
+
+template <float (*Weight)(const GemmMxArgs&, int64_t, int64_t)>
+void gemm_f32_mx_ref(const GemmMxArgs& a) {
+  const int64_t nb = a.n_in / 32;
+  for (int64_t t = 0; t < a.n_tokens; ++t)
+    for (int64_t n = a.n0; n < a.n1; ++n) {
+      double acc = 0;
+      for (int64_t b = 0; b < nb; ++b) {
+        double blk = 0;
+        for (int64_t k = b * 32; k < b * 32 + 32; ++k) blk += double{a.x[t * a.n_in + k]} * Weight(a, n, k);
+        acc += blk * e8m0_to_f32(a.w_scales[n * nb + b]);
+      }
+      a.y[t * a.ldy + n] = static_cast<float>(acc);
+    }
+}
+
+void gemm_mxfp4_mxfp4_ref(const GemmMxArgs& a) {
+  const int64_t nb = a.n_in / 32;
+  for (int64_t t = 0; t < a.n_tokens; ++t)
+    for (int64_t n = a.n0; n < a.n1; ++n) {
+      double acc = 0;
+      for (int64_t b = 0; b < nb; ++b) {
+        int32_t blk = 0;  // sum of (2 x)(2 w): exact
+        for (int64_t k = b * 32; k < b * 32 + 32; ++k)
+          blk += a.x_e2m1[t * a.n_in + k] * int32_t{kE2m1Times2[(k & 1) ? a.w[n * (a.n_in / 2) + k / 2] >> 4
+                                                                         : a.w[n * (a.n_in / 2) + k / 2] & 0xF]};
+        acc += std::ldexp(static_cast<double>(blk),
+                          int{a.x_scales[t * nb + b]} + int{a.w_scales[n * nb + b]} - 254 - 2);
+      }
+      a.y[t * a.ldy + n] = static_cast<float>(acc);
+    }
+}
+
+}  // namespace
+
+const QuantLinearKernels& quant_linear_reference_table() {
+  static const QuantLinearKernels table{Isa::kScalar, gemm_s8_ref, gemm_f32_s8_ref, gemm_f32_mx_ref<e4m3_weight>,
+                                        gemm_f32_mx_ref<e2m1_weight>, gemm_mxfp4_mxfp4_ref};
+  return table;
+}
+
+const QuantLinearKernels& quant_linear_kernels_for(Isa isa) {
+  return isa == Isa::kScalar ? quant_linear_reference_table() : quant_linear_avx2_table();
+}
+
+const QuantLinearKernels& quant_linear_kernels() {
+  static const QuantLinearKernels& table = quant_linear_kernels_for(active_isa());
+  return table;
+}
+
+}  // namespace quanta::kernels

@@ -1,0 +1,217 @@
+// AVX2 versions of the quantized-Linear primitives (kernels/quant_linear.h).
+//
+// int8 x int8: _mm256_maddubs_epi16 multiplies unsigned by signed bytes, so the
+// weight's magnitude goes in the unsigned operand and its sign moves onto the
+// activation (_mm256_sign_epi8). With activations in [-127, 127] and weights in
+// [-128, 127] every pair sum is at most 2 * 128 * 127 = 32512, inside int16:
+// the result is exact. E4M3 weights widen to f32 through F16C: the bits
+// s.eeee.mmm shifted to s.0eeee.mmm0000000 form the f16 of value * 2^-8
+// (subnormals included), so one shift and one cvtph per 8 elements.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "quanta/core/dtype.h"
+#include "quanta/kernels/quant_linear.h"
+
+namespace quanta::kernels {
+namespace {
+
+inline int32_t hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+inline float hsum_ps(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// |w| (unsigned) times x carrying w's sign, summed in pairs then quads: 8 int32 lanes.
+inline __m256i dot32(__m256i uw, __m256i w, __m256i x, __m256i ones16) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(uw, _mm256_sign_epi8(x, w)), ones16);
+}
+
+void gemm_s8_avx2(const GemmS8Args& a) {
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  const int64_t k32 = a.k & ~int64_t{31};
+  int64_t n = a.n0;
+  // 4 weight rows x 2 tokens per step: each weight load serves two tokens and
+  // each activation load four rows.
+  for (; n + 4 <= a.n1; n += 4) {
+    const int8_t* w0 = a.w + n * a.ldw;
+    int64_t t = 0;
+    for (; t < a.n_tokens; t += 2) {
+      const bool two = t + 1 < a.n_tokens;
+      const int8_t* x0 = a.x + t * a.ldx;
+      const int8_t* x1 = two ? x0 + a.ldx : x0;
+      __m256i acc[2][4];
+      for (auto& r : acc)
+        for (auto& c : r) c = _mm256_setzero_si256();
+      for (int64_t k = 0; k < k32; k += 32) {
+        const __m256i xa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0 + k));
+        const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1 + k));
+        for (int r = 0; r < 4; ++r) {
+          const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + r * a.ldw + k));
+          const __m256i uw = _mm256_sign_epi8(w, w);
+          acc[0][r] = _mm256_add_epi32(acc[0][r], dot32(uw, w, xa, ones16));
+          acc[1][r] = _mm256_add_epi32(acc[1][r], dot32(uw, w, xb, ones16));
+        }
+      }
+      for (int r = 0; r < 4; ++r) {
+        int32_t s0 = hsum_epi32(acc[0][r]), s1 = hsum_epi32(acc[1][r]);
+        const int8_t* wr = w0 + r * a.ldw;
+        for (int64_t k = k32; k < a.k; ++k) {
+          s0 += int32_t{x0[k]} * wr[k];
+          s1 += int32_t{x1[k]} * wr[k];
+        }
+        a.out[t * a.ld_out + (n + r - a.n0)] = s0;
+        if (two) a.out[(t + 1) * a.ld_out + (n + r - a.n0)] = s1;
+      }
+    }
+  }
+  for (; n < a.n1; ++n) {
+    const int8_t* wr = a.w + n * a.ldw;
+    for (int64_t t = 0; t < a.n_tokens; ++t) {
+      const int8_t* xr = a.x + t * a.ldx;
+      __m256i acc = _mm256_setzero_si256();
+      for (int64_t k = 0; k < k32; k += 32) {
+        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + k));
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k));
+        acc = _mm256_add_epi32(acc, dot32(_mm256_sign_epi8(w, w), w, x, ones16));
+      }
+      int32_t s = hsum_epi32(acc);
+      for (int64_t k = k32; k < a.k; ++k) s += int32_t{xr[k]} * wr[k];
+      a.out[t * a.ld_out + (n - a.n0)] = s;
+    }
+  }
+}
+
+inline __m256 load_s8_as_ps(const int8_t* p) {
+  int64_t v;
+  std::memcpy(&v, p, 8);
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(v)));
+}
+
+void gemm_f32_s8_avx2(const GemmF32S8Args& a) {
+  const int64_t k8 = a.k & ~int64_t{7};
+  for (int64_t n = a.n0; n < a.n1; ++n) {
+    const int8_t* wr = a.w + n * a.ldw;
+    for (int64_t t = 0; t < a.n_tokens; ++t) {
+      const float* xr = a.x + t * a.ldx;
+      __m256 acc = _mm256_setzero_ps();
+      for (int64_t k = 0; k < k8; k += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(xr + k), load_s8_as_ps(wr + k), acc);
+      float s = hsum_ps(acc);
+      for (int64_t k = k8; k < a.k; ++k) s += xr[k] * wr[k];
+      a.out[t * a.ld_out + (n - a.n0)] = s;
+    }
+  }
+}
+
+// 8 E4M3 codes -> 8 f32 values times 2^-8.
+inline __m256 e4m3x8_scaled(const uint8_t* p) {
+  int64_t v;
+  std::memcpy(&v, p, 8);
+  const __m128i b = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(v));
+  const __m128i sign = _mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x80)), 8);
+  const __m128i rest = _mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x7F)), 7);
+  return _mm256_cvtph_ps(_mm_or_si128(sign, rest));
+}
+
+inline float e8m0(uint8_t s) { return e8m0_to_f32(s); }
+
+void gemm_f32_mxfp8_avx2(const GemmMxArgs& a) {
+  const int64_t nb = a.n_in / 32;
+  for (int64_t n = a.n0; n < a.n1; ++n) {
+    const uint8_t* wr = a.w + n * a.n_in;
+    const uint8_t* ws = a.w_scales + n * nb;
+    for (int64_t t = 0; t < a.n_tokens; ++t) {
+      const float* xr = a.x + t * a.n_in;
+      __m256 acc = _mm256_setzero_ps();
+      for (int64_t b = 0; b < nb; ++b) {
+        const float* xb = xr + b * 32;
+        const uint8_t* wb = wr + b * 32;
+        __m256 blk = _mm256_mul_ps(_mm256_loadu_ps(xb), e4m3x8_scaled(wb));
+        blk = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 8), e4m3x8_scaled(wb + 8), blk);
+        blk = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 16), e4m3x8_scaled(wb + 16), blk);
+        blk = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 24), e4m3x8_scaled(wb + 24), blk);
+        acc = _mm256_fmadd_ps(blk, _mm256_set1_ps(e8m0(ws[b])), acc);
+      }
+      a.y[t * a.ldy + n] = hsum_ps(acc) * 256.0f;  // undo the 2^-8 of the f16 trick
+    }
+  }
+}
+
+// 16 packed bytes (32 E2M1 codes) -> 32 int8 values 2*e2m1, in element order.
+inline __m256i e2m1x32_times2(const uint8_t* p, __m256i lut) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i lo = _mm_and_si128(b, _mm_set1_epi8(0x0F));
+  const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F));
+  const __m256i codes = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
+  return _mm256_shuffle_epi8(lut, codes);
+}
+
+inline __m256i e2m1_lut() {
+  const __m128i l = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kE2m1Times2));
+  return _mm256_set_m128i(l, l);
+}
+
+void gemm_f32_mxfp4_avx2(const GemmMxArgs& a) {
+  const int64_t nb = a.n_in / 32;
+  const __m256i lut = e2m1_lut();
+  alignas(32) int8_t wv[32];
+  for (int64_t n = a.n0; n < a.n1; ++n) {
+    const uint8_t* wr = a.w + n * (a.n_in / 2);
+    const uint8_t* ws = a.w_scales + n * nb;
+    for (int64_t t = 0; t < a.n_tokens; ++t) {
+      const float* xr = a.x + t * a.n_in;
+      __m256 acc = _mm256_setzero_ps();
+      for (int64_t b = 0; b < nb; ++b) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(wv), e2m1x32_times2(wr + b * 16, lut));
+        const float* xb = xr + b * 32;
+        __m256 blk = _mm256_mul_ps(_mm256_loadu_ps(xb), load_s8_as_ps(wv));
+        blk = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 8), load_s8_as_ps(wv + 8), blk);
+        blk = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 16), load_s8_as_ps(wv + 16), blk);
+        blk = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 24), load_s8_as_ps(wv + 24), blk);
+        acc = _mm256_fmadd_ps(blk, _mm256_set1_ps(e8m0(ws[b])), acc);
+      }
+      a.y[t * a.ldy + n] = hsum_ps(acc) * 0.5f;  // the LUT holds 2 * value
+    }
+  }
+}
+
+void gemm_mxfp4_mxfp4_avx2(const GemmMxArgs& a) {
+  const int64_t nb = a.n_in / 32;
+  const __m256i lut = e2m1_lut();
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  for (int64_t n = a.n0; n < a.n1; ++n) {
+    const uint8_t* wr = a.w + n * (a.n_in / 2);
+    const uint8_t* ws = a.w_scales + n * nb;
+    for (int64_t t = 0; t < a.n_tokens; ++t) {
+      const int8_t* xr = a.x_e2m1 + t * a.n_in;
+      const uint8_t* xs = a.x_scales + t * nb;
+      __m256 acc = _mm256_setzero_ps();
+      for (int64_t b = 0; b < nb; ++b) {
+        const __m256i w = e2m1x32_times2(wr + b * 16, lut);
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + b * 32));
+        const __m256i p = dot32(_mm256_sign_epi8(w, w), w, x, ones16);  // exact: |2x|, |2w| <= 12
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(e8m0(xs[b]) * e8m0(ws[b])), acc);
+      }
+      a.y[t * a.ldy + n] = hsum_ps(acc) * 0.25f;
+    }
+  }
+}
+
+}  // namespace
+
+const QuantLinearKernels& quant_linear_avx2_table() {
+  static const QuantLinearKernels table{Isa::kAvx2, gemm_s8_avx2, gemm_f32_s8_avx2, gemm_f32_mxfp8_avx2,
+                                        gemm_f32_mxfp4_avx2, gemm_mxfp4_mxfp4_avx2};
+  return table;
+}
+
+}  // namespace quanta::kernels

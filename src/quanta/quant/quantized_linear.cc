@@ -1,0 +1,184 @@
+#include "quanta/quant/quantized_linear.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "quanta/core/thread_pool.h"
+
+namespace quanta::quant {
+
+float quantize_row_symmetric(const float* x, int64_t n, int qmax, int8_t* q) {
+  float amax = 0.0f;
+  for (int64_t k = 0; k < n; ++k) amax = std::max(amax, std::fabs(x[k]));
+  const float s = amax / static_cast<float>(qmax);
+  if (!(s > 0.0f) || !std::isfinite(s)) {
+    // An all-zero row quantizes to zeros (any scale gives 0); a non-finite one
+    // has no meaningful scale either: the output becomes NaN through s.
+    std::fill(q, q + n, int8_t{0});
+    return amax == 0.0f ? 0.0f : std::nanf("");
+  }
+  const float lim = static_cast<float>(qmax);
+  for (int64_t k = 0; k < n; ++k) q[k] = static_cast<int8_t>(std::clamp(std::nearbyint(x[k] / s), -lim, lim));
+  return s;
+}
+
+void quantize_row_static(const float* x, int64_t n, float scale, float offset, int8_t* q) {
+  for (int64_t k = 0; k < n; ++k) q[k] = static_cast<int8_t>(std::clamp(std::nearbyint(x[k] / scale + offset), -128.0f, 127.0f));
+}
+
+namespace {
+
+class IntLinear : public LinearKernel {
+ public:
+  IntLinear(IntLinearWeights w, const kernels::QuantLinearKernels& kt) : w_(std::move(w)), kt_(kt) {
+    n_out_ = w_.weight.dim(0);
+    n_in_ = w_.weight.dim(1);
+    if (w_.group_size <= 0) w_.group_size = n_in_;
+    n_groups_ = n_in_ / w_.group_size;
+    switch (w_.scheme) {
+      case Scheme::kW8A16: act_ = IntAct::kNone; break;
+      case Scheme::kW8A8: act_ = IntAct::kStatic8; break;
+      case Scheme::kW4A4Dynamic: act_ = IntAct::kDynamic4; break;
+      default: act_ = IntAct::kDynamic8; break;
+    }
+  }
+
+  void forward(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const override {
+    const int64_t K = n_in_, N = n_out_, G = w_.group_size;
+    const int8_t* w = w_.weight.data<int8_t>();
+    if (act_ == IntAct::kNone) {
+      pool.parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
+        const int64_t m = n1 - n0;
+        std::vector<float> part(static_cast<size_t>(n_tokens * m));
+        for (int64_t t = 0; t < n_tokens; ++t)
+          for (int64_t n = n0; n < n1; ++n) y[t * N + n] = w_.bias.empty() ? 0.0f : w_.bias[n];
+        for (int64_t g = 0; g < n_groups_; ++g) {
+          kt_.gemm_f32_s8({x + g * G, K, n_tokens, w + g * G, K, G, n0, n1, part.data(), m});
+          for (int64_t t = 0; t < n_tokens; ++t)
+            for (int64_t n = n0; n < n1; ++n) y[t * N + n] += w_.scale[n * n_groups_ + g] * part[t * m + n - n0];
+        }
+      });
+      return;
+    }
+    // Quantize the activations once; every thread reads them.
+    std::vector<int8_t> xq(static_cast<size_t>(n_tokens * K));
+    std::vector<float> st(static_cast<size_t>(n_tokens), 1.0f);
+    std::vector<std::pair<int64_t, int64_t>> minus128;  // static: (t, k) that saturated to -128
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      int8_t* q = xq.data() + t * K;
+      if (act_ == IntAct::kStatic8) {
+        quantize_row_static(x + t * K, K, w_.input_scale, w_.input_offset, q);
+        // The AVX2 dot needs activations in [-127, 127]: -128 runs as -127 and the
+        // missing -1 * W[n, k] is added back below, so the sum stays exact.
+        for (int64_t k = 0; k < K; ++k)
+          if (q[k] == -128) {
+            q[k] = -127;
+            minus128.emplace_back(t, k);
+          }
+      } else {
+        st[t] = quantize_row_symmetric(x + t * K, K, act_ == IntAct::kDynamic4 ? 7 : 127, q);
+      }
+    }
+    pool.parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
+      const int64_t m = n1 - n0;
+      std::vector<int32_t> acc(static_cast<size_t>(n_tokens * m));
+      if (act_ == IntAct::kStatic8) {
+        kt_.gemm_s8({xq.data(), K, n_tokens, w, K, K, n0, n1, acc.data(), m});
+        for (auto [t, k] : minus128)
+          for (int64_t n = n0; n < n1; ++n) acc[t * m + n - n0] -= w[n * K + k];
+        for (int64_t t = 0; t < n_tokens; ++t)
+          for (int64_t n = n0; n < n1; ++n)
+            y[t * N + n] = static_cast<float>(acc[t * m + n - n0] + w_.quant_bias[n]) * w_.deq_scale[n];
+        return;
+      }
+      for (int64_t t = 0; t < n_tokens; ++t)
+        for (int64_t n = n0; n < n1; ++n) y[t * N + n] = 0.0f;
+      for (int64_t g = 0; g < n_groups_; ++g) {
+        kt_.gemm_s8({xq.data() + g * G, K, n_tokens, w + g * G, K, G, n0, n1, acc.data(), m});
+        for (int64_t t = 0; t < n_tokens; ++t)
+          for (int64_t n = n0; n < n1; ++n)
+            y[t * N + n] += w_.scale[n * n_groups_ + g] * static_cast<float>(acc[t * m + n - n0]);
+      }
+      for (int64_t t = 0; t < n_tokens; ++t)
+        for (int64_t n = n0; n < n1; ++n) {
+          y[t * N + n] *= st[t];
+          if (!w_.bias.empty()) y[t * N + n] += w_.bias[n];
+        }
+    });
+  }
+
+  int64_t n_in() const override { return n_in_; }
+  int64_t n_out() const override { return n_out_; }
+  std::string format() const override { return scheme_name(w_.scheme); }
+  size_t weight_bytes() const override {
+    return w_.weight.nbytes() + w_.scale.size() * 4 + w_.quant_bias.size() * 4 + w_.deq_scale.size() * 4;
+  }
+
+ private:
+  IntLinearWeights w_;
+  const kernels::QuantLinearKernels& kt_;
+  IntAct act_;
+  int64_t n_out_ = 0, n_in_ = 0, n_groups_ = 1;
+};
+
+class MxLinear : public LinearKernel {
+ public:
+  MxLinear(MxLinearWeights w, const kernels::QuantLinearKernels& kt) : w_(std::move(w)), kt_(kt) {
+    n_out_ = w_.weight.dim(0);
+    n_in_ = w_.scheme == Scheme::kW8A8Mxfp8 ? w_.weight.dim(1) : 2 * w_.weight.dim(1);
+  }
+
+  void forward(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const override {
+    const int64_t K = n_in_, N = n_out_, nb = K / kMxBlock;
+    std::vector<float> xa;
+    std::vector<int8_t> x2;
+    std::vector<uint8_t> xs;
+    if (w_.scheme == Scheme::kW4A4Mxfp4) {
+      x2.resize(static_cast<size_t>(n_tokens * K));
+      xs.resize(static_cast<size_t>(n_tokens * nb));
+      std::vector<uint8_t> codes(static_cast<size_t>(K));
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        mx_quantize_row(MxElem::kE2M1, x + t * K, K, codes.data(), xs.data() + t * nb);
+        for (int64_t k = 0; k < K; ++k) x2[t * K + k] = kernels::kE2m1Times2[codes[k]];
+      }
+    } else {
+      xa.resize(static_cast<size_t>(n_tokens * K));
+      for (int64_t t = 0; t < n_tokens; ++t) mx_fake_quantize_row(MxElem::kE4M3, x + t * K, K, xa.data() + t * K);
+    }
+    const auto* wp = static_cast<const uint8_t*>(w_.weight.raw());
+    const auto* ws = w_.scale.data<uint8_t>();
+    pool.parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
+      kernels::GemmMxArgs a{xa.data(), x2.data(), xs.data(), n_tokens, K, wp, ws, n0, n1, y, N};
+      switch (w_.scheme) {
+        case Scheme::kW8A8Mxfp8: kt_.gemm_f32_mxfp8(a); break;
+        case Scheme::kW4A8Mxfp: kt_.gemm_f32_mxfp4(a); break;
+        default: kt_.gemm_mxfp4_mxfp4(a); break;
+      }
+      if (!w_.bias.empty())
+        for (int64_t t = 0; t < n_tokens; ++t)
+          for (int64_t n = n0; n < n1; ++n) y[t * N + n] += w_.bias[n];
+    });
+  }
+
+  int64_t n_in() const override { return n_in_; }
+  int64_t n_out() const override { return n_out_; }
+  std::string format() const override { return scheme_name(w_.scheme); }
+  size_t weight_bytes() const override { return w_.weight.nbytes() + w_.scale.nbytes(); }
+
+ private:
+  MxLinearWeights w_;
+  const kernels::QuantLinearKernels& kt_;
+  int64_t n_out_ = 0, n_in_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<LinearKernel> make_int_linear(IntLinearWeights w, const kernels::QuantLinearKernels& kt) {
+  return std::make_unique<IntLinear>(std::move(w), kt);
+}
+
+std::unique_ptr<LinearKernel> make_mx_linear(MxLinearWeights w, const kernels::QuantLinearKernels& kt) {
+  return std::make_unique<MxLinear>(std::move(w), kt);
+}
+
+}  // namespace quanta::quant

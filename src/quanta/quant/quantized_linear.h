@@ -1,0 +1,60 @@
+// Linear kernels of the integer and MX schemes, shared by the msModelSlim
+// method (checkpoint tensors) and online quantization (weights quantized at load).
+//
+// Math (checkpoint-formats-1.md sec. 1.5, 1.6):
+//   dynamic int:  s_t = max_k |x[t,k]| / qmax (qmax 127 or 7), x_q = round(x / s_t)
+//                 (ties to even), y = s_t * sum_g scale[n,g] * sum_{k in g} x_q W + bias
+//   static W8A8:  x_q = sat_int8(round(x / input_scale + input_offset)),
+//                 y = (sum_k x_q W + quant_bias[n]) * deq_scale[n]   (bias already folded)
+//   W8A16:        y = sum_g scale[n,g] * sum_{k in g} x W + bias
+//   MX:           activations quantized per token in 32-blocks (OCP rule, core/mx.h),
+//                 y = sum_b 2^(xs-127) 2^(ws-127) sum_{k in b} xa W + bias
+// Integer block sums are exact (int32); scales are applied in f32.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "quanta/core/mx.h"
+#include "quanta/core/tensor.h"
+#include "quanta/kernels/quant_linear.h"
+#include "quanta/quant/quant_method.h"
+#include "quanta/quant/resolver.h"
+
+namespace quanta::quant {
+
+enum class IntAct { kNone, kDynamic8, kDynamic4, kStatic8 };
+
+struct IntLinearWeights {
+  Scheme scheme = Scheme::kW8A8Dynamic;
+  Tensor weight;              // [n_out, n_in] int8 (int4 values one per byte for W4A4)
+  std::vector<float> scale;   // [n_out, n_groups] (not for static W8A8)
+  int64_t group_size = 0;     // elements per scale along n_in; n_in for per channel
+  std::vector<float> bias;    // [n_out] or empty (dynamic, W8A16)
+  // Static W8A8 only.
+  float input_scale = 1.0f;
+  float input_offset = 0.0f;
+  std::vector<int32_t> quant_bias;  // [n_out]
+  std::vector<float> deq_scale;     // [n_out]
+};
+
+struct MxLinearWeights {
+  Scheme scheme = Scheme::kW8A8Mxfp8;
+  Tensor weight;        // E4M3 [n_out, n_in] u8/f8, or E2M1 packed [n_out, n_in/2] u8
+  Tensor scale;         // [n_out, n_in/32] u8 (E8M0)
+  std::vector<float> bias;
+};
+
+// kt: the primitive table to run on (quant_linear_kernels() unless a test picks one).
+std::unique_ptr<LinearKernel> make_int_linear(IntLinearWeights w,
+                                              const kernels::QuantLinearKernels& kt = kernels::quant_linear_kernels());
+std::unique_ptr<LinearKernel> make_mx_linear(MxLinearWeights w,
+                                             const kernels::QuantLinearKernels& kt = kernels::quant_linear_kernels());
+
+// Activation quantizers, exposed for tests and online quantization.
+// Per-token symmetric: returns s_t, writes x_q in [-qmax, qmax].
+float quantize_row_symmetric(const float* x, int64_t n, int qmax, int8_t* q);
+// Static asymmetric int8 with saturation to [-128, 127].
+void quantize_row_static(const float* x, int64_t n, float scale, float offset, int8_t* q);
+
+}  // namespace quanta::quant

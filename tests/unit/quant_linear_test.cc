@@ -1,0 +1,328 @@
+// Quantized Linear kernels: every ISA path against the scalar reference, and the
+// layers (quant/quantized_linear.h) against a direct double-precision
+// computation of the spec's formulas (checkpoint-formats-1.md sec. 1.5-1.6).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "quanta/core/mx.h"
+#include "quanta/core/thread_pool.h"
+#include "quanta/kernels/quant_linear.h"
+#include "quanta/quant/quantized_linear.h"
+
+namespace quanta::kernels {
+namespace {
+
+std::vector<Isa> host_isas() {
+  std::vector<Isa> out;
+  for (int i = 0; i <= static_cast<int>(host_isa()); ++i) out.push_back(static_cast<Isa>(i));
+  return out;
+}
+
+constexpr double kEps = std::numeric_limits<float>::epsilon();
+
+// Error bound of two f32 evaluations of a length-k sum of products whose absolute
+// terms add up to abs_sum, in any order (Higham: gamma_k * sum |terms| each).
+double sum_tolerance(int64_t k, double abs_sum) {
+  const double u = kEps / 2, gamma = (k + 2) * u / (1 - (k + 2) * u);
+  return 2 * gamma * abs_sum + 1e-30;
+}
+
+struct Shape3 {
+  int64_t t, n, k;
+};
+const Shape3 kShapes[] = {{1, 1, 32}, {1, 7, 64}, {2, 9, 96}, {3, 16, 160}, {5, 13, 256}, {4, 33, 1024}};
+
+TEST(QuantLinearKernels, GemmS8IsExactOnEveryIsa) {
+  std::mt19937 rng(1);
+  for (Shape3 s : kShapes)
+    for (int64_t k : {s.k, s.k + 5}) {  // with and without a tail of 32
+      std::uniform_int_distribution<int> xd(-127, 127), wd(-128, 127);
+      std::vector<int8_t> x(s.t * k), w(s.n * k);
+      for (auto& v : x) v = static_cast<int8_t>(xd(rng));
+      for (auto& v : w) v = static_cast<int8_t>(wd(rng));
+      // Extremes: -128 weights against negative activations, the case the sign trick must get right.
+      w[0] = -128;
+      x[0] = -127;
+      std::vector<int32_t> want(s.t * s.n);
+      for (int64_t t = 0; t < s.t; ++t)
+        for (int64_t n = 0; n < s.n; ++n) {
+          int32_t a = 0;
+          for (int64_t i = 0; i < k; ++i) a += x[t * k + i] * w[n * k + i];
+          want[t * s.n + n] = a;
+        }
+      for (Isa isa : host_isas()) {
+        std::vector<int32_t> got(s.t * s.n, 7);
+        // Two row ranges, as threads split them.
+        const int64_t mid = s.n / 2;
+        quant_linear_kernels_for(isa).gemm_s8({x.data(), k, s.t, w.data(), k, k, 0, mid, got.data(), s.n});
+        quant_linear_kernels_for(isa).gemm_s8({x.data(), k, s.t, w.data(), k, k, mid, s.n, got.data() + mid, s.n});
+        EXPECT_EQ(got, want) << isa_name(isa) << " t=" << s.t << " n=" << s.n << " k=" << k;
+      }
+    }
+}
+
+TEST(QuantLinearKernels, GemmF32S8MatchesReference) {
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> wd(-128, 127);
+  for (Shape3 s : kShapes) {
+    const int64_t k = s.k + 3;
+    std::vector<float> x(s.t * k);
+    std::vector<int8_t> w(s.n * k);
+    for (auto& v : x) v = nd(rng);
+    for (auto& v : w) v = static_cast<int8_t>(wd(rng));
+    std::vector<float> ref(s.t * s.n);
+    quant_linear_reference_table().gemm_f32_s8({x.data(), k, s.t, w.data(), k, k, 0, s.n, ref.data(), s.n});
+    for (Isa isa : host_isas()) {
+      std::vector<float> got(s.t * s.n);
+      quant_linear_kernels_for(isa).gemm_f32_s8({x.data(), k, s.t, w.data(), k, k, 0, s.n, got.data(), s.n});
+      for (int64_t t = 0; t < s.t; ++t)
+        for (int64_t n = 0; n < s.n; ++n) {
+          double abs = 0;
+          for (int64_t i = 0; i < k; ++i) abs += std::fabs(double{x[t * k + i]} * w[n * k + i]);
+          EXPECT_NEAR(got[t * s.n + n], ref[t * s.n + n], sum_tolerance(k, abs)) << isa_name(isa);
+        }
+    }
+  }
+}
+
+// Random MX weights: E4M3 codes (no NaN) or packed E2M1, scales around 2^-6.
+struct MxWeights {
+  std::vector<uint8_t> w, s;
+};
+MxWeights random_mx(std::mt19937& rng, bool fp8, int64_t n, int64_t k) {
+  MxWeights m;
+  std::uniform_int_distribution<int> byte(0, 255), sc(115, 125);
+  m.w.resize(fp8 ? n * k : n * k / 2);
+  for (auto& v : m.w) {
+    v = static_cast<uint8_t>(byte(rng));
+    if (fp8 && (v & 0x7F) == 0x7F) v = 0x7E;
+  }
+  m.s.resize(n * k / 32);
+  for (auto& v : m.s) v = static_cast<uint8_t>(sc(rng));
+  return m;
+}
+
+float mx_weight(const MxWeights& m, bool fp8, int64_t k_all, int64_t n, int64_t k) {
+  const uint8_t s = m.s[n * (k_all / 32) + k / 32];
+  if (fp8) return mx_decode(MxElem::kE4M3, m.w[n * k_all + k], s);
+  const uint8_t b = m.w[n * (k_all / 2) + k / 2];
+  return mx_decode(MxElem::kE2M1, (k & 1) ? b >> 4 : b & 0xF, s);
+}
+
+TEST(QuantLinearKernels, MxGemmsMatchReference) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  for (Shape3 s : kShapes)
+    for (int kind = 0; kind < 3; ++kind) {  // 0: f32 x mxfp8, 1: f32 x mxfp4, 2: mxfp4 x mxfp4
+      const bool fp8 = kind == 0;
+      MxWeights m = random_mx(rng, fp8, s.n, s.k);
+      std::vector<float> x(s.t * s.k);
+      for (auto& v : x) v = nd(rng);
+      std::vector<int8_t> x2(s.t * s.k);
+      std::vector<uint8_t> xs(s.t * s.k / 32), codes(s.k);
+      for (int64_t t = 0; t < s.t; ++t) {
+        mx_quantize_row(MxElem::kE2M1, x.data() + t * s.k, s.k, codes.data(), xs.data() + t * (s.k / 32));
+        for (int64_t i = 0; i < s.k; ++i) x2[t * s.k + i] = kE2m1Times2[codes[i]];
+      }
+      auto run = [&](const QuantLinearKernels& kt, std::vector<float>& y) {
+        y.assign(s.t * s.n, 0.0f);
+        GemmMxArgs a{x.data(), x2.data(), xs.data(), s.t, s.k, m.w.data(), m.s.data(), 0, s.n, y.data(), s.n};
+        (kind == 0 ? kt.gemm_f32_mxfp8 : kind == 1 ? kt.gemm_f32_mxfp4 : kt.gemm_mxfp4_mxfp4)(a);
+      };
+      std::vector<float> ref;
+      run(quant_linear_reference_table(), ref);
+      for (int64_t t = 0; t < s.t; ++t)
+        for (int64_t n = 0; n < s.n; ++n) {
+          // The reference against the formula in double.
+          double want = 0, abs = 0;
+          for (int64_t i = 0; i < s.k; ++i) {
+            const double a = kind == 2 ? std::ldexp(x2[t * s.k + i] / 2.0, xs[t * (s.k / 32) + i / 32] - 127)
+                                       : double{x[t * s.k + i]};
+            const double p = a * mx_weight(m, fp8, s.k, n, i);
+            want += p;
+            abs += std::fabs(p);
+          }
+          ASSERT_NEAR(ref[t * s.n + n], want, sum_tolerance(s.k, abs)) << "kind " << kind;
+        }
+      for (Isa isa : host_isas()) {
+        std::vector<float> got;
+        run(quant_linear_kernels_for(isa), got);
+        for (int64_t t = 0; t < s.t; ++t)
+          for (int64_t n = 0; n < s.n; ++n) {
+            double abs = 0;
+            for (int64_t i = 0; i < s.k; ++i)
+              abs += std::fabs((kind == 2 ? std::ldexp(x2[t * s.k + i] / 2.0, xs[t * (s.k / 32) + i / 32] - 127)
+                                          : double{x[t * s.k + i]}) *
+                               mx_weight(m, fp8, s.k, n, i));
+            EXPECT_NEAR(got[t * s.n + n], ref[t * s.n + n], sum_tolerance(s.k, abs))
+                << isa_name(isa) << " kind " << kind << " t=" << t << " n=" << n;
+          }
+      }
+    }
+}
+
+}  // namespace
+}  // namespace quanta::kernels
+
+namespace quanta::quant {
+namespace {
+
+using kernels::Isa;
+
+constexpr double kEps = std::numeric_limits<float>::epsilon();
+
+Tensor int8_tensor(const std::vector<int8_t>& v, int64_t n, int64_t k) {
+  Tensor t = Tensor::zeros(DType::kI8, {n, k});
+  std::copy(v.begin(), v.end(), t.data_mut<int8_t>());
+  return t;
+}
+
+// W8A8_DYNAMIC / W4A4_DYNAMIC / W8A16 layers, per channel and per group, against
+// the spec formula in double: y = s_t * sum_g scale[n,g] * sum_k x_q W + bias.
+TEST(QuantizedLinear, IntSchemesMatchTheSpecFormula) {
+  ThreadPool pool(2);
+  std::mt19937 rng(4);
+  std::normal_distribution<float> nd;
+  const int64_t T = 3, N = 21, K = 128;
+  for (Scheme scheme : {Scheme::kW8A8Dynamic, Scheme::kW4A4Dynamic, Scheme::kW8A16})
+    for (int64_t G : {K, int64_t{32}}) {
+      const int qmax_w = scheme == Scheme::kW4A4Dynamic ? 7 : 127;
+      std::uniform_int_distribution<int> wd(-qmax_w - 1, qmax_w);
+      std::vector<int8_t> w(N * K);
+      for (auto& v : w) v = static_cast<int8_t>(wd(rng));
+      std::vector<float> scale(N * (K / G)), bias(N), x(T * K);
+      for (auto& v : scale) v = std::fabs(nd(rng)) * 0.01f + 1e-3f;
+      for (auto& v : bias) v = nd(rng);
+      for (auto& v : x) v = nd(rng);
+      x[5] = 0;  // a zero among the activations
+      for (Isa isa : {Isa::kScalar, kernels::host_isa()}) {
+        IntLinearWeights lw;
+        lw.scheme = scheme;
+        lw.weight = int8_tensor(w, N, K);
+        lw.scale = scale;
+        lw.group_size = G;
+        lw.bias = bias;
+        auto layer = make_int_linear(lw, kernels::quant_linear_kernels_for(isa));
+        std::vector<float> y(T * N);
+        layer->forward(x.data(), T, y.data(), pool);
+        for (int64_t t = 0; t < T; ++t) {
+          // The spec's activation quantization, written out (sec. 1.5).
+          const int qa = scheme == Scheme::kW4A4Dynamic ? 7 : 127;
+          float amax = 0;
+          for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(x[t * K + k]));
+          const float s = amax / static_cast<float>(qa);
+          for (int64_t n = 0; n < N; ++n) {
+            double want = bias[n], abs = std::fabs(bias[n]);
+            for (int64_t k = 0; k < K; ++k) {
+              const double a = scheme == Scheme::kW8A16 ? double{x[t * K + k]}
+                                                        : std::nearbyint(x[t * K + k] / s) * double{s};
+              const double p = a * w[n * K + k] * scale[n * (K / G) + k / G];
+              want += p;
+              abs += std::fabs(p);
+            }
+            EXPECT_NEAR(y[t * N + n], want, 8 * kEps * abs + (scheme == Scheme::kW8A16 ? K * kEps * abs : 0))
+                << scheme_name(scheme) << " G=" << G << " " << kernels::isa_name(isa);
+          }
+        }
+      }
+    }
+}
+
+// Static W8A8 with an input offset that drives activations to the -128 saturation
+// (the AVX2 path runs -128 as -127 plus a correction): the spec's integer formula exactly.
+TEST(QuantizedLinear, StaticW8A8MatchesTheSpecFormula) {
+  ThreadPool pool(2);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> wd(-128, 127), qb(-5000, 5000);
+  const int64_t T = 4, N = 19, K = 96;
+  std::vector<int8_t> w(N * K);
+  for (auto& v : w) v = static_cast<int8_t>(wd(rng));
+  std::vector<float> x(T * K), deq(N);
+  std::vector<int32_t> qbias(N);
+  for (auto& v : x) v = nd(rng) * 2.0f;
+  for (auto& v : deq) v = std::fabs(nd(rng)) * 1e-4f;
+  for (auto& v : qbias) v = qb(rng);
+  const float in_scale = 0.02f, in_off = -60.0f;
+  int saturated = 0;
+  for (Isa isa : {Isa::kScalar, kernels::host_isa()}) {
+    IntLinearWeights lw;
+    lw.scheme = Scheme::kW8A8;
+    lw.weight = int8_tensor(w, N, K);
+    lw.input_scale = in_scale;
+    lw.input_offset = in_off;
+    lw.quant_bias = qbias;
+    lw.deq_scale = deq;
+    auto layer = make_int_linear(lw, kernels::quant_linear_kernels_for(isa));
+    std::vector<float> y(T * N);
+    layer->forward(x.data(), T, y.data(), pool);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t n = 0; n < N; ++n) {
+        int64_t acc = qbias[n];
+        for (int64_t k = 0; k < K; ++k) {
+          const float q = std::clamp(std::nearbyint(x[t * K + k] / in_scale + in_off), -128.0f, 127.0f);
+          saturated += q == -128.0f;
+          acc += static_cast<int64_t>(q) * w[n * K + k];
+        }
+        const double want = static_cast<double>(acc) * deq[n];
+        EXPECT_NEAR(y[t * N + n], want, 2 * kEps * std::fabs(want)) << kernels::isa_name(isa);
+      }
+  }
+  EXPECT_GT(saturated, 0);  // the test really exercised -128
+}
+
+TEST(QuantizedLinear, MxSchemesMatchTheSpecFormula) {
+  ThreadPool pool(2);
+  std::mt19937 rng(6);
+  std::normal_distribution<float> nd;
+  const int64_t T = 3, N = 17, K = 128, NB = K / 32;
+  for (Scheme scheme : {Scheme::kW8A8Mxfp8, Scheme::kW4A8Mxfp, Scheme::kW4A4Mxfp4}) {
+    const bool fp8 = scheme == Scheme::kW8A8Mxfp8;
+    // Weights from real values through the MX encoder (sec. 1.6.9/1.6.10 layouts).
+    std::vector<float> wf(N * K), x(T * K), bias(N);
+    for (auto& v : wf) v = nd(rng) * 0.05f;
+    for (auto& v : x) v = nd(rng);
+    for (auto& v : bias) v = nd(rng);
+    std::vector<uint8_t> codes(N * K), scales(N * NB), packed(N * K / 2);
+    for (int64_t n = 0; n < N; ++n)
+      mx_quantize_row(fp8 ? MxElem::kE4M3 : MxElem::kE2M1, wf.data() + n * K, K, codes.data() + n * K,
+                      scales.data() + n * NB);
+    mx_pack_e2m1(codes.data(), N * K, packed.data());
+    for (Isa isa : {Isa::kScalar, kernels::host_isa()}) {
+      MxLinearWeights lw;
+      lw.scheme = scheme;
+      lw.weight = Tensor::zeros(DType::kU8, {N, fp8 ? K : K / 2});
+      std::copy_n(fp8 ? codes.data() : packed.data(), lw.weight.numel(), lw.weight.data_mut<uint8_t>());
+      lw.scale = Tensor::zeros(DType::kU8, {N, NB});
+      std::copy(scales.begin(), scales.end(), lw.scale.data_mut<uint8_t>());
+      lw.bias = bias;
+      auto layer = make_mx_linear(lw, kernels::quant_linear_kernels_for(isa));
+      std::vector<float> y(T * N);
+      layer->forward(x.data(), T, y.data(), pool);
+      for (int64_t t = 0; t < T; ++t) {
+        std::vector<float> xa(K);
+        mx_fake_quantize_row(scheme == Scheme::kW4A4Mxfp4 ? MxElem::kE2M1 : MxElem::kE4M3, x.data() + t * K, K,
+                             xa.data());
+        for (int64_t n = 0; n < N; ++n) {
+          double want = bias[n], abs = std::fabs(bias[n]);
+          for (int64_t k = 0; k < K; ++k) {
+            const double p = double{xa[k]} * mx_decode(fp8 ? MxElem::kE4M3 : MxElem::kE2M1, codes[n * K + k],
+                                                       scales[n * NB + k / 32]);
+            want += p;
+            abs += std::fabs(p);
+          }
+          EXPECT_NEAR(y[t * N + n], want, 2 * (K + 4) * kEps * abs) << scheme_name(scheme) << " "
+                                                                    << kernels::isa_name(isa);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace quanta::quant
