@@ -263,6 +263,11 @@ SafetensorsCheckpoint::SafetensorsCheckpoint(const std::string& path) : location
     open_indexed(path, (dir / kIndexName).string());
     return;
   }
+  // msModelSlim's AscendV1 saver shards as quant_model_weights-0000x-of-0000y with its own index.
+  if (fs::exists(dir / kModelSlimIndexName, ec)) {
+    open_indexed(path, (dir / kModelSlimIndexName).string());
+    return;
+  }
   if (fs::exists(dir / kSingleName, ec)) {
     files_.push_back(std::make_unique<SafetensorsFile>((dir / kSingleName).string()));
     add_file_tensors(0);
@@ -332,7 +337,7 @@ void SafetensorsCheckpoint::open_indexed(const std::string& dir, const std::stri
     const std::string shard_path = (fs::path(dir) / shard_name).string();
     std::error_code ec;
     if (!fs::exists(shard_path, ec)) {
-      throw Error("shard file is missing; " + std::string(kIndexName) + " maps " +
+      throw Error("shard file is missing; " + fs::path(index_path).filename().string() + " maps " +
                       std::to_string(mapped.size()) + " tensor(s) to it",
                   error_at(shard_path, mapped.front()));
     }
@@ -340,7 +345,7 @@ void SafetensorsCheckpoint::open_indexed(const std::string& dir, const std::stri
     const SafetensorsFile& file = *files_.back();
     for (const auto& tensor : mapped) {
       if (!file.has(tensor)) {
-        throw Error(std::string(kIndexName) + " maps the tensor to this shard, which does not hold it",
+        throw Error(fs::path(index_path).filename().string() + " maps the tensor to this shard, which does not hold it",
                     error_at(shard_path, tensor));
       }
     }
