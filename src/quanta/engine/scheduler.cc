@@ -228,10 +228,12 @@ void Scheduler::step(std::unique_lock<std::mutex>& lock) {
 
   if (!steps.empty()) {
     const int64_t vocab = model_.config().vocab_size;
-    std::vector<float> logits(steps.size() * static_cast<size_t>(vocab));
+    // Kept across steps: a fresh [batch, vocab] buffer each step is tens of MB mapped and faulted in anew.
+    if (logits_.size() < steps.size() * static_cast<size_t>(vocab)) logits_.resize(steps.size() * static_cast<size_t>(vocab));
+    float* logits = logits_.data();
     std::string error;
     try {
-      model_.forward(steps, kv_, logits.data(), pool_);
+      model_.forward(steps, kv_, logits, pool_);
     } catch (const std::exception& e) {
       error = e.what();
     }
@@ -243,7 +245,7 @@ void Scheduler::step(std::unique_lock<std::mutex>& lock) {
         continue;
       }
       if (a.kv.n_tokens < static_cast<int64_t>(a.tokens.size())) continue;  // mid-prefill chunk
-      float* row = logits.data() + static_cast<int64_t>(i) * vocab;
+      float* row = logits + static_cast<int64_t>(i) * vocab;
       TokenEvent ev;
       std::vector<float> logprobs;
       if (a.req.top_logprobs >= 0) {  // log-softmax of the raw logits, before sampling changes them

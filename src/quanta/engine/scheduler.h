@@ -132,6 +132,7 @@ class Scheduler {
   // Scheduler-thread state.
   std::deque<std::unique_ptr<Active>> waiting_;
   std::vector<std::unique_ptr<Active>> running_;
+  std::vector<float> logits_;  // [batch, vocab] of the last step; grows to the largest batch
   std::thread thread_;
 };
 
