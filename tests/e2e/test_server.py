@@ -885,12 +885,32 @@ def test_log_level_warning_drops_request_lines():
         s.stop()
 
 
-def test_bad_log_level_is_refused():
+def serve_refused(*args: str) -> str:
+    """Runs `quanta serve` with arguments it must refuse; returns its one error line."""
     binary = os.environ.get("QUANTA_BINARY", str(REPO / "build" / "quanta"))
-    p = subprocess.run([binary, "serve", "--model-path", str(FIXTURE), "--log-level", "verbose"], capture_output=True,
-                       text=True, timeout=60)  # fmt: skip
-    assert p.returncode == 1
-    assert "--log-level" in p.stderr and "verbose" in p.stderr, p.stderr
+    p = subprocess.run([binary, "serve", *args], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("quanta: error:"), p.stderr
+    return lines[0]
+
+
+def test_bad_log_level_is_refused():
+    err = serve_refused("--model-path", str(FIXTURE), "--log-level", "verbose")
+    assert "--log-level" in err and "verbose" in err, err
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--device", "npu"], ["--device", "npu", "CPU"]),
+    (["--tp-size", "2"], ["--tp-size"]),
+    (["--attention-backend", "ascend"], ["--attention-backend", "not supported"]),
+    (["--modle-path", "x"], ["--modle-path", "did you mean '--model-path'"]),
+    (["--max-concurrent-requests", "0"], ["--max-concurrent-requests"]),
+])  # fmt: skip
+def test_serve_flags_refused_with_reason(args, says):
+    err = serve_refused("--model-path", str(FIXTURE), *args)
+    for s in says:
+        assert s in err, err
 
 
 # --------------------------------------------------------------------------------------------- concurrency
