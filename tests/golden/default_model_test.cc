@@ -20,6 +20,7 @@
 
 #include "quanta/core/thread_pool.h"
 #include "quanta/engine/loader.h"
+#include "quanta/engine/perplexity.h"
 #include "quanta/format/safetensors.h"
 #include "quanta/tokenizer/tokenizer.h"
 #include "test_util.h"
@@ -28,7 +29,6 @@ namespace quanta {
 namespace {
 
 constexpr int64_t kCtx = 512;
-constexpr int64_t kFirst = kCtx / 2;  // positions kFirst..kCtx-2 of each chunk are scored
 
 const char* const kPrompts[] = {
     "The capital of France is",
@@ -116,32 +116,25 @@ TEST_F(DefaultModel, TeacherForcedTop1AndPerplexityMatchTransformers) {
   const std::vector<int32_t> ids = ids_of(ref.tensor("text_ids"));
   const std::vector<int32_t> ref_top1 = ids_of(ref.tensor("top1"));
   const Tensor ref_logprob = ref.tensor("logprob");
-  const int64_t n_chunks = static_cast<int64_t>(ids.size()) / kCtx, scored = kCtx - 1 - kFirst;
+  const int64_t n_chunks = static_cast<int64_t>(ids.size()) / kCtx, scored = engine::ppl_scored_per_chunk(kCtx);
   ASSERT_EQ(static_cast<int64_t>(ref_top1.size()), n_chunks * scored);
   ASSERT_TRUE(lm_->config.bos_token_id.has_value());
 
+  // The scoring loop is the one `quanta perplexity` runs (engine/perplexity.h).
   int64_t agree = 0, total = 0;
   double nll = 0, ref_nll = 0;
-  std::vector<float> logits(static_cast<size_t>((kCtx - kFirst) * vocab));
-  for (int64_t c = 0; c < n_chunks; ++c) {
-    std::vector<int32_t> chunk(ids.begin() + c * kCtx, ids.begin() + (c + 1) * kCtx);
-    chunk[0] = static_cast<int32_t>(*lm_->config.bos_token_id);
-    // First half for context only, then the scored half with every position's logits.
-    model::KvCache cache = lm_->model->make_cache(kCtx);
-    lm_->model->forward(chunk.data(), kFirst, cache, logits.data(), false, pool);
-    lm_->model->forward(chunk.data() + kFirst, kCtx - kFirst, cache, logits.data(), true, pool);
-    for (int64_t j = 0; j < scored; ++j) {
-      const float* row = logits.data() + j * vocab;
-      const int64_t top = std::max_element(row, row + vocab) - row;
-      double mx = row[top], sum = 0;
-      for (int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(row[v]) - mx);
-      const int32_t target = chunk[static_cast<size_t>(kFirst + j + 1)];
-      nll -= static_cast<double>(row[target]) - mx - std::log(sum);
-      ref_nll -= ref_logprob.data<float>()[c * scored + j];
-      agree += top == ref_top1[static_cast<size_t>(c * scored + j)];
-      ++total;
-    }
-  }
+  engine::run_scored_chunks(
+      *lm_->model, ids, kCtx, n_chunks, static_cast<int32_t>(*lm_->config.bos_token_id), pool,
+      [&](int64_t c, int64_t j0, int64_t n, const float* logits, const int32_t* targets) {
+        for (int64_t j = 0; j < n; ++j) {
+          const engine::RowStats s = engine::row_stats(logits + j * vocab, vocab, targets[j]);
+          const int64_t at = c * scored + j0 + j;
+          nll += s.nll;
+          ref_nll -= ref_logprob.data<float>()[at];
+          agree += s.top == ref_top1[static_cast<size_t>(at)];
+          ++total;
+        }
+      });
   const double agreement = static_cast<double>(agree) / static_cast<double>(total);
   const double ppl = std::exp(nll / static_cast<double>(total));
   const double ref_ppl = std::exp(ref_nll / static_cast<double>(total));

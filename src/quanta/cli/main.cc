@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   add(quanta::cli::add_chat_template);
   add(quanta::cli::add_serve);
   add(quanta::cli::add_inspect);
+  add(quanta::cli::add_perplexity);
 
   try {
     app.parse(argc, argv);
