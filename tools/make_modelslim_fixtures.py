@@ -35,7 +35,7 @@ import tempfile
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen3Config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -129,9 +129,12 @@ CALIB = [
 
 def make_float_model(path, seed):
     torch.manual_seed(seed)
-    words = ["<unk>", "<pad>", "<s>", "</s>"] + [chr(c) for c in range(32, 127)]
-    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    # Byte-level BPE without merges: one token per printable ASCII character ("\u0120"
+    # is ByteLevel's space), enough for calibration text and readable by quanta.
+    words = ["<unk>", "<pad>", "<s>", "</s>", "\u0120"] + [chr(c) for c in range(33, 127)]
+    tok = Tokenizer(models.BPE(vocab={w: i for i, w in enumerate(words)}, merges=[], unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
                                    eos_token="</s>")
     cfg = Qwen3Config(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,

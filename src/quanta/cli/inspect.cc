@@ -28,6 +28,7 @@
 #include "quanta/format/gguf_model.h"
 #include "quanta/format/hf_config.h"
 #include "quanta/format/safetensors.h"
+#include "quanta/quant/resolver.h"
 #include "quanta/tokenizer/tokenizer.h"
 
 namespace quanta::cli {
@@ -66,34 +67,39 @@ struct Report {
 // ---- Folders: the scheme of each tensor --------------------------------------
 //
 // The one call inspect makes to learn how a Hugging Face folder is quantized:
-// the method, and one row per checkpoint weight tensor. Until the scheme
-// resolver (quant/) lands, every folder is read as unquantized: method "unquantized",
-// every tensor FLOAT, weight bits = activation bits = its dtype's bits (W16A16
-// for bf16), no groups. The resolver replaces this body; it alone decides which
-// tensors are rows (side tensors such as weight_scale belong to their weight).
+// the method, and one row per checkpoint weight tensor, from the scheme resolver
+// (quant/resolver.h), which alone decides which tensors are rows (side tensors such
+// as weight_scale belong to their weight and add to its bytes).
 struct FolderSchemes {
   std::string method;
   std::vector<TensorRow> rows;
 };
 
 FolderSchemes folder_schemes(const std::string& dir, const format::SafetensorsCheckpoint& ckpt) {
-  (void)dir;
-  FolderSchemes out{"unquantized", {}};
-  for (const auto& file : ckpt.files()) {
-    for (const format::SafetensorsTensorInfo& t : file->tensors()) {
-      TensorRow r;
-      r.tensor = t.name;
-      r.scheme = "FLOAT";
-      r.weight_bits = dtype_bits(t.dtype);
-      const bool is_float = t.dtype == DType::kF64 || t.dtype == DType::kF32 || t.dtype == DType::kF16 ||
-                            t.dtype == DType::kBF16;
-      r.act_bits = is_float ? r.weight_bits : 0;
-      r.shape = t.shape;
-      r.bytes = t.nbytes;
-      out.rows.push_back(std::move(r));
-    }
+  const quant::CheckpointSchemes cs = quant::resolve_checkpoint_schemes(dir, ckpt);
+  FolderSchemes out{cs.method, {}};
+  auto info = [&](const std::string& name) -> const format::SafetensorsTensorInfo* {
+    for (const auto& file : ckpt.files())
+      if (const auto* t = file->find(name)) return t;
+    return nullptr;
+  };
+  for (const quant::TensorScheme& ts : cs.tensors) {
+    const format::SafetensorsTensorInfo* t = info(ts.tensor);
+    if (!t) continue;
+    TensorRow r;
+    r.tensor = ts.tensor;
+    r.scheme = ts.scheme;
+    r.weight_bits = ts.weight_bits;
+    r.act_bits = ts.act_bits;
+    r.group_size = ts.group_size;
+    r.shape = t->shape;
+    // MXFP4 stores two elements per byte: show the logical [n_out, n_in].
+    if ((ts.scheme == "W4A4_MXFP4" || ts.scheme == "W4A8_MXFP") && r.shape.size() == 2) r.shape[1] *= 2;
+    r.bytes = t->nbytes;
+    for (const auto& side : ts.side_tensors)
+      if (const auto* st = info(side)) r.bytes += st->nbytes;
+    out.rows.push_back(std::move(r));
   }
-  std::sort(out.rows.begin(), out.rows.end(), [](const TensorRow& a, const TensorRow& b) { return a.tensor < b.tensor; });
   return out;
 }
 
