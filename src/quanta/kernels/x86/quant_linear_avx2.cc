@@ -9,7 +9,9 @@
 // (subnormals included), so one shift and one cvtph per 8 elements.
 #include <immintrin.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "quanta/core/dtype.h"
 #include "quanta/kernels/quant_linear.h"
@@ -45,8 +47,8 @@ void gemm_s8_avx2(const GemmS8Args& a) {
   for (; n + 4 <= a.n1; n += 4) {
     const int8_t* w0 = a.w + n * a.ldw;
     int64_t t = 0;
-    for (; t < a.n_tokens; t += 2) {
-      const bool two = t + 1 < a.n_tokens;
+    for (; t + 2 <= a.n_tokens; t += 2) {
+      const bool two = true;
       const int8_t* x0 = a.x + t * a.ldx;
       const int8_t* x1 = two ? x0 + a.ldx : x0;
       __m256i acc[2][4];
@@ -71,6 +73,24 @@ void gemm_s8_avx2(const GemmS8Args& a) {
         }
         a.out[t * a.ld_out + (n + r - a.n0)] = s0;
         if (two) a.out[(t + 1) * a.ld_out + (n + r - a.n0)] = s1;
+      }
+    }
+    if (t < a.n_tokens) {  // the last token of an odd count (decode: the only one)
+      const int8_t* x0 = a.x + t * a.ldx;
+      __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                        _mm256_setzero_si256()};
+      for (int64_t k = 0; k < k32; k += 32) {
+        const __m256i xa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0 + k));
+        for (int r = 0; r < 4; ++r) {
+          const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + r * a.ldw + k));
+          acc[r] = _mm256_add_epi32(acc[r], dot32(_mm256_sign_epi8(w, w), w, xa, ones16));
+        }
+      }
+      for (int r = 0; r < 4; ++r) {
+        int32_t s0 = hsum_epi32(acc[r]);
+        const int8_t* wr = w0 + r * a.ldw;
+        for (int64_t k = k32; k < a.k; ++k) s0 += int32_t{x0[k]} * wr[k];
+        a.out[t * a.ld_out + (n + r - a.n0)] = s0;
       }
     }
   }
@@ -124,25 +144,39 @@ inline __m256 e4m3x8_scaled(const uint8_t* p) {
 
 inline float e8m0(uint8_t s) { return e8m0_to_f32(s); }
 
+// x[0..n) . w[0..n), n a multiple of 32.
+inline float dot_f32(const float* x, const float* w, int64_t n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+  for (int64_t k = 0; k < n; k += 32) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), _mm256_load_ps(w + k), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8), _mm256_load_ps(w + k + 8), a1);
+    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 16), _mm256_load_ps(w + k + 16), a2);
+    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 24), _mm256_load_ps(w + k + 24), a3);
+  }
+  return hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+}
+
+// Aligned scratch for one decoded weight row.
+struct RowBuffer {
+  float* p = nullptr;
+  explicit RowBuffer(int64_t n) { p = static_cast<float*>(std::aligned_alloc(32, static_cast<size_t>(n) * 4)); }
+  ~RowBuffer() { std::free(p); }
+};
+
+// Each weight row is decoded once to f32 with its block scales folded in (a
+// power of two: exact), then meets every token.
 void gemm_f32_mxfp8_avx2(const GemmMxArgs& a) {
   const int64_t nb = a.n_in / 32;
+  RowBuffer row(a.n_in);
   for (int64_t n = a.n0; n < a.n1; ++n) {
     const uint8_t* wr = a.w + n * a.n_in;
     const uint8_t* ws = a.w_scales + n * nb;
-    for (int64_t t = 0; t < a.n_tokens; ++t) {
-      const float* xr = a.x + t * a.n_in;
-      __m256 acc = _mm256_setzero_ps();
-      for (int64_t b = 0; b < nb; ++b) {
-        const float* xb = xr + b * 32;
-        const uint8_t* wb = wr + b * 32;
-        __m256 blk = _mm256_mul_ps(_mm256_loadu_ps(xb), e4m3x8_scaled(wb));
-        blk = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 8), e4m3x8_scaled(wb + 8), blk);
-        blk = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 16), e4m3x8_scaled(wb + 16), blk);
-        blk = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 24), e4m3x8_scaled(wb + 24), blk);
-        acc = _mm256_fmadd_ps(blk, _mm256_set1_ps(e8m0(ws[b])), acc);
-      }
-      a.y[t * a.ldy + n] = hsum_ps(acc) * 256.0f;  // undo the 2^-8 of the f16 trick
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m256 sc = _mm256_set1_ps(e8m0(ws[b]) * 256.0f);  // 256 undoes the f16 trick's 2^-8
+      for (int j = 0; j < 32; j += 8)
+        _mm256_store_ps(row.p + b * 32 + j, _mm256_mul_ps(e4m3x8_scaled(wr + b * 32 + j), sc));
     }
+    for (int64_t t = 0; t < a.n_tokens; ++t) a.y[t * a.ldy + n] = dot_f32(a.x + t * a.n_in, row.p, a.n_in);
   }
 }
 
@@ -164,23 +198,16 @@ void gemm_f32_mxfp4_avx2(const GemmMxArgs& a) {
   const int64_t nb = a.n_in / 32;
   const __m256i lut = e2m1_lut();
   alignas(32) int8_t wv[32];
+  RowBuffer row(a.n_in);
   for (int64_t n = a.n0; n < a.n1; ++n) {
     const uint8_t* wr = a.w + n * (a.n_in / 2);
     const uint8_t* ws = a.w_scales + n * nb;
-    for (int64_t t = 0; t < a.n_tokens; ++t) {
-      const float* xr = a.x + t * a.n_in;
-      __m256 acc = _mm256_setzero_ps();
-      for (int64_t b = 0; b < nb; ++b) {
-        _mm256_store_si256(reinterpret_cast<__m256i*>(wv), e2m1x32_times2(wr + b * 16, lut));
-        const float* xb = xr + b * 32;
-        __m256 blk = _mm256_mul_ps(_mm256_loadu_ps(xb), load_s8_as_ps(wv));
-        blk = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 8), load_s8_as_ps(wv + 8), blk);
-        blk = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 16), load_s8_as_ps(wv + 16), blk);
-        blk = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 24), load_s8_as_ps(wv + 24), blk);
-        acc = _mm256_fmadd_ps(blk, _mm256_set1_ps(e8m0(ws[b])), acc);
-      }
-      a.y[t * a.ldy + n] = hsum_ps(acc) * 0.5f;  // the LUT holds 2 * value
+    for (int64_t b = 0; b < nb; ++b) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(wv), e2m1x32_times2(wr + b * 16, lut));
+      const __m256 sc = _mm256_set1_ps(e8m0(ws[b]) * 0.5f);  // the LUT holds 2 * value
+      for (int j = 0; j < 32; j += 8) _mm256_store_ps(row.p + b * 32 + j, _mm256_mul_ps(load_s8_as_ps(wv + j), sc));
     }
+    for (int64_t t = 0; t < a.n_tokens; ++t) a.y[t * a.ldy + n] = dot_f32(a.x + t * a.n_in, row.p, a.n_in);
   }
 }
 
@@ -188,20 +215,27 @@ void gemm_mxfp4_mxfp4_avx2(const GemmMxArgs& a) {
   const int64_t nb = a.n_in / 32;
   const __m256i lut = e2m1_lut();
   const __m256i ones16 = _mm256_set1_epi16(1);
+  // One weight row decoded to int8 (2 * value) and split into magnitude and sign
+  // once, then met by every token.
+  std::vector<__m256i> wabs(static_cast<size_t>(nb)), wsgn(static_cast<size_t>(nb));
+  std::vector<float> wsc(static_cast<size_t>(nb));
   for (int64_t n = a.n0; n < a.n1; ++n) {
     const uint8_t* wr = a.w + n * (a.n_in / 2);
-    const uint8_t* ws = a.w_scales + n * nb;
+    for (int64_t b = 0; b < nb; ++b) {
+      wsgn[b] = e2m1x32_times2(wr + b * 16, lut);
+      wabs[b] = _mm256_sign_epi8(wsgn[b], wsgn[b]);
+      wsc[b] = e8m0(a.w_scales[n * nb + b]) * 0.25f;  // the 0.25 undoes 2 * 2
+    }
     for (int64_t t = 0; t < a.n_tokens; ++t) {
       const int8_t* xr = a.x_e2m1 + t * a.n_in;
       const uint8_t* xs = a.x_scales + t * nb;
       __m256 acc = _mm256_setzero_ps();
       for (int64_t b = 0; b < nb; ++b) {
-        const __m256i w = e2m1x32_times2(wr + b * 16, lut);
         const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + b * 32));
-        const __m256i p = dot32(_mm256_sign_epi8(w, w), w, x, ones16);  // exact: |2x|, |2w| <= 12
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(e8m0(xs[b]) * e8m0(ws[b])), acc);
+        const __m256i p = dot32(wabs[b], wsgn[b], x, ones16);  // exact: |2x|, |2w| <= 12
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(e8m0(xs[b]) * wsc[b]), acc);
       }
-      a.y[t * a.ldy + n] = hsum_ps(acc) * 0.25f;
+      a.y[t * a.ldy + n] = hsum_ps(acc);
     }
   }
 }
