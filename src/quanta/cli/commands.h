@@ -18,5 +18,6 @@ Command add_chat_template(CLI::App& app);
 Command add_serve(CLI::App& app);
 Command add_inspect(CLI::App& app);
 Command add_perplexity(CLI::App& app);
+Command add_quantize(CLI::App& app);
 
 }  // namespace quanta::cli

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   add(quanta::cli::add_serve);
   add(quanta::cli::add_inspect);
   add(quanta::cli::add_perplexity);
+  add(quanta::cli::add_quantize);
 
   try {
     app.parse(argc, argv);
