@@ -38,4 +38,8 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Reads one byte per page of [data, data + n) so mapped weights are resident
+// before the first token (a mapping is otherwise read lazily). Returns n.
+size_t touch_pages(const void* data, size_t n);
+
 }  // namespace quanta

@@ -8,7 +8,7 @@
 
 namespace quanta::engine {
 
-LoadedModel load_model(const std::string& path, const model::LoadProgress& progress) {
+LoadedModel load_model(const std::string& path, const model::LoadProgress& progress, const LoadOptions& options) {
   namespace fs = std::filesystem;
   if (!fs::exists(path)) throw Error("model path does not exist", {.file = path});
   LoadedModel m;
@@ -20,7 +20,7 @@ LoadedModel load_model(const std::string& path, const model::LoadProgress& progr
     m.config = format::gguf_model_config(*file);
     m.generation = format::gguf_generation_defaults(*file);
     m.source = std::make_unique<format::GgufTensorSource>(file, m.config);
-    m.method = quant::make_unquantized_method();
+    m.method = options.gguf_dequantize ? quant::make_unquantized_method() : quant::make_gguf_method();
     m.model = model::DecoderModel::load(m.config, *m.source, *m.method, progress);
     return m;
   }

@@ -20,7 +20,14 @@ struct LoadedModel {
   std::unique_ptr<model::DecoderModel> model;
 };
 
+struct LoadOptions {
+  // GGUF: dequantize every quantized weight to f32 at load and run the float
+  // kernels (what SGLang's GGUF loader does), instead of the native kernels.
+  bool gguf_dequantize = false;
+};
+
 // Throws quanta::Error naming the file/tensor/field at the first problem.
-LoadedModel load_model(const std::string& path, const model::LoadProgress& progress = {});
+LoadedModel load_model(const std::string& path, const model::LoadProgress& progress = {},
+                       const LoadOptions& options = {});
 
 }  // namespace quanta::engine

@@ -173,6 +173,16 @@ std::vector<std::string> GgufTensorSource::names() const {
   return out;
 }
 
+const GgufTensorInfo* GgufTensorSource::gguf_tensor(const std::string& name) const {
+  auto it = hf_to_gguf_.find(name);
+  return it == hf_to_gguf_.end() ? nullptr : &file_->tensor_info(it->second);
+}
+
+size_t GgufTensorSource::stored_bytes(const std::string& name) const {
+  const GgufTensorInfo* info = gguf_tensor(name);
+  return info ? info->nbytes : get(name).nbytes();
+}
+
 Tensor GgufTensorSource::get(const std::string& name) const {
   auto it = hf_to_gguf_.find(name);
   if (it == hf_to_gguf_.end())

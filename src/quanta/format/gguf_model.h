@@ -7,9 +7,9 @@
 // served as w, llama-arch q/k rows are permuted for llama.cpp's interleaved
 // ("NORM") rope, which the config asks for instead of un-permuting them.
 //
-// Quantized tensors are served dequantized to f32 at load (the behaviour of
-// SGLang's GGUF loader and of `--gguf-dequantize`); native quantized kernels
-// plug in through a QuantMethod later.
+// get() serves quantized tensors dequantized to f32 (SGLang's GGUF behaviour,
+// quanta's `--gguf-dequantize`); the gguf quantization method reads the blocks
+// as stored through gguf_tensor() instead.
 #pragma once
 
 #include <memory>
@@ -35,6 +35,12 @@ class GgufTensorSource : public TensorSource {
   std::string file_of(const std::string& name) const override { return file_->path(); }
   std::vector<std::string> names() const override;
   std::string location() const override { return file_->path(); }
+  size_t stored_bytes(const std::string& name) const override;
+
+  // The GGUF tensor served under a Hugging Face name, or nullptr: how a
+  // quantization method reads blocks as stored instead of dequantized.
+  const GgufTensorInfo* gguf_tensor(const std::string& name) const;
+  const GgufFile& file() const { return *file_; }
 
  private:
   std::shared_ptr<const GgufFile> file_;

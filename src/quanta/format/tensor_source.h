@@ -24,6 +24,8 @@ class TensorSource {
   virtual Tensor get(const std::string& name) const = 0;
   // The file a tensor lives in, for error messages ("" if unknown).
   virtual std::string file_of(const std::string& name) const = 0;
+  // Bytes the tensor occupies in the checkpoint (for load progress; no read).
+  virtual size_t stored_bytes(const std::string& name) const { return get(name).nbytes(); }
   // All tensor names, sorted.
   virtual std::vector<std::string> names() const = 0;
   // A short description of the checkpoint for messages (its folder or file).

@@ -41,18 +41,6 @@ Tensor load_vector(const format::TensorSource& source, const std::string& name, 
   return t.to_f32();
 }
 
-// Reads one byte per page so the weights are resident before the first token
-// (a mapped file is otherwise read lazily, and load progress would mean nothing).
-size_t touch_pages(const Tensor& t) {
-  const volatile uint8_t* p = static_cast<const uint8_t*>(t.raw());
-  size_t n = t.nbytes();
-  uint8_t sink = 0;
-  for (size_t i = 0; i < n; i += 4096) sink ^= p[i];
-  if (n) sink ^= p[n - 1];
-  (void)sink;
-  return n;
-}
-
 }  // namespace
 
 DecoderModel::~DecoderModel() = default;
@@ -67,30 +55,23 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
   const int64_t hidden = c.hidden_size, d_ff = c.intermediate_size;
   const int64_t q_dim = c.n_heads * c.d_head, kv_dim = c.n_kv_heads * c.d_head;
 
-  // Total bytes, for the progress line.
+  // Total bytes, for the progress line. Methods make the weights they keep
+  // resident while loading, so progress follows what has really been read.
   size_t total = 0;
-  for (const auto& name : source.names()) total += source.get(name).nbytes();
+  for (const auto& name : source.names()) total += source.stored_bytes(name);
   size_t done = 0;
   auto report = [&](size_t bytes) {
     done += bytes;
     if (progress) progress(std::min(done, total), total);
   };
-
-  m->embedding_ = source.get("model.embed_tokens.weight");
-  if (m->embedding_.shape() != Shape{c.vocab_size, hidden})
-    throw Error("shape " + shape_str(m->embedding_.shape()) + " does not match the model config, which needs " +
-                    shape_str({c.vocab_size, hidden}),
-                {.file = source.file_of("model.embed_tokens.weight"), .tensor = "model.embed_tokens.weight"});
-  if (m->embedding_.dtype() != DType::kF32 && m->embedding_.dtype() != DType::kBF16 &&
-      m->embedding_.dtype() != DType::kF16)
-    throw Error("dtype " + std::string(dtype_name(m->embedding_.dtype())) + " is not a float type",
-                {.file = source.file_of("model.embed_tokens.weight"), .tensor = "model.embed_tokens.weight"});
-  report(touch_pages(m->embedding_));
-
   auto linear = [&](const std::string& prefix, int64_t n_in, int64_t n_out, bool bias, ParallelRole role) {
-    auto k = method.load_linear(source, LinearSpec{prefix, n_in, n_out, bias, role});
-    return k;
+    return method.load_linear(source, LinearSpec{prefix, n_in, n_out, bias, role});
   };
+
+  // The embedding table is looked up row by row through the same kernel
+  // interface as a Linear, so it may be stored in any format a method reads.
+  m->embedding_ = linear("model.embed_tokens", hidden, c.vocab_size, false, ParallelRole::kReplicated);
+  report(m->embedding_->weight_bytes());
 
   for (int64_t i = 0; i < c.n_layers; ++i) {
     auto layer = std::make_unique<Layer>();
@@ -114,9 +95,9 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
     layer->up = linear(p + "mlp.up_proj", hidden, d_ff, c.mlp_bias, ParallelRole::kColumn);
     layer->down = linear(p + "mlp.down_proj", d_ff, hidden, c.mlp_bias, ParallelRole::kRow);
     size_t bytes = 0;
-    for (const char* suffix : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                               "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"})
-      bytes += touch_pages(source.get(p + suffix + ".weight"));
+    for (const auto* k : {layer->q.get(), layer->k.get(), layer->v.get(), layer->o.get(), layer->gate.get(),
+                          layer->up.get(), layer->down.get()})
+      bytes += k->weight_bytes();
     m->layers_.push_back(std::move(layer));
     report(bytes);
   }
@@ -126,7 +107,7 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
     m->lm_head_ = linear("model.embed_tokens", hidden, c.vocab_size, false, ParallelRole::kColumn);
   } else {
     m->lm_head_ = linear("lm_head", hidden, c.vocab_size, false, ParallelRole::kColumn);
-    report(touch_pages(source.get("lm_head.weight")));
+    report(m->lm_head_->weight_bytes());
   }
   m->rope_full_ = compute_rope(c.rope_full, c.d_head);
   m->rope_sliding_ = compute_rope(c.rope_sliding, c.d_head);
@@ -144,7 +125,7 @@ KvCache DecoderModel::make_cache(int64_t capacity) const {
 }
 
 size_t DecoderModel::weight_bytes() const {
-  size_t n = embedding_.nbytes();
+  size_t n = embedding_->weight_bytes();
   if (!config_.tie_word_embeddings) n += lm_head_->weight_bytes();
   for (const auto& l : layers_)
     for (const auto* k : {l->q.get(), l->k.get(), l->v.get(), l->o.get(), l->gate.get(), l->up.get(), l->down.get()})
@@ -202,13 +183,10 @@ void DecoderModel::forward(const std::vector<SequenceStep>& steps, KvPool& kv_po
   std::vector<float> attn = buffer(n_tokens * q_dim), proj = buffer(n_tokens * hidden);
   std::vector<float> gate = buffer(n_tokens * d_ff), up = buffer(n_tokens * d_ff);
 
-  // Embedding lookup (rows converted to f32), scaled for Gemma.
-  const size_t row_bytes = dtype_bytes(embedding_.dtype(), static_cast<size_t>(hidden));
+  // Embedding lookup, scaled for Gemma.
   for (int64_t t = 0; t < n_tokens; ++t) {
-    const uint8_t* row = static_cast<const uint8_t*>(embedding_.raw()) +
-                         static_cast<size_t>(batch_tokens[static_cast<size_t>(t)]) * row_bytes;
     float* xr = x.data() + t * hidden;
-    convert_to_f32(embedding_.dtype(), row, xr, static_cast<size_t>(hidden));
+    embedding_->dequantize_row(batch_tokens[static_cast<size_t>(t)], xr);
     if (c.embedding_scale != 1.0f)
       for (int64_t i = 0; i < hidden; ++i) xr[i] *= c.embedding_scale;
   }

@@ -78,7 +78,7 @@ class DecoderModel {
   DecoderModel() = default;
 
   format::ModelConfig config_;
-  Tensor embedding_;  // [vocab, hidden], as stored
+  std::unique_ptr<quant::LinearKernel> embedding_;  // [vocab, hidden], looked up by row
   Tensor final_norm_;  // [hidden] f32
   std::unique_ptr<quant::LinearKernel> lm_head_;  // [vocab, hidden]
   std::vector<std::unique_ptr<Layer>> layers_;

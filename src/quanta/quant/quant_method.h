@@ -45,6 +45,9 @@ class LinearKernel {
   virtual std::string format() const = 0;
   // Bytes of weight data the kernel reads per forward pass.
   virtual size_t weight_bytes() const = 0;
+  // Row `row` of W (the n_in weights of one output feature) as f32: how an
+  // embedding table stored as a Linear weight is looked up.
+  virtual void dequantize_row(int64_t row, float* out) const;
 };
 
 class QuantMethod {
@@ -57,5 +60,9 @@ class QuantMethod {
 
 // Float weights (f32, bf16, f16) used as stored, zero-copy from the checkpoint.
 std::unique_ptr<QuantMethod> make_unquantized_method();
+// GGUF weights multiplied in their ggml block formats, read from the file's
+// mapping (float GGUF weights go to the unquantized kernels). Needs a
+// format::GgufTensorSource.
+std::unique_ptr<QuantMethod> make_gguf_method();
 
 }  // namespace quanta::quant

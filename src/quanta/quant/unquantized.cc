@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "quanta/core/error.h"
+#include "quanta/core/mapped_file.h"
 #include "quanta/core/thread_pool.h"
 #include "quanta/kernels/kernels.h"
 #include "quanta/quant/quant_method.h"
@@ -37,6 +38,11 @@ class FloatLinear : public LinearKernel {
   int64_t n_out() const override { return weight_.dim(0); }
   std::string format() const override { return std::string(dtype_name(weight_.dtype())); }
   size_t weight_bytes() const override { return weight_.nbytes(); }
+  void dequantize_row(int64_t row, float* out) const override {
+    const size_t n = static_cast<size_t>(n_in());
+    convert_to_f32(weight_.dtype(), static_cast<const uint8_t*>(weight_.raw()) + row * dtype_bytes(weight_.dtype(), n),
+                   out, n);
+  }
 
  private:
   Tensor weight_;  // [n_out, n_in], f32/bf16/f16, a view into the checkpoint
@@ -66,6 +72,7 @@ class UnquantizedMethod : public QuantMethod {
     std::string wname = spec.prefix + ".weight";
     Tensor w = source.get(wname);
     check_tensor(source, wname, w, {spec.n_out, spec.n_in});
+    touch_pages(w.raw(), w.nbytes());
     Tensor b;
     if (spec.has_bias) {
       std::string bname = spec.prefix + ".bias";

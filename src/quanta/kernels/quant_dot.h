@@ -1,0 +1,50 @@
+// Dot products of ggml-quantized weight rows with quantized activations.
+//
+// Decoding streams every weight once per token, so the matmul runs at memory
+// speed only if the arithmetic keeps up with 4- to 8-bit weights: the
+// activations of a token are quantized once and each weight block meets them in
+// integer multiply-adds, with one float multiply per 32 weights.
+//
+// llama.cpp quantizes activations to 8 bits (Q8_0, Q8_1, Q8_K: the weight
+// type's "partner" format, checkpoint-formats-2.md §5.1/§5.6). quanta uses 16
+// bits, in blocks of 32 with an f32 scale, for every weight type: on the
+// default model (Gemma 3 270M Q4_K_M) 8-bit activations, even with one scale
+// per 32, move the greedy continuation of fixed prompts away from transformers'
+// after 3 to 15 tokens, while 12 bits and more keep all 32 tokens (the
+// measurement is in the issue note of the GGUF work). The 16-bit products cost
+// one more widening per 32 weights (vpmovsxbw + vpmaddwd instead of vpmaddubsw),
+// which decoding, bound by memory bandwidth, mostly hides.
+// Types are ggml type ids (format/ggml_types.h, GgmlType); a type with no
+// kernel here is multiplied by dequantizing its rows instead.
+#pragma once
+
+#include <cstdint>
+
+#include "quanta/kernels/kernels.h"
+
+namespace quanta::kernels {
+
+// 32 activations: x[i] ~ d * qs[i], d = max|x| / 32767.
+struct BlockQ16 {
+  float d;
+  int32_t sum[2];  // sum of qs[0..15] and of qs[16..31], for weight offsets and minimums
+  int16_t qs[32];
+};
+
+// n elements of x (n a multiple of 32) into n / 32 blocks.
+void quantize_q16(const float* x, BlockQ16* out, int64_t n);
+
+// sum_i w[i] * x[i] over n elements: w is n / block_size blocks of the weight
+// type, xq the n / 32 activation blocks.
+using QuantDotFn = float (*)(int64_t n, const void* w, const BlockQ16* xq);
+
+// The kernel for a ggml type on `isa`, or nullptr if that ISA has none for it
+// (the scalar level has none: its matmul dequantizes).
+QuantDotFn quant_dot_for(Isa isa, uint32_t ggml_type);
+// quant_dot_for(active_isa(), ggml_type).
+QuantDotFn quant_dot(uint32_t ggml_type);
+
+// Provided by the AVX2 translation unit.
+QuantDotFn quant_dot_avx2(uint32_t ggml_type);
+
+}  // namespace quanta::kernels

@@ -1,0 +1,33 @@
+// Activation quantization for the quantized dot products, and their dispatch.
+// Plain C++: it is O(n) per token against the O(n * n_out) matmul it feeds.
+#include <algorithm>
+#include <cmath>
+
+#include "quanta/kernels/quant_dot.h"
+
+namespace quanta::kernels {
+
+void quantize_q16(const float* x, BlockQ16* out, int64_t n) {
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const float* xb = x + 32 * b;
+    BlockQ16& o = out[b];
+    float amax = 0.0f;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    o.d = amax / 32767.0f;
+    const float id = amax > 0.0f ? 32767.0f / amax : 0.0f;
+    o.sum[0] = o.sum[1] = 0;
+    for (int i = 0; i < 32; ++i) {
+      o.qs[i] = static_cast<int16_t>(std::nearbyint(xb[i] * id));
+      o.sum[i / 16] += o.qs[i];
+    }
+  }
+}
+
+QuantDotFn quant_dot_for(Isa isa, uint32_t ggml_type) {
+  if (isa == Isa::kScalar) return nullptr;
+  return quant_dot_avx2(ggml_type);  // the AVX-512 level uses the AVX2 kernels for now
+}
+
+QuantDotFn quant_dot(uint32_t ggml_type) { return quant_dot_for(active_isa(), ggml_type); }
+
+}  // namespace quanta::kernels

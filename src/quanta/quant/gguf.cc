@@ -1,0 +1,150 @@
+// The gguf method: Linear weights of a GGUF file multiplied in their ggml
+// block formats, straight from the mapping (no copy, no repacking), so memory
+// is the file plus the KV cache.
+//
+// Two regimes. A few tokens (decoding) are bandwidth-bound: the activations are
+// quantized once to 16-bit blocks and each weight row is
+// streamed once through an integer dot kernel (kernels/quant_dot.h). Many tokens
+// (prompt processing) are compute-bound: a tile of weight rows is dequantized
+// into an f32 buffer that stays in cache and multiplied against every token by
+// the f32 matmul kernel, so each block is unpacked once per tile instead of once
+// per token. Types without a dot kernel (the IQ1..IQ3 and TQ grids, or any type
+// on the scalar level) use the second regime for every batch size.
+#include <algorithm>
+#include <vector>
+
+#include "quanta/core/error.h"
+#include "quanta/core/mapped_file.h"
+#include "quanta/core/thread_pool.h"
+#include "quanta/format/ggml_types.h"
+#include "quanta/format/gguf_model.h"
+#include "quanta/kernels/kernels.h"
+#include "quanta/kernels/quant_dot.h"
+#include "quanta/quant/quant_method.h"
+
+namespace quanta::quant {
+
+namespace {
+
+using format::GgmlType;
+
+// Batches of at least this many tokens take the dequantize-a-tile path even
+// when a dot kernel exists (measured in bench/gguf: below it, unpacking a tile
+// costs more than the f32 kernel saves).
+constexpr int64_t kTileMinTokens = 8;
+// f32 bytes of a dequantized tile: small enough to stay in L2 next to a block
+// of activations.
+constexpr int64_t kTileBytes = 96 * 1024;
+
+class GgufLinear : public LinearKernel {
+ public:
+  GgufLinear(const format::GgufFile& file, const format::GgufTensorInfo& info, Tensor bias)
+      : weights_(file.data(info)),
+        keepalive_(file.keepalive()),
+        type_(info.type),
+        n_out_(info.shape[0]),
+        n_in_(info.shape[1]),
+        row_bytes_(format::ggml_row_bytes(info.type, info.shape[1])),
+        bias_(std::move(bias)),
+        dot_(kernels::quant_dot(static_cast<uint32_t>(info.type))) {}
+
+  void forward(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const override {
+    if (dot_ && n_tokens < kTileMinTokens)
+      forward_dot(x, n_tokens, y, pool);
+    else
+      forward_tiles(x, n_tokens, y, pool);
+    if (!bias_.empty()) {
+      const float* b = bias_.data<float>();
+      for (int64_t t = 0; t < n_tokens; ++t)
+        for (int64_t o = 0; o < n_out_; ++o) y[t * n_out_ + o] += b[o];
+    }
+  }
+
+  int64_t n_in() const override { return n_in_; }
+  int64_t n_out() const override { return n_out_; }
+  std::string format() const override { return format::ggml_type_name(type_); }
+  size_t weight_bytes() const override { return row_bytes_ * static_cast<size_t>(n_out_); }
+  void dequantize_row(int64_t row, float* out) const override {
+    format::dequantize_row(type_, weights_ + row * row_bytes_, out, n_in_);
+  }
+
+ private:
+  void forward_dot(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const {
+    // One quantized activation row per token.
+    const int64_t n_blocks = n_in_ / 32;
+    std::vector<kernels::BlockQ16> xq(static_cast<size_t>(n_blocks * n_tokens));
+    for (int64_t t = 0; t < n_tokens; ++t) kernels::quantize_q16(x + t * n_in_, xq.data() + t * n_blocks, n_in_);
+    pool.parallel_for(n_out_, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t o = begin; o < end; ++o) {
+        const uint8_t* w = weights_ + o * row_bytes_;
+        for (int64_t t = 0; t < n_tokens; ++t) y[t * n_out_ + o] = dot_(n_in_, w, xq.data() + t * n_blocks);
+      }
+    });
+  }
+
+  void forward_tiles(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const {
+    const auto matmul = kernels::kernels().matmul_f32;
+    const int64_t tile_rows = std::max<int64_t>(4, kTileBytes / (4 * n_in_) / 4 * 4);
+    pool.parallel_for(n_out_, tile_rows, [&](int64_t begin, int64_t end) {
+      thread_local std::vector<float> tile;
+      tile.resize(static_cast<size_t>(tile_rows * n_in_));
+      for (int64_t o = begin; o < end; o += tile_rows) {
+        const int64_t rows = std::min(tile_rows, end - o);
+        for (int64_t r = 0; r < rows; ++r) dequantize_row(o + r, tile.data() + r * n_in_);
+        matmul({x, n_tokens, n_in_, tile.data(), y + o, n_out_, 0, rows});
+      }
+    });
+  }
+
+  const uint8_t* weights_;  // n_out rows of row_bytes_, inside the GGUF mapping
+  std::shared_ptr<const void> keepalive_;
+  GgmlType type_;
+  int64_t n_out_, n_in_;
+  size_t row_bytes_;
+  Tensor bias_;  // [n_out] f32, or empty
+  kernels::QuantDotFn dot_;
+};
+
+class GgufMethod : public QuantMethod {
+ public:
+  std::string name() const override { return "gguf"; }
+
+  std::unique_ptr<LinearKernel> load_linear(const format::TensorSource& source,
+                                            const LinearSpec& spec) const override {
+    const auto* gguf = dynamic_cast<const format::GgufTensorSource*>(&source);
+    if (!gguf) throw Error("the gguf quantization method reads GGUF files only", {.file = source.location()});
+    const std::string wname = spec.prefix + ".weight";
+    const format::GgufTensorInfo* info = gguf->gguf_tensor(wname);
+    // Float weights (F32/F16/BF16) run through the unquantized kernels, zero-copy.
+    if (!info || format::ggml_type_dtype(info->type)) return unquantized_->load_linear(source, spec);
+
+    const auto& type = format::ggml_type_info(info->type);
+    if (info->shape != Shape{spec.n_out, spec.n_in})
+      throw Error("shape " + shape_str(info->shape) + " does not match the model config, which needs " +
+                      shape_str({spec.n_out, spec.n_in}),
+                  {.file = gguf->location(), .tensor = info->name});
+    if (!type.has_reference)
+      throw Error("ggml type " + std::string(type.name) + " is not supported", {.file = gguf->location(), .tensor = info->name});
+    Tensor bias;
+    if (spec.has_bias) {
+      const std::string bname = spec.prefix + ".bias";
+      bias = source.get(bname).to_f32();
+      if (bias.shape() != Shape{spec.n_out})
+        throw Error("shape " + shape_str(bias.shape()) + " does not match the model config, which needs " +
+                        shape_str({spec.n_out}),
+                    {.file = gguf->location(), .tensor = bname});
+    }
+    const format::GgufFile& file = gguf->file();
+    touch_pages(file.data(*info), info->nbytes);
+    return std::make_unique<GgufLinear>(file, *info, std::move(bias));
+  }
+
+ private:
+  std::unique_ptr<QuantMethod> unquantized_ = make_unquantized_method();
+};
+
+}  // namespace
+
+std::unique_ptr<QuantMethod> make_gguf_method() { return std::make_unique<GgufMethod>(); }
+
+}  // namespace quanta::quant

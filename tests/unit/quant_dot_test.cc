@@ -1,0 +1,167 @@
+// The quantized dot kernels against the reference dequantizers.
+//
+// Weight blocks are the real ones of the gguf-py / llama.cpp fixtures
+// (tests/unit/data/gguf/dequant/TYPE.gguf, whose dequantization is bit-exact to
+// gguf-py's): every kernel must give sum_i dequant(w)[i] * dequant(xq)[i], the
+// exact math of the block format against the quantized activations, computed
+// here in double. Rows are made of the fixture's blocks in random order and
+// number, so multi-block accumulation and every block offset are exercised.
+//
+// Tolerance, from the arithmetic: the kernels' integer sums are exact; per
+// block they round a scale product, a product and an accumulation (and the
+// reference's f32 dequantization rounds once per element), each a relative
+// error <= 2^-24 of a term bounded by M = 2 max|w| sum|x| (the factor 2 covers
+// K-quant minimums, subtracted separately). So |error| <= 4 (n_32 + 8) 2^-24 M
+// with n_32 the number of 32-element groups.
+// A misplaced nibble, bit or scale changes the result by a fraction of M.
+#include "quanta/kernels/quant_dot.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "quanta/format/ggml_types.h"
+#include "quanta/format/gguf.h"
+#include "test_util.h"
+
+namespace quanta::kernels {
+namespace {
+
+using format::GgmlType;
+
+struct TypeCase {
+  const char* name;
+  GgmlType type;
+};
+
+const TypeCase kTypes[] = {
+    {"Q4_0", GgmlType::kQ4_0}, {"Q4_1", GgmlType::kQ4_1},   {"Q5_0", GgmlType::kQ5_0},
+    {"Q5_1", GgmlType::kQ5_1}, {"Q8_0", GgmlType::kQ8_0},   {"Q2_K", GgmlType::kQ2_K},
+    {"Q3_K", GgmlType::kQ3_K}, {"Q4_K", GgmlType::kQ4_K},   {"Q5_K", GgmlType::kQ5_K},
+    {"Q6_K", GgmlType::kQ6_K}, {"IQ4_NL", GgmlType::kIQ4_NL}, {"IQ4_XS", GgmlType::kIQ4_XS},
+    {"MXFP4", GgmlType::kMXFP4},
+};
+
+// Every block of every fixture tensor of the type whose values are finite.
+std::vector<std::vector<uint8_t>> fixture_blocks(const TypeCase& tc) {
+  format::GgufFile file(test::source_path(std::string("tests/unit/data/gguf/dequant/") + tc.name + ".gguf"));
+  const auto& info = format::ggml_type_info(tc.type);
+  std::vector<std::vector<uint8_t>> blocks;
+  std::vector<float> values(static_cast<size_t>(info.block_size));
+  for (const auto& t : file.tensors()) {
+    if (t.name.ends_with(".expected")) continue;
+    const uint8_t* data = file.data(t);
+    for (uint64_t off = 0; off < t.nbytes; off += info.type_size) {
+      format::dequantize_row(tc.type, data + off, values.data(), info.block_size);
+      if (!std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); })) continue;
+      blocks.emplace_back(data + off, data + off + info.type_size);
+    }
+  }
+  return blocks;
+}
+
+// The activation row as the kernel sees it: quantized, and dequantized for the reference.
+struct Activations {
+  std::vector<BlockQ16> blocks;
+  std::vector<float> values;
+};
+
+Activations quantize(const std::vector<float>& x) {
+  const int64_t n = static_cast<int64_t>(x.size());
+  Activations a;
+  a.blocks.resize(static_cast<size_t>(n / 32));
+  quantize_q16(x.data(), a.blocks.data(), n);
+  for (int64_t i = 0; i < n; ++i) a.values.push_back(a.blocks[i / 32].d * a.blocks[i / 32].qs[i % 32]);
+  return a;
+}
+
+class QuantDot : public ::testing::TestWithParam<TypeCase> {};
+
+TEST_P(QuantDot, MatchesTheDequantizedDotOnEveryIsa) {
+  const TypeCase tc = GetParam();
+  const auto& info = format::ggml_type_info(tc.type);
+  const auto blocks = fixture_blocks(tc);
+  ASSERT_GE(blocks.size(), 2u) << tc.name;
+  std::mt19937 rng(1234 + static_cast<unsigned>(tc.type));
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+
+  int checked_isas = 0;
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+    if (static_cast<int>(isa) > static_cast<int>(host_isa())) continue;
+    const QuantDotFn dot = quant_dot_for(isa, static_cast<uint32_t>(tc.type));
+    ASSERT_NE(dot, nullptr) << tc.name << " has no " << isa_name(isa) << " kernel";
+    ++checked_isas;
+    for (int trial = 0; trial < 40; ++trial) {
+      // 1 block, every block once, or a random multiset of up to 64 blocks.
+      std::vector<size_t> order;
+      if (trial < static_cast<int>(blocks.size()) && trial < 8) order = {static_cast<size_t>(trial)};
+      else if (trial == 8) for (size_t i = 0; i < blocks.size(); ++i) order.push_back(i);
+      else {
+        const size_t count = 1 + rng() % 64;
+        for (size_t i = 0; i < count; ++i) order.push_back(rng() % blocks.size());
+      }
+      std::vector<uint8_t> row;
+      for (size_t i : order) row.insert(row.end(), blocks[i].begin(), blocks[i].end());
+      const int64_t n = static_cast<int64_t>(order.size()) * info.block_size;
+
+      // Activations with outliers, like a real hidden state.
+      std::vector<float> x(static_cast<size_t>(n));
+      for (float& v : x) v = normal(rng) * (rng() % 50 == 0 ? 20.0f : 1.0f);
+      const Activations a = quantize(x);
+
+      std::vector<float> w(static_cast<size_t>(n));
+      format::dequantize_row(tc.type, row.data(), w.data(), n);
+      double want = 0.0, sum_abs_x = 0.0, max_w = 0.0;
+      for (int64_t i = 0; i < n; ++i) {
+        want += static_cast<double>(w[i]) * a.values[i];
+        sum_abs_x += std::fabs(a.values[i]);
+        max_w = std::max(max_w, static_cast<double>(std::fabs(w[i])));
+      }
+      const double bound = 4.0 * (static_cast<double>(n / 32) + 8) * std::ldexp(1.0, -24) * 2 * max_w * sum_abs_x;
+      const float got = dot(n, row.data(), a.blocks.data());
+      EXPECT_NEAR(got, want, bound) << tc.name << " on " << isa_name(isa) << ", " << order.size() << " blocks";
+    }
+  }
+  if (checked_isas == 0) GTEST_SKIP() << "this CPU runs no ISA with quantized dot kernels";
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, QuantDot, ::testing::ValuesIn(kTypes),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(QuantDot, ScalarLevelHasNoKernels) {
+  // The scalar level multiplies by dequantizing; a kernel there would go untested.
+  for (const auto& tc : kTypes) EXPECT_EQ(quant_dot_for(Isa::kScalar, static_cast<uint32_t>(tc.type)), nullptr);
+}
+
+TEST(ActivationQuantization, Q16RoundsToTheNearestStepAndKeepsTheHalfBlockSums) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<float> x(256);
+  for (float& v : x) v = normal(rng);
+  x[40] = -50.0f;                                     // the largest magnitude of block 1, negative
+  std::fill(x.begin() + 64, x.begin() + 96, 0.0f);  // an all-zero block
+  std::vector<BlockQ16> q(8);
+  quantize_q16(x.data(), q.data(), 256);
+  for (int b = 0; b < 8; ++b) {
+    float amax = 0.0f;
+    int sum[2] = {0, 0};
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[32 * b + i]));
+    EXPECT_FLOAT_EQ(q[b].d, amax / 32767.0f);
+    for (int i = 0; i < 32; ++i) {
+      sum[i / 16] += q[b].qs[i];
+      EXPECT_LE(std::fabs(q[b].d * q[b].qs[i] - x[32 * b + i]), 0.5f * q[b].d * (1 + 1e-3f));
+    }
+    EXPECT_EQ(q[b].sum[0], sum[0]);
+    EXPECT_EQ(q[b].sum[1], sum[1]);
+  }
+  EXPECT_EQ(q[1].qs[40 - 32], -32767);
+  EXPECT_EQ(q[2].d, 0.0f);
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(q[2].qs[i], 0);
+}
+
+}  // namespace
+}  // namespace quanta::kernels
