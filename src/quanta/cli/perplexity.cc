@@ -43,17 +43,19 @@ struct Tokenized {
   std::optional<int32_t> bos;
 };
 
-Tokenized tokenize_file(const std::string& model_path, const std::string& file) {
-  const std::string text = format::read_text_file(file);
-  tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(model_path);
-  Tokenized t;
-  // As llama-perplexity: the tokenizer's special tokens (BOS) added, special-token
-  // text in the file read as plain text.
-  t.ids = tok.encode(text, true, false);
+// BOS when the tokenizer adds one (each chunk then starts with it).
+std::optional<int32_t> chunk_bos(const tokenizer::Tokenizer& tok) {
   const int32_t bos = tok.special_ids().bos;
   const std::vector<int32_t> probe = tok.encode("a", true, false);
-  if (bos >= 0 && !probe.empty() && probe.front() == bos) t.bos = bos;
-  return t;
+  if (bos >= 0 && !probe.empty() && probe.front() == bos) return bos;
+  return std::nullopt;
+}
+
+Tokenized tokenize_file(const tokenizer::Tokenizer& tok, const std::string& file) {
+  const std::string text = format::read_text_file(file);
+  // As llama-perplexity: the tokenizer's special tokens (BOS) added, special-token
+  // text in the file read as plain text.
+  return {tok.encode(text, true, false), chunk_bos(tok)};
 }
 
 void check_vocab(const engine::LoadedModel& lm, const std::vector<int32_t>& ids, const std::string& where) {
@@ -77,7 +79,7 @@ void log_eta(const char* what, double per_chunk, int64_t n_chunks) {
 int run_ppl(const PerplexityOptions& o, ThreadPool& pool) {
   if (o.text_file.empty()) throw Error("is required (the text to score)", {.field = "--file"});
   if (o.n_ctx < 2) throw Error("must be at least 2", {.field = "--ctx-size"});
-  Tokenized t = tokenize_file(o.model_path, o.text_file);
+  Tokenized t = tokenize_file(tokenizer::Tokenizer::load(o.model_path), o.text_file);
   const int64_t n_tokens = static_cast<int64_t>(t.ids.size());
   if (n_tokens < 2 * o.n_ctx)
     throw Error("tokenizes to " + std::to_string(n_tokens) + " tokens; a context of " + std::to_string(o.n_ctx) +
@@ -158,28 +160,23 @@ int run_kl(const PerplexityOptions& o, ThreadPool& pool) {
     throw Error("is " + std::to_string(o.n_ctx) + ", but " + o.kl_base + " was computed with a context of " +
                     std::to_string(h.n_ctx) + " (leave --ctx-size out to use the file's)",
                 {.field = "--ctx-size"});
-  std::optional<int32_t> bos;
-  {
-    // The base file's ids must be the text's: tokenize it again when it is given.
-    tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(o.model_path);
-    const int32_t b = tok.special_ids().bos;
-    const std::vector<int32_t> probe = tok.encode("a", true, false);
-    if (b >= 0 && !probe.empty() && probe.front() == b) bos = b;
-    if (!o.text_file.empty()) {
-      Tokenized t = tokenize_file(o.model_path, o.text_file);
-      const size_t n = h.ids.size();
-      if (t.ids.size() < n)
-        throw Error("tokenizes to " + std::to_string(t.ids.size()) + " tokens, but the base file " + o.kl_base +
-                        " holds " + std::to_string(n) + ": not the text it was made from",
+  // The chunks' BOS; and the base file's ids must be the text's, when the text is given.
+  const tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(o.model_path);
+  if (!o.text_file.empty()) {
+    const Tokenized t = tokenize_file(tok, o.text_file);
+    const size_t n = h.ids.size();
+    if (t.ids.size() < n)
+      throw Error("tokenizes to " + std::to_string(t.ids.size()) + " tokens, but the base file " + o.kl_base +
+                      " holds " + std::to_string(n) + ": not the text it was made from",
+                  {.file = o.text_file});
+    for (size_t i = 0; i < n; ++i)
+      if (t.ids[i] != h.ids[i])
+        throw Error("token " + std::to_string(i) + " is " + std::to_string(t.ids[i]) + " here but " +
+                        std::to_string(h.ids[i]) + " in the base file " + o.kl_base +
+                        ": not the text (or tokenizer) it was made from",
                     {.file = o.text_file});
-      for (size_t i = 0; i < n; ++i)
-        if (t.ids[i] != h.ids[i])
-          throw Error("token " + std::to_string(i) + " is " + std::to_string(t.ids[i]) + " here but " +
-                          std::to_string(h.ids[i]) + " in the base file " + o.kl_base +
-                          ": not the text (or tokenizer) it was made from",
-                      {.file = o.text_file});
-    }
   }
+  const std::optional<int32_t> bos = chunk_bos(tok);
   engine::LoadedModel lm = engine::load_model(o.model_path);
   const int64_t vocab = lm.config.vocab_size;
   if (vocab != h.n_vocab)
