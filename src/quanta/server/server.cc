@@ -11,6 +11,7 @@
 #include "quanta/server/generation.h"
 #include "quanta/server/metrics.h"
 #include "quanta/server/request_log.h"
+#include "quanta/server/worker_pool.h"
 
 namespace quanta::server {
 
@@ -714,7 +715,7 @@ Server::Server(engine::Scheduler& scheduler, const tokenizer::Tokenizer& tok, Ch
   // A thread per request in flight up to the limit, and spares so that requests
   // over it, /health and /metrics are still answered at once.
   const int threads = impl_->opt.max_connections + 16;
-  impl_->http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  impl_->http.new_task_queue = [threads] { return new WorkerPool(static_cast<size_t>(threads)); };
   impl_->routes();
 }
 
