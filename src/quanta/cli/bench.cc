@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "quanta/cli/commands.h"
+#include "quanta/cli/quant_options.h"
 #include "quanta/core/error.h"
 #include "quanta/core/thread_pool.h"
 #include "quanta/engine/loader.h"
@@ -25,6 +26,7 @@ namespace {
 
 struct BenchOptions {
   std::string model_path;
+  engine::LoadOptions load;
   std::vector<int64_t> n_prompt = {512};
   std::vector<int64_t> n_gen = {128};
   std::vector<int> threads;
@@ -42,7 +44,7 @@ struct Result {
 int run_bench(const BenchOptions& o) {
   if (o.reps < 1) throw Error("must be at least 1", {.field = "--repetitions"});
   kernels::active_isa();
-  engine::LoadedModel lm = engine::load_model(o.model_path);
+  engine::LoadedModel lm = engine::load_model(o.model_path, {}, o.load);
   const auto& cfg = lm.config;
   std::vector<int> thread_counts = o.threads;
   if (thread_counts.empty()) thread_counts.push_back(ThreadPool::physical_cores());
@@ -114,6 +116,7 @@ int run_bench(const BenchOptions& o) {
 Command add_bench(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   CLI::App* sub = app.add_subcommand("bench", "Measure prompt-processing and generation speed (as llama-bench).");
+  add_quantization_options(sub, o->load);
   sub->footer(
       "pp<P>: one forward pass over P random prompt tokens into an empty context.\n"
       "tg<N>: N tokens generated one at a time from an empty context.\n"

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "quanta/cli/commands.h"
+#include "quanta/cli/quant_options.h"
 #include "quanta/core/error.h"
 #include "quanta/core/thread_pool.h"
 #include "quanta/engine/loader.h"
@@ -26,6 +27,7 @@ namespace {
 
 struct GenerateOptions {
   std::string model_path;
+  engine::LoadOptions load;
   std::string prompt;
   std::string prompt_ids;
   int64_t max_new_tokens = 32;
@@ -110,7 +112,7 @@ int run_generate(const GenerateOptions& o) {
                  secs > 0 ? done / 1e6 / secs : 0.0);
     std::fflush(stderr);
   };
-  engine::LoadedModel lm = engine::load_model(o.model_path, progress);
+  engine::LoadedModel lm = engine::load_model(o.model_path, progress, o.load);
   if (status.open) std::fputc('\n', stderr), status.open = false;
   const auto& cfg = lm.config;
   const auto& gen = lm.generation;
@@ -199,6 +201,7 @@ Command add_generate(CLI::App& app) {
   sub->add_option("--presence-penalty", o->presence_penalty, "Subtract this from tokens already in the output")->capture_default_str();
   sub->add_option("--seed", o->seed, "Random seed; the same seed gives the same tokens (default: random)");
   sub->add_option("--threads", o->threads, "Threads (default: the number of physical cores)");
+  add_quantization_options(sub, o->load);
   sub->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past end-of-sequence tokens");
   sub->add_flag("--ids", o->print_ids, "Print the generated token ids instead of text");
   sub->add_flag("--quiet", o->quiet, "No progress or speed lines on stderr");

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "quanta/cli/commands.h"
+#include "quanta/cli/quant_options.h"
 #include "quanta/core/error.h"
 #include "quanta/core/thread_pool.h"
 #include "quanta/engine/loader.h"
@@ -27,6 +28,7 @@ using nlohmann::ordered_json;
 
 struct PerplexityOptions {
   std::string model_path;
+  engine::LoadOptions load;
   std::string text_file;
   int64_t n_ctx = 512;
   bool n_ctx_given = false;
@@ -88,7 +90,7 @@ int run_ppl(const PerplexityOptions& o, ThreadPool& pool) {
   int64_t n_chunks = n_tokens / o.n_ctx;
   if (o.max_chunks > 0) n_chunks = std::min(n_chunks, o.max_chunks);
 
-  engine::LoadedModel lm = engine::load_model(o.model_path);
+  engine::LoadedModel lm = engine::load_model(o.model_path, {}, o.load);
   check_vocab(lm, t.ids, o.text_file);
   const int64_t vocab = lm.config.vocab_size;
 
@@ -177,7 +179,7 @@ int run_kl(const PerplexityOptions& o, ThreadPool& pool) {
                     {.file = o.text_file});
   }
   const std::optional<int32_t> bos = chunk_bos(tok);
-  engine::LoadedModel lm = engine::load_model(o.model_path);
+  engine::LoadedModel lm = engine::load_model(o.model_path, {}, o.load);
   const int64_t vocab = lm.config.vocab_size;
   if (vocab != h.n_vocab)
     throw Error("has a vocabulary of " + std::to_string(h.n_vocab) + ", the model " + o.model_path + " one of " +
@@ -275,6 +277,7 @@ Command add_perplexity(CLI::App& app) {
   auto o = std::make_shared<PerplexityOptions>();
   CLI::App* sub = app.add_subcommand("perplexity", "Perplexity over a text file, and KL divergence to a reference model "
                                                    "(as llama-perplexity).");
+  add_quantization_options(sub, o->load);
   sub->footer(
       "Method (llama.cpp's llama-perplexity): the file is tokenized once, with the tokenizer's BOS and special-token\n"
       "text read as plain text, and cut into N = tokens / CTX non-overlapping chunks of CTX tokens (the tail is\n"

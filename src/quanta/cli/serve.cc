@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "quanta/cli/commands.h"
+#include "quanta/cli/quant_options.h"
 #include "quanta/core/error.h"
 #include "quanta/core/thread_pool.h"
 #include "quanta/engine/loader.h"
@@ -25,7 +26,8 @@ namespace {
 
 struct ServeOptions {
   std::string model_path, tokenizer_path, host = "127.0.0.1", served_model_name, api_key, chat_template,
-      quantization, device = "cpu", log_level = "info";
+      device = "cpu", log_level = "info";
+  engine::LoadOptions load;
   int port = 30000;
   int tp_size = 1;
   double mem_fraction_static = 0.0;
@@ -45,9 +47,6 @@ int run_serve(const ServeOptions& o) {
     throw Error("quanta runs on the CPU; device '" + o.device + "' is not available here", {.field = "--device"});
   if (o.tp_size != 1)
     throw Error("tensor parallelism is not implemented yet; run with --tp-size 1", {.field = "--tp-size"});
-  if (!o.quantization.empty())
-    throw Error("this build detects the checkpoint's own format and has no quantization override yet",
-                {.field = "--quantization"});
   if (o.mem_fraction_static < 0 || o.mem_fraction_static >= 1)
     throw Error("must be in (0, 1)", {.field = "--mem-fraction-static"});
   // SGLang's levels; per-request lines are info.
@@ -59,7 +58,7 @@ int run_serve(const ServeOptions& o) {
   ThreadPool pool(o.threads > 0 ? o.threads : ThreadPool::physical_cores());
 
   std::fprintf(stderr, "quanta: loading %s\n", o.model_path.c_str());
-  engine::LoadedModel lm = engine::load_model(o.model_path);
+  engine::LoadedModel lm = engine::load_model(o.model_path, {}, o.load);
   const std::string tok_path = o.tokenizer_path.empty() ? o.model_path : o.tokenizer_path;
   tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(tok_path);
   if (tok.vocab_size() > lm.config.vocab_size)
@@ -217,7 +216,7 @@ Command add_serve(CLI::App& app) {
   sub->add_option("--mem-fraction-static", o->mem_fraction_static, "Share of RAM for weights plus the KV pool (default 0.8)");
   sub->add_option("--chunked-prefill-size", o->chunked_prefill_size, "Prompt tokens per step at most (<= 0: whole prompts)")->capture_default_str();
   sub->add_option("--tp-size", o->tp_size, "Tensor-parallel size (only 1 for now)")->capture_default_str();
-  sub->add_option("--quantization", o->quantization, "Override of the detected quantization method (none yet)");
+  add_quantization_options(sub, o->load);
   sub->add_option("--device", o->device, "Device (cpu)")->capture_default_str();
   sub->add_option("--log-level", o->log_level, "Log level (debug, info, warning, error, critical); info logs each request")
       ->capture_default_str();

@@ -5,6 +5,7 @@
 #include "quanta/core/error.h"
 #include "quanta/format/gguf_model.h"
 #include "quanta/format/safetensors.h"
+#include "quanta/quant/modelslim.h"
 
 namespace quanta::engine {
 
@@ -13,6 +14,9 @@ LoadedModel load_model(const std::string& path, const model::LoadProgress& progr
   if (!fs::exists(path)) throw Error("model path does not exist", {.file = path});
   LoadedModel m;
   m.path = path;
+  if (!fs::is_directory(path) && !options.quantization.empty() && options.quantization != "gguf")
+    throw Error("--quantization " + options.quantization + " contradicts the checkpoint, a GGUF file (method 'gguf')",
+                {.file = path, .field = "--quantization"});
   if (!fs::is_directory(path)) {
     if (!format::is_gguf_file(path))
       throw Error("expected a Hugging Face model folder (config.json + *.safetensors) or a GGUF file", {.file = path});
@@ -27,7 +31,10 @@ LoadedModel load_model(const std::string& path, const model::LoadProgress& progr
   m.config = format::load_model_config(path);
   m.generation = format::load_generation_config(path);
   m.source = format::open_safetensors(path);
-  m.method = quant::make_unquantized_method();
+  // The resolver decides: quant_model_description.json, config.json's
+  // quantization_config, --quantization (checked against both), online methods.
+  m.method = quant::make_folder_method(path, options.quantization, options.quantization_ignored_layers,
+                                       m.config.n_layers);
   m.model = model::DecoderModel::load(m.config, *m.source, *m.method, progress);
   return m;
 }

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "quanta/format/hf_config.h"
 #include "quanta/format/tensor_source.h"
@@ -24,6 +25,11 @@ struct LoadOptions {
   // GGUF: dequantize every quantized weight to f32 at load and run the float
   // kernels (what SGLang's GGUF loader does), instead of the native kernels.
   bool gguf_dequantize = false;
+  // Hugging Face folders: --quantization (empty: what the checkpoint says; an online
+  // method, mxfp8 or w8a8_int8, quantizes a float checkpoint at load) and the
+  // --quantization-ignored-layers substrings that keep Linears float under it.
+  std::string quantization;
+  std::vector<std::string> quantization_ignored_layers;
 };
 
 // Throws quanta::Error naming the file/tensor/field at the first problem.

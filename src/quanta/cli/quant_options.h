@@ -1,0 +1,20 @@
+// --quantization and --quantization-ignored-layers, shared by the subcommands that
+// load a model (generate, bench, perplexity, serve).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "quanta/engine/loader.h"
+
+namespace quanta::cli {
+
+inline void add_quantization_options(CLI::App* sub, engine::LoadOptions& o) {
+  sub->add_option("--quantization", o.quantization,
+                  "Quantization method: must match the checkpoint (modelslim is detected from "
+                  "quant_model_description.json), or mxfp8 / w8a8_int8 to quantize a float checkpoint at load");
+  sub->add_option("--quantization-ignored-layers", o.quantization_ignored_layers,
+                  "With an online --quantization: keep Linears whose name contains any of these in float")
+      ->delimiter(',');
+}
+
+}  // namespace quanta::cli
