@@ -74,7 +74,7 @@ TEST_P(ModelSlimGolden, LogitsMatchTheSpecReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, ModelSlimGolden, ::testing::Values("modelslim-int", "modelslim-mx"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, ModelSlimGolden, ::testing::Values("modelslim-int", "modelslim-mx", "modelslim-smooth"));
 
 // The resolver's answer per layer for the mix-bits fixture, as msModelSlim wrote it.
 TEST(ModelSlimGolden, ResolverSeesTheMixedSchemes) {

@@ -19,6 +19,10 @@ struct DecoderModel::Layer {
   Tensor input_norm;      // [hidden] f32
   Tensor post_attn_norm;  // [hidden] f32 (Gemma: after o_proj; others: before the MLP)
   Tensor pre_mlp_norm;    // [hidden] f32, Gemma only
+  // Additive biases of the two pre-block norms, [hidden] f32 or empty: msModelSlim's
+  // anti-outlier smoothing writes <norm>.bias (SGLang then patches RMSNorm to
+  // y = RMSNorm(x) * w + b, checkpoint-formats-1.md sec. 1.3).
+  Tensor input_norm_bias, mlp_norm_bias;
   Tensor post_mlp_norm;   // [hidden] f32, Gemma only
   Tensor q_norm, k_norm;  // [d_head] f32, when config.qk_norm
   std::unique_ptr<LinearKernel> q, k, v, o;  // q: [n_heads*d_head, hidden], k/v: [n_kv_heads*d_head, hidden]
@@ -39,6 +43,14 @@ Tensor load_vector(const format::TensorSource& source, const std::string& name, 
     throw Error("dtype " + std::string(dtype_name(t.dtype())) + " is not a float type",
                 {.file = source.file_of(name), .tensor = name});
   return t.to_f32();
+}
+
+// y[t, :] += b for every row t (nothing when b is empty).
+void add_rows(float* y, const Tensor& b, int64_t n_rows, int64_t n) {
+  if (b.empty()) return;
+  const float* bv = b.data<float>();
+  for (int64_t t = 0; t < n_rows; ++t)
+    for (int64_t i = 0; i < n; ++i) y[t * n + i] += bv[i];
 }
 
 }  // namespace
@@ -79,6 +91,10 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
     layer->sliding = c.layer_is_sliding[static_cast<size_t>(i)];
     layer->input_norm = load_vector(source, p + "input_layernorm.weight", hidden);
     layer->post_attn_norm = load_vector(source, p + "post_attention_layernorm.weight", hidden);
+    if (source.has(p + "input_layernorm.bias"))
+      layer->input_norm_bias = load_vector(source, p + "input_layernorm.bias", hidden);
+    const std::string mlp_norm = p + (c.gemma_norms ? "pre_feedforward_layernorm" : "post_attention_layernorm");
+    if (source.has(mlp_norm + ".bias")) layer->mlp_norm_bias = load_vector(source, mlp_norm + ".bias", hidden);
     if (c.gemma_norms) {
       layer->pre_mlp_norm = load_vector(source, p + "pre_feedforward_layernorm.weight", hidden);
       layer->post_mlp_norm = load_vector(source, p + "post_feedforward_layernorm.weight", hidden);
@@ -207,6 +223,7 @@ void DecoderModel::forward(const std::vector<SequenceStep>& steps, KvPool& kv_po
   for (size_t li = 0; li < layers_.size(); ++li) {
     const Layer& L = *layers_[li];
     kernels::rms_norm(x.data(), L.input_norm.data<float>(), h.data(), n_tokens, hidden, eps, gemma);
+    add_rows(h.data(), L.input_norm_bias, n_tokens, hidden);
     L.q->forward(h.data(), n_tokens, q.data(), pool);
     L.k->forward(h.data(), n_tokens, k.data(), pool);
     L.v->forward(h.data(), n_tokens, v.data(), pool);
@@ -246,6 +263,7 @@ void DecoderModel::forward(const std::vector<SequenceStep>& steps, KvPool& kv_po
 
     kernels::rms_norm(x.data(), (gemma ? L.pre_mlp_norm : L.post_attn_norm).data<float>(), h.data(), n_tokens,
                       hidden, eps, gemma);
+    add_rows(h.data(), L.mlp_norm_bias, n_tokens, hidden);
     L.gate->forward(h.data(), n_tokens, gate.data(), pool);
     L.up->forward(h.data(), n_tokens, up.data(), pool);
     if (c.activation == format::Activation::kSilu) {
