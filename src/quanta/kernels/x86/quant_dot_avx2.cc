@@ -58,6 +58,17 @@ inline __m256i dot32(__m256i w, const int16_t* x) {
   return _mm256_add_epi32(_mm256_madd_epi16(lo, load32(x)), _mm256_madd_epi16(hi, load32(x + 16)));
 }
 
+// Two halves of 16 signed bytes (elements 0..15 and 16..31) times 32 activations:
+// cheaper than dot32 when a block's bytes are built as halves anyway (nibbles).
+inline __m256i dot_halves(__m128i lo, __m128i hi, const int16_t* x) {
+  return _mm256_add_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(lo), load32(x)),
+                          _mm256_madd_epi16(_mm256_cvtepi8_epi16(hi), load32(x + 16)));
+}
+
+inline __m128i load16(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+inline __m128i low4(__m128i b) { return _mm_and_si128(b, _mm_set1_epi8(0x0F)); }
+inline __m128i high4(__m128i b) { return _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F)); }
+
 // The same with elements 0..15 multiplied by scale a and 16..31 by scale b.
 inline __m256i dot32_scaled(__m256i w, int a, int b, const int16_t* x) {
   const __m256i lo = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(w)),
@@ -73,11 +84,29 @@ inline __m256 fma_block(float scale, __m256i isum, __m256 acc) {
 
 inline int block_sum(const BlockQ16& x) { return x.sum[0] + x.sum[1]; }
 
-// 16 signed bytes in both 128-bit lanes, for _mm256_shuffle_epi8 lookups.
-inline __m256i table16(const int8_t* v) {
-  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(v));
-  return _mm256_set_m128i(t, t);
+// Sum over nb blocks of block(i, acc) -> acc, on two accumulators in turn: a
+// single one would chain every block on the multiply-add latency.
+template <typename F>
+inline float sum_blocks(int64_t nb, F block) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    acc0 = block(i, acc0);
+    acc1 = block(i + 1, acc1);
+  }
+  if (i < nb) acc0 = block(i, acc0);
+  return hsum(_mm256_add_ps(acc0, acc1));
 }
+
+// Four accumulators for the eight 32-element groups of a super-block.
+struct Acc4 {
+  __m256 v[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  void add(int k, float scale, __m256i isum) { v[k & 3] = fma_block(scale, isum, v[k & 3]); }
+  float sum() const { return hsum(_mm256_add_ps(_mm256_add_ps(v[0], v[1]), _mm256_add_ps(v[2], v[3]))); }
+};
+
+// 16 signed bytes, for _mm_shuffle_epi8 lookups by nibble.
+inline __m128i table16(const int8_t* v) { return load16(v); }
 
 // kvalues_iq4nl (ggml-common.h) and kvalues_mxfp4 (= 2 x E2M1, ggml-common.h).
 const int8_t kIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
@@ -94,76 +123,79 @@ inline float e8m0_half(uint8_t e) {
 // ---- 32-element blocks ----
 
 float dot_q4_0(int64_t n, const void* w, const BlockQ16* x) {  // { f16 d; u8 qs[16] }
-  const uint8_t* b = static_cast<const uint8_t*>(w);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < n / 32; ++i, b += 18) {
-    const __m256i q = _mm256_sub_epi8(nibbles(b + 2), _mm256_set1_epi8(8));
-    acc = fma_block(f16(b) * x[i].d, dot32(q, x[i].qs), acc);
-  }
-  return hsum(acc);
+  const uint8_t* base = static_cast<const uint8_t*>(w);
+  return sum_blocks(n / 32, [&](int64_t i, __m256 acc) {
+    const uint8_t* b = base + 18 * i;
+    const __m128i raw = load16(b + 2), eight = _mm_set1_epi8(8);
+    const __m256i isum = dot_halves(_mm_sub_epi8(low4(raw), eight), _mm_sub_epi8(high4(raw), eight), x[i].qs);
+    return fma_block(f16(b) * x[i].d, isum, acc);
+  });
 }
 
 float dot_q4_1(int64_t n, const void* w, const BlockQ16* x) {  // { f16 d; f16 m; u8 qs[16] }
-  const uint8_t* b = static_cast<const uint8_t*>(w);
-  __m256 acc = _mm256_setzero_ps();
+  const uint8_t* base = static_cast<const uint8_t*>(w);
   float offsets = 0.0f;
-  for (int64_t i = 0; i < n / 32; ++i, b += 20) {
-    acc = fma_block(f16(b) * x[i].d, dot32(nibbles(b + 4), x[i].qs), acc);
-    offsets += f16(b + 2) * x[i].d * static_cast<float>(block_sum(x[i]));
-  }
-  return hsum(acc) + offsets;
+  for (int64_t i = 0; i < n / 32; ++i) offsets += f16(base + 20 * i + 2) * x[i].d * static_cast<float>(block_sum(x[i]));
+  return offsets + sum_blocks(n / 32, [&](int64_t i, __m256 acc) {
+    const uint8_t* b = base + 20 * i;
+    const __m128i raw = load16(b + 4);
+    return fma_block(f16(b) * x[i].d, dot_halves(low4(raw), high4(raw), x[i].qs), acc);
+  });
 }
 
 float dot_q5_0(int64_t n, const void* w, const BlockQ16* x) {  // { f16 d; u8 qh[4]; u8 qs[16] }
-  const uint8_t* b = static_cast<const uint8_t*>(w);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < n / 32; ++i, b += 22) {
+  const uint8_t* base = static_cast<const uint8_t*>(w);
+  return sum_blocks(n / 32, [&](int64_t i, __m256 acc) {
+    const uint8_t* b = base + 22 * i;
     uint32_t qh;
     std::memcpy(&qh, b + 2, 4);
     // (nib | bit << 4) - 16 == nib - 16 where the bit is clear: set the top nibble then.
     const __m256i high = _mm256_andnot_si256(bits_to_bytes(qh), _mm256_set1_epi8(static_cast<char>(0xF0)));
-    acc = fma_block(f16(b) * x[i].d, dot32(_mm256_or_si256(nibbles(b + 6), high), x[i].qs), acc);
-  }
-  return hsum(acc);
+    return fma_block(f16(b) * x[i].d, dot32(_mm256_or_si256(nibbles(b + 6), high), x[i].qs), acc);
+  });
 }
 
 float dot_q5_1(int64_t n, const void* w, const BlockQ16* x) {  // { f16 d; f16 m; u8 qh[4]; u8 qs[16] }
-  const uint8_t* b = static_cast<const uint8_t*>(w);
-  __m256 acc = _mm256_setzero_ps();
+  const uint8_t* base = static_cast<const uint8_t*>(w);
   float offsets = 0.0f;
-  for (int64_t i = 0; i < n / 32; ++i, b += 24) {
+  for (int64_t i = 0; i < n / 32; ++i) offsets += f16(base + 24 * i + 2) * x[i].d * static_cast<float>(block_sum(x[i]));
+  return offsets + sum_blocks(n / 32, [&](int64_t i, __m256 acc) {
+    const uint8_t* b = base + 24 * i;
     uint32_t qh;
     std::memcpy(&qh, b + 4, 4);
     const __m256i q = _mm256_or_si256(nibbles(b + 8), _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(0x10)));
-    acc = fma_block(f16(b) * x[i].d, dot32(q, x[i].qs), acc);
-    offsets += f16(b + 2) * x[i].d * static_cast<float>(block_sum(x[i]));
-  }
-  return hsum(acc) + offsets;
+    return fma_block(f16(b) * x[i].d, dot32(q, x[i].qs), acc);
+  });
 }
 
 float dot_q8_0(int64_t n, const void* w, const BlockQ16* x) {  // { f16 d; i8 qs[32] }
-  const uint8_t* b = static_cast<const uint8_t*>(w);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < n / 32; ++i, b += 34) acc = fma_block(f16(b) * x[i].d, dot32(load32(b + 2), x[i].qs), acc);
-  return hsum(acc);
+  const uint8_t* base = static_cast<const uint8_t*>(w);
+  return sum_blocks(n / 32, [&](int64_t i, __m256 acc) {
+    const uint8_t* b = base + 34 * i;
+    return fma_block(f16(b) * x[i].d, dot32(load32(b + 2), x[i].qs), acc);
+  });
 }
 
 float dot_iq4_nl(int64_t n, const void* w, const BlockQ16* x) {  // { f16 d; u8 qs[16] }
-  const uint8_t* b = static_cast<const uint8_t*>(w);
-  const __m256i table = table16(kIq4nl);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < n / 32; ++i, b += 18)
-    acc = fma_block(f16(b) * x[i].d, dot32(_mm256_shuffle_epi8(table, nibbles(b + 2)), x[i].qs), acc);
-  return hsum(acc);
+  const uint8_t* base = static_cast<const uint8_t*>(w);
+  const __m128i table = table16(kIq4nl);
+  return sum_blocks(n / 32, [&](int64_t i, __m256 acc) {
+    const uint8_t* b = base + 18 * i;
+    const __m128i raw = load16(b + 2);
+    const __m256i isum = dot_halves(_mm_shuffle_epi8(table, low4(raw)), _mm_shuffle_epi8(table, high4(raw)), x[i].qs);
+    return fma_block(f16(b) * x[i].d, isum, acc);
+  });
 }
 
 float dot_mxfp4(int64_t n, const void* w, const BlockQ16* x) {  // { u8 e; u8 qs[16] }
-  const uint8_t* b = static_cast<const uint8_t*>(w);
-  const __m256i table = table16(kFp4x2);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < n / 32; ++i, b += 17)
-    acc = fma_block(e8m0_half(b[0]) * x[i].d, dot32(_mm256_shuffle_epi8(table, nibbles(b + 1)), x[i].qs), acc);
-  return hsum(acc);
+  const uint8_t* base = static_cast<const uint8_t*>(w);
+  const __m128i table = table16(kFp4x2);
+  return sum_blocks(n / 32, [&](int64_t i, __m256 acc) {
+    const uint8_t* b = base + 17 * i;
+    const __m128i raw = load16(b + 1);
+    const __m256i isum = dot_halves(_mm_shuffle_epi8(table, low4(raw)), _mm_shuffle_epi8(table, high4(raw)), x[i].qs);
+    return fma_block(e8m0_half(b[0]) * x[i].d, isum, acc);
+  });
 }
 
 // ---- 256-element super-blocks: activation blocks 8 i .. 8 i + 7 ----
@@ -182,7 +214,7 @@ inline void scale_min_k4(const uint8_t* s, int j, int& sc, int& m) {
 float dot_q2_k(int64_t n, const void* w, const BlockQ16* x) {  // { u8 scales[16]; u8 qs[64]; f16 d; f16 dmin }
   const uint8_t* b = static_cast<const uint8_t*>(w);
   const __m256i m3 = _mm256_set1_epi8(3);
-  __m256 acc = _mm256_setzero_ps();
+  Acc4 acc;
   float mins = 0.0f;
   for (int64_t i = 0; i < n / 256; ++i, b += 84, x += 8) {
     const uint8_t* sc = b;
@@ -193,18 +225,18 @@ float dot_q2_k(int64_t n, const void* w, const BlockQ16* x) {  // { u8 scales[16
         const BlockQ16& xb = x[4 * h + j];
         const int s = 8 * h + 2 * j;
         const __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
-        acc = fma_block(d * xb.d, dot32_scaled(u, sc[s] & 0xF, sc[s + 1] & 0xF, xb.qs), acc);
+        acc.add(j, d * xb.d, dot32_scaled(u, sc[s] & 0xF, sc[s + 1] & 0xF, xb.qs));
         mins += dmin * xb.d * static_cast<float>((sc[s] >> 4) * xb.sum[0] + (sc[s + 1] >> 4) * xb.sum[1]);
       }
     }
   }
-  return hsum(acc) - mins;
+  return acc.sum() - mins;
 }
 
 float dot_q3_k(int64_t n, const void* w, const BlockQ16* x) {  // { u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d }
   const uint8_t* b = static_cast<const uint8_t*>(w);
   const __m256i m3 = _mm256_set1_epi8(3), m1 = _mm256_set1_epi8(1), four = _mm256_set1_epi8(4);
-  __m256 acc = _mm256_setzero_ps();
+  Acc4 acc;
   for (int64_t i = 0; i < n / 256; ++i, b += 110, x += 8) {
     const uint8_t* s = b + 96;
     int sc[16];
@@ -224,17 +256,16 @@ float dot_q3_k(int64_t n, const void* w, const BlockQ16* x) {  // { u8 hmask[32]
         const __m256i v = _mm256_sub_epi8(_mm256_or_si256(low, _mm256_slli_epi16(hbit, 2)), four);
         const BlockQ16& xb = x[4 * h + j];
         const int k = 8 * h + 2 * j;
-        acc = fma_block(d * xb.d, dot32_scaled(v, sc[k], sc[k + 1], xb.qs), acc);
+        acc.add(j, d * xb.d, dot32_scaled(v, sc[k], sc[k + 1], xb.qs));
       }
     }
   }
-  return hsum(acc);
+  return acc.sum();
 }
 
 float dot_q4_k(int64_t n, const void* w, const BlockQ16* x) {  // { f16 d; f16 dmin; u8 scales[12]; u8 qs[128] }
   const uint8_t* b = static_cast<const uint8_t*>(w);
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  __m256 acc = _mm256_setzero_ps();
+  Acc4 acc;
   float mins = 0.0f;
   for (int64_t i = 0; i < n / 256; ++i, b += 144, x += 8) {
     const float d = f16(b), dmin = f16(b + 2);
@@ -242,20 +273,21 @@ float dot_q4_k(int64_t n, const void* w, const BlockQ16* x) {  // { f16 d; f16 d
       int sc0, m0, sc1, m1;
       scale_min_k4(b + 4, 2 * c, sc0, m0);
       scale_min_k4(b + 4, 2 * c + 1, sc1, m1);
-      const __m256i raw = load32(b + 16 + 32 * c);
+      // Bytes 32c .. 32c + 31: low nibbles are sub-block 2c, high nibbles 2c + 1.
+      const __m128i r0 = load16(b + 16 + 32 * c), r1 = load16(b + 32 + 32 * c);
       const BlockQ16 &x0 = x[2 * c], &x1 = x[2 * c + 1];
-      acc = fma_block(d * sc0 * x0.d, dot32(_mm256_and_si256(raw, m4), x0.qs), acc);
-      acc = fma_block(d * sc1 * x1.d, dot32(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), x1.qs), acc);
+      acc.add(2 * c, d * sc0 * x0.d, dot_halves(low4(r0), low4(r1), x0.qs));
+      acc.add(2 * c + 1, d * sc1 * x1.d, dot_halves(high4(r0), high4(r1), x1.qs));
       mins += dmin * (m0 * x0.d * static_cast<float>(block_sum(x0)) + m1 * x1.d * static_cast<float>(block_sum(x1)));
     }
   }
-  return hsum(acc) - mins;
+  return acc.sum() - mins;
 }
 
 float dot_q5_k(int64_t n, const void* w, const BlockQ16* x) {  // { f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128] }
   const uint8_t* b = static_cast<const uint8_t*>(w);
   const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-  __m256 acc = _mm256_setzero_ps();
+  Acc4 acc;
   float mins = 0.0f;
   for (int64_t i = 0; i < n / 256; ++i, b += 176, x += 8) {
     const float d = f16(b), dmin = f16(b + 2);
@@ -270,18 +302,18 @@ float dot_q5_k(int64_t n, const void* w, const BlockQ16* x) {  // { f16 d; f16 d
       const __m256i u_lo = _mm256_or_si256(_mm256_and_si256(raw, m4), bit_lo);
       const __m256i u_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), bit_hi);
       const BlockQ16 &x0 = x[2 * c], &x1 = x[2 * c + 1];
-      acc = fma_block(d * sc0 * x0.d, dot32(u_lo, x0.qs), acc);
-      acc = fma_block(d * sc1 * x1.d, dot32(u_hi, x1.qs), acc);
+      acc.add(2 * c, d * sc0 * x0.d, dot32(u_lo, x0.qs));
+      acc.add(2 * c + 1, d * sc1 * x1.d, dot32(u_hi, x1.qs));
       mins += dmin * (m0 * x0.d * static_cast<float>(block_sum(x0)) + m1 * x1.d * static_cast<float>(block_sum(x1)));
     }
   }
-  return hsum(acc) - mins;
+  return acc.sum() - mins;
 }
 
 float dot_q6_k(int64_t n, const void* w, const BlockQ16* x) {  // { u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d }
   const uint8_t* b = static_cast<const uint8_t*>(w);
   const __m256i m4 = _mm256_set1_epi8(0x0F), m2_4 = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
-  __m256 acc = _mm256_setzero_ps();
+  Acc4 acc;
   for (int64_t i = 0; i < n / 256; ++i, b += 210, x += 8) {
     const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
     const float d = f16(b + 208);
@@ -298,28 +330,29 @@ float dot_q6_k(int64_t n, const void* w, const BlockQ16* x) {  // { u8 ql[128]; 
       for (int g = 0; g < 4; ++g) {
         const BlockQ16& xb = x[4 * h + g];
         const int k = 8 * h + 2 * g;
-        acc = fma_block(d * xb.d, dot32_scaled(_mm256_sub_epi8(u[g], k32), sc[k], sc[k + 1], xb.qs), acc);
+        acc.add(g, d * xb.d, dot32_scaled(_mm256_sub_epi8(u[g], k32), sc[k], sc[k + 1], xb.qs));
       }
     }
   }
-  return hsum(acc);
+  return acc.sum();
 }
 
 float dot_iq4_xs(int64_t n, const void* w, const BlockQ16* x) {  // { f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128] }
   const uint8_t* b = static_cast<const uint8_t*>(w);
-  const __m256i table = table16(kIq4nl);
-  __m256 acc = _mm256_setzero_ps();
+  const __m128i table = table16(kIq4nl);
+  Acc4 acc;
   for (int64_t i = 0; i < n / 256; ++i, b += 136, x += 8) {
     uint16_t scales_h;
     std::memcpy(&scales_h, b + 2, 2);
     const float d = f16(b);
     for (int s = 0; s < 8; ++s) {
       const int ls = ((b[4 + s / 2] >> (4 * (s % 2))) & 0xF) | (((scales_h >> (2 * s)) & 3) << 4);
-      const __m256i q = _mm256_shuffle_epi8(table, nibbles(b + 8 + 16 * s));
-      acc = fma_block(d * static_cast<float>(ls - 32) * x[s].d, dot32(q, x[s].qs), acc);
+      const __m128i raw = load16(b + 8 + 16 * s);
+      const __m256i isum = dot_halves(_mm_shuffle_epi8(table, low4(raw)), _mm_shuffle_epi8(table, high4(raw)), x[s].qs);
+      acc.add(s, d * static_cast<float>(ls - 32) * x[s].d, isum);
     }
   }
-  return hsum(acc);
+  return acc.sum();
 }
 
 }  // namespace
