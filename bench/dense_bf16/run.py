@@ -223,6 +223,9 @@ def main():
     ap.add_argument("-t", "--threads", default="1,2")
     ap.add_argument("-r", "--repetitions", type=int, default=3)
     ap.add_argument("--json-out", help="write all samples here")
+    ap.add_argument("--bytes-from-quanta", action="store_true",
+                    help="weight bytes read per token = the model_size quanta reports (for quantized GGUF files, "
+                         "where the bf16 formula does not apply)")
     ap.add_argument("--max-wait", type=float, default=900,
                     help="seconds the run may wait in total, before rep pairs, for other processes to go quiet")
     a = ap.parse_args()
@@ -262,6 +265,8 @@ def main():
                          "quanta_ts": q, "llama_ts": l, "bw_gbs": bws, "other_load": probe.share(),
                          "quanta_isa": qinfo["isa"], "quanta_model_size": qinfo["model_size"]})
     elapsed = time.time() - started
+    if a.bytes_from_quanta:
+        bpt = rows[0]["quanta_model_size"]
 
     print("| test | threads | quanta t/s | llama.cpp t/s | quanta / llama.cpp | other load |")
     print("| ---- | ------: | ---------: | ------------: | -----------------: | ---------: |")
@@ -270,7 +275,7 @@ def main():
         lm, ls = mean_sd(row["llama_ts"])
         print(f"| {row['test']} | {row['threads']} | {qm:.2f} ± {qs:.2f} | {lm:.2f} ± {ls:.2f} | {qm / lm:.2f} | {row['other_load']:.0%} |")
     print()
-    print(f"Generation against the memory-bandwidth limit ({bpt / 1e9:.3f} GB of bf16 weights read per token):")
+    print(f"Generation against the memory-bandwidth limit ({bpt / 1e9:.3f} GB of weights read per token):")
     print()
     print("| test | threads | read bandwidth GB/s | quanta GB/s | quanta share | llama.cpp GB/s | llama.cpp share |")
     print("| ---- | ------: | ------------------: | ----------: | -----------: | -------------: | --------------: |")

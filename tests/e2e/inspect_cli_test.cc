@@ -19,6 +19,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "quanta/format/ggml_types.h"
+#include "quanta/kernels/quant_dot.h"
 #include "test_util.h"
 
 namespace quanta {
@@ -73,7 +75,12 @@ void check_gguf_fixture(const std::string& stem) {
     EXPECT_EQ(layer.at("group_size").get<int64_t>(), kGroup.at(scheme)) << name;
     const int wbits = scheme == "F32" ? 32 : scheme[1] - '0';
     EXPECT_EQ(layer.at("weight_bits").get<int>(), wbits) << name;
-    EXPECT_EQ(layer.at("act_bits").get<int>(), scheme == "F32" ? 32 : 8) << name;
+    // Quantized types meet 16-bit activations where this CPU has a dot kernel, f32 otherwise.
+    uint32_t id = 0;
+    while (id < format::kGgmlTypeCount && format::ggml_type_name(id) != scheme) ++id;
+    ASSERT_LT(id, format::kGgmlTypeCount) << scheme;
+    const int abits = scheme == "F32" || !kernels::quant_dot(id) ? 32 : 16;
+    EXPECT_EQ(layer.at("act_bits").get<int>(), abits) << name;
     // GGUF names, not Hugging Face ones.
     EXPECT_TRUE(name.rfind("blk.", 0) == 0 || name.rfind("token_embd", 0) == 0 || name.rfind("output", 0) == 0)
         << name;
@@ -102,7 +109,8 @@ TEST(InspectCli, GgufTextTableAndTokenizer) {
   std::istringstream line(r.out.substr(at + 1, r.out.find('\n', at + 1) - at - 1));
   std::vector<std::string> cols;
   for (std::string w; line >> w;) cols.push_back(w);
-  EXPECT_EQ(cols, (std::vector<std::string>{"blk.0.attn_q.weight", "Q4_K", "4", "8", "256", "[256,", "256]", "36864",
+  const std::string abits = kernels::quant_dot(static_cast<uint32_t>(format::GgmlType::kQ4_K)) ? "16" : "32";
+  EXPECT_EQ(cols, (std::vector<std::string>{"blk.0.attn_q.weight", "Q4_K", "4", abits, "256", "[256,", "256]", "36864",
                                             "4.500"}));
 }
 

@@ -28,6 +28,7 @@
 #include "quanta/format/gguf_model.h"
 #include "quanta/format/hf_config.h"
 #include "quanta/format/safetensors.h"
+#include "quanta/kernels/quant_dot.h"
 #include "quanta/quant/resolver.h"
 #include "quanta/tokenizer/tokenizer.h"
 
@@ -118,10 +119,11 @@ int ggml_weight_bits(std::string_view name) {
   return bits;
 }
 
-// Bits of the activations llama.cpp's CPU backend pairs a weight type with in its
-// dot products (ggml-cpu type_traits_cpu[].vec_dot_type): every quantized type
-// takes Q8_0, Q8_1 or Q8_K activations (8 bits); F16 and BF16 take their own
-// type (16); F32 and F64 theirs; integer tensors are no matmul operands (0).
+// Bits of the activations quanta multiplies a GGUF weight with when decoding:
+// quantized types with a dot kernel on this CPU meet 16-bit activation blocks
+// (kernels/quant_dot.h), the others are dequantized and meet f32 (as every
+// type does in prompts of 8 tokens or more); F16/BF16 are named W16A16 as in
+// Hugging Face folders; integer tensors are no matmul operands (0).
 int ggml_act_bits(format::GgmlType t) {
   using format::GgmlType;
   switch (t) {
@@ -133,7 +135,7 @@ int ggml_act_bits(format::GgmlType t) {
     case GgmlType::kI16:
     case GgmlType::kI32:
     case GgmlType::kI64: return 0;
-    default: return 8;
+    default: return kernels::quant_dot(static_cast<uint32_t>(t)) ? 16 : 32;
   }
 }
 
@@ -413,8 +415,9 @@ Command add_inspect(CLI::App& app) {
       "Hugging Face names for a folder):\n"
       "  scheme       GGUF: the ggml type (Q4_K, Q6_K, F32, ...); folder: FLOAT for unquantized tensors\n"
       "  w_bits       nominal bits of a stored weight element (Q4_K 4, Q6_K 6, BF16 16)\n"
-      "  a_bits       bits of the activations the weight is multiplied with: GGUF quantized types 8 (the\n"
-      "               Q8_0/Q8_1/Q8_K partner format of llama.cpp's dot products), F16/BF16 16, F32 32;\n"
+      "  a_bits       bits of the activations the weight is multiplied with when decoding: GGUF quantized\n"
+      "               types 16 (16-bit blocks of 32 in quanta's dot kernels; 32 for types this CPU has no\n"
+      "               kernel for, which run dequantized), F16/BF16 16, F32 32;\n"
       "               FLOAT tensors: their dtype's bits (bf16 is W16A16); 0 for integer tensors\n"
       "  group        elements per quantization block: the ggml block size (32 for Q4_0/Q8_0; the 256-element\n"
       "               super-block for K-quants, whose 16- or 32-element sub-blocks carry 6- or 8-bit scales);\n"

@@ -1,5 +1,5 @@
-// --quantization and --quantization-ignored-layers, shared by the subcommands that
-// load a model (generate, bench, perplexity, serve).
+// --quantization, --quantization-ignored-layers and --gguf-dequantize, shared by
+// the subcommands that load a model (generate, bench, perplexity, serve).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -15,6 +15,9 @@ inline void add_quantization_options(CLI::App* sub, engine::LoadOptions& o) {
   sub->add_option("--quantization-ignored-layers", o.quantization_ignored_layers,
                   "With an online --quantization: keep Linears whose name contains any of these in float")
       ->delimiter(',');
+  sub->add_flag("--gguf-dequantize", o.gguf_dequantize,
+                "GGUF: dequantize every weight to f32 at load and run float kernels (SGLang's GGUF behaviour; "
+                "3-8x the memory) instead of multiplying the blocks as stored");
 }
 
 }  // namespace quanta::cli
