@@ -122,8 +122,32 @@ TEST_P(QuantDot, MatchesTheDequantizedDotOnEveryIsa) {
         max_w = std::max(max_w, static_cast<double>(std::fabs(w[i])));
       }
       const double bound = 4.0 * (static_cast<double>(n / 32) + 8) * std::ldexp(1.0, -24) * 2 * max_w * sum_abs_x;
-      const float got = dot(n, row.data(), a.blocks.data());
+      float got = 0.0f;
+      dot(n, row.data(), a.blocks.data(), n / 32, 1, &got);
       EXPECT_NEAR(got, want, bound) << tc.name << " on " << isa_name(isa) << ", " << order.size() << " blocks";
+
+      // Several tokens at once (the weight decoded once per four) give each token's own dot product.
+      if (trial % 8 == 0) {
+        const int n_tokens = 1 + trial % 7;
+        std::vector<Activations> tokens;
+        std::vector<BlockQ16> all;
+        for (int t = 0; t < n_tokens; ++t) {
+          std::vector<float> xt(static_cast<size_t>(n));
+          for (float& v : xt) v = normal(rng);
+          tokens.push_back(quantize(xt));
+          all.insert(all.end(), tokens.back().blocks.begin(), tokens.back().blocks.end());
+        }
+        std::vector<float> outs(static_cast<size_t>(n_tokens));
+        dot(n, row.data(), all.data(), n / 32, n_tokens, outs.data());
+        for (int t = 0; t < n_tokens; ++t) {
+          float single = 0.0f;
+          dot(n, row.data(), tokens[t].blocks.data(), n / 32, 1, &single);
+          double sum_abs = 0.0;
+          for (float v : tokens[t].values) sum_abs += std::fabs(v);
+          EXPECT_NEAR(outs[t], single, 2.0 * (static_cast<double>(n / 32) + 8) * std::ldexp(1.0, -24) * 2 * max_w * sum_abs)
+              << tc.name << " token " << t << " of " << n_tokens;
+        }
+      }
     }
   }
   if (checked_isas == 0) GTEST_SKIP() << "this CPU runs no ISA with quantized dot kernels";

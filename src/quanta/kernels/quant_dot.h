@@ -34,9 +34,10 @@ struct BlockQ16 {
 // n elements of x (n a multiple of 32) into n / 32 blocks.
 void quantize_q16(const float* x, BlockQ16* out, int64_t n);
 
-// sum_i w[i] * x[i] over n elements: w is n / block_size blocks of the weight
-// type, xq the n / 32 activation blocks.
-using QuantDotFn = float (*)(int64_t n, const void* w, const BlockQ16* xq);
+// out[t] = sum_i w[i] * x_t[i] over n elements, for n_tokens tokens: w is
+// n / block_size blocks of the weight type, token t's n / 32 activation blocks
+// start at xq + t * x_stride. Each weight block is decoded once per four tokens.
+using QuantDotFn = void (*)(int64_t n, const void* w, const BlockQ16* xq, int64_t x_stride, int n_tokens, float* out);
 
 // The kernel for a ggml type on `isa`, or nullptr if that ISA has none for it
 // (the scalar level has none: its matmul dequantizes).

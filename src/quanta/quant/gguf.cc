@@ -76,9 +76,10 @@ class GgufLinear : public LinearKernel {
     std::vector<kernels::BlockQ16> xq(static_cast<size_t>(n_blocks * n_tokens));
     for (int64_t t = 0; t < n_tokens; ++t) kernels::quantize_q16(x + t * n_in_, xq.data() + t * n_blocks, n_in_);
     pool.parallel_for(n_out_, 16, [&](int64_t begin, int64_t end) {
+      std::vector<float> out(static_cast<size_t>(n_tokens));
       for (int64_t o = begin; o < end; ++o) {
-        const uint8_t* w = weights_ + o * row_bytes_;
-        for (int64_t t = 0; t < n_tokens; ++t) y[t * n_out_ + o] = dot_(n_in_, w, xq.data() + t * n_blocks);
+        dot_(n_in_, weights_ + o * row_bytes_, xq.data(), n_blocks, static_cast<int>(n_tokens), out.data());
+        for (int64_t t = 0; t < n_tokens; ++t) y[t * n_out_ + o] = out[static_cast<size_t>(t)];
       }
     });
   }
