@@ -34,7 +34,7 @@ double sum_tolerance(int64_t k, double abs_sum) {
 struct Shape3 {
   int64_t t, n, k;
 };
-const Shape3 kShapes[] = {{1, 1, 32}, {1, 7, 64}, {2, 9, 96}, {3, 16, 160}, {5, 13, 256}, {4, 33, 1024}};
+const Shape3 kShapes[] = {{1, 1, 32}, {1, 7, 64}, {2, 9, 96}, {3, 16, 160}, {5, 13, 256}, {4, 33, 1024}, {53, 6, 64}};
 
 TEST(QuantLinearKernels, GemmS8IsExactOnEveryIsa) {
   std::mt19937 rng(1);
@@ -188,7 +188,8 @@ TEST(QuantizedLinear, IntSchemesMatchTheSpecFormula) {
   ThreadPool pool(2);
   std::mt19937 rng(4);
   std::normal_distribution<float> nd;
-  const int64_t T = 3, N = 21, K = 128;
+  const int64_t N = 21, K = 128;
+  for (int64_t T : {3, 50})
   for (Scheme scheme : {Scheme::kW8A8Dynamic, Scheme::kW4A4Dynamic, Scheme::kW8A16})
     for (int64_t G : {K, int64_t{32}}) {
       const int qmax_w = scheme == Scheme::kW4A4Dynamic ? 7 : 127;
@@ -280,7 +281,9 @@ TEST(QuantizedLinear, MxSchemesMatchTheSpecFormula) {
   ThreadPool pool(2);
   std::mt19937 rng(6);
   std::normal_distribution<float> nd;
-  const int64_t T = 3, N = 17, K = 128, NB = K / 32;
+  const int64_t N = 37, K = 128, NB = K / 32;
+  // 3 tokens take the block kernels, 50 the prefill path (rows decoded for the float matmul).
+  for (int64_t T : {3, 50})
   for (Scheme scheme : {Scheme::kW8A8Mxfp8, Scheme::kW4A8Mxfp, Scheme::kW4A4Mxfp4}) {
     const bool fp8 = scheme == Scheme::kW8A8Mxfp8;
     // Weights from real values through the MX encoder (sec. 1.6.9/1.6.10 layouts).

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "quanta/core/dtype.h"
 #include "quanta/core/thread_pool.h"
 
 namespace quanta::quant {
@@ -130,6 +131,7 @@ class MxLinear : public LinearKernel {
 
   void forward(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const override {
     const int64_t K = n_in_, N = n_out_, nb = K / kMxBlock;
+    if (n_tokens >= kPrefillTokens) return forward_prefill(x, n_tokens, y, pool);
     std::vector<float> xa;
     std::vector<int8_t> x2;
     std::vector<uint8_t> xs;
@@ -166,6 +168,51 @@ class MxLinear : public LinearKernel {
   size_t weight_bytes() const override { return w_.weight.nbytes() + w_.scale.nbytes(); }
 
  private:
+  static constexpr int64_t kPrefillTokens = 4;
+
+  // Many tokens: an MX value (element * 2^k) is exact in f32, so the activations are
+  // MX-rounded to f32, each block of weight rows is decoded to f32 once per block of
+  // tokens, and the float matmul kernel does the products (same math as the block
+  // kernels, another summation order).
+  void forward_prefill(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const {
+    const int64_t K = n_in_, N = n_out_, nb = K / kMxBlock;
+    const MxElem act = w_.scheme == Scheme::kW4A4Mxfp4 ? MxElem::kE2M1 : MxElem::kE4M3;
+    const MxElem wel = w_.scheme == Scheme::kW8A8Mxfp8 ? MxElem::kE4M3 : MxElem::kE2M1;
+    std::vector<float> xa(static_cast<size_t>(n_tokens * K));
+    for (int64_t t = 0; t < n_tokens; ++t) mx_fake_quantize_row(act, x + t * K, K, xa.data() + t * K);
+    const auto* wp = static_cast<const uint8_t*>(w_.weight.raw());
+    const auto* ws = w_.scale.data<uint8_t>();
+    const auto& fk = kernels::kernels_for(kt_.isa);
+    // Element code -> f32 table, built once per call (256 entries).
+    float lut[256];
+    for (int c = 0; c < 256; ++c) lut[c] = mx_elem_to_f32(wel, static_cast<uint8_t>(wel == MxElem::kE2M1 ? c & 0xF : c));
+    constexpr int64_t kRowsPerTile = 16, kTokenBlock = 48;
+    pool.parallel_for(N, kRowsPerTile, [&](int64_t n0, int64_t n1) {
+      std::vector<float> tile(static_cast<size_t>(kRowsPerTile * K));
+      for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
+        const int64_t t1 = std::min(n_tokens, t0 + kTokenBlock);
+        for (int64_t r0 = n0; r0 < n1; r0 += kRowsPerTile) {
+          const int64_t r1 = std::min(n1, r0 + kRowsPerTile);
+          for (int64_t r = r0; r < r1; ++r) {
+            float* out = tile.data() + (r - r0) * K;
+            for (int64_t b = 0; b < nb; ++b) {
+              const float sc = e8m0_to_f32(ws[r * nb + b]);
+              for (int64_t k = b * kMxBlock; k < (b + 1) * kMxBlock; ++k) {
+                const uint8_t code = wel == MxElem::kE4M3 ? wp[r * K + k]
+                                                          : static_cast<uint8_t>(wp[r * (K / 2) + k / 2] >> (4 * (k & 1)));
+                out[k] = lut[code] * sc;
+              }
+            }
+          }
+          fk.matmul_f32({xa.data() + t0 * K, t1 - t0, K, tile.data(), y + t0 * N + r0, N, 0, r1 - r0});
+        }
+      }
+      if (!w_.bias.empty())
+        for (int64_t t = 0; t < n_tokens; ++t)
+          for (int64_t n = n0; n < n1; ++n) y[t * N + n] += w_.bias[n];
+    });
+  }
+
   MxLinearWeights w_;
   const kernels::QuantLinearKernels& kt_;
   int64_t n_out_ = 0, n_in_ = 0;

@@ -9,6 +9,7 @@
 // (subnormals included), so one shift and one cvtph per 8 elements.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -38,7 +39,8 @@ inline __m256i dot32(__m256i uw, __m256i w, __m256i x, __m256i ones16) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(uw, _mm256_sign_epi8(x, w)), ones16);
 }
 
-void gemm_s8_avx2(const GemmS8Args& a) {
+// Tokens [t_begin, t_end) of gemm_s8.
+void gemm_s8_tokens(const GemmS8Args& a, int64_t t_begin, int64_t t_end) {
   const __m256i ones16 = _mm256_set1_epi16(1);
   const int64_t k32 = a.k & ~int64_t{31};
   int64_t n = a.n0;
@@ -46,8 +48,8 @@ void gemm_s8_avx2(const GemmS8Args& a) {
   // each activation load four rows.
   for (; n + 4 <= a.n1; n += 4) {
     const int8_t* w0 = a.w + n * a.ldw;
-    int64_t t = 0;
-    for (; t + 2 <= a.n_tokens; t += 2) {
+    int64_t t = t_begin;
+    for (; t + 2 <= t_end; t += 2) {
       const bool two = true;
       const int8_t* x0 = a.x + t * a.ldx;
       const int8_t* x1 = two ? x0 + a.ldx : x0;
@@ -75,7 +77,7 @@ void gemm_s8_avx2(const GemmS8Args& a) {
         if (two) a.out[(t + 1) * a.ld_out + (n + r - a.n0)] = s1;
       }
     }
-    if (t < a.n_tokens) {  // the last token of an odd count (decode: the only one)
+    if (t < t_end) {  // the last token of an odd count (decode: the only one)
       const int8_t* x0 = a.x + t * a.ldx;
       __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
                         _mm256_setzero_si256()};
@@ -96,7 +98,7 @@ void gemm_s8_avx2(const GemmS8Args& a) {
   }
   for (; n < a.n1; ++n) {
     const int8_t* wr = a.w + n * a.ldw;
-    for (int64_t t = 0; t < a.n_tokens; ++t) {
+    for (int64_t t = t_begin; t < t_end; ++t) {
       const int8_t* xr = a.x + t * a.ldx;
       __m256i acc = _mm256_setzero_si256();
       for (int64_t k = 0; k < k32; k += 32) {
@@ -109,6 +111,14 @@ void gemm_s8_avx2(const GemmS8Args& a) {
       a.out[t * a.ld_out + (n - a.n0)] = s;
     }
   }
+}
+
+// Tokens in blocks whose activations fit L2 (48 x 2048 bytes), so each 4-row
+// weight tile meets a whole block from cache instead of streaming all tokens.
+void gemm_s8_avx2(const GemmS8Args& a) {
+  constexpr int64_t kTokenBlock = 48;
+  for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kTokenBlock)
+    gemm_s8_tokens(a, t0, std::min(a.n_tokens, t0 + kTokenBlock));
 }
 
 inline __m256 load_s8_as_ps(const int8_t* p) {
