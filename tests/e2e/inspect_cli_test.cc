@@ -173,4 +173,32 @@ TEST(InspectCli, BadPathIsOneErrorLine) {
 }
 
 }  // namespace
+// A mixture-of-experts GGUF (qwen3moe, written by gguf-py: tools/make_moe_gguf_fixture.py):
+// inspect lists its 3-D expert tensors as stored; loading it is refused by name
+// until MoE layers exist.
+TEST(InspectCli, MoeGgufIsListedAndRefusedClearlyByGenerate) {
+  const std::string path = "tests/e2e/fixtures/gguf/qwen3moe-tiny.gguf";
+  const json out = inspect_json(path);
+  EXPECT_EQ(out.at("method"), "gguf");
+  EXPECT_EQ(out.at("hyperparameters").at("runnable"), false);
+  EXPECT_EQ(out.at("hyperparameters").at("qwen3moe.expert_count"), 4);
+  EXPECT_EQ(out.at("hyperparameters").at("qwen3moe.expert_used_count"), 2);
+  std::map<std::string, json> layers;
+  for (const json& layer : out.at("layers")) layers[layer.at("tensor").get<std::string>()] = layer;
+  EXPECT_EQ(layers.size(), 14u);
+  for (const char* name : {"blk.0.ffn_gate_exps.weight", "blk.0.ffn_up_exps.weight"}) {
+    ASSERT_TRUE(layers.count(name)) << name;
+    EXPECT_EQ(layers[name].at("scheme"), "Q8_0");
+    EXPECT_EQ(layers[name].at("shape"), json::parse("[4, 32, 64]"));
+    EXPECT_EQ(layers[name].at("bytes").get<int64_t>(), 4 * 32 * 64 / 32 * 34);
+  }
+  EXPECT_EQ(layers["blk.0.ffn_down_exps.weight"].at("shape"), json::parse("[4, 64, 32]"));
+
+  test::RunResult r = run_quanta({"generate", "--model-path", test::source_path(path), "--prompt-ids", "1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("quanta: error: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("mixture-of-experts"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("general.architecture"), std::string::npos) << r.err;
+}
+
 }  // namespace quanta

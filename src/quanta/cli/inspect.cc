@@ -166,8 +166,23 @@ Report inspect_gguf(const std::string& path) {
     r.bytes = t.nbytes;
     rep.rows.push_back(std::move(r));
   }
-  rep.hparams = hparams_json(format::gguf_model_config(file));
-  rep.hparams.erase("dtype");  // config.json's torch_dtype; a GGUF has none
+  try {
+    rep.hparams = hparams_json(format::gguf_model_config(file));
+    rep.hparams.erase("dtype");  // config.json's torch_dtype; a GGUF has none
+  } catch (const Error& e) {
+    // An architecture quanta cannot run yet (e.g. the MoE qwen2moe/qwen3moe):
+    // still list its tensors, with its own scalar hyper-parameters as stored.
+    rep.hparams = {{"runnable", false}, {"reason", e.what()}};
+    const std::string prefix = md.get_string_or("general.architecture", "") + ".";
+    for (const auto& [key, value] : md.entries()) {
+      if (key.rfind(prefix, 0) != 0) continue;
+      if (value.is_integer()) rep.hparams[key] = value.as_i64();
+      else if (value.type() == format::GgufValueType::kF32 || value.type() == format::GgufValueType::kF64)
+        rep.hparams[key] = value.as_f64();
+      else if (value.type() == format::GgufValueType::kBool) rep.hparams[key] = value.as_bool();
+      else if (value.type() == format::GgufValueType::kString) rep.hparams[key] = value.as_string();
+    }
+  }
   if (md.has("tokenizer.ggml.model")) {
     const std::string kind = md.get_string("tokenizer.ggml.model");
     const std::string pre = md.get_string_or("tokenizer.ggml.pre", "");

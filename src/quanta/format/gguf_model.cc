@@ -80,6 +80,10 @@ ModelConfig gguf_model_config(const GgufFile& f) {
   ModelConfig c;
   for (const auto& a : kArchs)
     if (arch == a.gguf) c.architecture = a.hf;
+  if (c.architecture.empty() && (arch == "qwen2moe" || arch == "qwen3moe"))
+    throw Error("architecture '" + arch + "' is a mixture-of-experts model: its tensors and types are read "
+                "(quanta inspect lists them), but MoE layers are not implemented yet",
+                {.file = f.path(), .field = "general.architecture"});
   if (c.architecture.empty())
     throw Error("unsupported architecture '" + arch + "' (supported: llama, qwen2, qwen3, gemma3)",
                 {.file = f.path(), .field = "general.architecture"});
