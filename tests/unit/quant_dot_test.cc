@@ -153,6 +153,31 @@ TEST_P(QuantDot, MatchesTheDequantizedDotOnEveryIsa) {
   if (checked_isas == 0) GTEST_SKIP() << "this CPU runs no ISA with quantized dot kernels";
 }
 
+// The fast dequantizer (prompt tiles) against the reference one, block by block:
+// each value is scale * q - min in another order of roundings, so within a few
+// ulp of the block's largest term.
+TEST_P(QuantDot, FastDequantizerMatchesTheReference) {
+  const TypeCase tc = GetParam();
+  const auto& info = format::ggml_type_info(tc.type);
+  int checked_isas = 0;
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+    if (static_cast<int>(isa) > static_cast<int>(host_isa())) continue;
+    const QuantDequantFn dequant = quant_dequant_for(isa, static_cast<uint32_t>(tc.type));
+    ASSERT_NE(dequant, nullptr) << tc.name;
+    ++checked_isas;
+    std::vector<float> want(static_cast<size_t>(info.block_size)), got(want.size());
+    for (const auto& block : fixture_blocks(tc)) {
+      format::dequantize_row(tc.type, block.data(), want.data(), info.block_size);
+      dequant(block.data(), got.data(), info.block_size);
+      float max_abs = 0.0f;
+      for (float v : want) max_abs = std::max(max_abs, std::fabs(v));
+      for (int64_t i = 0; i < info.block_size; ++i)
+        ASSERT_NEAR(got[i], want[i], 8 * std::ldexp(max_abs, -24)) << tc.name << " element " << i;
+    }
+  }
+  if (checked_isas == 0) GTEST_SKIP() << "this CPU runs no ISA with quantized kernels";
+}
+
 INSTANTIATE_TEST_SUITE_P(Types, QuantDot, ::testing::ValuesIn(kTypes),
                          [](const auto& info) { return std::string(info.param.name); });
 

@@ -45,7 +45,16 @@ QuantDotFn quant_dot_for(Isa isa, uint32_t ggml_type);
 // quant_dot_for(active_isa(), ggml_type).
 QuantDotFn quant_dot(uint32_t ggml_type);
 
+// n weights (n / block_size blocks) to f32 with the dot kernels' decoders: for
+// the prompt path, which multiplies dequantized tiles. Equal to the reference
+// dequantizer within a few ulp (the order of the scale products differs), so
+// the reference stays the one for embeddings and tests.
+using QuantDequantFn = void (*)(const void* w, float* out, int64_t n);
+QuantDequantFn quant_dequant_for(Isa isa, uint32_t ggml_type);
+QuantDequantFn quant_dequant(uint32_t ggml_type);
+
 // Provided by the AVX2 translation unit.
 QuantDotFn quant_dot_avx2(uint32_t ggml_type);
+QuantDequantFn quant_dequant_avx2(uint32_t ggml_type);
 
 }  // namespace quanta::kernels

@@ -47,7 +47,8 @@ class GgufLinear : public LinearKernel {
         n_in_(info.shape[1]),
         row_bytes_(format::ggml_row_bytes(info.type, info.shape[1])),
         bias_(std::move(bias)),
-        dot_(kernels::quant_dot(static_cast<uint32_t>(info.type))) {}
+        dot_(kernels::quant_dot(static_cast<uint32_t>(info.type))),
+        dequant_(kernels::quant_dequant(static_cast<uint32_t>(info.type))) {}
 
   void forward(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const override {
     if (dot_ && n_tokens < kTileMinTokens)
@@ -92,7 +93,11 @@ class GgufLinear : public LinearKernel {
       tile.resize(static_cast<size_t>(tile_rows * n_in_));
       for (int64_t o = begin; o < end; o += tile_rows) {
         const int64_t rows = std::min(tile_rows, end - o);
-        for (int64_t r = 0; r < rows; ++r) dequantize_row(o + r, tile.data() + r * n_in_);
+        for (int64_t r = 0; r < rows; ++r) {
+          const uint8_t* w = weights_ + (o + r) * row_bytes_;
+          if (dequant_) dequant_(w, tile.data() + r * n_in_, n_in_);
+          else format::dequantize_row(type_, w, tile.data() + r * n_in_, n_in_);
+        }
         matmul({x, n_tokens, n_in_, tile.data(), y + o, n_out_, 0, rows});
       }
     });
@@ -105,6 +110,7 @@ class GgufLinear : public LinearKernel {
   size_t row_bytes_;
   Tensor bias_;  // [n_out] f32, or empty
   kernels::QuantDotFn dot_;
+  kernels::QuantDequantFn dequant_;  // the fast decoder for tiles, or nullptr (reference)
 };
 
 class GgufMethod : public QuantMethod {

@@ -30,4 +30,11 @@ QuantDotFn quant_dot_for(Isa isa, uint32_t ggml_type) {
 
 QuantDotFn quant_dot(uint32_t ggml_type) { return quant_dot_for(active_isa(), ggml_type); }
 
+QuantDequantFn quant_dequant_for(Isa isa, uint32_t ggml_type) {
+  if (isa == Isa::kScalar) return nullptr;
+  return quant_dequant_avx2(ggml_type);
+}
+
+QuantDequantFn quant_dequant(uint32_t ggml_type) { return quant_dequant_for(active_isa(), ggml_type); }
+
 }  // namespace quanta::kernels

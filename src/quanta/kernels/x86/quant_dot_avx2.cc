@@ -348,7 +348,46 @@ void dot(int64_t n, const void* w, const BlockQ16* x, int64_t stride, int n_toke
   }
 }
 
+// ---- dequantization for the prompt path (tiles of rows into the f32 matmul) ----
+
+inline void store16(__m256i v, float scale, float min, float* out) {
+  const __m256 s = _mm256_set1_ps(scale), m = _mm256_set1_ps(min);
+  const __m256 a = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(v)));
+  const __m256 b = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(v, 1)));
+  _mm256_storeu_ps(out, _mm256_fmsub_ps(a, s, m));
+  _mm256_storeu_ps(out + 8, _mm256_fmsub_ps(b, s, m));
+}
+
+template <class D>
+void dequant(const void* w, float* out, int64_t n) {
+  const auto* b = static_cast<const uint8_t*>(w);
+  for (int64_t blk = 0; blk < n / D::kBlock; ++blk, b += D::kBytes, out += D::kBlock)
+    D::each(b, [&](int g, const Group& gr) {
+      store16(gr.lo, gr.scale, gr.min_lo, out + 32 * g);
+      store16(gr.hi, gr.scale, gr.min_hi, out + 32 * g + 16);
+    });
+}
+
 }  // namespace
+
+QuantDequantFn quant_dequant_avx2(uint32_t ggml_type) {
+  switch (ggml_type) {
+    case 2: return dequant<Q4_0>;
+    case 3: return dequant<Q4_1>;
+    case 6: return dequant<Q5_0>;
+    case 7: return dequant<Q5_1>;
+    case 8: return dequant<Q8_0>;
+    case 10: return dequant<Q2_K>;
+    case 11: return dequant<Q3_K>;
+    case 12: return dequant<Q4_K>;
+    case 13: return dequant<Q5_K>;
+    case 14: return dequant<Q6_K>;
+    case 20: return dequant<IQ4_NL>;
+    case 23: return dequant<IQ4_XS>;
+    case 39: return dequant<MXFP4>;
+    default: return nullptr;
+  }
+}
 
 QuantDotFn quant_dot_avx2(uint32_t ggml_type) {
   switch (ggml_type) {
