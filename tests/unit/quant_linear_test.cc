@@ -65,6 +65,33 @@ TEST(QuantLinearKernels, GemmS8IsExactOnEveryIsa) {
     }
 }
 
+TEST(QuantLinearKernels, GemmU4IsExactOnEveryIsa) {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> xd(-7, 7), wd(-8, 7);
+  for (Shape3 s : kShapes) {
+    const int64_t k = s.k + (s.k >= 64 ? 32 * 130 : 0);  // also past the 128-block int16 span
+    std::vector<int8_t> x(s.t * k), w(s.n * k);
+    for (auto& v : x) v = static_cast<int8_t>(xd(rng));
+    for (auto& v : w) v = static_cast<int8_t>(wd(rng));
+    for (int64_t i = 0; i < std::min<int64_t>(k, 64); ++i) x[i] = -7, w[i] = -8;  // extremes
+    std::vector<uint8_t> packed(s.n * k / 2);
+    for (int64_t n = 0; n < s.n; ++n) pack_u4(w.data() + n * k, k, packed.data() + n * k / 2);
+    std::vector<int32_t> want(s.t * s.n);
+    for (int64_t t = 0; t < s.t; ++t)
+      for (int64_t n = 0; n < s.n; ++n) {
+        int32_t a = 0;
+        for (int64_t i = 0; i < k; ++i) a += x[t * k + i] * (w[n * k + i] + 8);
+        want[t * s.n + n] = a;
+      }
+    for (Isa isa : host_isas()) {
+      std::vector<int32_t> got(s.t * s.n, 7);
+      quant_linear_kernels_for(isa).gemm_u4({x.data(), k, s.t, reinterpret_cast<const int8_t*>(packed.data()), k / 2, k,
+                                             0, s.n, got.data(), s.n});
+      EXPECT_EQ(got, want) << isa_name(isa) << " t=" << s.t << " n=" << s.n << " k=" << k;
+    }
+  }
+}
+
 TEST(QuantLinearKernels, GemmF32S8MatchesReference) {
   std::mt19937 rng(2);
   std::normal_distribution<float> nd;

@@ -60,6 +60,10 @@ struct GemmMxArgs {
 struct QuantLinearKernels {
   Isa isa;
   void (*gemm_s8)(const GemmS8Args&);
+  // int4 weights packed by pack_u4 (w is bytes, ldw bytes per row, k a multiple of 32),
+  // activations in [-7, 7]: out = sum_k x[t,k] * (w[n,k] + 8), exact; the caller
+  // subtracts 8 * sum_k x[t,k].
+  void (*gemm_u4)(const GemmS8Args&);
   void (*gemm_f32_s8)(const GemmF32S8Args&);
   // y = sum_blocks 2^(ws-127) * sum_k x[t,k] * e4m3(w[n,k])
   void (*gemm_f32_mxfp8)(const GemmMxArgs&);
@@ -75,6 +79,12 @@ const QuantLinearKernels& quant_linear_kernels();
 
 const QuantLinearKernels& quant_linear_reference_table();
 const QuantLinearKernels& quant_linear_avx2_table();
+
+// int4 values in [-8, 7] of one row (n a multiple of 32) into n/2 bytes, offset by
+// +8 to [0, 15]: in each 32-block, byte j holds element j in its low nibble and
+// element j + 16 in its high nibble (unsigned, so the AVX2 kernel needs no sign
+// extension and splits a block with one shift).
+void pack_u4(const int8_t* w, int64_t n, uint8_t* out);
 
 // E2M1 code -> 2 * value as int8 ({0, 1, 2, 3, 4, 6, 8, 12}, negated for codes 8..15).
 extern const int8_t kE2m1Times2[16];

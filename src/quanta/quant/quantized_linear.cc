@@ -42,11 +42,19 @@ class IntLinear : public LinearKernel {
       case Scheme::kW4A4Dynamic: act_ = IntAct::kDynamic4; break;
       default: act_ = IntAct::kDynamic8; break;
     }
+    // int4 weights are repacked two per byte (half the bytes to stream) when the
+    // groups are whole 32-blocks.
+    if (act_ == IntAct::kDynamic4 && w_.group_size % 32 == 0) {
+      packed_ = Tensor::zeros(DType::kU8, {n_out_, n_in_ / 2});
+      for (int64_t n = 0; n < n_out_; ++n)
+        kernels::pack_u4(w_.weight.data<int8_t>() + n * n_in_, n_in_, packed_.data_mut<uint8_t>() + n * (n_in_ / 2));
+      w_.weight = Tensor();
+    }
   }
 
   void forward(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const override {
     const int64_t K = n_in_, N = n_out_, G = w_.group_size;
-    const int8_t* w = w_.weight.data<int8_t>();
+    const int8_t* w = packed_.empty() ? w_.weight.data<int8_t>() : nullptr;
     if (act_ == IntAct::kNone) {
       pool.parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
         const int64_t m = n1 - n0;
@@ -80,9 +88,34 @@ class IntLinear : public LinearKernel {
         st[t] = quantize_row_symmetric(x + t * K, K, act_ == IntAct::kDynamic4 ? 7 : 127, q);
       }
     }
+    // Packed int4: sum_k x (w + 8) comes back; 8 * sum_k x per token and group is removed.
+    std::vector<int32_t> xsum;
+    if (!packed_.empty()) {
+      xsum.assign(static_cast<size_t>(n_tokens * n_groups_), 0);
+      for (int64_t t = 0; t < n_tokens; ++t)
+        for (int64_t k = 0; k < K; ++k) xsum[t * n_groups_ + k / G] += xq[t * K + k];
+    }
     pool.parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
       const int64_t m = n1 - n0;
       std::vector<int32_t> acc(static_cast<size_t>(n_tokens * m));
+      if (!packed_.empty()) {
+        const auto* wp = reinterpret_cast<const int8_t*>(packed_.data<uint8_t>());
+        for (int64_t t = 0; t < n_tokens; ++t)
+          for (int64_t n = n0; n < n1; ++n) y[t * N + n] = 0.0f;
+        for (int64_t g = 0; g < n_groups_; ++g) {
+          kt_.gemm_u4({xq.data() + g * G, K, n_tokens, wp + g * G / 2, K / 2, G, n0, n1, acc.data(), m});
+          for (int64_t t = 0; t < n_tokens; ++t)
+            for (int64_t n = n0; n < n1; ++n)
+              y[t * N + n] += w_.scale[n * n_groups_ + g] *
+                              static_cast<float>(acc[t * m + n - n0] - 8 * xsum[t * n_groups_ + g]);
+        }
+        for (int64_t t = 0; t < n_tokens; ++t)
+          for (int64_t n = n0; n < n1; ++n) {
+            y[t * N + n] *= st[t];
+            if (!w_.bias.empty()) y[t * N + n] += w_.bias[n];
+          }
+        return;
+      }
       if (act_ == IntAct::kStatic8) {
         kt_.gemm_s8({xq.data(), K, n_tokens, w, K, K, n0, n1, acc.data(), m});
         for (auto [t, k] : minus128)
@@ -112,11 +145,13 @@ class IntLinear : public LinearKernel {
   int64_t n_out() const override { return n_out_; }
   std::string format() const override { return scheme_name(w_.scheme); }
   size_t weight_bytes() const override {
-    return w_.weight.nbytes() + w_.scale.size() * 4 + w_.quant_bias.size() * 4 + w_.deq_scale.size() * 4;
+    return w_.weight.nbytes() + packed_.nbytes() + w_.scale.size() * 4 + w_.quant_bias.size() * 4 +
+           w_.deq_scale.size() * 4;
   }
 
  private:
   IntLinearWeights w_;
+  Tensor packed_;  // [n_out, n_in/2] u8, pack_u4 layout (W4A4 only), else empty
   const kernels::QuantLinearKernels& kt_;
   IntAct act_;
   int64_t n_out_ = 0, n_in_ = 0, n_groups_ = 1;

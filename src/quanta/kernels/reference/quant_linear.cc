@@ -21,6 +21,21 @@ void gemm_s8_ref(const GemmS8Args& a) {
     }
 }
 
+int32_t u4_at(const uint8_t* row, int64_t k) {
+  const uint8_t b = row[(k / 32) * 16 + (k % 16)];
+  return (k % 32) < 16 ? (b & 0xF) : (b >> 4);
+}
+
+void gemm_u4_ref(const GemmS8Args& a) {
+  const auto* w = reinterpret_cast<const uint8_t*>(a.w);
+  for (int64_t t = 0; t < a.n_tokens; ++t)
+    for (int64_t n = a.n0; n < a.n1; ++n) {
+      int32_t acc = 0;
+      for (int64_t k = 0; k < a.k; ++k) acc += int32_t{a.x[t * a.ldx + k]} * u4_at(w + n * a.ldw, k);
+      a.out[t * a.ld_out + (n - a.n0)] = acc;
+    }
+}
+
 void gemm_f32_s8_ref(const GemmF32S8Args& a) {
   for (int64_t t = 0; t < a.n_tokens; ++t)
     for (int64_t n = a.n0; n < a.n1; ++n) {
@@ -70,8 +85,14 @@ void gemm_mxfp4_mxfp4_ref(const GemmMxArgs& a) {
 
 }  // namespace
 
+void pack_u4(const int8_t* w, int64_t n, uint8_t* out) {
+  for (int64_t b = 0; b < n / 32; ++b)
+    for (int j = 0; j < 16; ++j)
+      out[b * 16 + j] = static_cast<uint8_t>((w[b * 32 + j] + 8) | ((w[b * 32 + 16 + j] + 8) << 4));
+}
+
 const QuantLinearKernels& quant_linear_reference_table() {
-  static const QuantLinearKernels table{Isa::kScalar, gemm_s8_ref, gemm_f32_s8_ref, gemm_f32_mx_ref<e4m3_weight>,
+  static const QuantLinearKernels table{Isa::kScalar, gemm_s8_ref, gemm_u4_ref, gemm_f32_s8_ref, gemm_f32_mx_ref<e4m3_weight>,
                                         gemm_f32_mx_ref<e2m1_weight>, gemm_mxfp4_mxfp4_ref};
   return table;
 }

@@ -121,6 +121,87 @@ void gemm_s8_avx2(const GemmS8Args& a) {
     gemm_s8_tokens(a, t0, std::min(a.n_tokens, t0 + kTokenBlock));
 }
 
+// 16 packed bytes -> 32 unsigned int4 (w + 8) in element order (pack_u4's layout).
+inline __m256i u4x32(const uint8_t* p, __m256i mask) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(b, 4), b);
+  return _mm256_and_si256(both, mask);
+}
+
+// w + 8 in [0, 15] is the unsigned operand of maddubs and x in [-7, 7] the signed
+// one: a pair sums to at most 2 * 15 * 7 = 210, so 128 blocks add up in int16
+// (26880) before one widening to int32. No sign trick is needed.
+void gemm_u4_tokens(const GemmS8Args& a, int64_t t_begin, int64_t t_end) {
+  const __m256i ones16 = _mm256_set1_epi16(1), mask = _mm256_set1_epi8(0x0F);
+  const auto* wb = reinterpret_cast<const uint8_t*>(a.w);
+  const int64_t nblk = a.k / 32;
+  constexpr int64_t kSpan = 128;  // blocks per int16 accumulation
+  int64_t n = a.n0;
+  for (; n + 2 <= a.n1; n += 2) {
+    const uint8_t* w0 = wb + n * a.ldw;
+    const uint8_t* w1 = w0 + a.ldw;
+    int64_t t = t_begin;
+    for (; t + 2 <= t_end; t += 2) {
+      const int8_t* x0 = a.x + t * a.ldx;
+      const int8_t* x1 = x0 + a.ldx;
+      __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+      for (int64_t s0 = 0; s0 < nblk; s0 += kSpan) {
+        __m256i h[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int64_t b = s0; b < std::min(nblk, s0 + kSpan); ++b) {
+          const __m256i u0 = u4x32(w0 + b * 16, mask), u1 = u4x32(w1 + b * 16, mask);
+          const __m256i xa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0 + b * 32));
+          const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1 + b * 32));
+          h[0] = _mm256_add_epi16(h[0], _mm256_maddubs_epi16(u0, xa));
+          h[1] = _mm256_add_epi16(h[1], _mm256_maddubs_epi16(u1, xa));
+          h[2] = _mm256_add_epi16(h[2], _mm256_maddubs_epi16(u0, xb));
+          h[3] = _mm256_add_epi16(h[3], _mm256_maddubs_epi16(u1, xb));
+        }
+        for (int i = 0; i < 4; ++i) acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(h[i], ones16));
+      }
+      a.out[t * a.ld_out + (n - a.n0)] = hsum_epi32(acc[0]);
+      a.out[t * a.ld_out + (n + 1 - a.n0)] = hsum_epi32(acc[1]);
+      a.out[(t + 1) * a.ld_out + (n - a.n0)] = hsum_epi32(acc[2]);
+      a.out[(t + 1) * a.ld_out + (n + 1 - a.n0)] = hsum_epi32(acc[3]);
+    }
+    for (; t < t_end; ++t) {
+      const int8_t* x0 = a.x + t * a.ldx;
+      __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+      for (int64_t s0 = 0; s0 < nblk; s0 += kSpan) {
+        __m256i h[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int64_t b = s0; b < std::min(nblk, s0 + kSpan); ++b) {
+          const __m256i xa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0 + b * 32));
+          h[0] = _mm256_add_epi16(h[0], _mm256_maddubs_epi16(u4x32(w0 + b * 16, mask), xa));
+          h[1] = _mm256_add_epi16(h[1], _mm256_maddubs_epi16(u4x32(w1 + b * 16, mask), xa));
+        }
+        for (int i = 0; i < 2; ++i) acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(h[i], ones16));
+      }
+      a.out[t * a.ld_out + (n - a.n0)] = hsum_epi32(acc[0]);
+      a.out[t * a.ld_out + (n + 1 - a.n0)] = hsum_epi32(acc[1]);
+    }
+  }
+  for (; n < a.n1; ++n) {
+    const uint8_t* w0 = wb + n * a.ldw;
+    for (int64_t t = t_begin; t < t_end; ++t) {
+      const int8_t* x0 = a.x + t * a.ldx;
+      __m256i acc = _mm256_setzero_si256();
+      for (int64_t s0 = 0; s0 < nblk; s0 += kSpan) {
+        __m256i h = _mm256_setzero_si256();
+        for (int64_t b = s0; b < std::min(nblk, s0 + kSpan); ++b)
+          h = _mm256_add_epi16(h, _mm256_maddubs_epi16(u4x32(w0 + b * 16, mask),
+                                                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0 + b * 32))));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(h, ones16));
+      }
+      a.out[t * a.ld_out + (n - a.n0)] = hsum_epi32(acc);
+    }
+  }
+}
+
+void gemm_u4_avx2(const GemmS8Args& a) {
+  constexpr int64_t kTokenBlock = 48;
+  for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kTokenBlock)
+    gemm_u4_tokens(a, t0, std::min(a.n_tokens, t0 + kTokenBlock));
+}
+
 inline __m256 load_s8_as_ps(const int8_t* p) {
   int64_t v;
   std::memcpy(&v, p, 8);
@@ -253,7 +334,7 @@ void gemm_mxfp4_mxfp4_avx2(const GemmMxArgs& a) {
 }  // namespace
 
 const QuantLinearKernels& quant_linear_avx2_table() {
-  static const QuantLinearKernels table{Isa::kAvx2, gemm_s8_avx2, gemm_f32_s8_avx2, gemm_f32_mxfp8_avx2,
+  static const QuantLinearKernels table{Isa::kAvx2, gemm_s8_avx2, gemm_u4_avx2, gemm_f32_s8_avx2, gemm_f32_mxfp8_avx2,
                                         gemm_f32_mxfp4_avx2, gemm_mxfp4_mxfp4_avx2};
   return table;
 }
