@@ -29,9 +29,9 @@ namespace {
 using format::GgmlType;
 
 // Batches of at least this many tokens take the dequantize-a-tile path even
-// when a dot kernel exists. Measured on the default model, 1 thread, `quanta
-// bench -p P -n 0`, dot vs tiles: P=8 39.6 vs 25.5 t/s, P=16 42.3 vs 42.6,
-// P=32 43.8 vs 64.7, P=128 44.3 vs 105.2.
+// when a dot kernel exists. Measured on the default model, 2 threads, `quanta
+// bench -p P -n 0`, dot vs tiles: P=4 83 vs 59 t/s, P=8 98 vs 91, P=16 108 vs
+// 131, P=32 106 vs 152; 16-stream serving (logits for every token): 43 vs 67.
 constexpr int64_t kTileMinTokens = 16;
 // f32 bytes of a dequantized tile: small enough to stay in L2 next to a block
 // of activations.
