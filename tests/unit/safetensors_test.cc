@@ -2,6 +2,7 @@
 // corrupted), and golden fixtures written by the official safetensors package
 // (tools/make_safetensors_fixture.py).
 #include "quanta/format/safetensors.h"
+#include "quanta/format/safetensors_writer.h"
 
 #include <gtest/gtest.h>
 
@@ -205,6 +206,56 @@ TEST(SafetensorsFile, ViewsPointIntoTheMappingAndKeepItAlive) {
   // The file object is gone; the view still reads the mapping it holds.
   EXPECT_EQ(t.raw(), expected);
   EXPECT_EQ(values_of<float>(t), (std::vector<float>{10, 11, 12, 13}));
+}
+
+TEST(SafetensorsFile, LargeMisalignedTensorIsCopiedToAlignedMemory) {
+  // Header "{...}" padded so the data starts 8 bytes past a 64-byte boundary, as
+  // the official writer may leave it; "big" (1 MiB + 8) is then misaligned.
+  std::vector<uint8_t> big((size_t{1} << 20) + 8);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<uint8_t>(i * 7 + 3);
+  FileBuilder b;
+  b.add<uint8_t>("small", "U8", "[64]", std::vector<uint8_t>(64, 5))
+      .add<uint8_t>("big", "U8", "[" + std::to_string(big.size()) + "]", big);
+  std::string header = b.header();
+  header.append((64 - (8 + header.size()) % 64) % 64 + 8, ' ');
+  std::string path = write_in(temp_dir(), "a.safetensors", st_file(header, b.data()));
+  SafetensorsFile file(path);
+  Tensor t = file.tensor("big");
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(t.raw()) % 64, 0u);
+  EXPECT_FALSE(file.mapping()->contains(t.raw(), t.nbytes()));
+  EXPECT_EQ(values_of<uint8_t>(t), big);
+  EXPECT_EQ(file.tensor("big").raw(), t.raw());  // a second reader (tied weights) shares the copy
+  // Small tensors stay views of the mapping.
+  Tensor small = file.tensor("small");
+  EXPECT_TRUE(file.mapping()->contains(small.raw(), small.nbytes()));
+  // The released pages read back from the file.
+  const uint8_t* mapped = file.mapping()->data() + file.find("big")->offset;
+  EXPECT_EQ(std::memcmp(mapped, big.data(), big.size()), 0);
+}
+
+TEST(SafetensorsWriter, DataIsCacheLineAlignedForWholeLineTensors) {
+  std::vector<PlannedTensor> plan;
+  auto u8 = [](int64_t n, uint8_t v) {
+    return [n, v] {
+      Tensor t = Tensor::zeros(DType::kU8, {n});
+      std::memset(t.raw_mut(), v, static_cast<size_t>(n));
+      return t;
+    };
+  };
+  plan.push_back({"odd", DType::kU8, {3}, u8(3, 1)});
+  plan.push_back({"line", DType::kU8, {128}, u8(128, 2)});
+  plan.push_back({"odd2", DType::kU8, {5}, u8(5, 3)});
+  plan.push_back({"line2", DType::kU8, {64}, u8(64, 4)});
+  std::string path = (fs::path(temp_dir()) / "w.safetensors").string();
+  write_safetensors(path, plan, {{"format", "pt"}});
+  SafetensorsFile file(path);
+  EXPECT_EQ(file.data_start() % 64, 0u);
+  EXPECT_EQ(file.find("line")->offset % 64, 0u);
+  EXPECT_EQ(file.find("line2")->offset % 64, 0u);
+  EXPECT_EQ(values_of<uint8_t>(file.tensor("odd")), std::vector<uint8_t>(3, 1));
+  EXPECT_EQ(values_of<uint8_t>(file.tensor("line")), std::vector<uint8_t>(128, 2));
+  EXPECT_EQ(values_of<uint8_t>(file.tensor("odd2")), std::vector<uint8_t>(5, 3));
+  EXPECT_EQ(values_of<uint8_t>(file.tensor("line2")), std::vector<uint8_t>(64, 4));
 }
 
 TEST(SafetensorsFile, ScalarEmptyAndPaddedHeader) {

@@ -42,4 +42,9 @@ class MappedFile {
 // before the first token (a mapping is otherwise read lazily). Returns n.
 size_t touch_pages(const void* data, size_t n);
 
+// Drops this process's mapping of the whole pages inside [data, data + n) of a
+// read-only file mapping (they stay in the page cache and fault back in from the
+// file if read again): the resident size stops counting a range already copied.
+void release_pages(const void* data, size_t n);
+
 }  // namespace quanta

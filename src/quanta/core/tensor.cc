@@ -4,6 +4,8 @@
 #include <cstring>
 #include <new>
 
+#include <sys/mman.h>
+
 #include "quanta/core/error.h"
 
 namespace quanta {
@@ -28,7 +30,17 @@ Tensor Tensor::zeros(DType dtype, Shape shape) {
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
   size_t bytes = (t.nbytes() + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, bytes == 0 ? 64 : bytes);
+  // Large tensors (weights repacked or converted at load) get 2 MB pages: they
+  // are streamed once per token, and 4 KB pages cost a TLB miss each.
+  constexpr size_t kHuge = size_t{2} << 20;
+  void* p = nullptr;
+  if (bytes >= kHuge) {
+    bytes = (bytes + kHuge - 1) / kHuge * kHuge;
+    p = std::aligned_alloc(kHuge, bytes);
+    if (p) ::madvise(p, bytes, MADV_HUGEPAGE);
+  } else {
+    p = std::aligned_alloc(64, bytes == 0 ? 64 : bytes);
+  }
   if (!p) throw std::bad_alloc();
   std::memset(p, 0, bytes);
   t.storage_ = std::shared_ptr<const void>(p, [](const void* q) { std::free(const_cast<void*>(q)); });

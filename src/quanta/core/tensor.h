@@ -44,6 +44,8 @@ class Tensor {
 
   // The whole tensor converted to f32 (an owned copy).
   Tensor to_f32() const;
+  // What keeps the data alive (the allocation or the mapped file).
+  const std::shared_ptr<const void>& storage() const { return storage_; }
 
  private:
   DType dtype_ = DType::kF32;

