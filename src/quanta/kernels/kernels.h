@@ -43,6 +43,11 @@ struct KernelTable {
   MatmulFn matmul_f16;
   float (*dot_f32)(const float* a, const float* b, int64_t n);
   void (*axpy_f32)(float a, const float* x, float* y, int64_t n);  // y += a * x
+  // Gated MLP activations: out[i] = act(gate[i]) * up[i] (out may be gate), with
+  // act = SiLU x * sigmoid(x), or GELU's tanh form 0.5 x (1 + tanh(u)) computed as
+  // x * sigmoid(2u) (the same function).
+  void (*silu_mul)(const float* gate, const float* up, float* out, int64_t n);
+  void (*gelu_tanh_mul)(const float* gate, const float* up, float* out, int64_t n);
 };
 
 // The table for `isa` (lower levels fill in what a level does not specialise).

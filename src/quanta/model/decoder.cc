@@ -266,10 +266,11 @@ void DecoderModel::forward(const std::vector<SequenceStep>& steps, KvPool& kv_po
     add_rows(h.data(), L.mlp_norm_bias, n_tokens, hidden);
     L.gate->forward(h.data(), n_tokens, gate.data(), pool);
     L.up->forward(h.data(), n_tokens, up.data(), pool);
-    if (c.activation == format::Activation::kSilu) {
-      for (size_t i = 0; i < gate.size(); ++i) gate[i] = kernels::silu(gate[i]) * up[i];
-    } else {
-      for (size_t i = 0; i < gate.size(); ++i) gate[i] = kernels::gelu_tanh(gate[i]) * up[i];
+    {
+      const auto act = c.activation == format::Activation::kSilu ? kt.silu_mul : kt.gelu_tanh_mul;
+      pool.parallel_for(static_cast<int64_t>(gate.size()), 4096, [&](int64_t i0, int64_t i1) {
+        act(gate.data() + i0, up.data() + i0, gate.data() + i0, i1 - i0);
+      });
     }
     L.down->forward(gate.data(), n_tokens, proj.data(), pool);
     if (gemma)

@@ -2,6 +2,7 @@
 // kernels are tested against and the scalar path on CPUs without AVX2.
 #include "quanta/core/dtype.h"
 #include "quanta/kernels/kernels.h"
+#include "quanta/kernels/ops.h"
 
 namespace quanta::kernels {
 
@@ -44,11 +45,19 @@ void axpy_f32_ref(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
+void silu_mul_ref(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = silu(gate[i]) * up[i];
+}
+
+void gelu_tanh_mul_ref(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = gelu_tanh(gate[i]) * up[i];
+}
+
 }  // namespace
 
 const KernelTable& reference_table() {
   static const KernelTable table = {Isa::kScalar, matmul_f32_ref, matmul_bf16_ref, matmul_f16_ref,
-                                    dot_f32_ref, axpy_f32_ref};
+                                    dot_f32_ref, axpy_f32_ref, silu_mul_ref, gelu_tanh_mul_ref};
   return table;
 }
 

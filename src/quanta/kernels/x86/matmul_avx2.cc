@@ -15,6 +15,7 @@
 
 #include "quanta/core/dtype.h"
 #include "quanta/kernels/kernels.h"
+#include "quanta/kernels/ops.h"
 
 namespace quanta::kernels {
 
@@ -142,11 +143,59 @@ void axpy_f32_avx2(float alpha, const float* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] += alpha * x[i];
 }
 
+// e^x to about 2 ulp: x = n ln2 + r with |r| <= ln2/2, e^r from Cephes' expf
+// polynomial, 2^n put in the exponent field. x is clamped to [-87.3, 88] so 2^n
+// stays a normal float (e^x of a larger x is huge either way; callers divide by it).
+inline __m256 exp_ps(__m256 x) {
+  x = _mm256_min_ps(_mm256_set1_ps(88.0f), x);  // min/max return x when it is NaN
+  x = _mm256_max_ps(_mm256_set1_ps(-87.3f), x);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  const __m256 er = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0f));
+  const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(er, _mm256_castsi256_ps(pow2n));
+}
+
+// x / (1 + e^-z): x * sigmoid(z).
+inline __m256 times_sigmoid(__m256 x, __m256 z) {
+  const __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), z));
+  return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+void silu_mul_avx2(const float* gate, const float* up, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_loadu_ps(gate + i);
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(times_sigmoid(x, x), _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) out[i] = silu(gate[i]) * up[i];
+}
+
+void gelu_tanh_mul_avx2(const float* gate, const float* up, float* out, int64_t n) {
+  const __m256 k2 = _mm256_set1_ps(2.0f * 0.7978845608028654f), c = _mm256_set1_ps(0.044715f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_loadu_ps(gate + i);
+    const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+    const __m256 two_u = _mm256_mul_ps(k2, _mm256_fmadd_ps(c, x3, x));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(times_sigmoid(x, two_u), _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) out[i] = gelu_tanh(gate[i]) * up[i];
+}
+
 }  // namespace
 
 const KernelTable& avx2_table() {
   static const KernelTable table = {Isa::kAvx2, matmul<LoadF32>, matmul<LoadBF16>, matmul<LoadF16>,
-                                    dot_f32_avx2, axpy_f32_avx2};
+                                    dot_f32_avx2, axpy_f32_avx2, silu_mul_avx2, gelu_tanh_mul_avx2};
   return table;
 }
 
