@@ -30,6 +30,7 @@ from openai import OpenAI
 
 REPO = Path(__file__).resolve().parent.parent.parent
 FIXTURE = REPO / "tests" / "e2e" / "fixtures" / "tiny-chat"
+DEFAULT_MODEL = REPO / "models" / "gemma-3-270m-q4_k_m.gguf"  # scripts/fetch-default-model.sh
 REF = json.loads((FIXTURE / "reference.json").read_text())
 CASES = {c["name"]: c for c in REF["cases"]}
 COMPLETION_CASES = [c["name"] for c in REF["cases"] if c["kind"] == "completion"]
@@ -58,7 +59,7 @@ def free_port() -> int:
 class Server:
     """One `quanta serve` process on 127.0.0.1, its log in a temporary file."""
 
-    def __init__(self, extra: list[str], context: int = CONTEXT):
+    def __init__(self, extra: list[str], context: int = CONTEXT, model: Path = FIXTURE):
         binary = os.environ.get("QUANTA_BINARY", str(REPO / "build" / "quanta"))
         if not Path(binary).is_file():
             pytest.fail(f"no quanta binary at {binary} (set QUANTA_BINARY)")
@@ -67,7 +68,7 @@ class Server:
         self.log = tempfile.NamedTemporaryFile(prefix="quanta-serve-", suffix=".log", delete=False)
         cmd = [
             binary, "serve",
-            "--model-path", str(FIXTURE),
+            "--model-path", str(model),
             "--host", "127.0.0.1",
             "--port", str(self.port),
             "--served-model-name", MODEL,
@@ -1058,6 +1059,66 @@ def test_client_disconnect_mid_stream_frees_kv(server):
     # The server still serves.
     assert post(server, "/generate", {"input_ids": c["prompt_ids"], "sampling_params": {
         "temperature": 0, "max_new_tokens": N_GREEDY, "ignore_eos": True}}).json()["output_ids"] == c["greedy_ids"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def slow_server():
+    """The default model (Gemma 3 270M, ~20 tokens/s on one thread): the tiny fixture
+    generates thousands of tokens a second, too fast to hang up on mid-answer."""
+    if not DEFAULT_MODEL.is_file():
+        pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/fetch-default-model.sh (scripts/test.sh does)")
+    s = Server([], model=DEFAULT_MODEL)
+    yield s
+    s.stop()
+
+
+@pytest.mark.parametrize("path", ["/v1/completions", "/generate"])
+def test_client_disconnect_non_streamed_frees_kv(slow_server, path):
+    # A non-streamed request sends nothing until the end, so the server must watch
+    # the connection itself: hang up while it generates, and it stops.
+    server = slow_server
+    wait_idle(server)
+    baseline = kv_in_use(server)
+    before = server.metrics()["quanta_generation_tokens_total"]
+    logged_before = len(server.request_log())
+    max_tokens = 200
+    if path == "/generate":
+        payload = {"input_ids": [2, 9259, 3324, 496, 990], "sampling_params": {
+            "temperature": 0, "max_new_tokens": max_tokens, "ignore_eos": True}}  # fmt: skip
+        n = 1
+    else:
+        payload = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": max_tokens, "temperature": 0,
+                   "ignore_eos": True, "n": 2}  # fmt: skip
+        n = 2
+    body = json.dumps(payload).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=HTTP_TIMEOUT) as sock:
+        sock.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)  # fmt: skip
+        deadline = time.monotonic() + 30
+        while server.metrics()["quanta_generation_tokens_total"] - before < 4:  # it is generating
+            assert time.monotonic() < deadline, "the request never started generating"
+            time.sleep(0.02)
+    deadline = time.monotonic() + 15
+    while True:
+        m = server.metrics()
+        used = m["quanta_kv_blocks_used"] - m["quanta_prefix_cache_blocks"]
+        if m["quanta_num_running_reqs"] == 0 and m["quanta_num_queue_reqs"] == 0 and used == baseline:
+            break
+        assert time.monotonic() < deadline, f"KV not back at baseline {baseline} after a disconnect: {m}"
+        time.sleep(0.02)
+    generated = m["quanta_generation_tokens_total"] - before
+    assert generated < n * max_tokens / 2, f"{generated} tokens: the request ran on after the hang-up"
+    deadline = time.monotonic() + 10
+    while len(entries := server.request_log()[logged_before:]) < 1:
+        assert time.monotonic() < deadline, "no log line for the aborted request"
+        time.sleep(0.05)
+    assert len(entries) == 1, entries
+    e = entries[0]
+    assert e["status"] == 499 and e["finish_reason"] == "abort" and "client" in e["error"], e
+    assert e["completion_tokens"] < n * max_tokens / 2, e
+    # The server still serves.
+    r = post(server, "/generate", {"input_ids": [2, 9259], "sampling_params": {"max_new_tokens": 2}})
+    assert len(r.json()["output_ids"]) == 2
 
 
 def test_kv_back_at_baseline_after_requests(server, client):

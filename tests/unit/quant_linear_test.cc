@@ -3,6 +3,7 @@
 // computation of the spec's formulas (checkpoint-formats-1.md sec. 1.5-1.6).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -61,6 +62,25 @@ TEST(QuantLinearKernels, GemmS8IsExactOnEveryIsa) {
         quant_linear_kernels_for(isa).gemm_s8({x.data(), k, s.t, w.data(), k, k, 0, mid, got.data(), s.n});
         quant_linear_kernels_for(isa).gemm_s8({x.data(), k, s.t, w.data(), k, k, mid, s.n, got.data() + mid, s.n});
         EXPECT_EQ(got, want) << isa_name(isa) << " t=" << s.t << " n=" << s.n << " k=" << k;
+        if (k % 32 != 0) continue;
+        // The same weights interleaved by pack_rows4 (rows4 = n / 4 * 4, the rest
+        // plain), over ranges that start on a 4-row group, as threads split them.
+        std::vector<int8_t> packed(w.size());
+        const int64_t rows4 = pack_rows4(w.data(), s.n, k, packed.data());
+        EXPECT_EQ(rows4, s.n / 4 * 4);
+        for (int64_t i = 0; i < s.n * k; ++i) ASSERT_EQ(rows4_at(packed.data(), rows4, k, i / k, i % k), w[i]);
+        std::vector<int32_t> got4(s.t * s.n, 7);
+        const int64_t mid4 = mid / 4 * 4;
+        quant_linear_kernels_for(isa).gemm_s8({x.data(), k, s.t, packed.data(), k, k, 0, mid4, got4.data(), s.n, rows4});
+        quant_linear_kernels_for(isa).gemm_s8({x.data(), k, s.t, packed.data(), k, k, mid4, s.n, got4.data() + mid4, s.n, rows4});
+        EXPECT_EQ(got4, want) << isa_name(isa) << " packed t=" << s.t << " n=" << s.n << " k=" << k;
+        // A range that ends inside a packed group.
+        const int64_t n5 = std::min<int64_t>(5, s.n);
+        std::vector<int32_t> got5(s.t * n5, 7), want5(s.t * n5);
+        quant_linear_kernels_for(isa).gemm_s8({x.data(), k, s.t, packed.data(), k, k, 0, n5, got5.data(), n5, rows4});
+        for (int64_t t = 0; t < s.t; ++t)
+          for (int64_t n = 0; n < n5; ++n) want5[t * n5 + n] = want[t * s.n + n];
+        EXPECT_EQ(got5, want5) << isa_name(isa) << " packed, rows [0, 5)";
       }
     }
 }

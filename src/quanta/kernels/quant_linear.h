@@ -27,6 +27,9 @@ struct GemmS8Args {
   int64_t n0, n1;
   int32_t* out;     // out[t * ld_out + (n - n0)] = sum_k x[t,k] * w[n,k], exact
   int64_t ld_out;
+  // gemm_s8 only: rows [0, rows4) of w are laid out by pack_rows4 (then ldw == k,
+  // k % 32 == 0 and n0 % 4 == 0); 0 means every row is stored plainly.
+  int64_t rows4 = 0;
 };
 
 struct GemmF32S8Args {
@@ -85,6 +88,19 @@ const QuantLinearKernels& quant_linear_avx2_table();
 // element j + 16 in its high nibble (unsigned, so the AVX2 kernel needs no sign
 // extension and splits a block with one shift).
 void pack_u4(const int8_t* w, int64_t n, uint8_t* out);
+
+// Interleaves an int8 [n, k] matrix (k a multiple of 32) by groups of 4 rows:
+// for each 32-column block, the 4 rows' 32 bytes follow one another, so a
+// kernel walking 4 rows reads one sequential stream instead of 4. Measured on
+// Zen 1 (one token, int8 dot products, 256 MB): 12.1 against 8.4 GB/s on one
+// thread, 20.8 against 13.5 on two. The last n % 4 rows follow unchanged.
+// Returns the rows in groups (n / 4 * 4), GemmS8Args::rows4.
+int64_t pack_rows4(const int8_t* w, int64_t n, int64_t k, int8_t* out);
+// Element (row, col) of a matrix with `rows4` rows packed by pack_rows4.
+inline int8_t rows4_at(const int8_t* w, int64_t rows4, int64_t k, int64_t row, int64_t col) {
+  if (row >= rows4) return w[row * k + col];
+  return w[(row & ~int64_t{3}) * k + (col / 32) * 128 + (row & 3) * 32 + col % 32];
+}
 
 // E2M1 code -> 2 * value as int8 ({0, 1, 2, 3, 4, 6, 8, 12}, negated for codes 8..15).
 extern const int8_t kE2m1Times2[16];

@@ -50,6 +50,13 @@ class IntLinear : public LinearKernel {
         kernels::pack_u4(w_.weight.data<int8_t>() + n * n_in_, n_in_, packed_.data_mut<uint8_t>() + n * (n_in_ / 2));
       w_.weight = Tensor();
     }
+    // Per-channel int8 weights are interleaved by 4 rows (pack_rows4): the
+    // kernel then streams one sequence instead of 4 rows, 1.5x the bandwidth.
+    if ((act_ == IntAct::kDynamic8 || act_ == IntAct::kStatic8) && n_groups_ == 1 && n_in_ % 32 == 0 && n_out_ >= 4) {
+      Tensor packed = Tensor::zeros(DType::kI8, {n_out_, n_in_});
+      rows4_ = kernels::pack_rows4(w_.weight.data<int8_t>(), n_out_, n_in_, packed.data_mut<int8_t>());
+      w_.weight = std::move(packed);
+    }
   }
 
   void forward(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const override {
@@ -117,9 +124,9 @@ class IntLinear : public LinearKernel {
         return;
       }
       if (act_ == IntAct::kStatic8) {
-        kt_.gemm_s8({xq.data(), K, n_tokens, w, K, K, n0, n1, acc.data(), m});
+        kt_.gemm_s8({xq.data(), K, n_tokens, w, K, K, n0, n1, acc.data(), m, rows4_});
         for (auto [t, k] : minus128)
-          for (int64_t n = n0; n < n1; ++n) acc[t * m + n - n0] -= w[n * K + k];
+          for (int64_t n = n0; n < n1; ++n) acc[t * m + n - n0] -= kernels::rows4_at(w, rows4_, K, n, k);
         for (int64_t t = 0; t < n_tokens; ++t)
           for (int64_t n = n0; n < n1; ++n)
             y[t * N + n] = static_cast<float>(acc[t * m + n - n0] + w_.quant_bias[n]) * w_.deq_scale[n];
@@ -128,7 +135,7 @@ class IntLinear : public LinearKernel {
       for (int64_t t = 0; t < n_tokens; ++t)
         for (int64_t n = n0; n < n1; ++n) y[t * N + n] = 0.0f;
       for (int64_t g = 0; g < n_groups_; ++g) {
-        kt_.gemm_s8({xq.data() + g * G, K, n_tokens, w + g * G, K, G, n0, n1, acc.data(), m});
+        kt_.gemm_s8({xq.data() + g * G, K, n_tokens, w + g * G, K, G, n0, n1, acc.data(), m, rows4_});
         for (int64_t t = 0; t < n_tokens; ++t)
           for (int64_t n = n0; n < n1; ++n)
             y[t * N + n] += w_.scale[n * n_groups_ + g] * static_cast<float>(acc[t * m + n - n0]);
@@ -155,6 +162,7 @@ class IntLinear : public LinearKernel {
   const kernels::QuantLinearKernels& kt_;
   IntAct act_;
   int64_t n_out_ = 0, n_in_ = 0, n_groups_ = 1;
+  int64_t rows4_ = 0;  // leading rows of w_.weight interleaved by pack_rows4
 };
 
 class MxLinear : public LinearKernel {

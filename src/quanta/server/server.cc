@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "quanta/core/error.h"
+#include "quanta/server/client_connection.h"
 #include "quanta/server/generation.h"
 #include "quanta/server/metrics.h"
 #include "quanta/server/request_log.h"
@@ -258,12 +259,20 @@ struct Server::Impl {
     std::vector<engine::TokenEvent> events;
     Delta last;
   };
-  Result collect(Generation& g, RequestLog* log = nullptr, size_t choice = 0) {
+  static constexpr const char* kClientGone = "the client disconnected";
+  // Waits for g to finish. With `client`, a hang-up is noticed within a scheduler
+  // step: it throws (status 499, nginx's "client closed request"), and unwinding
+  // destroys the request's generations, which cancels them and frees their KV.
+  Result collect(Generation& g, RequestLog* log = nullptr, size_t choice = 0, const ClientConnection* client = nullptr) {
     Result r;
     bool first = true;
     auto prev = Clock::now();
     for (;;) {
-      auto d = g.next(std::chrono::milliseconds(1000));
+      auto d = g.next(std::chrono::milliseconds(client ? 20 : 1000));
+      if (client && client->closed()) {
+        if (log) log->abort_unfinished(kClientGone);
+        throw ApiError{499, kClientGone, ""};
+      }
       if (!d) continue;
       auto now = Clock::now();
       if (log) log->on_delta(choice, *d);
@@ -367,7 +376,7 @@ struct Server::Impl {
           for (const json& c : chunk_of(i, *d, first[i]))
             if (!send(c)) {
               for (auto& g : gs) g->cancel();
-              flight->log.abort_unfinished("the client disconnected");
+              flight->log.abort_unfinished(kClientGone);
               return false;
             }
           first[i] = false;
@@ -380,7 +389,7 @@ struct Server::Impl {
         }
         if (!progressed && !sink.is_writable()) {  // client gone while we wait
           for (auto& g : gs) g->cancel();
-          flight->log.abort_unfinished("the client disconnected");
+          flight->log.abort_unfinished(kClientGone);
           return false;
         }
       }
@@ -507,8 +516,9 @@ struct Server::Impl {
 
     json choices = json::array();
     std::vector<Delta> lasts;
+    const ClientConnection client(req.remote_addr, req.remote_port, req.local_addr, req.local_port);
     for (size_t i = 0; i < gens.size(); ++i) {
-      Result r = collect(*gens[i], &flight->log, i);
+      Result r = collect(*gens[i], &flight->log, i, &client);
       if (!r.last.error.empty()) throw ApiError{500, r.last.error, ""};
       json choice = {{"index", i}, {"finish_reason", finish_name(r.last)}, {"logprobs", nullptr}};
       if (is_chat) choice["message"] = {{"role", "assistant"}, {"content", r.text}};
@@ -574,7 +584,8 @@ struct Server::Impl {
              [](const std::vector<Delta>&) -> std::optional<json> { return std::nullopt; });
       return;
     }
-    Result r = collect(*gens[0], &flight->log);
+    const ClientConnection client(req.remote_addr, req.remote_port, req.local_addr, req.local_port);
+    Result r = collect(*gens[0], &flight->log, 0, &client);
     if (!r.last.error.empty()) throw ApiError{500, r.last.error, ""};
     double latency = std::chrono::duration<double>(Clock::now() - gens[0]->start()).count();
     reply(res, 200, {{"text", r.text}, {"output_ids", r.tokens}, {"meta_info", meta(r.last, latency)}});

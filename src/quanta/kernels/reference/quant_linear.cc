@@ -2,6 +2,7 @@
 // the formulas written out as plainly as possible, also the fallback on CPUs
 // without AVX2.
 #include <cmath>
+#include <cstring>
 
 #include "quanta/core/dtype.h"
 #include "quanta/kernels/quant_linear.h"
@@ -16,7 +17,9 @@ void gemm_s8_ref(const GemmS8Args& a) {
   for (int64_t t = 0; t < a.n_tokens; ++t)
     for (int64_t n = a.n0; n < a.n1; ++n) {
       int32_t acc = 0;
-      for (int64_t k = 0; k < a.k; ++k) acc += int32_t{a.x[t * a.ldx + k]} * int32_t{a.w[n * a.ldw + k]};
+      for (int64_t k = 0; k < a.k; ++k)
+        acc += int32_t{a.x[t * a.ldx + k]} *
+               int32_t{a.rows4 > 0 ? rows4_at(a.w, a.rows4, a.ldw, n, k) : a.w[n * a.ldw + k]};
       a.out[t * a.ld_out + (n - a.n0)] = acc;
     }
 }
@@ -84,6 +87,15 @@ void gemm_mxfp4_mxfp4_ref(const GemmMxArgs& a) {
 }
 
 }  // namespace
+
+int64_t pack_rows4(const int8_t* w, int64_t n, int64_t k, int8_t* out) {
+  const int64_t rows4 = n / 4 * 4;
+  for (int64_t g = 0; g < rows4; g += 4)
+    for (int64_t c = 0; c < k; c += 32)
+      for (int64_t r = 0; r < 4; ++r) std::memcpy(out + g * k + c * 4 + r * 32, w + (g + r) * k + c, 32);
+  std::memcpy(out + rows4 * k, w + rows4 * k, static_cast<size_t>((n - rows4) * k));
+  return rows4;
+}
 
 void pack_u4(const int8_t* w, int64_t n, uint8_t* out) {
   for (int64_t b = 0; b < n / 32; ++b)

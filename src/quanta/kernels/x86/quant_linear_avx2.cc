@@ -47,7 +47,12 @@ void gemm_s8_tokens(const GemmS8Args& a, int64_t t_begin, int64_t t_end) {
   // 4 weight rows x 2 tokens per step: each weight load serves two tokens and
   // each activation load four rows.
   for (; n + 4 <= a.n1; n += 4) {
-    const int8_t* w0 = a.w + n * a.ldw;
+    // Row r's 32 bytes at column k: wr[r] + k * ks (rows packed by pack_rows4
+    // sit 32 bytes apart and advance 128 bytes per 32 columns).
+    const bool packed = n < a.rows4;
+    const int64_t ks = packed ? 4 : 1;
+    const int8_t* wr4[4];
+    for (int r = 0; r < 4; ++r) wr4[r] = packed ? a.w + n * a.ldw + r * 32 : a.w + (n + r) * a.ldw;
     int64_t t = t_begin;
     for (; t + 2 <= t_end; t += 2) {
       const bool two = true;
@@ -60,7 +65,7 @@ void gemm_s8_tokens(const GemmS8Args& a, int64_t t_begin, int64_t t_end) {
         const __m256i xa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0 + k));
         const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1 + k));
         for (int r = 0; r < 4; ++r) {
-          const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + r * a.ldw + k));
+          const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr4[r] + k * ks));
           const __m256i uw = _mm256_sign_epi8(w, w);
           acc[0][r] = _mm256_add_epi32(acc[0][r], dot32(uw, w, xa, ones16));
           acc[1][r] = _mm256_add_epi32(acc[1][r], dot32(uw, w, xb, ones16));
@@ -68,7 +73,7 @@ void gemm_s8_tokens(const GemmS8Args& a, int64_t t_begin, int64_t t_end) {
       }
       for (int r = 0; r < 4; ++r) {
         int32_t s0 = hsum_epi32(acc[0][r]), s1 = hsum_epi32(acc[1][r]);
-        const int8_t* wr = w0 + r * a.ldw;
+        const int8_t* wr = wr4[r];  // a tail only exists for plain rows
         for (int64_t k = k32; k < a.k; ++k) {
           s0 += int32_t{x0[k]} * wr[k];
           s1 += int32_t{x1[k]} * wr[k];
@@ -84,25 +89,27 @@ void gemm_s8_tokens(const GemmS8Args& a, int64_t t_begin, int64_t t_end) {
       for (int64_t k = 0; k < k32; k += 32) {
         const __m256i xa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0 + k));
         for (int r = 0; r < 4; ++r) {
-          const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + r * a.ldw + k));
+          const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr4[r] + k * ks));
           acc[r] = _mm256_add_epi32(acc[r], dot32(_mm256_sign_epi8(w, w), w, xa, ones16));
         }
       }
       for (int r = 0; r < 4; ++r) {
         int32_t s0 = hsum_epi32(acc[r]);
-        const int8_t* wr = w0 + r * a.ldw;
+        const int8_t* wr = wr4[r];
         for (int64_t k = k32; k < a.k; ++k) s0 += int32_t{x0[k]} * wr[k];
         a.out[t * a.ld_out + (n + r - a.n0)] = s0;
       }
     }
   }
   for (; n < a.n1; ++n) {
-    const int8_t* wr = a.w + n * a.ldw;
+    const bool packed = n < a.rows4;  // a range that ends inside a packed group
+    const int8_t* wr = packed ? a.w + (n & ~int64_t{3}) * a.ldw + (n & 3) * 32 : a.w + n * a.ldw;
+    const int64_t ks = packed ? 4 : 1;
     for (int64_t t = t_begin; t < t_end; ++t) {
       const int8_t* xr = a.x + t * a.ldx;
       __m256i acc = _mm256_setzero_si256();
       for (int64_t k = 0; k < k32; k += 32) {
-        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + k));
+        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + k * ks));
         const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k));
         acc = _mm256_add_epi32(acc, dot32(_mm256_sign_epi8(w, w), w, x, ones16));
       }

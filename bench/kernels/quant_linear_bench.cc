@@ -1,0 +1,51 @@
+// Throughput of the integer Linear kernels (kernels/quant_linear.h) on Qwen3-1.7B
+// shapes, single thread: GMAC/s for prompt shapes (compare with build/bench_peak's
+// int8 rows) and GB/s of weights streamed for one token.
+//   build/bench_quant_linear [--benchmark_filter=...]
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "quanta/kernels/quant_linear.h"
+
+namespace {
+
+using quanta::kernels::GemmS8Args;
+
+// gemm_s8 (W8A8: int8 x int8 -> int32) or gemm_u4 (W4A4: packed int4 x int4).
+void run(benchmark::State& state, bool int4) {
+  const int64_t n_tokens = state.range(0), n_in = state.range(1), n_out = state.range(2);
+  std::mt19937 rng(1);
+  std::uniform_int_distribution<int> q(int4 ? -7 : -127, int4 ? 7 : 127);
+  std::vector<int8_t> x(static_cast<size_t>(n_tokens * n_in)), w(static_cast<size_t>(n_out * n_in));
+  for (auto& v : x) v = static_cast<int8_t>(q(rng));
+  for (auto& v : w) v = static_cast<int8_t>(int4 ? std::clamp(q(rng), -8, 7) : q(rng));
+  std::vector<uint8_t> packed;
+  if (int4) {
+    packed.resize(static_cast<size_t>(n_out * n_in / 2));
+    for (int64_t n = 0; n < n_out; ++n) quanta::kernels::pack_u4(w.data() + n * n_in, n_in, packed.data() + n * n_in / 2);
+  }
+  std::vector<int32_t> out(static_cast<size_t>(n_tokens * n_out));
+  const auto& kt = quanta::kernels::quant_linear_kernels();
+  const int8_t* wp = int4 ? reinterpret_cast<const int8_t*>(packed.data()) : w.data();
+  const int64_t ldw = int4 ? n_in / 2 : n_in;
+  for (auto _ : state) {
+    (int4 ? kt.gemm_u4 : kt.gemm_s8)(GemmS8Args{x.data(), n_in, n_tokens, wp, ldw, n_in, 0, n_out, out.data(), n_out});
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["GMAC/s"] = benchmark::Counter(static_cast<double>(n_tokens * n_in * n_out), benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  state.counters["weight_GB/s"] = benchmark::Counter(static_cast<double>(n_out * ldw), benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+}
+
+void BM_gemm_s8(benchmark::State& s) { run(s, false); }
+void BM_gemm_u4(benchmark::State& s) { run(s, true); }
+
+// Qwen3-1.7B MLP up projection [6144, 2048]: one token (decode), 512 (prompt).
+BENCHMARK(BM_gemm_s8)->Args({1, 2048, 6144})->Args({512, 2048, 6144})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_gemm_u4)->Args({1, 2048, 6144})->Args({512, 2048, 6144})->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
