@@ -120,7 +120,9 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
 
   m->final_norm_ = load_vector(source, "model.norm.weight", hidden);
   if (c.tie_word_embeddings) {
-    m->lm_head_ = linear("model.embed_tokens", hidden, c.vocab_size, false, ParallelRole::kColumn);
+    // One kernel (one copy of the table) serves both. Under tensor parallelism the
+    // output projection will want its own column-split kernel instead.
+    m->lm_head_ = m->embedding_;
   } else {
     m->lm_head_ = linear("lm_head", hidden, c.vocab_size, false, ParallelRole::kColumn);
     report(m->lm_head_->weight_bytes());

@@ -78,9 +78,9 @@ class DecoderModel {
   DecoderModel() = default;
 
   format::ModelConfig config_;
-  std::unique_ptr<quant::LinearKernel> embedding_;  // [vocab, hidden], looked up by row
+  std::shared_ptr<quant::LinearKernel> embedding_;  // [vocab, hidden], looked up by row
   Tensor final_norm_;  // [hidden] f32
-  std::unique_ptr<quant::LinearKernel> lm_head_;  // [vocab, hidden]
+  std::shared_ptr<quant::LinearKernel> lm_head_;  // [vocab, hidden]; the embedding's kernel when tied
   std::vector<std::unique_ptr<Layer>> layers_;
   RopeTable rope_full_, rope_sliding_;
 };
