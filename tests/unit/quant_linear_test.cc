@@ -108,6 +108,33 @@ TEST(QuantLinearKernels, GemmU4IsExactOnEveryIsa) {
       quant_linear_kernels_for(isa).gemm_u4({x.data(), k, s.t, reinterpret_cast<const int8_t*>(packed.data()), k / 2, k,
                                              0, s.n, got.data(), s.n});
       EXPECT_EQ(got, want) << isa_name(isa) << " t=" << s.t << " n=" << s.n << " k=" << k;
+      // Rows paired by pack_rows2_u4: whole range, a range ending inside a pair, and
+      // (all rows paired) the second half of the columns through an offset pointer.
+      std::vector<uint8_t> paired(packed.size());
+      const int64_t rows2 = pack_rows2_u4(packed.data(), s.n, k, paired.data());
+      ASSERT_EQ(rows2, s.n / 2 * 2);
+      const auto* wp = reinterpret_cast<const int8_t*>(paired.data());
+      std::vector<int32_t> got2(s.t * s.n, 7);
+      quant_linear_kernels_for(isa).gemm_u4({x.data(), k, s.t, wp, k / 2, k, 0, s.n, got2.data(), s.n, 0, rows2});
+      EXPECT_EQ(got2, want) << isa_name(isa) << " paired t=" << s.t << " n=" << s.n;
+      const int64_t n3 = std::min<int64_t>(3, s.n);
+      std::vector<int32_t> got3(s.t * n3, 7), want3(s.t * n3);
+      quant_linear_kernels_for(isa).gemm_u4({x.data(), k, s.t, wp, k / 2, k, 0, n3, got3.data(), n3, 0, rows2});
+      for (int64_t t = 0; t < s.t; ++t)
+        for (int64_t n = 0; n < n3; ++n) want3[t * n3 + n] = want[t * s.n + n];
+      EXPECT_EQ(got3, want3) << isa_name(isa) << " paired, rows [0, 3)";
+      if (s.n % 2 == 0 && k % 64 == 0) {
+        const int64_t half = k / 2;  // columns [half, k): 32-blocks, so the pair offset is `half` bytes
+        std::vector<int32_t> got_h(s.t * s.n, 7), want_h(s.t * s.n);
+        quant_linear_kernels_for(isa).gemm_u4({x.data() + half, k, s.t, wp + half, k / 2, half, 0, s.n, got_h.data(), s.n, 0, rows2});
+        for (int64_t t = 0; t < s.t; ++t)
+          for (int64_t n = 0; n < s.n; ++n) {
+            int32_t a = 0;
+            for (int64_t i = half; i < k; ++i) a += x[t * k + i] * (w[n * k + i] + 8);
+            want_h[t * s.n + n] = a;
+          }
+        EXPECT_EQ(got_h, want_h) << isa_name(isa) << " paired, second half of the columns";
+      }
     }
   }
 }

@@ -30,6 +30,9 @@ struct GemmS8Args {
   // gemm_s8 only: rows [0, rows4) of w are laid out by pack_rows4 (then ldw == k,
   // k % 32 == 0 and n0 % 4 == 0); 0 means every row is stored plainly.
   int64_t rows4 = 0;
+  // gemm_u4 only: rows [0, rows2) are pairs laid out by pack_rows2_u4 (n0 even).
+  // w may point at a later 32-column block (a group) only if every row is paired.
+  int64_t rows2 = 0;
 };
 
 struct GemmF32S8Args {
@@ -100,6 +103,18 @@ int64_t pack_rows4(const int8_t* w, int64_t n, int64_t k, int8_t* out);
 inline int8_t rows4_at(const int8_t* w, int64_t rows4, int64_t k, int64_t row, int64_t col) {
   if (row >= rows4) return w[row * k + col];
   return w[(row & ~int64_t{3}) * k + (col / 32) * 128 + (row & 3) * 32 + col % 32];
+}
+
+// Interleaves pack_u4 rows (ldw = k / 2 bytes each, k a multiple of 32) by pairs:
+// for each 32-column block, row 2i's 16 bytes then row 2i+1's, so the kernel's
+// 2-row loop reads one stream (see pack_rows4). An odd last row follows
+// unchanged. Returns the rows in pairs (n / 2 * 2), GemmS8Args::rows2.
+int64_t pack_rows2_u4(const uint8_t* w, int64_t n, int64_t k, uint8_t* out);
+// Byte holding element col of row `row` (pack_u4 nibble layout) in such a matrix.
+inline int64_t rows2_u4_byte(int64_t rows2, int64_t k, int64_t row, int64_t col) {
+  const int64_t in_block = col % 16;  // elements j and j + 16 share byte j
+  if (row >= rows2) return row * (k / 2) + (col / 32) * 16 + in_block;
+  return (row & ~int64_t{1}) * (k / 2) + (col / 32) * 32 + (row & 1) * 16 + in_block;
 }
 
 // E2M1 code -> 2 * value as int8 ({0, 1, 2, 3, 4, 6, 8, 12}, negated for codes 8..15).

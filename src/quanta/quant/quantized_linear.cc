@@ -46,8 +46,15 @@ class IntLinear : public LinearKernel {
     // groups are whole 32-blocks.
     if (act_ == IntAct::kDynamic4 && w_.group_size % 32 == 0) {
       packed_ = Tensor::zeros(DType::kU8, {n_out_, n_in_ / 2});
+      Tensor rows = Tensor::zeros(DType::kU8, {n_out_, n_in_ / 2});
       for (int64_t n = 0; n < n_out_; ++n)
-        kernels::pack_u4(w_.weight.data<int8_t>() + n * n_in_, n_in_, packed_.data_mut<uint8_t>() + n * (n_in_ / 2));
+        kernels::pack_u4(w_.weight.data<int8_t>() + n * n_in_, n_in_, rows.data_mut<uint8_t>() + n * (n_in_ / 2));
+      // Pairs of rows interleaved per block: the kernel's 2-row loop reads one
+      // stream. Per-group calls start at a later block, which needs every row paired.
+      if (n_groups_ == 1 || n_out_ % 2 == 0)
+        rows2_ = kernels::pack_rows2_u4(rows.data<uint8_t>(), n_out_, n_in_, packed_.data_mut<uint8_t>());
+      else
+        packed_ = std::move(rows);
       w_.weight = Tensor();
     }
     // Per-channel int8 weights are interleaved by 4 rows (pack_rows4): the
@@ -110,7 +117,9 @@ class IntLinear : public LinearKernel {
         for (int64_t t = 0; t < n_tokens; ++t)
           for (int64_t n = n0; n < n1; ++n) y[t * N + n] = 0.0f;
         for (int64_t g = 0; g < n_groups_; ++g) {
-          kt_.gemm_u4({xq.data() + g * G, K, n_tokens, wp + g * G / 2, K / 2, G, n0, n1, acc.data(), m});
+          // Group g starts at byte g * G / 2 of a plain row, g * G of a pair.
+          kt_.gemm_u4({xq.data() + g * G, K, n_tokens, wp + (rows2_ > 0 ? g * G : g * G / 2), K / 2, G, n0, n1,
+                       acc.data(), m, 0, rows2_});
           for (int64_t t = 0; t < n_tokens; ++t)
             for (int64_t n = n0; n < n1; ++n)
               y[t * N + n] += w_.scale[n * n_groups_ + g] *
@@ -163,6 +172,7 @@ class IntLinear : public LinearKernel {
   IntAct act_;
   int64_t n_out_ = 0, n_in_ = 0, n_groups_ = 1;
   int64_t rows4_ = 0;  // leading rows of w_.weight interleaved by pack_rows4
+  int64_t rows2_ = 0;  // leading rows of packed_ paired by pack_rows2_u4
 };
 
 class MxLinear : public LinearKernel {

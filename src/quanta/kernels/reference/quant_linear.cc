@@ -24,17 +24,17 @@ void gemm_s8_ref(const GemmS8Args& a) {
     }
 }
 
-int32_t u4_at(const uint8_t* row, int64_t k) {
-  const uint8_t b = row[(k / 32) * 16 + (k % 16)];
-  return (k % 32) < 16 ? (b & 0xF) : (b >> 4);
-}
-
 void gemm_u4_ref(const GemmS8Args& a) {
   const auto* w = reinterpret_cast<const uint8_t*>(a.w);
+  // Element (n, k): its byte, in a matrix of ldw bytes (2 * ldw columns) per row.
+  auto at = [&](int64_t n, int64_t k) {
+    const uint8_t b = w[rows2_u4_byte(a.rows2, 2 * a.ldw, n, k)];
+    return (k % 32) < 16 ? (b & 0xF) : (b >> 4);
+  };
   for (int64_t t = 0; t < a.n_tokens; ++t)
     for (int64_t n = a.n0; n < a.n1; ++n) {
       int32_t acc = 0;
-      for (int64_t k = 0; k < a.k; ++k) acc += int32_t{a.x[t * a.ldx + k]} * u4_at(w + n * a.ldw, k);
+      for (int64_t k = 0; k < a.k; ++k) acc += int32_t{a.x[t * a.ldx + k]} * at(n, k);
       a.out[t * a.ld_out + (n - a.n0)] = acc;
     }
 }
@@ -95,6 +95,15 @@ int64_t pack_rows4(const int8_t* w, int64_t n, int64_t k, int8_t* out) {
       for (int64_t r = 0; r < 4; ++r) std::memcpy(out + g * k + c * 4 + r * 32, w + (g + r) * k + c, 32);
   std::memcpy(out + rows4 * k, w + rows4 * k, static_cast<size_t>((n - rows4) * k));
   return rows4;
+}
+
+int64_t pack_rows2_u4(const uint8_t* w, int64_t n, int64_t k, uint8_t* out) {
+  const int64_t rows2 = n / 2 * 2, ldw = k / 2;
+  for (int64_t g = 0; g < rows2; g += 2)
+    for (int64_t c = 0; c < k; c += 32)
+      for (int64_t r = 0; r < 2; ++r) std::memcpy(out + g * ldw + c + r * 16, w + (g + r) * ldw + c / 2, 16);
+  std::memcpy(out + rows2 * ldw, w + rows2 * ldw, static_cast<size_t>((n - rows2) * ldw));
+  return rows2;
 }
 
 void pack_u4(const int8_t* w, int64_t n, uint8_t* out) {

@@ -145,8 +145,12 @@ void gemm_u4_tokens(const GemmS8Args& a, int64_t t_begin, int64_t t_end) {
   constexpr int64_t kSpan = 128;  // blocks per int16 accumulation
   int64_t n = a.n0;
   for (; n + 2 <= a.n1; n += 2) {
+    // Block b of the two rows: w0/w1 + b * bs (pairs packed by pack_rows2_u4 sit
+    // 16 bytes apart and advance 32 bytes per block).
+    const bool paired = n < a.rows2;
+    const int64_t bs = paired ? 32 : 16;
     const uint8_t* w0 = wb + n * a.ldw;
-    const uint8_t* w1 = w0 + a.ldw;
+    const uint8_t* w1 = paired ? w0 + 16 : w0 + a.ldw;
     int64_t t = t_begin;
     for (; t + 2 <= t_end; t += 2) {
       const int8_t* x0 = a.x + t * a.ldx;
@@ -155,7 +159,7 @@ void gemm_u4_tokens(const GemmS8Args& a, int64_t t_begin, int64_t t_end) {
       for (int64_t s0 = 0; s0 < nblk; s0 += kSpan) {
         __m256i h[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
         for (int64_t b = s0; b < std::min(nblk, s0 + kSpan); ++b) {
-          const __m256i u0 = u4x32(w0 + b * 16, mask), u1 = u4x32(w1 + b * 16, mask);
+          const __m256i u0 = u4x32(w0 + b * bs, mask), u1 = u4x32(w1 + b * bs, mask);
           const __m256i xa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0 + b * 32));
           const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1 + b * 32));
           h[0] = _mm256_add_epi16(h[0], _mm256_maddubs_epi16(u0, xa));
@@ -177,8 +181,8 @@ void gemm_u4_tokens(const GemmS8Args& a, int64_t t_begin, int64_t t_end) {
         __m256i h[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
         for (int64_t b = s0; b < std::min(nblk, s0 + kSpan); ++b) {
           const __m256i xa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0 + b * 32));
-          h[0] = _mm256_add_epi16(h[0], _mm256_maddubs_epi16(u4x32(w0 + b * 16, mask), xa));
-          h[1] = _mm256_add_epi16(h[1], _mm256_maddubs_epi16(u4x32(w1 + b * 16, mask), xa));
+          h[0] = _mm256_add_epi16(h[0], _mm256_maddubs_epi16(u4x32(w0 + b * bs, mask), xa));
+          h[1] = _mm256_add_epi16(h[1], _mm256_maddubs_epi16(u4x32(w1 + b * bs, mask), xa));
         }
         for (int i = 0; i < 2; ++i) acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(h[i], ones16));
       }
@@ -187,14 +191,16 @@ void gemm_u4_tokens(const GemmS8Args& a, int64_t t_begin, int64_t t_end) {
     }
   }
   for (; n < a.n1; ++n) {
-    const uint8_t* w0 = wb + n * a.ldw;
+    const bool paired = n < a.rows2;  // a range that ends inside a pair
+    const int64_t bs = paired ? 32 : 16;
+    const uint8_t* w0 = paired ? wb + (n & ~int64_t{1}) * a.ldw + (n & 1) * 16 : wb + n * a.ldw;
     for (int64_t t = t_begin; t < t_end; ++t) {
       const int8_t* x0 = a.x + t * a.ldx;
       __m256i acc = _mm256_setzero_si256();
       for (int64_t s0 = 0; s0 < nblk; s0 += kSpan) {
         __m256i h = _mm256_setzero_si256();
         for (int64_t b = s0; b < std::min(nblk, s0 + kSpan); ++b)
-          h = _mm256_add_epi16(h, _mm256_maddubs_epi16(u4x32(w0 + b * 16, mask),
+          h = _mm256_add_epi16(h, _mm256_maddubs_epi16(u4x32(w0 + b * bs, mask),
                                                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0 + b * 32))));
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(h, ones16));
       }
