@@ -1004,6 +1004,18 @@ def kv_in_use(server: Server) -> float:
     return m["quanta_kv_blocks_used"] - m["quanta_prefix_cache_blocks"]
 
 
+def wait_kv_baseline(server: Server, baseline: float, timeout: float = 15.0) -> dict:
+    """Waits until nothing runs or waits and the KV in use (outside the prefix cache) is back at baseline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = server.metrics()
+        used = m["quanta_kv_blocks_used"] - m["quanta_prefix_cache_blocks"]
+        if m["quanta_num_running_reqs"] == 0 and m["quanta_num_queue_reqs"] == 0 and used == baseline:
+            return m
+        assert time.monotonic() < deadline, f"KV not back at baseline {baseline} after a disconnect: {m}"
+        time.sleep(0.02)
+
+
 def wait_idle(server: Server, timeout: float = 10.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
@@ -1034,14 +1046,7 @@ def test_client_disconnect_mid_stream_frees_kv(server):
                 assert chunk, f"the server closed the stream early: {seen!r}"
                 seen += chunk
             assert seen.startswith(b"HTTP/1.1 200"), seen[:200]
-    deadline = time.monotonic() + 15
-    while True:
-        m = server.metrics()
-        used = m["quanta_kv_blocks_used"] - m["quanta_prefix_cache_blocks"]
-        if m["quanta_num_running_reqs"] == 0 and m["quanta_num_queue_reqs"] == 0 and used == baseline:
-            break
-        assert time.monotonic() < deadline, f"KV not back at baseline {baseline} after a disconnect: {m}"
-        time.sleep(0.05)
+    m = wait_kv_baseline(server, baseline)
     generated = m["quanta_generation_tokens_total"] - before
     assert generated < 3 * 4 * max_tokens, "the disconnected streams were generated to the end"
     # Each is logged once; the aborted ones say so.
@@ -1098,14 +1103,7 @@ def test_client_disconnect_non_streamed_frees_kv(slow_server, path):
         while server.metrics()["quanta_generation_tokens_total"] - before < 4:  # it is generating
             assert time.monotonic() < deadline, "the request never started generating"
             time.sleep(0.02)
-    deadline = time.monotonic() + 15
-    while True:
-        m = server.metrics()
-        used = m["quanta_kv_blocks_used"] - m["quanta_prefix_cache_blocks"]
-        if m["quanta_num_running_reqs"] == 0 and m["quanta_num_queue_reqs"] == 0 and used == baseline:
-            break
-        assert time.monotonic() < deadline, f"KV not back at baseline {baseline} after a disconnect: {m}"
-        time.sleep(0.02)
+    m = wait_kv_baseline(server, baseline)
     generated = m["quanta_generation_tokens_total"] - before
     assert generated < n * max_tokens / 2, f"{generated} tokens: the request ran on after the hang-up"
     deadline = time.monotonic() + 10
