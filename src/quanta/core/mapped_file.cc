@@ -46,8 +46,9 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
     throw Error(std::string("cannot map file: ") + std::strerror(errno), in_file(path));
   }
   // Weights are streamed once per token: 2 MB pages (where the kernel and file
-  // system give them) spare a TLB miss every 4 KB. Measured on Qwen3-0.6B Q8_0
-  // decode: +5-15% tokens/s. Only a hint, so its failure is ignored.
+  // system give them, e.g. ext4 on Linux 6.18) spare a TLB miss every 4 KB.
+  // Measured decode gains of 3% (W8A8, 2 threads) to 10% (Q8_0 GGUF, 1 thread).
+  // Only a hint, so its failure is ignored.
   ::madvise(p, size, MADV_HUGEPAGE);
   return std::shared_ptr<const MappedFile>(
       new MappedFile(path, static_cast<const uint8_t*>(p), size));
