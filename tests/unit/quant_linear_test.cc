@@ -315,7 +315,7 @@ TEST(QuantizedLinear, StaticW8A8MatchesTheSpecFormula) {
   std::mt19937 rng(5);
   std::normal_distribution<float> nd;
   std::uniform_int_distribution<int> wd(-128, 127), qb(-5000, 5000);
-  const int64_t T = 4, N = 19, K = 96;
+  const int64_t T = 40, N = 19, K = 96;  // enough tokens for the AMX tiles too
   std::vector<int8_t> w(N * K);
   for (auto& v : w) v = static_cast<int8_t>(wd(rng));
   std::vector<float> x(T * K), deq(N);

@@ -3,16 +3,32 @@
 // Every kernel exists as a plain scalar reference (kernels/reference/) and, where
 // speed matters, as ISA-specific versions (kernels/x86/*_avx2.cc, *_avx512.cc),
 // each built in its own translation unit with its own compiler flags. The table
-// for the best ISA the CPU has is chosen once, at first use; QUANTA_ISA=scalar|avx2|avx512
+// for the best ISA the CPU has is chosen once, at first use; QUANTA_ISA=scalar|avx2|avx512|amx
 // forces a lower one (never a higher one than the CPU runs).
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace quanta::kernels {
 
-enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+// Tiers, each a superset of the one below: AVX2+FMA+F16C; AVX-512 F/BW/VL/DQ with
+// VNNI and BF16; AMX (tile, int8, bf16) with the kernel's tile-data permission.
+enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAmx = 3 };
 const char* isa_name(Isa isa);
+
+// What the CPU (and the OS, for the register state) offers, read with cpuid/xgetbv.
+struct CpuFeatures {
+  bool avx2 = false, fma = false, f16c = false, avx_vnni = false;
+  bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
+  bool avx512_vnni = false, avx512_bf16 = false, avx512_fp16 = false;
+  bool amx_tile = false, amx_int8 = false, amx_bf16 = false;
+  bool amx_permitted = false;  // arch_prctl(ARCH_REQ_XCOMP_PERM) granted tile data
+};
+// Detected once; the first call asks Linux for AMX tile data where the CPU has it.
+const CpuFeatures& cpu_features();
+// "avx2 fma f16c ... amx_bf16", for --version and logs.
+std::string cpu_features_string();
 
 // The best ISA this CPU runs (ignores QUANTA_ISA).
 Isa host_isa();

@@ -20,6 +20,7 @@
 #include "quanta/format/gguf_model.h"
 #include "quanta/kernels/kernels.h"
 #include "quanta/kernels/quant_dot.h"
+#include "quanta/kernels/tile_gemm.h"
 #include "quanta/quant/quant_method.h"
 
 namespace quanta::quant {
@@ -51,7 +52,8 @@ class GgufLinear : public LinearKernel {
         dequant_(kernels::quant_dequant(static_cast<uint32_t>(info.type))) {}
 
   void forward(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const override {
-    if (dot_ && n_tokens < kTileMinTokens)
+    const int64_t min_tiles = kernels::tiles_usable(kernels::active_isa()) ? kernels::kTileMinTokens : kTileMinTokens;
+    if (dot_ && n_tokens < min_tiles)
       forward_dot(x, n_tokens, y, pool);
     else
       forward_tiles(x, n_tokens, y, pool);
@@ -85,7 +87,38 @@ class GgufLinear : public LinearKernel {
     });
   }
 
+  // Decodes rows [o, o + rows) to f32 into tile (rows x n_in).
+  void dequantize_rows(int64_t o, int64_t rows, float* tile) const {
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint8_t* w = weights_ + (o + r) * row_bytes_;
+      if (dequant_) dequant_(w, tile + r * n_in_, n_in_);
+      else format::dequantize_row(type_, w, tile + r * n_in_, n_in_);
+    }
+  }
+
+  // AMX: tiles of rows dequantized to f32, split in two bf16 parts, multiplied
+  // against every token (also split) by the tile GEMM (tile_gemm.h).
+  void forward_amx(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const {
+    const std::vector<uint8_t> xp = kernels::tile_pack_bf16(x, n_in_, n_tokens, n_in_, true, pool);
+    constexpr int64_t kRows = 64;
+    const int64_t part = kRows * n_in_;
+    pool.parallel_for(n_out_, kRows, [&](int64_t begin, int64_t end) {
+      thread_local std::vector<float> tile;
+      thread_local std::vector<uint16_t> tile16;  // hi rows, then lo rows
+      tile.resize(static_cast<size_t>(part));
+      tile16.resize(static_cast<size_t>(2 * part));
+      for (int64_t o = begin; o < end; o += kRows) {
+        const int64_t rows = std::min(kRows, end - o);
+        dequantize_rows(o, rows, tile.data());
+        kernels::tile_f32_to_bf16(tile.data(), tile16.data(), tile16.data() + part, rows * n_in_);
+        kernels::tile_gemm_bf16(kernels::tile_terms_wsplit_xsplit(
+            {xp.data(), n_tokens, n_in_, tile16.data(), 2 * n_in_, 0, rows, y + o, n_out_}, 2 * part));
+      }
+    });
+  }
+
   void forward_tiles(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const {
+    if (kernels::tiles_usable(kernels::active_isa())) return forward_amx(x, n_tokens, y, pool);
     const auto matmul = kernels::kernels().matmul_f32;
     const int64_t tile_rows = std::max<int64_t>(4, kTileBytes / (4 * n_in_) / 4 * 4);
     pool.parallel_for(n_out_, tile_rows, [&](int64_t begin, int64_t end) {
@@ -93,11 +126,7 @@ class GgufLinear : public LinearKernel {
       tile.resize(static_cast<size_t>(tile_rows * n_in_));
       for (int64_t o = begin; o < end; o += tile_rows) {
         const int64_t rows = std::min(tile_rows, end - o);
-        for (int64_t r = 0; r < rows; ++r) {
-          const uint8_t* w = weights_ + (o + r) * row_bytes_;
-          if (dequant_) dequant_(w, tile.data() + r * n_in_, n_in_);
-          else format::dequantize_row(type_, w, tile.data() + r * n_in_, n_in_);
-        }
+        dequantize_rows(o, rows, tile.data());
         matmul({x, n_tokens, n_in_, tile.data(), y + o, n_out_, 0, rows});
       }
     });

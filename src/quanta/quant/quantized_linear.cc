@@ -5,6 +5,7 @@
 
 #include "quanta/core/dtype.h"
 #include "quanta/core/thread_pool.h"
+#include "quanta/kernels/tile_gemm.h"
 
 namespace quanta::quant {
 
@@ -57,9 +58,14 @@ class IntLinear : public LinearKernel {
         packed_ = std::move(rows);
       w_.weight = Tensor();
     }
+    // AMX multiplies int8 rows as stored (tile rows) for batches; groups must
+    // be whole 64-byte tile chunks.
+    tiles_ = kernels::tiles_usable(kt_.isa) && (act_ == IntAct::kDynamic8 || act_ == IntAct::kStatic8) &&
+             (n_groups_ == 1 || w_.group_size % 64 == 0);
     // Per-channel int8 weights are interleaved by 4 rows (pack_rows4): the
     // kernel then streams one sequence instead of 4 rows, 1.5x the bandwidth.
-    if ((act_ == IntAct::kDynamic8 || act_ == IntAct::kStatic8) && n_groups_ == 1 && n_in_ % 32 == 0 && n_out_ >= 4) {
+    if (!tiles_ && (act_ == IntAct::kDynamic8 || act_ == IntAct::kStatic8) && n_groups_ == 1 && n_in_ % 32 == 0 &&
+        n_out_ >= 4) {
       Tensor packed = Tensor::zeros(DType::kI8, {n_out_, n_in_});
       rows4_ = kernels::pack_rows4(w_.weight.data<int8_t>(), n_out_, n_in_, packed.data_mut<int8_t>());
       w_.weight = std::move(packed);
@@ -109,7 +115,20 @@ class IntLinear : public LinearKernel {
       for (int64_t t = 0; t < n_tokens; ++t)
         for (int64_t k = 0; k < K; ++k) xsum[t * n_groups_ + k / G] += xq[t * K + k];
     }
-    pool.parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
+    // Tiles: each group's activations packed once for every thread.
+    const bool tiles = tiles_ && n_tokens >= kernels::kTileMinTokens;
+    std::vector<std::vector<uint8_t>> xp;
+    if (tiles)
+      for (int64_t g = 0; g < n_groups_; ++g) xp.push_back(kernels::tile_pack_s8(xq.data() + g * G, K, n_tokens, G, pool));
+    // acc[t * m + n - n0] = sum over group g of x_q W, exact.
+    auto gemm_s8 = [&](int64_t g, int64_t n0, int64_t n1, int32_t* acc) {
+      const int64_t m = n1 - n0;
+      if (tiles)
+        kernels::tile_gemm_s8({xp[static_cast<size_t>(g)].data(), n_tokens, G, w + n0 * K + g * G, K, 0, m, acc, m});
+      else
+        kt_.gemm_s8({xq.data() + g * G, K, n_tokens, w + g * G, K, G, n0, n1, acc, m, rows4_});
+    };
+    pool.parallel_for(N, tiles ? 32 : 16, [&](int64_t n0, int64_t n1) {
       const int64_t m = n1 - n0;
       std::vector<int32_t> acc(static_cast<size_t>(n_tokens * m));
       if (!packed_.empty()) {
@@ -133,7 +152,7 @@ class IntLinear : public LinearKernel {
         return;
       }
       if (act_ == IntAct::kStatic8) {
-        kt_.gemm_s8({xq.data(), K, n_tokens, w, K, K, n0, n1, acc.data(), m, rows4_});
+        gemm_s8(0, n0, n1, acc.data());
         for (auto [t, k] : minus128)
           for (int64_t n = n0; n < n1; ++n) acc[t * m + n - n0] -= kernels::rows4_at(w, rows4_, K, n, k);
         for (int64_t t = 0; t < n_tokens; ++t)
@@ -144,7 +163,7 @@ class IntLinear : public LinearKernel {
       for (int64_t t = 0; t < n_tokens; ++t)
         for (int64_t n = n0; n < n1; ++n) y[t * N + n] = 0.0f;
       for (int64_t g = 0; g < n_groups_; ++g) {
-        kt_.gemm_s8({xq.data() + g * G, K, n_tokens, w + g * G, K, G, n0, n1, acc.data(), m, rows4_});
+        gemm_s8(g, n0, n1, acc.data());
         for (int64_t t = 0; t < n_tokens; ++t)
           for (int64_t n = n0; n < n1; ++n)
             y[t * N + n] += w_.scale[n * n_groups_ + g] * static_cast<float>(acc[t * m + n - n0]);
@@ -171,6 +190,7 @@ class IntLinear : public LinearKernel {
   const kernels::QuantLinearKernels& kt_;
   IntAct act_;
   int64_t n_out_ = 0, n_in_ = 0, n_groups_ = 1;
+  bool tiles_ = false;  // batches run on AMX tiles (then rows stay plain: rows4_ == 0)
   int64_t rows4_ = 0;  // leading rows of w_.weight interleaved by pack_rows4
   int64_t rows2_ = 0;  // leading rows of packed_ paired by pack_rows2_u4
 };
@@ -236,12 +256,18 @@ class MxLinear : public LinearKernel {
     const auto* wp = static_cast<const uint8_t*>(w_.weight.raw());
     const auto* ws = w_.scale.data<uint8_t>();
     const auto& fk = kernels::kernels_for(kt_.isa);
+    const bool tiles = kernels::tiles_usable(kt_.isa);
     // Element code -> f32 table, built once per call (256 entries).
     float lut[256];
     for (int c = 0; c < 256; ++c) lut[c] = mx_elem_to_f32(wel, static_cast<uint8_t>(wel == MxElem::kE2M1 ? c & 0xF : c));
-    constexpr int64_t kRowsPerTile = 16, kTokenBlock = 48;
+    // AMX: MX values are exact in bf16 (at most 4 significant bits times a power
+    // of two), so the tiles multiply them exactly; rows are decoded once for all tokens.
+    std::vector<uint8_t> xp;
+    if (tiles) xp = kernels::tile_pack_bf16(xa.data(), K, n_tokens, K, false, pool);
+    const int64_t kRowsPerTile = tiles ? 64 : 16, kTokenBlock = tiles ? n_tokens : 48;
     pool.parallel_for(N, kRowsPerTile, [&](int64_t n0, int64_t n1) {
       std::vector<float> tile(static_cast<size_t>(kRowsPerTile * K));
+      std::vector<uint16_t> tile16(tiles ? tile.size() : 0);
       for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
         const int64_t t1 = std::min(n_tokens, t0 + kTokenBlock);
         for (int64_t r0 = n0; r0 < n1; r0 += kRowsPerTile) {
@@ -257,7 +283,12 @@ class MxLinear : public LinearKernel {
               }
             }
           }
-          fk.matmul_f32({xa.data() + t0 * K, t1 - t0, K, tile.data(), y + t0 * N + r0, N, 0, r1 - r0});
+          if (tiles) {
+            kernels::tile_f32_to_bf16(tile.data(), tile16.data(), nullptr, (r1 - r0) * K);
+            kernels::tile_gemm_bf16({xp.data(), n_tokens, K, tile16.data(), 2 * K, 0, r1 - r0, y + r0, N});
+          } else {
+            fk.matmul_f32({xa.data() + t0 * K, t1 - t0, K, tile.data(), y + t0 * N + r0, N, 0, r1 - r0});
+          }
         }
       }
       if (!w_.bias.empty())

@@ -5,6 +5,7 @@
 #include "quanta/core/mapped_file.h"
 #include "quanta/core/thread_pool.h"
 #include "quanta/kernels/kernels.h"
+#include "quanta/kernels/tile_gemm.h"
 #include "quanta/quant/quant_method.h"
 
 namespace quanta::quant {
@@ -24,10 +25,20 @@ class FloatLinear : public LinearKernel {
 
   void forward(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const override {
     const int64_t n_out = this->n_out(), n_in = this->n_in();
-    // Split output rows over threads in multiples of 16 (whole register tiles).
-    pool.parallel_for(n_out, 16, [&](int64_t begin, int64_t end) {
-      matmul_({x, n_tokens, n_in, weight_.raw(), y, n_out, begin, end});
-    });
+    if (weight_.dtype() == DType::kBF16 && n_tokens >= kernels::kTileMinTokens &&
+        kernels::tiles_usable(kernels::active_isa())) {
+      // bf16 weights are AMX tiles as stored, against activations split in two bf16 parts.
+      const std::vector<uint8_t> xp = kernels::tile_pack_bf16(x, n_in, n_tokens, n_in, true, pool);
+      pool.parallel_for(n_out, 32, [&](int64_t begin, int64_t end) {
+        kernels::tile_gemm_bf16(kernels::tile_terms_w_xsplit(
+            {xp.data(), n_tokens, n_in, weight_.raw(), 2 * n_in, begin, end, y + begin, n_out}));
+      });
+    } else {
+      // Split output rows over threads in multiples of 16 (whole register tiles).
+      pool.parallel_for(n_out, 16, [&](int64_t begin, int64_t end) {
+        matmul_({x, n_tokens, n_in, weight_.raw(), y, n_out, begin, end});
+      });
+    }
     if (!bias_.empty()) {
       const float* b = bias_.data<float>();
       for (int64_t t = 0; t < n_tokens; ++t)

@@ -119,7 +119,21 @@ const QuantLinearKernels& quant_linear_reference_table() {
 }
 
 const QuantLinearKernels& quant_linear_kernels_for(Isa isa) {
-  return isa == Isa::kScalar ? quant_linear_reference_table() : quant_linear_avx2_table();
+  // The AVX-512 and AMX tiers run the AVX2 primitives; their isa tells a layer
+  // that tiles (tile_gemm.h) may take its large batches.
+  auto with_isa = [](Isa tier) {
+    QuantLinearKernels t = quant_linear_avx2_table();
+    t.isa = tier;
+    return t;
+  };
+  static const QuantLinearKernels avx512 = with_isa(Isa::kAvx512), amx = with_isa(Isa::kAmx);
+  switch (isa) {
+    case Isa::kScalar: return quant_linear_reference_table();
+    case Isa::kAvx2: return quant_linear_avx2_table();
+    case Isa::kAvx512: return avx512;
+    case Isa::kAmx: return amx;
+  }
+  return quant_linear_reference_table();
 }
 
 const QuantLinearKernels& quant_linear_kernels() {
