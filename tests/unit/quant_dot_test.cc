@@ -90,7 +90,7 @@ TEST_P(QuantDot, MatchesTheDequantizedDotOnEveryIsa) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
 
   int checked_isas = 0;
-  for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512, Isa::kAmx}) {
     if (static_cast<int>(isa) > static_cast<int>(host_isa())) continue;
     const QuantDotFn dot = quant_dot_for(isa, static_cast<uint32_t>(tc.type));
     ASSERT_NE(dot, nullptr) << tc.name << " has no " << isa_name(isa) << " kernel";
@@ -160,7 +160,7 @@ TEST_P(QuantDot, FastDequantizerMatchesTheReference) {
   const TypeCase tc = GetParam();
   const auto& info = format::ggml_type_info(tc.type);
   int checked_isas = 0;
-  for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512, Isa::kAmx}) {
     if (static_cast<int>(isa) > static_cast<int>(host_isa())) continue;
     const QuantDequantFn dequant = quant_dequant_for(isa, static_cast<uint32_t>(tc.type));
     ASSERT_NE(dequant, nullptr) << tc.name;

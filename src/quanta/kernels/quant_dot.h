@@ -53,8 +53,10 @@ using QuantDequantFn = void (*)(const void* w, float* out, int64_t n);
 QuantDequantFn quant_dequant_for(Isa isa, uint32_t ggml_type);
 QuantDequantFn quant_dequant(uint32_t ggml_type);
 
-// Provided by the AVX2 translation unit.
+// Provided by the AVX2 and AVX-512 translation units (the AMX tier uses the AVX-512 ones).
 QuantDotFn quant_dot_avx2(uint32_t ggml_type);
 QuantDequantFn quant_dequant_avx2(uint32_t ggml_type);
+QuantDotFn quant_dot_avx512(uint32_t ggml_type);
+QuantDequantFn quant_dequant_avx512(uint32_t ggml_type);
 
 }  // namespace quanta::kernels

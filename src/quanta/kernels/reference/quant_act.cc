@@ -25,14 +25,14 @@ void quantize_q16(const float* x, BlockQ16* out, int64_t n) {
 
 QuantDotFn quant_dot_for(Isa isa, uint32_t ggml_type) {
   if (isa == Isa::kScalar) return nullptr;
-  return quant_dot_avx2(ggml_type);  // the AVX-512 level uses the AVX2 kernels for now
+  return isa == Isa::kAvx2 ? quant_dot_avx2(ggml_type) : quant_dot_avx512(ggml_type);
 }
 
 QuantDotFn quant_dot(uint32_t ggml_type) { return quant_dot_for(active_isa(), ggml_type); }
 
 QuantDequantFn quant_dequant_for(Isa isa, uint32_t ggml_type) {
   if (isa == Isa::kScalar) return nullptr;
-  return quant_dequant_avx2(ggml_type);
+  return isa == Isa::kAvx2 ? quant_dequant_avx2(ggml_type) : quant_dequant_avx512(ggml_type);
 }
 
 QuantDequantFn quant_dequant(uint32_t ggml_type) { return quant_dequant_for(active_isa(), ggml_type); }

@@ -16,6 +16,7 @@ namespace {
 
 constexpr int64_t kChunk = 64;  // bytes of k per tile row
 constexpr int64_t kTileBytes = 16 * kChunk;
+constexpr int64_t kL2Budget = 768 * 1024;  // bytes of packed activations per token chunk
 
 // The 64-byte configuration (palette 1): every tile 16 rows of 64 bytes.
 struct alignas(64) TileConfig {
@@ -149,6 +150,12 @@ void gemm(const TileGemmArgs& a) {
   thread_local std::vector<uint8_t> stage;
   const bool ragged_k = kbytes % kChunk != 0;
   alignas(64) int32_t c[4 * 256];
+  // Token blocks are walked in chunks whose packed activations (every part) fit
+  // in L2 beside a block of weight rows, so each chunk is read from L2 by every
+  // block of rows instead of from memory.
+  const int64_t chunk_bytes = nk * kTileBytes * (n_terms > 1 ? 2 : 1);
+  const int64_t tb_chunk = std::max<int64_t>(2, (kL2Budget / chunk_bytes) & ~int64_t{1});
+  for (int64_t tc = 0; tc < ntb; tc += tb_chunk)
   for (int64_t n = a.n0; n < a.n1; n += 32) {
     const int64_t rows = std::min<int64_t>(32, a.n1 - n);
     const int na = rows > 16 ? 2 : 1;
@@ -165,7 +172,7 @@ void gemm(const TileGemmArgs& a) {
       lda = kpad;
       w_part_bytes = part;
     }
-    for (int64_t tb = 0; tb < ntb; tb += 2) {
+    for (int64_t tb = tc; tb < std::min(ntb, tc + tb_chunk); tb += 2) {
       const int nb = tb + 1 < ntb ? 2 : 1;
       TermPtrs terms[3];
       for (int q = 0; q < n_terms; ++q) {

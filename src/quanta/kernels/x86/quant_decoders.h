@@ -1,0 +1,287 @@
+// ggml weight-block decoders shared by the x86 dot-product kernels
+// (quant_dot_avx2.cc, quant_dot_avx512.cc). Block layouts and formulas:
+// checkpoint-formats-2.md sec. 5.2-5.3 (ggml-common.h, ggml-quants.c).
+//
+// Each decoder turns a weight block into groups of 32 weights in element order
+// (nibbles, high bits, lookup tables; K-quants with 16-element sub-blocks multiply
+// their codes by the sub-block scale while still 16-bit: at most 32 x 128, no
+// overflow) plus the group's float scale and minimums. It builds groups with
+// signed_bytes / signed_halves / scaled_bytes, which the including translation
+// unit defines for its own Group type (two 256-bit halves for AVX2, one 512-bit
+// register for AVX-512): include this header inside that unit's anonymous
+// namespace, after them.
+#pragma once
+
+// (No vector constants at namespace scope: their initialisers would run at start-up on any CPU.)
+
+inline float f16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+inline __m128i load16(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+inline __m128i low4(__m128i b) { return _mm_and_si128(b, _mm_set1_epi8(0x0F)); }
+inline __m128i high4(__m128i b) { return _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F)); }
+
+// 16 bytes of a 32-element block: element j in the low nibble of byte j, element
+// j + 16 in its high nibble -> 32 bytes 0..15 in element order.
+inline __m256i nibbles(const uint8_t* qs) {
+  const __m128i b = load16(qs);
+  return _mm256_set_m128i(high4(b), low4(b));
+}
+
+// Byte i = 0xFF where bit i of `bits` is set, else 0.
+inline __m256i bits_to_bytes(uint32_t bits) {
+  const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,  //
+                                          2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i mask = _mm256_set1_epi64x(0x8040201008040201);
+  const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)), spread);
+  return _mm256_cmpeq_epi8(_mm256_and_si256(v, mask), mask);
+}
+
+// 16 signed bytes, for _mm_shuffle_epi8 lookups by nibble.
+inline __m128i table16(const int8_t* v) { return load16(v); }
+
+// kvalues_iq4nl (ggml-common.h) and kvalues_mxfp4 (= 2 x E2M1, ggml-common.h).
+const int8_t kIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+const int8_t kFp4x2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+// 2^(e - 128): the E8M0 scale halved, because kFp4x2 holds doubled values.
+inline float e8m0_half(uint8_t e) {
+  uint32_t bits = e < 2 ? 0x00200000u << e : static_cast<uint32_t>(e - 1) << 23;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// ---- decoders: kBlock elements in kBytes bytes; each(block, f) calls f(g, Group) for its 32-element groups ----
+
+struct Q4_0 {  // { f16 d; u8 qs[16] }
+  static constexpr int kBlock = 32, kBytes = 18;
+  static constexpr bool kMins = false;
+  template <class F> static void each(const uint8_t* b, F f) {
+    const __m128i raw = load16(b + 2), eight = _mm_set1_epi8(8);
+    f(0, signed_halves(_mm_sub_epi8(low4(raw), eight), _mm_sub_epi8(high4(raw), eight), f16(b)));
+  }
+};
+
+struct Q4_1 {  // { f16 d; f16 m; u8 qs[16] }
+  static constexpr int kBlock = 32, kBytes = 20;
+  static constexpr bool kMins = true;
+  template <class F> static void each(const uint8_t* b, F f) {
+    const __m128i raw = load16(b + 4);
+    Group g = signed_halves(low4(raw), high4(raw), f16(b));
+    g.min_lo = g.min_hi = -f16(b + 2);
+    f(0, g);
+  }
+};
+
+struct Q5_0 {  // { f16 d; u8 qh[4]; u8 qs[16] }
+  static constexpr int kBlock = 32, kBytes = 22;
+  static constexpr bool kMins = false;
+  template <class F> static void each(const uint8_t* b, F f) {
+    uint32_t qh;
+    std::memcpy(&qh, b + 2, 4);
+    // (nib | bit << 4) - 16 == nib - 16 where the bit is clear: set the top nibble then.
+    const __m256i high = _mm256_andnot_si256(bits_to_bytes(qh), _mm256_set1_epi8(static_cast<char>(0xF0)));
+    f(0, signed_bytes(_mm256_or_si256(nibbles(b + 6), high), f16(b)));
+  }
+};
+
+struct Q5_1 {  // { f16 d; f16 m; u8 qh[4]; u8 qs[16] }
+  static constexpr int kBlock = 32, kBytes = 24;
+  static constexpr bool kMins = true;
+  template <class F> static void each(const uint8_t* b, F f) {
+    uint32_t qh;
+    std::memcpy(&qh, b + 4, 4);
+    const __m256i q = _mm256_or_si256(nibbles(b + 8), _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(0x10)));
+    Group g = signed_bytes(q, f16(b));
+    g.min_lo = g.min_hi = -f16(b + 2);
+    f(0, g);
+  }
+};
+
+struct Q8_0 {  // { f16 d; i8 qs[32] }
+  static constexpr int kBlock = 32, kBytes = 34;
+  static constexpr bool kMins = false;
+  template <class F> static void each(const uint8_t* b, F f) { f(0, signed_bytes(load32(b + 2), f16(b))); }
+};
+
+template <const int8_t* kTable>
+struct Lookup4 {  // IQ4_NL { f16 d; u8 qs[16] } and MXFP4 { u8 e; u8 qs[16] }
+  static constexpr int kBlock = 32, kBytes = kTable == kIq4nl ? 18 : 17;
+  static constexpr bool kMins = false;
+  template <class F> static void each(const uint8_t* b, F f) {
+    const __m128i table = table16(kTable);
+    const int skip = kBytes - 16;
+    const __m128i raw = load16(b + skip);
+    const float scale = kTable == kIq4nl ? f16(b) : e8m0_half(b[0]);
+    f(0, signed_halves(_mm_shuffle_epi8(table, low4(raw)), _mm_shuffle_epi8(table, high4(raw)), scale));
+  }
+};
+using IQ4_NL = Lookup4<kIq4nl>;
+using MXFP4 = Lookup4<kFp4x2>;
+
+struct Q2_K {  // { u8 scales[16]; u8 qs[64]; f16 d; f16 dmin }
+  static constexpr int kBlock = 256, kBytes = 84;
+  static constexpr bool kMins = true;
+  template <class F> static void each(const uint8_t* b, F f) {
+    const uint8_t* sc = b;
+    const float d = f16(b + 80), dmin = f16(b + 82);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i q = load32(b + 16 + 32 * h);
+      for (int j = 0; j < 4; ++j) {
+        const int s = 8 * h + 2 * j;
+        const __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), _mm256_set1_epi8(3));
+        Group g = scaled_bytes(u, sc[s] & 0xF, sc[s + 1] & 0xF, d);
+        g.min_lo = dmin * static_cast<float>(sc[s] >> 4);
+        g.min_hi = dmin * static_cast<float>(sc[s + 1] >> 4);
+        f(4 * h + j, g);
+      }
+    }
+  }
+};
+
+struct Q3_K {  // { u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d }
+  static constexpr int kBlock = 256, kBytes = 110;
+  static constexpr bool kMins = false;
+  template <class F> static void each(const uint8_t* b, F f) {
+    const uint8_t* s = b + 96;
+    int sc[16];
+    for (int k = 0; k < 16; ++k) {
+      const int low4 = k < 8 ? s[k] & 0xF : s[k - 8] >> 4;
+      const int high2 = (s[8 + k % 4] >> (2 * (k / 4))) & 3;
+      sc[k] = (low4 | high2 << 4) - 32;
+    }
+    const float d = f16(b + 108);
+    const __m256i hmask = load32(b);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i q = load32(b + 32 + 32 * h);
+      for (int j = 0; j < 4; ++j) {
+        // q = low2 + 4 * hbit - 4
+        const __m256i low = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), _mm256_set1_epi8(3));
+        const __m256i hbit = _mm256_and_si256(_mm256_srli_epi16(hmask, 4 * h + j), _mm256_set1_epi8(1));
+        const __m256i v = _mm256_sub_epi8(_mm256_or_si256(low, _mm256_slli_epi16(hbit, 2)), _mm256_set1_epi8(4));
+        const int k = 8 * h + 2 * j;
+        f(4 * h + j, scaled_bytes(v, sc[k], sc[k + 1], d));
+      }
+    }
+  }
+};
+
+// Q4_K/Q5_K 6-bit scale and min of sub-block j (get_scale_min_k4).
+inline void scale_min_k4(const uint8_t* s, int j, int& sc, int& m) {
+  if (j < 4) {
+    sc = s[j] & 63;
+    m = s[j + 4] & 63;
+  } else {
+    sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+    m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
+struct Q4_K {  // { f16 d; f16 dmin; u8 scales[12]; u8 qs[128] }
+  static constexpr int kBlock = 256, kBytes = 144;
+  static constexpr bool kMins = true;
+  template <class F> static void each(const uint8_t* b, F f) {
+    const float d = f16(b), dmin = f16(b + 2);
+    for (int c = 0; c < 4; ++c) {
+      // Bytes 32c .. 32c + 31: low nibbles are sub-block 2c, high nibbles 2c + 1.
+      const __m128i r0 = load16(b + 16 + 32 * c), r1 = load16(b + 32 + 32 * c);
+      for (int half = 0; half < 2; ++half) {
+        int sc, m;
+        scale_min_k4(b + 4, 2 * c + half, sc, m);
+        Group g = half ? signed_halves(high4(r0), high4(r1), d * static_cast<float>(sc))
+                       : signed_halves(low4(r0), low4(r1), d * static_cast<float>(sc));
+        g.min_lo = g.min_hi = dmin * static_cast<float>(m);
+        f(2 * c + half, g);
+      }
+    }
+  }
+};
+
+struct Q5_K {  // { f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128] }
+  static constexpr int kBlock = 256, kBytes = 176;
+  static constexpr bool kMins = true;
+  template <class F> static void each(const uint8_t* b, F f) {
+    const float d = f16(b), dmin = f16(b + 2);
+    const __m256i qh = load32(b + 16), m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i raw = load32(b + 48 + 32 * c);
+      for (int half = 0; half < 2; ++half) {
+        int sc, m;
+        scale_min_k4(b + 4, 2 * c + half, sc, m);
+        const __m256i nib = half ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4) : _mm256_and_si256(raw, m4);
+        const __m256i bit = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + half), one), 4);
+        Group g = signed_bytes(_mm256_or_si256(nib, bit), d * static_cast<float>(sc));
+        g.min_lo = g.min_hi = dmin * static_cast<float>(m);
+        f(2 * c + half, g);
+      }
+    }
+  }
+};
+
+struct Q6_K {  // { u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d }
+  static constexpr int kBlock = 256, kBytes = 210;
+  static constexpr bool kMins = false;
+  template <class F> static void each(const uint8_t* b, F f) {
+    const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
+    const float d = f16(b + 208);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2_4 = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+    for (int h = 0; h < 2; ++h) {
+      // q = (4 low bits | 2 high bits << 4) - 32
+      const __m256i a = load32(b + 64 * h), c = load32(b + 64 * h + 32), qh = load32(b + 128 + 32 * h);
+      const __m256i u[4] = {
+          _mm256_or_si256(_mm256_and_si256(a, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2_4)),
+          _mm256_or_si256(_mm256_and_si256(c, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2_4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4), _mm256_and_si256(qh, m2_4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), m4),
+                          _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2_4)),
+      };
+      for (int g = 0; g < 4; ++g) {
+        const int k = 8 * h + 2 * g;
+        f(4 * h + g, scaled_bytes(_mm256_sub_epi8(u[g], k32), sc[k], sc[k + 1], d));
+      }
+    }
+  }
+};
+
+struct IQ4_XS {  // { f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128] }
+  static constexpr int kBlock = 256, kBytes = 136;
+  static constexpr bool kMins = false;
+  template <class F> static void each(const uint8_t* b, F f) {
+    const __m128i table = table16(kIq4nl);
+    uint16_t scales_h;
+    std::memcpy(&scales_h, b + 2, 2);
+    const float d = f16(b);
+    for (int s = 0; s < 8; ++s) {
+      const int ls = ((b[4 + s / 2] >> (4 * (s % 2))) & 0xF) | (((scales_h >> (2 * s)) & 3) << 4);
+      const __m128i raw = load16(b + 8 + 16 * s);
+      f(s, signed_halves(_mm_shuffle_epi8(table, low4(raw)), _mm_shuffle_epi8(table, high4(raw)),
+                         d * static_cast<float>(ls - 32)));
+    }
+  }
+};
+
+// The decoder of a ggml type: pick.template operator()<Decoder>(), or R{} for none.
+template <class R, class Pick>
+R for_ggml_type(uint32_t ggml_type, Pick pick) {
+  switch (ggml_type) {
+    case 2: return pick.template operator()<Q4_0>();
+    case 3: return pick.template operator()<Q4_1>();
+    case 6: return pick.template operator()<Q5_0>();
+    case 7: return pick.template operator()<Q5_1>();
+    case 8: return pick.template operator()<Q8_0>();
+    case 10: return pick.template operator()<Q2_K>();
+    case 11: return pick.template operator()<Q3_K>();
+    case 12: return pick.template operator()<Q4_K>();
+    case 13: return pick.template operator()<Q5_K>();
+    case 14: return pick.template operator()<Q6_K>();
+    case 20: return pick.template operator()<IQ4_NL>();
+    case 23: return pick.template operator()<IQ4_XS>();
+    case 39: return pick.template operator()<MXFP4>();
+    default: return R{};
+  }
+}
