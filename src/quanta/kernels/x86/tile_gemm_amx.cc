@@ -16,7 +16,6 @@ namespace {
 
 constexpr int64_t kChunk = 64;  // bytes of k per tile row
 constexpr int64_t kTileBytes = 16 * kChunk;
-constexpr int64_t kL2Budget = 768 * 1024;  // bytes of packed activations per token chunk
 
 // The 64-byte configuration (palette 1): every tile 16 rows of 64 bytes.
 struct alignas(64) TileConfig {
@@ -88,15 +87,22 @@ struct TermPtrs {
   const uint8_t *a0, *a1, *b0, *b1;
 };
 
-// The sum over terms of a pass over k for NA weight tiles x NB token tiles; C
-// tiles stored to c (tile i * 2 + j at c + (i * 2 + j) * 256 elements, rows =
-// weight rows).
+// The sum over terms of a pass over nk chunks of k for NA weight tiles x NB
+// token tiles, added to the C tiles at c (tile i * 2 + j at c + (i * 2 + j) *
+// 256 elements, rows = weight rows) unless `first`, and stored back there.
 template <bool kBf16, int NA, int NB>
-void micro(const TermPtrs* terms, int n_terms, int64_t lda, int64_t nk, int32_t* c) {
-  _tile_zero(0);
-  if constexpr (NB > 1) _tile_zero(1);
-  if constexpr (NA > 1) _tile_zero(2);
-  if constexpr (NA > 1 && NB > 1) _tile_zero(3);
+void micro(const TermPtrs* terms, int n_terms, int64_t lda, int64_t nk, bool first, int32_t* c) {
+  if (first) {
+    _tile_zero(0);
+    if constexpr (NB > 1) _tile_zero(1);
+    if constexpr (NA > 1) _tile_zero(2);
+    if constexpr (NA > 1 && NB > 1) _tile_zero(3);
+  } else {
+    _tile_loadd(0, c, 64);
+    if constexpr (NB > 1) _tile_loadd(1, c + 256, 64);
+    if constexpr (NA > 1) _tile_loadd(2, c + 512, 64);
+    if constexpr (NA > 1 && NB > 1) _tile_loadd(3, c + 768, 64);
+  }
   for (int q = 0; q < n_terms; ++q) {
     const TermPtrs p = terms[q];
     for (int64_t kc = 0; kc < nk; ++kc) {
@@ -129,71 +135,86 @@ void micro(const TermPtrs* terms, int n_terms, int64_t lda, int64_t nk, int32_t*
 }
 
 template <bool kBf16>
-void micro_any(int na, int nb, const TermPtrs* terms, int n_terms, int64_t lda, int64_t nk, int32_t* c) {
-  if (na == 2 && nb == 2) micro<kBf16, 2, 2>(terms, n_terms, lda, nk, c);
-  else if (na == 2) micro<kBf16, 2, 1>(terms, n_terms, lda, nk, c);
-  else if (nb == 2) micro<kBf16, 1, 2>(terms, n_terms, lda, nk, c);
-  else micro<kBf16, 1, 1>(terms, n_terms, lda, nk, c);
+void micro_any(int na, int nb, const TermPtrs* terms, int n_terms, int64_t lda, int64_t nk, bool first, int32_t* c) {
+  if (na == 2 && nb == 2) micro<kBf16, 2, 2>(terms, n_terms, lda, nk, first, c);
+  else if (na == 2) micro<kBf16, 2, 1>(terms, n_terms, lda, nk, first, c);
+  else if (nb == 2) micro<kBf16, 1, 2>(terms, n_terms, lda, nk, first, c);
+  else micro<kBf16, 1, 1>(terms, n_terms, lda, nk, first, c);
 }
+
+// Blocking. Each 2 x 2 tile step needs 4 KB of operands for 4 tile products, more
+// than L2 can feed at the tiles' pace, so one operand must come from L1: per block
+// of 32 weight rows, k is walked in blocks of kKBlock chunks whose weight rows
+// (every part) are copied to a contiguous buffer that stays in L1 (the copy also
+// pads short rows and blocks with zeros, and a contiguous buffer avoids the 4 KB
+// set aliasing of rows 4 KB apart), and every pair of token tiles of the call
+// runs against it, its C tiles kept in a buffer between k blocks. Tokens are
+// walked in chunks whose packed activations (every part) stay in L2, so L2 feeds
+// the other operand; weights are read from memory once per chunk.
+constexpr int64_t kKBlockBytes = 32 * 1024;     // weight bytes of a k block (all parts)
+constexpr int64_t kChunkBytes = 1024 * 1024;    // packed activation bytes of a token chunk
 
 template <bool kBf16>
 void gemm(const TileGemmArgs& a) {
   if (a.n1 <= a.n0 || a.n_tokens <= 0) return;
   load_tile_config();
-  const int64_t kbytes = a.k * (kBf16 ? 2 : 1), nk = (kbytes + kChunk - 1) / kChunk, kpad = nk * kChunk;
+  const int64_t kbytes = a.k * (kBf16 ? 2 : 1), nk = (kbytes + kChunk - 1) / kChunk;
   const int64_t ntb = (a.n_tokens + 15) / 16;
   const int n_terms = kBf16 ? a.n_terms : 1;
   const int n_wparts = n_terms == 3 ? 2 : 1;
   const int64_t x_part_bytes = tile_packed_bytes(a.n_tokens, a.k, kBf16 ? 2 : 1);
-  // A block of rows that ends short of 16 rows, or whose rows end inside a
-  // chunk, is copied zero-padded: tile loads read whole 64-byte chunks of 16 rows.
-  thread_local std::vector<uint8_t> stage;
-  const bool ragged_k = kbytes % kChunk != 0;
-  alignas(64) int32_t c[4 * 256];
-  // Token blocks are walked in chunks whose packed activations (every part) fit
-  // in L2 beside a block of weight rows, so each chunk is read from L2 by every
-  // block of rows instead of from memory.
-  const int64_t chunk_bytes = nk * kTileBytes * (n_terms > 1 ? 2 : 1);
-  const int64_t tb_chunk = std::max<int64_t>(2, (kL2Budget / chunk_bytes) & ~int64_t{1});
+  const int64_t kb_chunks = std::max<int64_t>(1, kKBlockBytes / (32 * kChunk * n_wparts));
+  const int64_t lda = kb_chunks * kChunk, part_bytes = 32 * lda;
+  const int x_parts = kBf16 && n_terms > 1 ? 2 : 1;
+  const int64_t tb_chunk = std::max<int64_t>(2, kChunkBytes / (nk * kTileBytes * x_parts) / 2 * 2);
+  thread_local std::vector<uint8_t> wbuf;
+  thread_local std::vector<int32_t> cbuf;
+  wbuf.resize(static_cast<size_t>(n_wparts * part_bytes));
+  cbuf.resize(static_cast<size_t>((std::min(ntb, tb_chunk) + 1) / 2 * 1024));
   for (int64_t tc = 0; tc < ntb; tc += tb_chunk)
   for (int64_t n = a.n0; n < a.n1; n += 32) {
     const int64_t rows = std::min<int64_t>(32, a.n1 - n);
     const int na = rows > 16 ? 2 : 1;
-    const uint8_t* a0 = static_cast<const uint8_t*>(a.w) + n * a.ldw;
-    int64_t lda = a.ldw, w_part_bytes = a.w_part_bytes;
-    if (ragged_k || rows % 16 != 0) {
-      const int64_t part = 32 * kpad;
-      stage.assign(static_cast<size_t>(n_wparts * part), 0);
+    const auto* w = static_cast<const uint8_t*>(a.w) + n * a.ldw;
+    for (int64_t kb = 0; kb < nk; kb += kb_chunks) {
+      const int64_t kn = std::min(kb_chunks, nk - kb);
+      const int64_t off = kb * kChunk, bytes = std::min(kn * kChunk, kbytes - off);
       for (int p = 0; p < n_wparts; ++p)
-        for (int64_t r = 0; r < rows; ++r)
-          std::memcpy(stage.data() + p * part + r * kpad, a0 + p * a.w_part_bytes + r * a.ldw,
-                      static_cast<size_t>(kbytes));
-      a0 = stage.data();
-      lda = kpad;
-      w_part_bytes = part;
-    }
-    for (int64_t tb = tc; tb < std::min(ntb, tc + tb_chunk); tb += 2) {
-      const int nb = tb + 1 < ntb ? 2 : 1;
-      TermPtrs terms[3];
-      for (int q = 0; q < n_terms; ++q) {
-        const TileTerm t = kBf16 ? a.terms[q] : TileTerm{0, 0};
-        const uint8_t* w = a0 + t.w * w_part_bytes;
-        const uint8_t* b = a.x + t.x * x_part_bytes + tb * nk * kTileBytes;
-        terms[q] = {w, w + 16 * lda, b, b + nk * kTileBytes};
-      }
-      micro_any<kBf16>(na, nb, terms, n_terms, lda, nk, c);
-      for (int i = 0; i < na; ++i) {
-        const int64_t col = n - a.n0 + 16 * i;
-        const __mmask16 m = mask16(a.n1 - (n + 16 * i));
-        for (int j = 0; j < nb; ++j) {
-          __m512i r[16];
-          const int32_t* ct = c + (i * 2 + j) * 256;
-          for (int q = 0; q < 16; ++q) r[q] = _mm512_load_si512(ct + 16 * q);
-          transpose16(r);  // rows are tokens now
-          for (int q = 0; q < 16; ++q) {
-            const int64_t t = 16 * (tb + j) + q;
-            if (t >= a.n_tokens) break;
-            _mm512_mask_storeu_epi32(static_cast<int32_t*>(a.out) + t * a.ld_out + col, m, r[q]);
+        for (int64_t r = 0; r < 32; ++r) {
+          uint8_t* dst = wbuf.data() + p * part_bytes + r * lda;
+          if (r < rows) {
+            std::memcpy(dst, w + p * a.w_part_bytes + r * a.ldw + off, static_cast<size_t>(bytes));
+            std::memset(dst + bytes, 0, static_cast<size_t>(kn * kChunk - bytes));
+          } else if (r < 16 * na) {
+            std::memset(dst, 0, static_cast<size_t>(kn * kChunk));
+          }
+        }
+      const bool first = kb == 0, last = kb + kn == nk;
+      for (int64_t tb = tc; tb < std::min(ntb, tc + tb_chunk); tb += 2) {
+        const int nb = tb + 1 < ntb ? 2 : 1;
+        TermPtrs terms[3];
+        for (int q = 0; q < n_terms; ++q) {
+          const TileTerm t = kBf16 ? a.terms[q] : TileTerm{0, 0};
+          const uint8_t* wp = wbuf.data() + t.w * part_bytes;
+          const uint8_t* b = a.x + t.x * x_part_bytes + (tb * nk + kb) * kTileBytes;
+          terms[q] = {wp, wp + 16 * lda, b, b + nk * kTileBytes};
+        }
+        int32_t* c = cbuf.data() + (tb - tc) / 2 * 1024;
+        micro_any<kBf16>(na, nb, terms, n_terms, lda, kn, first, c);
+        if (!last) continue;
+        for (int i = 0; i < na; ++i) {
+          const int64_t col = n - a.n0 + 16 * i;
+          const __mmask16 m = mask16(a.n1 - (n + 16 * i));
+          for (int j = 0; j < nb; ++j) {
+            __m512i r[16];
+            const int32_t* ct = c + (i * 2 + j) * 256;
+            for (int q = 0; q < 16; ++q) r[q] = _mm512_loadu_si512(ct + 16 * q);
+            transpose16(r);  // rows are tokens now
+            for (int q = 0; q < 16; ++q) {
+              const int64_t t = 16 * (tb + j) + q;
+              if (t >= a.n_tokens) break;
+              _mm512_mask_storeu_epi32(static_cast<int32_t*>(a.out) + t * a.ld_out + col, m, r[q]);
+            }
           }
         }
       }
