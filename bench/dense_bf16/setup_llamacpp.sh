@@ -2,7 +2,7 @@
 # The peer: llama.cpp as vendored in llama-cpp-python (pinned in requirements.txt), compiled from
 # source for this CPU (-DGGML_NATIVE=ON) into its own venv. Also builds llama-bench from the very
 # same build tree (same objects, same libllama/libggml) for an optional cross-check.
-# Takes ~20-30 min on 2 cores. Idempotent. Holds /tmp/quanta-build.lock while compiling.
+# Takes ~20-30 min on 2 cores (a few more on an AMX host, see below). Idempotent. Holds /tmp/quanta-build.lock while compiling.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${QUANTA_CACHE:-/root/.cache/quanta}"
@@ -38,5 +38,26 @@ if [ ! -x "$src/build/bin/llama-bench" ] && [ -d "$src/build" ]; then
       -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_TOOLS_INSTALL=OFF > '$src/llama-bench-build.log' 2>&1 &&
     cmake --build '$src/build' --target llama-bench -j \$(nproc) >> '$src/llama-bench-build.log' 2>&1" \
     || echo "note: llama-bench did not build (see $src/llama-bench-build.log); run.py does not need it" >&2
+fi
+# On a CPU with AMX, ggml's AMX kernels built by Debian's GCC 12 die with SIGILL on the first
+# quantized matmul (that compiler's _tile_loadconfig is declared as reading 8 bytes, so the stores
+# that fill the 64-byte tile configuration are dropped). The CPU backend (libggml-cpu, the only
+# library with AMX code) is rebuilt from the same sources with clang and replaces GCC's copy in the
+# venv and next to llama-bench; the other libraries stay GCC's.
+if grep -qw amx_int8 /proc/cpuinfo && command -v clang++ > /dev/null; then
+  clang_build="$src/build-clang-cpu"
+  lib="$clang_build/bin/libggml-cpu.so.0"
+  if [ ! -f "$lib" ]; then
+    flock /tmp/quanta-build.lock bash -c "
+      CC=clang CXX=clang++ cmake -S '$pkg/vendor/llama.cpp' -B '$clang_build' -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DGGML_NATIVE=ON -DBUILD_SHARED_LIBS=ON -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_TESTS=OFF \
+        -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF > '$src/clang-cpu-build.log' 2>&1 &&
+      cmake --build '$clang_build' --target ggml-cpu -j \$(nproc) >> '$src/clang-cpu-build.log' 2>&1" \
+      || { tail -20 "$src/clang-cpu-build.log"; exit 1; }
+  fi
+  for f in $(find "$venv" "$src/build/bin" -name 'libggml-cpu.so*' \( -type f -o -type l \)); do
+    [ -L "$f" ] || cmp -s "$lib" "$f" || cp "$(readlink -f "$lib")" "$f"
+  done
+  echo "AMX host: libggml-cpu built with clang ($(clang++ --version | head -1))" >&2
 fi
 "$venv/bin/python" -c "import llama_cpp; print('llama-cpp-python', llama_cpp.__version__)"

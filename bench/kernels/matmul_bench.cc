@@ -95,7 +95,7 @@ void BM_tile_gemm(benchmark::State& state) {
 // Qwen3-1.7B MLP [6144, 2048] and the default model's [2048, 640] at 512 tokens.
 BENCHMARK(BM_tile_gemm)
     ->Args({512, 2048, 6144, 0})->Args({512, 2048, 6144, 1})->Args({512, 2048, 6144, 2})->Args({512, 2048, 6144, 3})
-    ->Args({512, 2016, 6144, 1})->Args({512, 2016, 6144, 0})
+    ->Args({512, 2016, 6144, 1})->Args({512, 2016, 6144, 0})->Args({32, 512, 32, 1})->Args({32, 512, 32, 0})->Args({32, 512, 64, 3})
     ->Args({512, 640, 2048, 2})->Args({512, 640, 2048, 3})->Args({16, 640, 2048, 3})->Unit(benchmark::kMillisecond);
 
 // Qwen3-0.6B shapes: gate/up [3072, 1024]; decode (1 token) and prefill (512 tokens).

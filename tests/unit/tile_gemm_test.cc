@@ -20,7 +20,7 @@ struct Case {
   int64_t t, n, k;
 };
 const Case kCases[] = {{1, 16, 64}, {3, 17, 64}, {17, 32, 128}, {16, 33, 96}, {33, 48, 640}, {300, 40, 200},
-                       {31, 5, 7},  {64, 64, 2048}};
+                       {31, 5, 7},  {64, 64, 2048}, {40, 70, 1536}};
 
 // Row ranges [n0, n1) covering [0, n) as two threads would split them.
 std::vector<std::pair<int64_t, int64_t>> splits(int64_t n) {
@@ -80,6 +80,24 @@ TEST(TileGemm, Bf16TermsMatchTheExactProductsWithinTheF32SumBound) {
         if (n_terms == 2) a = tile_terms_w_xsplit(a);
         if (n_terms == 3) a = tile_terms_wsplit_xsplit(a, 2 * c.n * c.k);
         tile_gemm_bf16(a);
+      }
+      if (n_terms == 3) {
+        // Decoding the f32 weights inside the GEMM gives the same parts, so the same sums.
+        std::vector<float> dec(c.t * c.n, 7.0f);
+        auto row = [](const void* ctx, int64_t n, int64_t k0, int64_t len, float* out) {
+          const auto* m = static_cast<const std::pair<const float*, int64_t>*>(ctx);
+          std::copy_n(m->first + n * m->second + k0, len, out);
+        };
+        const std::pair<const float*, int64_t> ctx{wf.data(), c.k};
+        for (auto [n0, n1] : splits(c.n)) {
+          if (c.k % 32) continue;  // decoded rows come in whole 32-blocks
+          TileGemmArgs a = tile_terms_wsplit_xsplit(
+              {packed.data(), c.t, c.k, nullptr, 0, n0, n1, dec.data() + n0, c.n}, 0);
+          a.decode = row;
+          a.decode_ctx = &ctx;
+          tile_gemm_bf16(a);
+        }
+        if (c.k % 32 == 0) ASSERT_EQ(dec, got) << "decoded weights, T=" << c.t << " N=" << c.n << " K=" << c.k;
       }
       auto hi = [](float v) { return static_cast<double>(bf16_to_f32(f32_to_bf16(v))); };
       auto lo = [&](float v) { return static_cast<double>(bf16_to_f32(f32_to_bf16(v - static_cast<float>(hi(v))))); };

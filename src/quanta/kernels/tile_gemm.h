@@ -22,6 +22,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <new>
 #include <vector>
 
 #include "quanta/kernels/kernels.h"
@@ -33,6 +35,21 @@ class ThreadPool;
 namespace quanta::kernels {
 
 inline bool tiles_usable(Isa isa) { return isa == Isa::kAmx; }
+
+// Tile rows are 64 bytes: buffers that tiles load from start on a cache line,
+// or every tile row straddles two lines (measured: 2.4x slower tile products).
+template <class T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <class U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
+  bool operator==(const CacheLineAllocator&) const { return true; }
+};
+template <class T>
+using TileVector = std::vector<T, CacheLineAllocator<T>>;
 
 // Batches of at least this many tokens take the tiles (fewer fill too little of
 // a 16-token tile to beat the vector kernels).
@@ -51,9 +68,9 @@ void tile_pack_s8(const int8_t* x, int64_t ldx, int64_t n_tokens, int64_t k, int
                   uint8_t* packed);
 
 // The whole of x [n_tokens, ldx] packed, token blocks split over the pool.
-std::vector<uint8_t> tile_pack_bf16(const float* x, int64_t ldx, int64_t n_tokens, int64_t k, bool split,
-                                    ThreadPool& pool);
-std::vector<uint8_t> tile_pack_s8(const int8_t* x, int64_t ldx, int64_t n_tokens, int64_t k, ThreadPool& pool);
+TileVector<uint8_t> tile_pack_bf16(const float* x, int64_t ldx, int64_t n_tokens, int64_t k, bool split,
+                                   ThreadPool& pool);
+TileVector<uint8_t> tile_pack_s8(const int8_t* x, int64_t ldx, int64_t n_tokens, int64_t k, ThreadPool& pool);
 
 // A product of weight part `w` (0: w, 1: w + w_part_bytes) with activation part `x` (0: hi, 1: lo).
 struct TileTerm {
@@ -73,6 +90,13 @@ struct TileGemmArgs {
   int n_terms = 1;
   TileTerm terms[3] = {{0, 0}, {0, 0}, {0, 0}};
   int64_t w_part_bytes = 0;
+  // bf16 only: weights decoded by the GEMM itself instead of read from w:
+  // decode(decode_ctx, n, k0, len, out) writes w[n, k0 .. k0 + len) as f32 (k0 a
+  // multiple of 256, len of 32), rounded to bf16, or split into the two weight
+  // parts when there are 3 terms. Each block is decoded once per chunk of tokens,
+  // straight into the L1-resident buffer the tiles load from.
+  void (*decode)(const void* ctx, int64_t n, int64_t k0, int64_t len, float* out) = nullptr;
+  const void* decode_ctx = nullptr;
 };
 void tile_gemm_bf16(const TileGemmArgs& a);
 void tile_gemm_s8(const TileGemmArgs& a);
@@ -93,6 +117,14 @@ inline TileGemmArgs tile_terms_wsplit_xsplit(TileGemmArgs a, int64_t w_part_byte
   a.w_part_bytes = w_part_bytes;
   return a;
 }
+
+// y[t, n] (ldy = n_out) = sum_k x[t, k] w[n, k] for weights decoded to f32 on
+// the fly by decode(n, k0, len, out) (see TileGemmArgs::decode), rows split over
+// the pool. split_x / split_w: whether the activations / the decoded weights
+// need two bf16 parts (values not exact in bf16).
+using TileDecodeFn = std::function<void(int64_t n, int64_t k0, int64_t len, float* out)>;
+void tile_gemm_decoded(const float* x, int64_t n_tokens, int64_t k, int64_t n_out, bool split_x, bool split_w,
+                       const TileDecodeFn& decode, float* y, ThreadPool& pool);
 
 // n floats to bf16 (round to nearest even), for tiles of dequantized weights;
 // with lo, also the remainders lo[i] = bf16(x[i] - hi[i]).

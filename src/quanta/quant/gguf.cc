@@ -99,22 +99,16 @@ class GgufLinear : public LinearKernel {
   // AMX: tiles of rows dequantized to f32, split in two bf16 parts, multiplied
   // against every token (also split) by the tile GEMM (tile_gemm.h).
   void forward_amx(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const {
-    const std::vector<uint8_t> xp = kernels::tile_pack_bf16(x, n_in_, n_tokens, n_in_, true, pool);
-    constexpr int64_t kRows = 64;
-    const int64_t part = kRows * n_in_;
-    pool.parallel_for(n_out_, kRows, [&](int64_t begin, int64_t end) {
-      thread_local std::vector<float> tile;
-      thread_local std::vector<uint16_t> tile16;  // hi rows, then lo rows
-      tile.resize(static_cast<size_t>(part));
-      tile16.resize(static_cast<size_t>(2 * part));
-      for (int64_t o = begin; o < end; o += kRows) {
-        const int64_t rows = std::min(kRows, end - o);
-        dequantize_rows(o, rows, tile.data());
-        kernels::tile_f32_to_bf16(tile.data(), tile16.data(), tile16.data() + part, rows * n_in_);
-        kernels::tile_gemm_bf16(kernels::tile_terms_wsplit_xsplit(
-            {xp.data(), n_tokens, n_in_, tile16.data(), 2 * n_in_, 0, rows, y + o, n_out_}, 2 * part));
-      }
-    });
+    const int64_t block = format::ggml_type_info(type_).block_size;
+    const size_t block_bytes = row_bytes_ / static_cast<size_t>(n_in_ / block);
+    kernels::tile_gemm_decoded(
+        x, n_tokens, n_in_, n_out_, true, true,
+        [&](int64_t n, int64_t k0, int64_t len, float* out) {
+          const uint8_t* w = weights_ + n * row_bytes_ + static_cast<size_t>(k0 / block) * block_bytes;
+          if (dequant_) dequant_(w, out, len);
+          else format::dequantize_row(type_, w, out, len);
+        },
+        y, pool);
   }
 
   void forward_tiles(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const {

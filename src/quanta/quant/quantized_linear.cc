@@ -117,7 +117,7 @@ class IntLinear : public LinearKernel {
     }
     // Tiles: each group's activations packed once for every thread.
     const bool tiles = tiles_ && n_tokens >= kernels::kTileMinTokens;
-    std::vector<std::vector<uint8_t>> xp;
+    std::vector<kernels::TileVector<uint8_t>> xp;
     if (tiles)
       for (int64_t g = 0; g < n_groups_; ++g) xp.push_back(kernels::tile_pack_s8(xq.data() + g * G, K, n_tokens, G, pool));
     // acc[t * m + n - n0] = sum over group g of x_q W, exact.
@@ -256,45 +256,41 @@ class MxLinear : public LinearKernel {
     const auto* wp = static_cast<const uint8_t*>(w_.weight.raw());
     const auto* ws = w_.scale.data<uint8_t>();
     const auto& fk = kernels::kernels_for(kt_.isa);
-    const bool tiles = kernels::tiles_usable(kt_.isa);
     // Element code -> f32 table, built once per call (256 entries).
     float lut[256];
     for (int c = 0; c < 256; ++c) lut[c] = mx_elem_to_f32(wel, static_cast<uint8_t>(wel == MxElem::kE2M1 ? c & 0xF : c));
-    // AMX: MX values are exact in bf16 (at most 4 significant bits times a power
-    // of two), so the tiles multiply them exactly; rows are decoded once for all tokens.
-    std::vector<uint8_t> xp;
-    if (tiles) xp = kernels::tile_pack_bf16(xa.data(), K, n_tokens, K, false, pool);
-    const int64_t kRowsPerTile = tiles ? 64 : 16, kTokenBlock = tiles ? n_tokens : 48;
-    pool.parallel_for(N, kRowsPerTile, [&](int64_t n0, int64_t n1) {
-      std::vector<float> tile(static_cast<size_t>(kRowsPerTile * K));
-      std::vector<uint16_t> tile16(tiles ? tile.size() : 0);
-      for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
-        const int64_t t1 = std::min(n_tokens, t0 + kTokenBlock);
-        for (int64_t r0 = n0; r0 < n1; r0 += kRowsPerTile) {
-          const int64_t r1 = std::min(n1, r0 + kRowsPerTile);
-          for (int64_t r = r0; r < r1; ++r) {
-            float* out = tile.data() + (r - r0) * K;
-            for (int64_t b = 0; b < nb; ++b) {
-              const float sc = e8m0_to_f32(ws[r * nb + b]);
-              for (int64_t k = b * kMxBlock; k < (b + 1) * kMxBlock; ++k) {
-                const uint8_t code = wel == MxElem::kE4M3 ? wp[r * K + k]
-                                                          : static_cast<uint8_t>(wp[r * (K / 2) + k / 2] >> (4 * (k & 1)));
-                out[k] = lut[code] * sc;
-              }
-            }
-          }
-          if (tiles) {
-            kernels::tile_f32_to_bf16(tile.data(), tile16.data(), nullptr, (r1 - r0) * K);
-            kernels::tile_gemm_bf16({xp.data(), n_tokens, K, tile16.data(), 2 * K, 0, r1 - r0, y + r0, N});
-          } else {
+    // Row r, elements [k0, k0 + len) (whole 32-blocks) to f32.
+    auto decode = [&](int64_t r, int64_t k0, int64_t len, float* out) {
+      for (int64_t b = k0 / kMxBlock; b < (k0 + len) / kMxBlock; ++b) {
+        const float sc = e8m0_to_f32(ws[r * nb + b]);
+        for (int64_t k = b * kMxBlock; k < (b + 1) * kMxBlock; ++k) {
+          const uint8_t code = wel == MxElem::kE4M3 ? wp[r * K + k]
+                                                    : static_cast<uint8_t>(wp[r * (K / 2) + k / 2] >> (4 * (k & 1)));
+          out[k - k0] = lut[code] * sc;
+        }
+      }
+    };
+    if (kernels::tiles_usable(kt_.isa)) {
+      // MX values are exact in bf16 (at most 4 significant bits times a power of
+      // two): the tiles multiply them exactly, one bf16 part each.
+      kernels::tile_gemm_decoded(xa.data(), n_tokens, K, N, false, false, decode, y, pool);
+    } else {
+      constexpr int64_t kRowsPerTile = 16, kTokenBlock = 48;
+      pool.parallel_for(N, kRowsPerTile, [&](int64_t n0, int64_t n1) {
+        std::vector<float> tile(static_cast<size_t>(kRowsPerTile * K));
+        for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
+          const int64_t t1 = std::min(n_tokens, t0 + kTokenBlock);
+          for (int64_t r0 = n0; r0 < n1; r0 += kRowsPerTile) {
+            const int64_t r1 = std::min(n1, r0 + kRowsPerTile);
+            for (int64_t r = r0; r < r1; ++r) decode(r, 0, K, tile.data() + (r - r0) * K);
             fk.matmul_f32({xa.data() + t0 * K, t1 - t0, K, tile.data(), y + t0 * N + r0, N, 0, r1 - r0});
           }
         }
-      }
-      if (!w_.bias.empty())
-        for (int64_t t = 0; t < n_tokens; ++t)
-          for (int64_t n = n0; n < n1; ++n) y[t * N + n] += w_.bias[n];
-    });
+      });
+    }
+    if (!w_.bias.empty())
+      for (int64_t t = 0; t < n_tokens; ++t)
+        for (int64_t n = 0; n < N; ++n) y[t * N + n] += w_.bias[n];
   }
 
   MxLinearWeights w_;

@@ -28,7 +28,7 @@ class FloatLinear : public LinearKernel {
     if (weight_.dtype() == DType::kBF16 && n_tokens >= kernels::kTileMinTokens &&
         kernels::tiles_usable(kernels::active_isa())) {
       // bf16 weights are AMX tiles as stored, against activations split in two bf16 parts.
-      const std::vector<uint8_t> xp = kernels::tile_pack_bf16(x, n_in, n_tokens, n_in, true, pool);
+      const kernels::TileVector<uint8_t> xp = kernels::tile_pack_bf16(x, n_in, n_tokens, n_in, true, pool);
       pool.parallel_for(n_out, 32, [&](int64_t begin, int64_t end) {
         kernels::tile_gemm_bf16(kernels::tile_terms_w_xsplit(
             {xp.data(), n_tokens, n_in, weight_.raw(), 2 * n_in, begin, end, y + begin, n_out}));

@@ -152,7 +152,7 @@ void micro_any(int na, int nb, const TermPtrs* terms, int n_terms, int64_t lda, 
 // walked in chunks whose packed activations (every part) stay in L2, so L2 feeds
 // the other operand; weights are read from memory once per chunk.
 constexpr int64_t kKBlockBytes = 32 * 1024;     // weight bytes of a k block (all parts)
-constexpr int64_t kChunkBytes = 1024 * 1024;    // packed activation bytes of a token chunk
+constexpr int64_t kChunkBytes = 1536 * 1024;    // packed activation bytes of a token chunk
 
 template <bool kBf16>
 void gemm(const TileGemmArgs& a) {
@@ -167,28 +167,42 @@ void gemm(const TileGemmArgs& a) {
   const int64_t lda = kb_chunks * kChunk, part_bytes = 32 * lda;
   const int x_parts = kBf16 && n_terms > 1 ? 2 : 1;
   const int64_t tb_chunk = std::max<int64_t>(2, kChunkBytes / (nk * kTileBytes * x_parts) / 2 * 2);
-  thread_local std::vector<uint8_t> wbuf;
-  thread_local std::vector<int32_t> cbuf;
+  thread_local TileVector<uint8_t> wbuf;
+  thread_local TileVector<int32_t> cbuf;
   wbuf.resize(static_cast<size_t>(n_wparts * part_bytes));
   cbuf.resize(static_cast<size_t>((std::min(ntb, tb_chunk) + 1) / 2 * 1024));
   for (int64_t tc = 0; tc < ntb; tc += tb_chunk)
   for (int64_t n = a.n0; n < a.n1; n += 32) {
     const int64_t rows = std::min<int64_t>(32, a.n1 - n);
     const int na = rows > 16 ? 2 : 1;
-    const auto* w = static_cast<const uint8_t*>(a.w) + n * a.ldw;
+    const auto* w = static_cast<const uint8_t*>(a.w) + n * a.ldw;  // unused when decoding
     for (int64_t kb = 0; kb < nk; kb += kb_chunks) {
       const int64_t kn = std::min(kb_chunks, nk - kb);
       const int64_t off = kb * kChunk, bytes = std::min(kn * kChunk, kbytes - off);
-      for (int p = 0; p < n_wparts; ++p)
-        for (int64_t r = 0; r < 32; ++r) {
-          uint8_t* dst = wbuf.data() + p * part_bytes + r * lda;
-          if (r < rows) {
-            std::memcpy(dst, w + p * a.w_part_bytes + r * a.ldw + off, static_cast<size_t>(bytes));
-            std::memset(dst + bytes, 0, static_cast<size_t>(kn * kChunk - bytes));
-          } else if (r < 16 * na) {
-            std::memset(dst, 0, static_cast<size_t>(kn * kChunk));
-          }
+      if (a.decode) {
+        // Rows decoded to f32 (a small buffer in L1) and rounded or split into the parts.
+        alignas(64) float row[kKBlockBytes / 64];
+        const int64_t k0 = off / 2, len = bytes / 2;
+        for (int64_t r = 0; r < 16 * na; ++r) {
+          auto* hi = reinterpret_cast<uint16_t*>(wbuf.data() + r * lda);
+          auto* lo = n_wparts == 2 ? reinterpret_cast<uint16_t*>(wbuf.data() + part_bytes + r * lda) : nullptr;
+          if (r < rows) a.decode(a.decode_ctx, n + r, k0, len, row);
+          else std::fill_n(row, len, 0.0f);
+          std::fill_n(row + len, kn * kChunk / 2 - len, 0.0f);
+          tile_f32_to_bf16(row, hi, lo, kn * kChunk / 2);
         }
+      } else {
+        for (int p = 0; p < n_wparts; ++p)
+          for (int64_t r = 0; r < 16 * na; ++r) {
+            uint8_t* dst = wbuf.data() + p * part_bytes + r * lda;
+            if (r < rows) {
+              std::memcpy(dst, w + p * a.w_part_bytes + r * a.ldw + off, static_cast<size_t>(bytes));
+              std::memset(dst + bytes, 0, static_cast<size_t>(kn * kChunk - bytes));
+            } else {
+              std::memset(dst, 0, static_cast<size_t>(kn * kChunk));
+            }
+          }
+      }
       const bool first = kb == 0, last = kb + kn == nk;
       for (int64_t tb = tc; tb < std::min(ntb, tc + tb_chunk); tb += 2) {
         const int nb = tb + 1 < ntb ? 2 : 1;
