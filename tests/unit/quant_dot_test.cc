@@ -204,8 +204,8 @@ TEST(ActivationQuantization, Q16RoundsToTheNearestStepAndKeepsTheHalfBlockSums) 
       sum[i / 16] += q[b].qs[i];
       EXPECT_LE(std::fabs(q[b].d * q[b].qs[i] - x[32 * b + i]), 0.5f * q[b].d * (1 + 1e-3f));
     }
-    EXPECT_EQ(q[b].sum[0], sum[0]);
-    EXPECT_EQ(q[b].sum[1], sum[1]);
+    EXPECT_EQ(q[b].dsum[0], q[b].d * static_cast<float>(sum[0]));
+    EXPECT_EQ(q[b].dsum[1], q[b].d * static_cast<float>(sum[1]));
   }
   EXPECT_EQ(q[1].qs[40 - 32], -32767);
   EXPECT_EQ(q[2].d, 0.0f);

@@ -27,7 +27,7 @@ namespace quanta::kernels {
 // 32 activations: x[i] ~ d * qs[i], d = max|x| / 32767.
 struct BlockQ16 {
   float d;
-  int32_t sum[2];  // sum of qs[0..15] and of qs[16..31], for weight offsets and minimums
+  float dsum[2];  // d * (sum of qs[0..15]) and d * (sum of qs[16..31]), for weight offsets and minimums
   int16_t qs[32];
 };
 

@@ -15,11 +15,13 @@ void quantize_q16(const float* x, BlockQ16* out, int64_t n) {
     for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
     o.d = amax / 32767.0f;
     const float id = amax > 0.0f ? 32767.0f / amax : 0.0f;
-    o.sum[0] = o.sum[1] = 0;
+    int32_t sum[2] = {0, 0};
     for (int i = 0; i < 32; ++i) {
       o.qs[i] = static_cast<int16_t>(std::nearbyint(xb[i] * id));
-      o.sum[i / 16] += o.qs[i];
+      sum[i / 16] += o.qs[i];
     }
+    o.dsum[0] = o.d * static_cast<float>(sum[0]);
+    o.dsum[1] = o.d * static_cast<float>(sum[1]);
   }
 }
 

@@ -71,7 +71,7 @@ void dot_m(int64_t n, const uint8_t* w, const BlockQ16* x, int64_t stride, float
         const int k = M == 1 ? (g & 1) : t;
         acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(gr.scale * a.d), _mm256_cvtepi32_ps(isum), acc[k]);
         if constexpr (D::kMins)
-          mins[t] += a.d * (gr.min_lo * static_cast<float>(a.sum[0]) + gr.min_hi * static_cast<float>(a.sum[1]));
+          mins[t] += gr.min_lo * a.dsum[0] + gr.min_hi * a.dsum[1];
       }
     });
   }

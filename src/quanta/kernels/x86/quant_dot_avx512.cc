@@ -36,6 +36,8 @@ inline Group scaled_bytes(__m256i bytes, int a, int b, float scale) {
 
 #include "quanta/kernels/x86/quant_decoders.h"
 
+constexpr int kPrefetchBytes = 2048;
+
 // out[t] for M tokens (M <= 4) whose activation blocks start at x + t * stride.
 // One token keeps two accumulators, alternating by group, so that successive
 // multiply-adds do not wait on each other.
@@ -48,6 +50,10 @@ void dot_m(int64_t n, const uint8_t* w, const BlockQ16* x, int64_t stride, float
   constexpr int kGroups = D::kBlock / 32;
   for (int64_t blk = 0; blk < n / D::kBlock; ++blk, w += D::kBytes) {
     const BlockQ16* xb = x + blk * kGroups;
+    // Rows follow one another in memory: fetch ahead of the stream (past the row's
+    // end it is the next row, the next call's). The kernel waits on memory otherwise.
+    for (int off = 0; off < D::kBytes; off += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(w) + kPrefetchBytes + off, _MM_HINT_T0);
     D::each(w, [&](int g, const Group& gr) {
       for (int t = 0; t < M; ++t) {
         const BlockQ16& a = xb[t * stride + g];
@@ -55,7 +61,7 @@ void dot_m(int64_t n, const uint8_t* w, const BlockQ16* x, int64_t stride, float
         const int k = M == 1 ? (g & 1) : t;
         acc[k] = _mm512_fmadd_ps(_mm512_set1_ps(gr.scale * a.d), _mm512_cvtepi32_ps(isum), acc[k]);
         if constexpr (D::kMins)
-          mins[t] += a.d * (gr.min_lo * static_cast<float>(a.sum[0]) + gr.min_hi * static_cast<float>(a.sum[1]));
+          mins[t] += gr.min_lo * a.dsum[0] + gr.min_hi * a.dsum[1];
       }
     });
   }
