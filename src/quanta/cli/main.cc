@@ -5,12 +5,30 @@
 
 #include "quanta/cli/commands.h"
 #include "quanta/core/error.h"
+#include "quanta/kernels/kernels.h"
+
+namespace {
+
+// The version, and the kernel tier this CPU gets with the features that decided it.
+std::string version_text() {
+  namespace k = quanta::kernels;
+  std::string tier;
+  try {
+    tier = k::isa_name(k::active_isa());
+  } catch (const quanta::Error& e) {
+    tier = std::string("(") + e.what() + ")";
+  }
+  return std::string("quanta 0.1.0\nkernel tier: ") + tier + " (best on this CPU: " + k::isa_name(k::host_isa()) +
+         ")\nCPU features: " + k::cpu_features_string();
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"quanta: runs already-quantized language models fast on the CPU."};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "quanta 0.1.0");
-  app.footer("Environment: QUANTA_ISA=scalar|avx2|avx512 forces a lower CPU code path than the best one the CPU runs.");
+  app.set_version_flag("--version", version_text);
+  app.footer("Environment: QUANTA_ISA=scalar|avx2|avx512|amx forces a lower CPU code path than the best one the CPU runs.");
 
   std::map<CLI::App*, quanta::cli::Command> commands;
   auto add = [&](quanta::cli::Command (*adder)(CLI::App&)) {
