@@ -182,20 +182,31 @@ inline void scale_min_k4(const uint8_t* s, int j, int& sc, int& m) {
   }
 }
 
+// d * scale and dmin * min of the 8 sub-blocks of a Q4_K/Q5_K block (scale_min_k4
+// for j = 0..7), computed once per block rather than per group.
+inline void scales_mins_k4(const uint8_t* s, float d, float dmin, float* sc, float* mn) {
+  for (int j = 0; j < 8; ++j) {
+    int a, m;
+    scale_min_k4(s, j, a, m);
+    sc[j] = d * static_cast<float>(a);
+    mn[j] = dmin * static_cast<float>(m);
+  }
+}
+
 struct Q4_K {  // { f16 d; f16 dmin; u8 scales[12]; u8 qs[128] }
   static constexpr int kBlock = 256, kBytes = 144;
   static constexpr bool kMins = true;
   template <class F> static void each(const uint8_t* b, F f) {
-    const float d = f16(b), dmin = f16(b + 2);
+    float sc[8], mn[8];
+    scales_mins_k4(b + 4, f16(b), f16(b + 2), sc, mn);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
     for (int c = 0; c < 4; ++c) {
       // Bytes 32c .. 32c + 31: low nibbles are sub-block 2c, high nibbles 2c + 1.
-      const __m128i r0 = load16(b + 16 + 32 * c), r1 = load16(b + 32 + 32 * c);
+      const __m256i raw = load32(b + 16 + 32 * c);
       for (int half = 0; half < 2; ++half) {
-        int sc, m;
-        scale_min_k4(b + 4, 2 * c + half, sc, m);
-        Group g = half ? signed_halves(high4(r0), high4(r1), d * static_cast<float>(sc))
-                       : signed_halves(low4(r0), low4(r1), d * static_cast<float>(sc));
-        g.min_lo = g.min_hi = dmin * static_cast<float>(m);
+        const __m256i nib = half ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4) : _mm256_and_si256(raw, m4);
+        Group g = signed_bytes(nib, sc[2 * c + half]);
+        g.min_lo = g.min_hi = mn[2 * c + half];
         f(2 * c + half, g);
       }
     }
@@ -206,17 +217,16 @@ struct Q5_K {  // { f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128] }
   static constexpr int kBlock = 256, kBytes = 176;
   static constexpr bool kMins = true;
   template <class F> static void each(const uint8_t* b, F f) {
-    const float d = f16(b), dmin = f16(b + 2);
+    float sc[8], mn[8];
+    scales_mins_k4(b + 4, f16(b), f16(b + 2), sc, mn);
     const __m256i qh = load32(b + 16), m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     for (int c = 0; c < 4; ++c) {
       const __m256i raw = load32(b + 48 + 32 * c);
       for (int half = 0; half < 2; ++half) {
-        int sc, m;
-        scale_min_k4(b + 4, 2 * c + half, sc, m);
         const __m256i nib = half ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4) : _mm256_and_si256(raw, m4);
         const __m256i bit = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + half), one), 4);
-        Group g = signed_bytes(_mm256_or_si256(nib, bit), d * static_cast<float>(sc));
-        g.min_lo = g.min_hi = dmin * static_cast<float>(m);
+        Group g = signed_bytes(_mm256_or_si256(nib, bit), sc[2 * c + half]);
+        g.min_lo = g.min_hi = mn[2 * c + half];
         f(2 * c + half, g);
       }
     }
