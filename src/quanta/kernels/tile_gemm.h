@@ -109,11 +109,12 @@ inline TileGemmArgs tile_terms_w_xsplit(TileGemmArgs a) {
   return a;
 }
 // Three-term args: split weights (hi rows, then lo rows w_part_bytes later) against split activations.
+// (Ordered so that the two terms with the activations' hi part follow each other.)
 inline TileGemmArgs tile_terms_wsplit_xsplit(TileGemmArgs a, int64_t w_part_bytes) {
   a.n_terms = 3;
   a.terms[0] = {0, 0};
-  a.terms[1] = {0, 1};
-  a.terms[2] = {1, 0};
+  a.terms[1] = {1, 0};
+  a.terms[2] = {0, 1};
   a.w_part_bytes = w_part_bytes;
   return a;
 }
