@@ -84,9 +84,9 @@ TEST(TileGemm, Bf16TermsMatchTheExactProductsWithinTheF32SumBound) {
       if (n_terms == 3) {
         // Decoding the f32 weights inside the GEMM gives the same parts, so the same sums.
         std::vector<float> dec(c.t * c.n, 7.0f);
-        auto row = [](const void* ctx, int64_t n, int64_t k0, int64_t len, float* out) {
+        auto row = [](const void* ctx, int64_t n, int64_t rows, int64_t k0, int64_t len, float* out) {
           const auto* m = static_cast<const std::pair<const float*, int64_t>*>(ctx);
-          std::copy_n(m->first + n * m->second + k0, len, out);
+          for (int64_t r = 0; r < rows; ++r) std::copy_n(m->first + (n + r) * m->second + k0, len, out + r * len);
         };
         const std::pair<const float*, int64_t> ctx{wf.data(), c.k};
         for (auto [n0, n1] : splits(c.n)) {

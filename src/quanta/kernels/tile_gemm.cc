@@ -25,8 +25,8 @@ TileVector<uint8_t> tile_pack_s8(const int8_t* x, int64_t ldx, int64_t n_tokens,
 void tile_gemm_decoded(const float* x, int64_t n_tokens, int64_t k, int64_t n_out, bool split_x, bool split_w,
                        const TileDecodeFn& decode, float* y, ThreadPool& pool) {
   const TileVector<uint8_t> xp = tile_pack_bf16(x, k, n_tokens, k, split_x, pool);
-  auto trampoline = [](const void* ctx, int64_t n, int64_t k0, int64_t len, float* out) {
-    (*static_cast<const TileDecodeFn*>(ctx))(n, k0, len, out);
+  auto trampoline = [](const void* ctx, int64_t n, int64_t rows, int64_t k0, int64_t len, float* out) {
+    (*static_cast<const TileDecodeFn*>(ctx))(n, rows, k0, len, out);
   };
   pool.parallel_for(n_out, 32, [&](int64_t begin, int64_t end) {
     TileGemmArgs a{xp.data(), n_tokens, k, nullptr, 0, begin, end, y + begin, n_out};

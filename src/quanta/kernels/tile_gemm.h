@@ -91,11 +91,12 @@ struct TileGemmArgs {
   TileTerm terms[3] = {{0, 0}, {0, 0}, {0, 0}};
   int64_t w_part_bytes = 0;
   // bf16 only: weights decoded by the GEMM itself instead of read from w:
-  // decode(decode_ctx, n, k0, len, out) writes w[n, k0 .. k0 + len) as f32 (k0 a
-  // multiple of 256, len of 32), rounded to bf16, or split into the two weight
-  // parts when there are 3 terms. Each block is decoded once per chunk of tokens,
-  // straight into the L1-resident buffer the tiles load from.
-  void (*decode)(const void* ctx, int64_t n, int64_t k0, int64_t len, float* out) = nullptr;
+  // decode(decode_ctx, n, rows, k0, len, out) writes w[n .. n + rows, k0 .. k0 + len)
+  // as f32, rows x len (k0 a multiple of 256, len of 32, rows <= 16), which the GEMM
+  // rounds to bf16, or splits into the two weight parts when there are 3 terms.
+  // Each block is decoded once per chunk of tokens, straight into the L1-resident
+  // buffer the tiles load from.
+  void (*decode)(const void* ctx, int64_t n, int64_t rows, int64_t k0, int64_t len, float* out) = nullptr;
   const void* decode_ctx = nullptr;
 };
 void tile_gemm_bf16(const TileGemmArgs& a);
@@ -120,10 +121,10 @@ inline TileGemmArgs tile_terms_wsplit_xsplit(TileGemmArgs a, int64_t w_part_byte
 }
 
 // y[t, n] (ldy = n_out) = sum_k x[t, k] w[n, k] for weights decoded to f32 on
-// the fly by decode(n, k0, len, out) (see TileGemmArgs::decode), rows split over
+// the fly by decode(n, rows, k0, len, out) (see TileGemmArgs::decode), rows split over
 // the pool. split_x / split_w: whether the activations / the decoded weights
 // need two bf16 parts (values not exact in bf16).
-using TileDecodeFn = std::function<void(int64_t n, int64_t k0, int64_t len, float* out)>;
+using TileDecodeFn = std::function<void(int64_t n, int64_t rows, int64_t k0, int64_t len, float* out)>;
 void tile_gemm_decoded(const float* x, int64_t n_tokens, int64_t k, int64_t n_out, bool split_x, bool split_w,
                        const TileDecodeFn& decode, float* y, ThreadPool& pool);
 

@@ -103,10 +103,12 @@ class GgufLinear : public LinearKernel {
     const size_t block_bytes = row_bytes_ / static_cast<size_t>(n_in_ / block);
     kernels::tile_gemm_decoded(
         x, n_tokens, n_in_, n_out_, true, true,
-        [&](int64_t n, int64_t k0, int64_t len, float* out) {
-          const uint8_t* w = weights_ + n * row_bytes_ + static_cast<size_t>(k0 / block) * block_bytes;
-          if (dequant_) dequant_(w, out, len);
-          else format::dequantize_row(type_, w, out, len);
+        [&](int64_t n, int64_t rows, int64_t k0, int64_t len, float* out) {
+          for (int64_t r = 0; r < rows; ++r) {
+            const uint8_t* w = weights_ + (n + r) * row_bytes_ + static_cast<size_t>(k0 / block) * block_bytes;
+            if (dequant_) dequant_(w, out + r * len, len);
+            else format::dequantize_row(type_, w, out + r * len, len);
+          }
         },
         y, pool);
   }

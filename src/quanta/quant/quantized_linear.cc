@@ -259,16 +259,17 @@ class MxLinear : public LinearKernel {
     // Element code -> f32 table, built once per call (256 entries).
     float lut[256];
     for (int c = 0; c < 256; ++c) lut[c] = mx_elem_to_f32(wel, static_cast<uint8_t>(wel == MxElem::kE2M1 ? c & 0xF : c));
-    // Row r, elements [k0, k0 + len) (whole 32-blocks) to f32.
-    auto decode = [&](int64_t r, int64_t k0, int64_t len, float* out) {
-      for (int64_t b = k0 / kMxBlock; b < (k0 + len) / kMxBlock; ++b) {
-        const float sc = e8m0_to_f32(ws[r * nb + b]);
-        for (int64_t k = b * kMxBlock; k < (b + 1) * kMxBlock; ++k) {
-          const uint8_t code = wel == MxElem::kE4M3 ? wp[r * K + k]
-                                                    : static_cast<uint8_t>(wp[r * (K / 2) + k / 2] >> (4 * (k & 1)));
-          out[k - k0] = lut[code] * sc;
+    // Rows [r0, r0 + rows), elements [k0, k0 + len) (whole 32-blocks), to f32 rows of len.
+    auto decode = [&](int64_t r0, int64_t rows, int64_t k0, int64_t len, float* out) {
+      for (int64_t r = r0; r < r0 + rows; ++r, out += len)
+        for (int64_t b = k0 / kMxBlock; b < (k0 + len) / kMxBlock; ++b) {
+          const float sc = e8m0_to_f32(ws[r * nb + b]);
+          for (int64_t k = b * kMxBlock; k < (b + 1) * kMxBlock; ++k) {
+            const uint8_t code = wel == MxElem::kE4M3 ? wp[r * K + k]
+                                                      : static_cast<uint8_t>(wp[r * (K / 2) + k / 2] >> (4 * (k & 1)));
+            out[k - k0] = lut[code] * sc;
+          }
         }
-      }
     };
     if (kernels::tiles_usable(kt_.isa)) {
       // MX values are exact in bf16 (at most 4 significant bits times a power of
@@ -282,7 +283,7 @@ class MxLinear : public LinearKernel {
           const int64_t t1 = std::min(n_tokens, t0 + kTokenBlock);
           for (int64_t r0 = n0; r0 < n1; r0 += kRowsPerTile) {
             const int64_t r1 = std::min(n1, r0 + kRowsPerTile);
-            for (int64_t r = r0; r < r1; ++r) decode(r, 0, K, tile.data() + (r - r0) * K);
+            decode(r0, r1 - r0, 0, K, tile.data());
             fk.matmul_f32({xa.data() + t0 * K, t1 - t0, K, tile.data(), y + t0 * N + r0, N, 0, r1 - r0});
           }
         }

@@ -185,16 +185,28 @@ void gemm(const TileGemmArgs& a) {
       const int64_t kn = std::min(kb_chunks, nk - kb);
       const int64_t off = kb * kChunk, bytes = std::min(kn * kChunk, kbytes - off);
       if (a.decode) {
-        // Rows decoded to f32 (a small buffer in L1) and rounded or split into the parts.
-        alignas(64) float row[kKBlockBytes / 64];
-        const int64_t k0 = off / 2, len = bytes / 2;
-        for (int64_t r = 0; r < 16 * na; ++r) {
-          auto* hi = reinterpret_cast<uint16_t*>(wbuf.data() + r * lda);
-          auto* lo = n_wparts == 2 ? reinterpret_cast<uint16_t*>(wbuf.data() + part_bytes + r * lda) : nullptr;
-          if (r < rows) a.decode(a.decode_ctx, n + r, k0, len, row);
-          else std::fill_n(row, len, 0.0f);
-          std::fill_n(row + len, kn * kChunk / 2 - len, 0.0f);
-          tile_f32_to_bf16(row, hi, lo, kn * kChunk / 2);
+        // 16 rows at a time decoded to f32 (a buffer that stays in L1), then rounded
+        // or split into the parts.
+        alignas(64) float tmp[16 * kKBlockBytes / 64];
+        const int64_t k0 = off / 2, len = bytes / 2, width = kn * kChunk / 2;
+        for (int64_t r0 = 0; r0 < 16 * na; r0 += 16) {
+          const int64_t valid = std::clamp<int64_t>(rows - r0, 0, 16);
+          if (valid > 0) a.decode(a.decode_ctx, n + r0, valid, k0, len, tmp);
+          for (int64_t r = r0; r < r0 + 16; ++r) {
+            auto* hi = reinterpret_cast<uint16_t*>(wbuf.data() + r * lda);
+            auto* lo = n_wparts == 2 ? reinterpret_cast<uint16_t*>(wbuf.data() + part_bytes + r * lda) : nullptr;
+            float* row = tmp + (r - r0) * len;
+            if (r - r0 < valid) {
+              tile_f32_to_bf16(row, hi, lo, len);
+              if (width > len) {  // k ends inside this block: zero columns
+                std::fill_n(hi + len, width - len, uint16_t{0});
+                if (lo) std::fill_n(lo + len, width - len, uint16_t{0});
+              }
+            } else {
+              std::fill_n(hi, width, uint16_t{0});
+              if (lo) std::fill_n(lo, width, uint16_t{0});
+            }
+          }
         }
       } else {
         for (int p = 0; p < n_wparts; ++p)
