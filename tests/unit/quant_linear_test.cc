@@ -403,3 +403,34 @@ TEST(QuantizedLinear, MxSchemesMatchTheSpecFormula) {
 
 }  // namespace
 }  // namespace quanta::quant
+
+namespace quanta::kernels {
+namespace {
+
+// The MX row decoder of the tile path: every ISA's equals the scalar one bit for bit
+// (both are exact: a code's value times a power of two), over every code and scale.
+TEST(QuantLinearKernels, DequantMxRowIsExactOnEveryIsa) {
+  std::mt19937 rng(9);
+  const int64_t K = 512;
+  std::vector<uint8_t> e4m3(K), e2m1(K / 2), scales(K / 32);
+  // Every finite code; the NaN codes 0x7F / 0xFF (no quantizer writes them) widen to
+  // finite values in the F16C trick, as in gemm_f32_mxfp8.
+  for (int64_t i = 0; i < K; ++i) e4m3[i] = static_cast<uint8_t>((i & 0x7F) == 0x7F ? i - 1 : i) & 0xFF;
+  for (auto& v : e2m1) v = static_cast<uint8_t>(rng());
+  for (int64_t b = 0; b < K / 32; ++b) scales[b] = static_cast<uint8_t>(b == 0 ? 0 : b == 1 ? 254 : 100 + b * 3);
+  for (bool is_e4m3 : {true, false})
+    for (auto [k0, len] : {std::pair<int64_t, int64_t>{0, K}, {256, 128}, {32, 32}}) {
+      std::vector<float> want(len), got(len);
+      quant_linear_reference_table().dequant_mx_row(is_e4m3, is_e4m3 ? e4m3.data() : e2m1.data(), scales.data(), k0,
+                                                    len, want.data());
+      for (Isa isa : host_isas()) {
+        quant_linear_kernels_for(isa).dequant_mx_row(is_e4m3, is_e4m3 ? e4m3.data() : e2m1.data(), scales.data(), k0,
+                                                     len, got.data());
+        for (int64_t i = 0; i < len; ++i)
+          ASSERT_EQ(got[i], want[i]) << isa_name(isa) << (is_e4m3 ? " e4m3" : " e2m1") << " k=" << k0 + i;
+      }
+    }
+}
+
+}  // namespace
+}  // namespace quanta::kernels

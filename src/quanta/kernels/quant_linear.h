@@ -77,6 +77,10 @@ struct QuantLinearKernels {
   void (*gemm_f32_mxfp4)(const GemmMxArgs&);
   // y = sum_blocks 2^(xs-127) 2^(ws-127) * sum_k e2m1(x[t,k]) * e2m1(w[n,k]), exact per block
   void (*gemm_mxfp4_mxfp4)(const GemmMxArgs&);
+  // Elements [k0, k0 + len) (whole 32-blocks) of one MX weight row to f32, scales
+  // applied (exact): row holds E4M3 codes, one byte each, when e4m3, else E2M1
+  // codes two per byte (low nibble first); scales the row's E8M0 scales per 32.
+  void (*dequant_mx_row)(bool e4m3, const uint8_t* row, const uint8_t* scales, int64_t k0, int64_t len, float* out);
 };
 
 const QuantLinearKernels& quant_linear_kernels_for(Isa isa);

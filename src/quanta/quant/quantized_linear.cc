@@ -256,20 +256,11 @@ class MxLinear : public LinearKernel {
     const auto* wp = static_cast<const uint8_t*>(w_.weight.raw());
     const auto* ws = w_.scale.data<uint8_t>();
     const auto& fk = kernels::kernels_for(kt_.isa);
-    // Element code -> f32 table, built once per call (256 entries).
-    float lut[256];
-    for (int c = 0; c < 256; ++c) lut[c] = mx_elem_to_f32(wel, static_cast<uint8_t>(wel == MxElem::kE2M1 ? c & 0xF : c));
+    const bool e4m3 = wel == MxElem::kE4M3;
+    const int64_t row_bytes = e4m3 ? K : K / 2;
     // Rows [r0, r0 + rows), elements [k0, k0 + len) (whole 32-blocks), to f32 rows of len.
     auto decode = [&](int64_t r0, int64_t rows, int64_t k0, int64_t len, float* out) {
-      for (int64_t r = r0; r < r0 + rows; ++r, out += len)
-        for (int64_t b = k0 / kMxBlock; b < (k0 + len) / kMxBlock; ++b) {
-          const float sc = e8m0_to_f32(ws[r * nb + b]);
-          for (int64_t k = b * kMxBlock; k < (b + 1) * kMxBlock; ++k) {
-            const uint8_t code = wel == MxElem::kE4M3 ? wp[r * K + k]
-                                                      : static_cast<uint8_t>(wp[r * (K / 2) + k / 2] >> (4 * (k & 1)));
-            out[k - k0] = lut[code] * sc;
-          }
-        }
+      for (int64_t r = r0; r < r0 + rows; ++r, out += len) kt_.dequant_mx_row(e4m3, wp + r * row_bytes, ws + r * nb, k0, len, out);
     };
     if (kernels::tiles_usable(kt_.isa)) {
       // MX values are exact in bf16 (at most 4 significant bits times a power of

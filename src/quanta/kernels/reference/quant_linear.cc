@@ -112,9 +112,16 @@ void pack_u4(const int8_t* w, int64_t n, uint8_t* out) {
       out[b * 16 + j] = static_cast<uint8_t>((w[b * 32 + j] + 8) | ((w[b * 32 + 16 + j] + 8) << 4));
 }
 
+void dequant_mx_row_ref(bool e4m3, const uint8_t* row, const uint8_t* scales, int64_t k0, int64_t len, float* out) {
+  for (int64_t k = k0; k < k0 + len; ++k) {
+    const float v = e4m3 ? e4m3fn_to_f32(row[k]) : e2m1_to_f32(static_cast<uint8_t>(row[k / 2] >> (4 * (k & 1))));
+    out[k - k0] = v * e8m0_to_f32(scales[k / 32]);
+  }
+}
+
 const QuantLinearKernels& quant_linear_reference_table() {
   static const QuantLinearKernels table{Isa::kScalar, gemm_s8_ref, gemm_u4_ref, gemm_f32_s8_ref, gemm_f32_mx_ref<e4m3_weight>,
-                                        gemm_f32_mx_ref<e2m1_weight>, gemm_mxfp4_mxfp4_ref};
+                                        gemm_f32_mx_ref<e2m1_weight>, gemm_mxfp4_mxfp4_ref, dequant_mx_row_ref};
   return table;
 }
 

@@ -273,6 +273,26 @@ inline __m256i e2m1_lut() {
   return _mm256_set_m128i(l, l);
 }
 
+// The decoders of the two MX kernels above, for tiles of rows (tile_gemm.h).
+void dequant_mx_row_avx2(bool e4m3, const uint8_t* row, const uint8_t* scales, int64_t k0, int64_t len, float* out) {
+  const __m256i lut = e2m1_lut();
+  for (int64_t b = k0 / 32; b < (k0 + len) / 32; ++b, out += 32) {
+    if (e4m3) {
+      // 256 undoes the f16 trick's 2^-8, before the scale (2^127 * 256 would overflow).
+      const __m256 sc = _mm256_set1_ps(e8m0(scales[b])), k256 = _mm256_set1_ps(256.0f);
+      for (int j = 0; j < 32; j += 8)
+        _mm256_storeu_ps(out + j, _mm256_mul_ps(_mm256_mul_ps(e4m3x8_scaled(row + b * 32 + j), k256), sc));
+    } else {
+      const __m256 sc = _mm256_set1_ps(e8m0(scales[b]) * 0.5f);  // the lookup holds 2 x e2m1
+      const __m256i v = e2m1x32_times2(row + b * 16, lut);
+      const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+      const __m128i q[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+      for (int j = 0; j < 4; ++j)
+        _mm256_storeu_ps(out + 8 * j, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q[j])), sc));
+    }
+  }
+}
+
 void gemm_f32_mxfp4_avx2(const GemmMxArgs& a) {
   const int64_t nb = a.n_in / 32;
   const __m256i lut = e2m1_lut();
@@ -332,7 +352,7 @@ void gemm_mxfp4_mxfp4_avx2(const GemmMxArgs& a) {
 
 const QuantLinearKernels& quant_linear_avx2_table() {
   static const QuantLinearKernels table{Isa::kAvx2, gemm_s8_avx2, gemm_u4_avx2, gemm_f32_s8_avx2, gemm_f32_mxfp8_avx2,
-                                        gemm_f32_mxfp4_avx2, gemm_mxfp4_mxfp4_avx2};
+                                        gemm_f32_mxfp4_avx2, gemm_mxfp4_mxfp4_avx2, dequant_mx_row_avx2};
   return table;
 }
 
