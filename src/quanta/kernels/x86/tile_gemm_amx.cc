@@ -87,13 +87,6 @@ struct TermPtrs {
   const uint8_t *a0, *a1, *b0, *b1;
 };
 
-// C tile c += A tile a times B tile b (tile numbers are immediates).
-template <bool kBf16, int C, int A, int B>
-inline void dp() {
-  if constexpr (kBf16) _tile_dpbf16ps(C, A, B);
-  else _tile_dpbssd(C, A, B);
-}
-
 // The sum over terms of a pass over nk chunks of k for NA weight tiles x NB
 // token tiles, added to the C tiles at c (tile i * 2 + j at c + (i * 2 + j) *
 // 256 elements, rows = weight rows) unless `first`, and stored back there.
@@ -121,12 +114,22 @@ void micro(const TermPtrs* terms, int n_terms, int64_t lda, int64_t nk, bool fir
         if constexpr (NB > 1) _tile_loadd(7, p.b1 + kc * kTileBytes, kChunk);
       }
       _tile_loadd(4, p.a0 + kc * kChunk, lda);
-      dp<kBf16, 0, 4, 6>();
-      if constexpr (NB > 1) dp<kBf16, 1, 4, 7>();
+      if constexpr (kBf16) {
+        _tile_dpbf16ps(0, 4, 6);
+        if constexpr (NB > 1) _tile_dpbf16ps(1, 4, 7);
+      } else {
+        _tile_dpbssd(0, 4, 6);
+        if constexpr (NB > 1) _tile_dpbssd(1, 4, 7);
+      }
       if constexpr (NA > 1) {
         _tile_loadd(5, p.a1 + kc * kChunk, lda);
-        dp<kBf16, 2, 5, 6>();
-        if constexpr (NB > 1) dp<kBf16, 3, 5, 7>();
+        if constexpr (kBf16) {
+          _tile_dpbf16ps(2, 5, 6);
+          if constexpr (NB > 1) _tile_dpbf16ps(3, 5, 7);
+        } else {
+          _tile_dpbssd(2, 5, 6);
+          if constexpr (NB > 1) _tile_dpbssd(3, 5, 7);
+        }
       }
     }
   }
