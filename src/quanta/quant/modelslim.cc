@@ -5,6 +5,7 @@
 
 #include "quanta/core/error.h"
 #include "quanta/core/mx.h"
+#include "quanta/quant/hf_quant.h"
 #include "quanta/quant/quantized_linear.h"
 
 namespace quanta::quant {
@@ -282,8 +283,10 @@ std::unique_ptr<QuantMethod> make_folder_method(const std::string& dir, const st
     resolver.validate_decoder(n_layers);
     return make_modelslim_method(resolver.description());
   }
-  throw Error("quantization method '" + d.method + "' is not supported yet (quanta runs modelslim, and mxfp8 / "
-              "w8a8_int8 online)", {.file = d.source, .field = "quantization_config.quant_method"});
+  if (auto hf = HfQuantConfig::load(dir)) return make_hf_quant_method(std::move(hf));
+  throw Error("quantization method '" + d.method + "' is not supported (quanta runs modelslim, awq, gptq, "
+              "auto-round, compressed-tensors, and mxfp8 / w8a8_int8 online)",
+              {.file = d.source, .field = "quantization_config.quant_method"});
 }
 
 }  // namespace quanta::quant

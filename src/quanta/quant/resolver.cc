@@ -9,6 +9,7 @@
 #include "quanta/core/error.h"
 #include "quanta/format/hf_config.h"
 #include "quanta/format/tensor_source.h"
+#include "quanta/quant/hf_quant_config.h"
 
 namespace quanta::quant {
 
@@ -112,7 +113,8 @@ std::optional<QuantDescription> load_quant_description(const std::string& model_
 }
 
 const std::vector<std::string>& quantization_names() {
-  static const std::vector<std::string> names = {"modelslim", "mxfp8", "w8a8_int8"};
+  static const std::vector<std::string> names = {"modelslim", "awq", "gptq", "auto-round", "compressed-tensors",
+                                                  "mxfp8", "w8a8_int8"};
   return names;
 }
 
@@ -134,10 +136,14 @@ MethodDecision decide_method(const std::string& model_dir, const std::string& re
                                                                          .field = "quantization_config.quant_method"});
         std::string m = (*qc)["quant_method"].get<std::string>();
         std::transform(m.begin(), m.end(), m.begin(), [](unsigned char c) { return std::tolower(c); });
+        if (m == "intel/auto-round" || m == "auto_round") m = "auto-round";
         d = {m, cfg.string(), false};
       }
     }
   }
+  if (d.method == "unquantized")
+    // Side files of AutoRound, AutoGPTQ/GPTQModel and old AutoAWQ.
+    if (auto hf = HfQuantConfig::load(model_dir)) d = {hf->method(), hf->file(), false};
   if (requested.empty() || requested == d.method) return d;
   const auto& names = quantization_names();
   if (std::find(names.begin(), names.end(), requested) == names.end()) {

@@ -6,6 +6,7 @@
 #include "quanta/core/thread_pool.h"
 #include "quanta/kernels/kernels.h"
 #include "quanta/kernels/tile_gemm.h"
+#include "quanta/quant/group_int_linear.h"
 #include "quanta/quant/quant_method.h"
 
 namespace quanta::quant {
@@ -98,5 +99,9 @@ class UnquantizedMethod : public QuantMethod {
 }  // namespace
 
 std::unique_ptr<QuantMethod> make_unquantized_method() { return std::make_unique<UnquantizedMethod>(); }
+
+std::unique_ptr<LinearKernel> make_float_linear(Tensor weight, Tensor bias) {
+  return std::make_unique<FloatLinear>(std::move(weight), std::move(bias));
+}
 
 }  // namespace quanta::quant

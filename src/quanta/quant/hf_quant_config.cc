@@ -1,0 +1,356 @@
+#include "quanta/quant/hf_quant_config.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <regex>
+
+#include "quanta/core/error.h"
+#include "quanta/format/hf_config.h"
+
+namespace quanta::quant {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::ordered_json;
+
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+std::string canonical_method(const std::string& m) {
+  const std::string l = lower(m);
+  if (l == "intel/auto-round" || l == "auto_round" || l == "autoround") return "auto-round";
+  return l;
+}
+
+bool is_embedding(const std::string& prefix) {
+  return prefix.size() >= 12 && prefix.compare(prefix.size() - 12, 12, "embed_tokens") == 0;
+}
+
+// A Python regex as std::regex (ECMAScript covers what these configs use).
+std::regex compile(const std::string& pattern, const std::string& file, const std::string& field) {
+  try {
+    return std::regex(pattern);
+  } catch (const std::regex_error& e) {
+    throw Error("'" + pattern + "' is not a regular expression quanta can read (" + e.what() + ")",
+                {.file = file, .field = field});
+  }
+}
+
+// Python's re.match: anchored at the start, not at the end.
+bool match_at_start(const std::regex& re, const std::string& s) {
+  return std::regex_search(s, re, std::regex_constants::match_continuous);
+}
+
+bool has_regex_chars(const std::string& s) { return s.find_first_of("*+?[](){}|^$\\") != std::string::npos; }
+
+}  // namespace
+
+[[noreturn]] void HfQuantConfig::fail(const std::string& field, const std::string& message) const {
+  throw Error(message, {.file = file_, .field = field});
+}
+
+HfQuantConfig::HfQuantConfig(const Json& qc, std::string file) : qc_(qc), file_(std::move(file)) {
+  if (!qc_.is_object() || !qc_.contains("quant_method") || !qc_["quant_method"].is_string())
+    fail("quantization_config.quant_method", "quantization_config has no quant_method string");
+  method_ = canonical_method(qc_["quant_method"].get<std::string>());
+  auto str = [&](const char* key, const std::string& def) {
+    if (!qc_.contains(key) || qc_[key].is_null()) return def;
+    if (!qc_[key].is_string()) fail(key, std::string(key) + " must be a string");
+    return lower(qc_[key].get<std::string>());
+  };
+  if (method_ == "awq") {
+    const std::string v = str("version", "gemm");
+    if (v != "gemm" && v != "exllama" && v != "ipex")
+      fail("version", "AWQ version '" + v + "' is not supported (quanta reads the GEMM layout, which the gemm, "
+                      "exllama and ipex versions share)");
+  } else if (method_ == "gptq") {
+    const std::string f = str("checkpoint_format", str("format", "gptq"));
+    if (f != "gptq" && f != "gptq_v2")
+      fail("checkpoint_format", "GPTQ checkpoint format '" + f + "' is not supported (quanta reads gptq and gptq_v2)");
+    if (qc_.value("is_marlin_format", false))
+      fail("is_marlin_format", "Marlin-repacked GPTQ weights are not supported (quanta reads the plain gptq layout)");
+    const std::string pd = str("pack_dtype", "int32");
+    if (pd != "int32") fail("pack_dtype", "GPTQ pack_dtype '" + pd + "' is not supported (only int32)");
+  } else if (method_ == "auto-round") {
+    const std::string pf = str("packing_format", "auto_round:auto_gptq");
+    if (pf != "auto_round" && pf != "auto_round:auto_gptq" && pf != "auto_round:gptqmodel" &&
+        pf != "auto_round:auto_awq" && pf != "auto_round:llm_compressor")
+      fail("packing_format", "AutoRound packing_format '" + pf + "' is not supported (quanta reads auto_round, "
+                             "auto_round:auto_gptq, auto_round:gptqmodel, auto_round:auto_awq, auto_round:llm_compressor)");
+  } else if (method_ == "compressed-tensors") {
+    if (qc_.contains("kv_cache_scheme") && !qc_["kv_cache_scheme"].is_null())
+      fail("kv_cache_scheme", "a quantized KV cache (kv_cache_scheme) is not supported: quanta's KV cache is f32");
+    for (const char* key : {"sparsity_config", "transform_config"})
+      if (qc_.contains(key) && !qc_[key].is_null() && !(qc_[key].is_object() && qc_[key].empty()))
+        fail(key, std::string(key) + " is not supported (sparse or transformed weights)");
+    const std::string status = str("quantization_status", "compressed");
+    if (status != "compressed")
+      fail("quantization_status", "quantization_status '" + status + "': quanta reads compressed checkpoints only");
+    if (!qc_.contains("config_groups") || !qc_["config_groups"].is_object())
+      fail("config_groups", "compressed-tensors config has no config_groups object");
+  } else {
+    fail("quant_method", "quant_method '" + method_ + "' is not an AWQ, GPTQ, AutoRound or compressed-tensors method");
+  }
+  // Resolving a probe layer (or, for compressed-tensors, each group) checks the
+  // fields now, so a bad one fails at load rather than at its first layer.
+  if (method_ != "compressed-tensors") resolve("model.layers.0.mlp.down_proj");
+  else
+    for (const auto& [name, group] : qc_["config_groups"].items()) resolve("\x01probe:" + name);
+}
+
+std::unique_ptr<HfQuantConfig> HfQuantConfig::load(const std::string& model_dir) {
+  auto read = [&](const fs::path& p) -> Json {
+    const Json j = Json::parse(format::read_text_file(p.string()), nullptr, false);
+    if (j.is_discarded() || !j.is_object()) throw Error("not a JSON object", {.file = p.string()});
+    return j;
+  };
+  const fs::path dir(model_dir);
+  std::vector<std::pair<Json, fs::path>> found;
+  if (fs::exists(dir / "config.json")) {
+    const auto cfg = read(dir / "config.json");
+    for (const char* key : {"quantization_config", "compression_config"})
+      if (cfg.contains(key)) {
+        found.emplace_back(cfg[key], dir / "config.json");
+        break;
+      }
+  }
+  for (const char* side : {"quantization_config.json", "quantize_config.json", "quant_config.json"})
+    if (found.empty() && fs::exists(dir / side)) found.emplace_back(read(dir / side), dir / side);
+  if (found.empty()) return nullptr;
+  auto& [qc, path] = found.front();
+  // Old AutoAWQ side files carry no quant_method; their keys say AWQ.
+  if (qc.is_object() && !qc.contains("quant_method") && path.filename() == "quant_config.json") qc["quant_method"] = "awq";
+  if (!qc.is_object() || !qc.contains("quant_method") || !qc["quant_method"].is_string()) return nullptr;
+  const std::string m = canonical_method(qc["quant_method"].get<std::string>());
+  if (m != "awq" && m != "gptq" && m != "auto-round" && m != "compressed-tensors") return nullptr;
+  return std::make_unique<HfQuantConfig>(qc, path.string());
+}
+
+LayerQuant HfQuantConfig::resolve(const std::string& prefix) const {
+  if (is_embedding(prefix)) return {HfLayout::kFloat, 16, -1, true, false, false, "embeddings are not quantized"};
+  if (method_ == "awq") return resolve_awq(prefix);
+  if (method_ == "gptq") return resolve_gptq(prefix);
+  if (method_ == "auto-round") return resolve_auto_round(prefix);
+  return resolve_compressed_tensors(prefix);
+}
+
+namespace {
+
+// An integer field under any of its spellings; `def` when absent.
+template <class J>
+int64_t int_field(const J& obj, std::initializer_list<const char*> keys, int64_t def, const std::string& file) {
+  for (const char* k : keys)
+    if (obj.contains(k) && !obj[k].is_null()) {
+      if (!obj[k].is_number_integer()) throw Error(std::string(k) + " must be an integer", {.file = file, .field = k});
+      return obj[k].template get<int64_t>();
+    }
+  return def;
+}
+
+template <class J>
+bool bool_field(const J& obj, const char* key, bool def, const std::string& file) {
+  if (!obj.contains(key) || obj[key].is_null()) return def;
+  if (!obj[key].is_boolean()) throw Error(std::string(key) + " must be true or false", {.file = file, .field = key});
+  return obj[key].template get<bool>();
+}
+
+void check_bits_group(int bits, int64_t group, std::initializer_list<int> allowed, const std::string& method,
+                      const std::string& where, const std::string& file) {
+  if (std::find(allowed.begin(), allowed.end(), bits) == allowed.end()) {
+    std::string list;
+    for (int b : allowed) list += (list.empty() ? "" : ", ") + std::to_string(b);
+    throw Error(method + " with " + std::to_string(bits) + " bits is not supported (" + method + " allows " + list +
+                    ")" + where,
+                {.file = file, .field = "bits"});
+  }
+  if (group == 0 || group < -1)
+    throw Error("group_size " + std::to_string(group) + " is not a group size (-1 or a positive count)" + where,
+                {.file = file, .field = "group_size"});
+}
+
+}  // namespace
+
+LayerQuant HfQuantConfig::resolve_awq(const std::string& prefix) const {
+  LayerQuant q;
+  q.layout = HfLayout::kAwq;
+  q.bits = static_cast<int>(int_field(qc_, {"bits", "w_bit"}, 4, file_));
+  q.group_size = int_field(qc_, {"group_size", "q_group_size"}, 128, file_);
+  q.sym = !bool_field(qc_, "zero_point", true, file_);
+  q.rule = "awq";
+  check_bits_group(q.bits, q.group_size, {4}, "AWQ", "", file_);
+  if (qc_.contains("modules_to_not_convert") && qc_["modules_to_not_convert"].is_array())
+    for (const auto& m : qc_["modules_to_not_convert"])
+      if (m.is_string() && prefix.find(m.get<std::string>()) != std::string::npos)
+        return {HfLayout::kFloat, 16, -1, true, false, false, "modules_to_not_convert '" + m.get<std::string>() + "'"};
+  return q;
+}
+
+LayerQuant HfQuantConfig::resolve_gptq(const std::string& prefix) const {
+  LayerQuant q;
+  q.layout = HfLayout::kGptq;
+  q.bits = static_cast<int>(int_field(qc_, {"bits", "w_bit"}, 4, file_));
+  q.group_size = int_field(qc_, {"group_size", "q_group_size"}, -1, file_);
+  q.sym = bool_field(qc_, "sym", true, file_);
+  const std::string fmt = lower(qc_.value("checkpoint_format", qc_.value("format", std::string("gptq"))));
+  q.zero_minus_one = fmt == "gptq";
+  q.rule = "gptq";
+  if (prefix == "lm_head" && !bool_field(qc_, "lm_head", false, file_))
+    return {HfLayout::kFloat, 16, -1, true, false, false, "lm_head is not quantized (lm_head: false)"};
+  std::string where;
+  if (qc_.contains("dynamic") && qc_["dynamic"].is_object()) {
+    // In insertion order (GPTQModel's rule): qc_ is an ordered_json.
+    for (const auto& [key, over] : qc_["dynamic"].items()) {
+      const bool negative = key.rfind("-:", 0) == 0;
+      const std::string pat = negative || key.rfind("+:", 0) == 0 ? key.substr(2) : key;
+      if (!match_at_start(compile(pat, file_, "dynamic"), prefix)) continue;
+      if (negative) return {HfLayout::kFloat, 16, -1, true, false, false, "dynamic '" + key + "'"};
+      if (!over.is_object()) fail("dynamic", "dynamic entry '" + key + "' must be an object");
+      q.bits = static_cast<int>(int_field(over, {"bits"}, q.bits, file_));
+      q.group_size = int_field(over, {"group_size"}, q.group_size, file_);
+      q.sym = bool_field(over, "sym", q.sym, file_);
+      q.rule = "gptq dynamic '" + key + "'";
+      where = " (dynamic '" + key + "')";
+      break;
+    }
+  }
+  check_bits_group(q.bits, q.group_size, {2, 3, 4, 8}, "GPTQ", where, file_);
+  return q;
+}
+
+LayerQuant HfQuantConfig::resolve_auto_round(const std::string& prefix) const {
+  const std::string pf = lower(qc_.value("packing_format", std::string("auto_round:auto_gptq")));
+  LayerQuant q;
+  q.bits = static_cast<int>(int_field(qc_, {"bits"}, 4, file_));
+  q.group_size = int_field(qc_, {"group_size"}, 128, file_);
+  q.sym = bool_field(qc_, "sym", true, file_);
+  std::string data_type = lower(qc_.value("data_type", std::string("int")));
+  int64_t act_bits = int_field(qc_, {"act_bits"}, 16, file_);
+  q.rule = "auto-round " + pf;
+  std::string where;
+  if (qc_.contains("extra_config") && qc_["extra_config"].is_object()) {
+    const Json& ordered = qc_["extra_config"];
+    const Json* over = nullptr;
+    std::string key_used;
+    if (ordered.contains(prefix)) {
+      over = &ordered[prefix];
+      key_used = prefix;
+    } else {
+      for (const auto& [key, val] : ordered.items())
+        if (has_regex_chars(key) && std::regex_search(prefix, compile(key, file_, "extra_config"))) {
+          over = &val;
+          key_used = key;
+          break;
+        }
+    }
+    if (over) {
+      if (!over->is_object()) fail("extra_config", "extra_config entry '" + key_used + "' must be an object");
+      q.bits = static_cast<int>(int_field(*over, {"bits"}, q.bits, file_));
+      q.group_size = int_field(*over, {"group_size"}, q.group_size, file_);
+      q.sym = bool_field(*over, "sym", q.sym, file_);
+      if (over->contains("data_type") && (*over)["data_type"].is_string())
+        data_type = lower((*over)["data_type"].get<std::string>());
+      act_bits = int_field(*over, {"act_bits"}, act_bits, file_);
+      q.rule += " extra_config '" + key_used + "'";
+      where = " (extra_config '" + key_used + "')";
+    }
+  }
+  if (q.bits >= 16)
+    return {HfLayout::kFloat, 16, -1, true, false, false, q.rule};
+  if (data_type != "int")
+    fail("data_type", "AutoRound data_type '" + data_type + "' is not supported (quanta reads integer weights)" + where);
+  if (act_bits < 16)
+    fail("act_bits", "AutoRound with " + std::to_string(act_bits) +
+                         "-bit activations is not supported (quanta reads weight-only W2/W3/W4/W8 A16)" + where);
+  check_bits_group(q.bits, q.group_size, {2, 3, 4, 8}, "AutoRound", where, file_);
+  if (pf == "auto_round:auto_awq") {
+    q.layout = HfLayout::kAwq;
+    if (q.bits != 4) fail("bits", "AutoRound auto_awq packing holds 4-bit weights only, not " + std::to_string(q.bits) + where);
+  } else if (pf == "auto_round:llm_compressor") {
+    q.layout = HfLayout::kCtPacked;
+  } else {
+    q.layout = HfLayout::kGptq;
+    q.zero_minus_one = pf == "auto_round:auto_gptq";
+  }
+  return q;
+}
+
+LayerQuant HfQuantConfig::resolve_compressed_tensors(const std::string& prefix) const {
+  // A probe ("\x01probe:<group>") checks one group's fields at load.
+  const bool probe = prefix.rfind("\x01probe:", 0) == 0;
+  auto matches = [&](const Json& list, const std::string& field) {
+    if (!list.is_array()) fail(field, field + " must be a list");
+    for (const auto& t : list) {
+      if (!t.is_string()) fail(field, field + " entries must be strings");
+      const std::string s = t.get<std::string>();
+      if (s.rfind("re:", 0) == 0) {
+        if (match_at_start(compile(s.substr(3), file_, field), prefix)) return true;
+      } else if (s == prefix || (s == "Linear" && !is_embedding(prefix))) {
+        return true;
+      }
+    }
+    return false;
+  };
+  if (!probe && qc_.contains("ignore") && !qc_["ignore"].is_null() && matches(qc_["ignore"], "ignore"))
+    return {HfLayout::kFloat, 16, -1, true, false, false, "compressed-tensors ignore"};
+  const std::string global_format = lower(qc_.value("format", std::string("")));
+  for (const auto& [name, group] : qc_["config_groups"].items()) {
+    const std::string field = "config_groups." + name;
+    if (probe ? prefix.substr(7) != name : !(group.is_object() && group.contains("targets") && matches(group["targets"], field + ".targets")))
+      continue;
+    if (!group.is_object()) fail(field, field + " must be an object");
+    std::string format = lower(group.value("format", global_format));
+    LayerQuant q;
+    q.rule = "compressed-tensors " + name;
+    const Json& w = group.contains("weights") ? group["weights"] : Json();
+    if (w.is_null()) fail(field + ".weights", "a group without weight quantization is not supported");
+    if (!w.is_object()) fail(field + ".weights", field + ".weights must be an object");
+    const std::string type = lower(w.value("type", std::string("int")));
+    if (type != "int")
+      fail(field + ".weights.type", "compressed-tensors '" + type + "' weights (" + format +
+                                        ") are not supported yet (quanta reads integer weights)");
+    q.bits = static_cast<int>(int_field(w, {"num_bits"}, 8, file_));
+    q.sym = bool_field(w, "symmetric", true, file_);
+    const std::string strategy = lower(w.value("strategy", std::string(w.contains("group_size") ? "group" : "tensor")));
+    if (strategy == "group") {
+      q.group_size = int_field(w, {"group_size"}, -1, file_);
+      if (q.group_size <= 0) fail(field + ".weights.group_size", "strategy group needs a positive group_size");
+    } else if (strategy == "channel" || strategy == "tensor") {
+      q.group_size = -1;
+    } else {
+      fail(field + ".weights.strategy", "weight strategy '" + strategy + "' is not supported (quanta reads group, "
+                                        "channel and tensor)");
+    }
+    if (q.bits < 1 || q.bits > 8) fail(field + ".weights.num_bits", "num_bits " + std::to_string(q.bits) + " is not 1..8");
+    const Json& a = group.contains("input_activations") ? group["input_activations"] : Json();
+    if (!a.is_null()) {
+      const bool dyn = a.contains("dynamic") && a["dynamic"].is_boolean() && a["dynamic"].get<bool>();
+      if (lower(a.value("type", std::string("int"))) != "int" || int_field(a, {"num_bits"}, 8, file_) != 8 ||
+          lower(a.value("strategy", std::string("tensor"))) != "token" || !dyn || !bool_field(a, "symmetric", true, file_))
+        fail(field + ".input_activations", "activation quantization other than dynamic per-token symmetric int8 "
+                                           "is not supported yet");
+      if (q.bits != 8 || !q.sym)
+        fail(field + ".input_activations", "dynamic int8 activations are supported with symmetric 8-bit weights "
+                                           "(W8A8); W" + std::to_string(q.bits) + "A8 is not supported yet");
+      q.act_dynamic8 = true;
+    }
+    if (group.contains("output_activations") && !group["output_activations"].is_null())
+      fail(field + ".output_activations", "output activation quantization is not supported");
+    if (format == "pack-quantized") q.layout = HfLayout::kCtPacked;
+    else if (format == "int-quantized" || format == "naive-quantized") q.layout = HfLayout::kCtInt;
+    else
+      fail(group.contains("format") ? field + ".format" : "format",
+           "compressed-tensors format '" + format + "' is not supported (quanta reads pack-quantized, "
+           "int-quantized and naive-quantized integer weights)");
+    if (q.act_dynamic8 && q.layout != HfLayout::kCtInt)
+      fail(field + ".format", "dynamic int8 activations need int-quantized weights, not " + format);
+    if (q.layout == HfLayout::kCtInt && !q.sym && q.act_dynamic8)
+      fail(field + ".weights.symmetric", "W8A8 with asymmetric weights is not supported");
+    return q;
+  }
+  return {HfLayout::kFloat, 16, -1, true, false, false, "no config group targets it"};
+}
+
+}  // namespace quanta::quant
