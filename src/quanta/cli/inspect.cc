@@ -46,7 +46,10 @@ struct TensorRow {
   int weight_bits = 0;    // nominal bits of one stored weight element
   int act_bits = 0;       // bits of the activations the scheme pairs the weight with (0: none)
   int64_t group_size = 0; // elements sharing one scale (0: float, no groups)
-  Shape shape;            // row-major, outermost first
+  std::string zero_point; // HF integer formats: "sym" / "asym"
+  bool act_order = false; // HF integer formats: groups follow g_idx
+  std::string layout;     // HF integer formats: the packing read, e.g. "gptq v1"
+  Shape shape;            // row-major, outermost first (packed weights: the logical [n_out, n_in])
   uint64_t bytes = 0;     // bytes of the tensor (and its side tensors) in the checkpoint
   double bits_per_weight() const {
     int64_t n = 1;
@@ -93,7 +96,10 @@ FolderSchemes folder_schemes(const std::string& dir, const format::SafetensorsCh
     r.weight_bits = ts.weight_bits;
     r.act_bits = ts.act_bits;
     r.group_size = ts.group_size;
-    r.shape = t->shape;
+    r.zero_point = ts.zero_point;
+    r.act_order = ts.act_order;
+    r.layout = ts.layout;
+    r.shape = ts.logical_shape.empty() ? t->shape : Shape(ts.logical_shape.begin(), ts.logical_shape.end());
     // MXFP4 stores two elements per byte: show the logical [n_out, n_in].
     if ((ts.scheme == "W4A4_MXFP4" || ts.scheme == "W4A8_MXFP") && r.shape.size() == 2) r.shape[1] *= 2;
     r.bytes = t->nbytes;
@@ -334,14 +340,20 @@ ordered_json report_json(const Report& rep) {
     for (int64_t d : r.shape) n *= d;
     total_bytes += r.bytes;
     total_params += n;
-    layers.push_back({{"tensor", r.tensor},
-                      {"scheme", r.scheme},
-                      {"weight_bits", r.weight_bits},
-                      {"act_bits", r.act_bits},
-                      {"group_size", r.group_size},
-                      {"shape", r.shape},
-                      {"bytes", r.bytes},
-                      {"bits_per_weight", r.bits_per_weight()}});
+    ordered_json row = {{"tensor", r.tensor},
+                        {"scheme", r.scheme},
+                        {"weight_bits", r.weight_bits},
+                        {"act_bits", r.act_bits},
+                        {"group_size", r.group_size},
+                        {"shape", r.shape},
+                        {"bytes", r.bytes},
+                        {"bits_per_weight", r.bits_per_weight()}};
+    if (!r.layout.empty()) {
+      row["zero_point"] = r.zero_point;
+      row["act_order"] = r.act_order;
+      row["layout"] = r.layout;
+    }
+    layers.push_back(std::move(row));
   }
   return {{"path", rep.path},
           {"format", rep.format},
@@ -377,17 +389,22 @@ void print_text(const Report& rep) {
 
   size_t w = 6;
   for (const TensorRow& r : rep.rows) w = std::max(w, r.tensor.size());
-  std::printf("\n%-*s  %-8s %6s %6s %6s  %-20s %12s %7s\n", static_cast<int>(w), "tensor", "scheme", "w_bits",
-              "a_bits", "group", "shape", "bytes", "bpw");
+  bool hf = false;
+  for (const TensorRow& r : rep.rows) hf |= !r.layout.empty();
+  std::printf("\n%-*s  %-8s %6s %6s %6s  %-20s %12s %7s%s\n", static_cast<int>(w), "tensor", "scheme", "w_bits",
+              "a_bits", "group", "shape", "bytes", "bpw", hf ? "  zero  act-order  layout" : "");
   // Per-scheme totals, in order of first appearance.
   std::vector<std::string> order;
   std::map<std::string, std::pair<int64_t, uint64_t>> per_scheme;  // count, bytes
   uint64_t total_bytes = 0;
   int64_t total_params = 0;
   for (const TensorRow& r : rep.rows) {
-    std::printf("%-*s  %-8s %6d %6d %6lld  %-20s %12llu %7.3f\n", static_cast<int>(w), r.tensor.c_str(),
+    std::printf("%-*s  %-8s %6d %6d %6lld  %-20s %12llu %7.3f", static_cast<int>(w), r.tensor.c_str(),
                 r.scheme.c_str(), r.weight_bits, r.act_bits, static_cast<long long>(r.group_size),
                 shape_string(r.shape).c_str(), static_cast<unsigned long long>(r.bytes), r.bits_per_weight());
+    if (!r.layout.empty())
+      std::printf("  %-4s  %-9s  %s", r.zero_point.c_str(), r.act_order ? "yes" : "no", r.layout.c_str());
+    std::printf("\n");
     if (!per_scheme.count(r.scheme)) order.push_back(r.scheme);
     auto& [count, bytes] = per_scheme[r.scheme];
     ++count;

@@ -46,6 +46,12 @@ bool match_at_start(const std::regex& re, const std::string& s) {
 
 bool has_regex_chars(const std::string& s) { return s.find_first_of("*+?[](){}|^$\\") != std::string::npos; }
 
+LayerQuant float_layer(std::string rule) {
+  LayerQuant q;
+  q.rule = std::move(rule);
+  return q;
+}
+
 }  // namespace
 
 [[noreturn]] void HfQuantConfig::fail(const std::string& field, const std::string& message) const {
@@ -130,7 +136,7 @@ std::unique_ptr<HfQuantConfig> HfQuantConfig::load(const std::string& model_dir)
 }
 
 LayerQuant HfQuantConfig::resolve(const std::string& prefix) const {
-  if (is_embedding(prefix)) return {HfLayout::kFloat, 16, -1, true, false, false, "embeddings are not quantized"};
+  if (is_embedding(prefix)) return float_layer("embeddings are not quantized");
   if (method_ == "awq") return resolve_awq(prefix);
   if (method_ == "gptq") return resolve_gptq(prefix);
   if (method_ == "auto-round") return resolve_auto_round(prefix);
@@ -184,7 +190,7 @@ LayerQuant HfQuantConfig::resolve_awq(const std::string& prefix) const {
   if (qc_.contains("modules_to_not_convert") && qc_["modules_to_not_convert"].is_array())
     for (const auto& m : qc_["modules_to_not_convert"])
       if (m.is_string() && prefix.find(m.get<std::string>()) != std::string::npos)
-        return {HfLayout::kFloat, 16, -1, true, false, false, "modules_to_not_convert '" + m.get<std::string>() + "'"};
+        return float_layer("modules_to_not_convert '" + m.get<std::string>() + "'");
   return q;
 }
 
@@ -196,9 +202,10 @@ LayerQuant HfQuantConfig::resolve_gptq(const std::string& prefix) const {
   q.sym = bool_field(qc_, "sym", true, file_);
   const std::string fmt = lower(qc_.value("checkpoint_format", qc_.value("format", std::string("gptq"))));
   q.zero_minus_one = fmt == "gptq";
+  q.act_order = bool_field(qc_, "desc_act", false, file_);
   q.rule = "gptq";
   if (prefix == "lm_head" && !bool_field(qc_, "lm_head", false, file_))
-    return {HfLayout::kFloat, 16, -1, true, false, false, "lm_head is not quantized (lm_head: false)"};
+    return float_layer("lm_head is not quantized (lm_head: false)");
   std::string where;
   if (qc_.contains("dynamic") && qc_["dynamic"].is_object()) {
     // In insertion order (GPTQModel's rule): qc_ is an ordered_json.
@@ -206,11 +213,12 @@ LayerQuant HfQuantConfig::resolve_gptq(const std::string& prefix) const {
       const bool negative = key.rfind("-:", 0) == 0;
       const std::string pat = negative || key.rfind("+:", 0) == 0 ? key.substr(2) : key;
       if (!match_at_start(compile(pat, file_, "dynamic"), prefix)) continue;
-      if (negative) return {HfLayout::kFloat, 16, -1, true, false, false, "dynamic '" + key + "'"};
+      if (negative) return float_layer("dynamic '" + key + "'");
       if (!over.is_object()) fail("dynamic", "dynamic entry '" + key + "' must be an object");
       q.bits = static_cast<int>(int_field(over, {"bits"}, q.bits, file_));
       q.group_size = int_field(over, {"group_size"}, q.group_size, file_);
       q.sym = bool_field(over, "sym", q.sym, file_);
+      q.act_order = bool_field(over, "desc_act", q.act_order, file_);
       q.rule = "gptq dynamic '" + key + "'";
       where = " (dynamic '" + key + "')";
       break;
@@ -258,7 +266,7 @@ LayerQuant HfQuantConfig::resolve_auto_round(const std::string& prefix) const {
     }
   }
   if (q.bits >= 16)
-    return {HfLayout::kFloat, 16, -1, true, false, false, q.rule};
+    return float_layer(q.rule);
   if (data_type != "int")
     fail("data_type", "AutoRound data_type '" + data_type + "' is not supported (quanta reads integer weights)" + where);
   if (act_bits < 16)
@@ -294,7 +302,7 @@ LayerQuant HfQuantConfig::resolve_compressed_tensors(const std::string& prefix) 
     return false;
   };
   if (!probe && qc_.contains("ignore") && !qc_["ignore"].is_null() && matches(qc_["ignore"], "ignore"))
-    return {HfLayout::kFloat, 16, -1, true, false, false, "compressed-tensors ignore"};
+    return float_layer("compressed-tensors ignore");
   const std::string global_format = lower(qc_.value("format", std::string("")));
   for (const auto& [name, group] : qc_["config_groups"].items()) {
     const std::string field = "config_groups." + name;
@@ -313,6 +321,8 @@ LayerQuant HfQuantConfig::resolve_compressed_tensors(const std::string& prefix) 
                                         ") are not supported yet (quanta reads integer weights)");
     q.bits = static_cast<int>(int_field(w, {"num_bits"}, 8, file_));
     q.sym = bool_field(w, "symmetric", true, file_);
+    q.act_order = w.contains("actorder") && !w["actorder"].is_null() &&
+                  !(w["actorder"].is_boolean() && !w["actorder"].get<bool>());
     const std::string strategy = lower(w.value("strategy", std::string(w.contains("group_size") ? "group" : "tensor")));
     if (strategy == "group") {
       q.group_size = int_field(w, {"group_size"}, -1, file_);
@@ -350,7 +360,7 @@ LayerQuant HfQuantConfig::resolve_compressed_tensors(const std::string& prefix) 
       fail(field + ".weights.symmetric", "W8A8 with asymmetric weights is not supported");
     return q;
   }
-  return {HfLayout::kFloat, 16, -1, true, false, false, "no config group targets it"};
+  return float_layer("no config group targets it");
 }
 
 }  // namespace quanta::quant

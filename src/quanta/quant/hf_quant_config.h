@@ -48,6 +48,7 @@ struct LayerQuant {
   bool sym = true;
   bool zero_minus_one = false;  // GPTQ v1 ("gptq", "auto_round:auto_gptq"): the stored zero is z - 1
   bool act_dynamic8 = false;    // compressed-tensors int-quantized: per-token dynamic int8 activations
+  bool act_order = false;       // the config says act-order (desc_act, actorder): expect a g_idx
   std::string rule;             // what decided it, for messages and inspect
 };
 

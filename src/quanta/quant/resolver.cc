@@ -221,9 +221,87 @@ void SchemeResolver::validate_decoder(int64_t n_layers) const {
   }
 }
 
+namespace {
+
+// The rows of an AWQ / GPTQ / AutoRound / compressed-tensors folder: one per
+// packed weight (qweight, weight_packed, or an int8 weight with a weight_scale)
+// with its logical shape, the rest (float weights) as FLOAT.
+void hf_schemes(const HfQuantConfig& hf, const format::TensorSource& source, CheckpointSchemes& out) {
+  const std::vector<std::string> names = source.names();
+  std::map<std::string, std::string> side_of;
+  std::map<std::string, TensorScheme> packed;  // by weight name
+  for (const auto& name : names) {
+    const size_t dot = name.rfind('.');
+    if (dot == std::string::npos) continue;
+    const std::string prefix = name.substr(0, dot), suffix = name.substr(dot + 1);
+    const bool int_weight = suffix == "weight" && source.has(prefix + ".weight_scale") &&
+                            (source.get(name).dtype() == DType::kI8);
+    if (suffix != "qweight" && suffix != "weight_packed" && !int_weight) continue;
+    const LayerQuant q = hf.resolve(prefix);
+    const Shape s = source.get(name).shape();
+    if (s.size() != 2 || q.bits < 1 || q.bits > 8) continue;
+    TensorScheme row;
+    row.tensor = name;
+    row.scheme = "W" + std::to_string(q.bits) + (q.act_dynamic8 ? "A8" : "A16");
+    row.weight_bits = q.bits;
+    row.act_bits = q.act_dynamic8 ? 8 : 16;
+    int64_t n = s[0], k = s[1];
+    if (suffix == "qweight" && q.layout == HfLayout::kAwq) {
+      k = s[0];
+      n = s[1] * 32 / q.bits;
+      row.layout = "awq gemm";
+    } else if (suffix == "qweight") {
+      k = s[0] * 32 / q.bits;
+      n = s[1];
+      row.layout = q.zero_minus_one ? "gptq v1" : "gptq v2";
+    } else if (suffix == "weight_packed") {
+      k = s[1] * 32 / q.bits;
+      if (source.has(prefix + ".weight_shape")) {
+        const Tensor ws = source.get(prefix + ".weight_shape");
+        if (ws.numel() == 2 && ws.dtype() == DType::kI64) k = ws.data<int64_t>()[1];
+      }
+      row.layout = "compressed-tensors pack-quantized";
+    } else {
+      row.layout = "compressed-tensors int-quantized";
+    }
+    row.logical_shape = {n, k};
+    row.group_size = q.group_size < 0 ? k : q.group_size;
+    row.zero_point = q.sym ? "sym" : "asym";
+    row.act_order = q.act_order || source.has(prefix + ".weight_g_idx");
+    for (auto it = std::lower_bound(names.begin(), names.end(), prefix + ".");
+         it != names.end() && starts_with(*it, prefix + "."); ++it)
+      if (*it != name && it->find('.', prefix.size() + 1) == std::string::npos) {
+        side_of[*it] = name;
+        row.side_tensors.push_back(*it);
+      }
+    packed[name] = std::move(row);
+  }
+  for (const auto& name : names) {
+    if (side_of.count(name)) continue;
+    if (auto it = packed.find(name); it != packed.end()) {
+      out.tensors.push_back(it->second);
+      continue;
+    }
+    TensorScheme row;
+    row.tensor = name;
+    row.scheme = "FLOAT";
+    row.weight_bits = dtype_bits(source.get(name).dtype());
+    row.act_bits = row.weight_bits;
+    out.tensors.push_back(std::move(row));
+  }
+}
+
+}  // namespace
+
 CheckpointSchemes resolve_checkpoint_schemes(const std::string& model_dir, const format::TensorSource& source) {
   CheckpointSchemes out;
   out.method = decide_method(model_dir).method;
+  if (out.method == "awq" || out.method == "gptq" || out.method == "auto-round" || out.method == "compressed-tensors") {
+    if (auto hf = HfQuantConfig::load(model_dir)) {
+      hf_schemes(*hf, source, out);
+      return out;
+    }
+  }
   std::optional<QuantDescription> desc = load_quant_description(model_dir);
   const std::vector<std::string> names = source.names();
   std::map<std::string, std::string> side_of;  // side tensor -> its weight

@@ -130,6 +130,11 @@ struct TensorScheme {
   int act_bits = 0;         // activation bits the scheme pairs it with (float: the weight dtype's bits)
   int64_t group_size = 0;   // elements per scale along K (0: per channel / none)
   std::vector<std::string> side_tensors;  // weight_scale, input_scale, ... of this weight
+  // HF integer formats (awq, gptq, auto-round, compressed-tensors):
+  std::string zero_point;   // "sym" or "asym" ("" elsewhere)
+  bool act_order = false;   // groups follow g_idx (desc_act / actorder)
+  std::string layout;       // the packing it is read from, e.g. "gptq v1"
+  std::vector<int64_t> logical_shape;  // [n_out, n_in] of a packed weight (empty: its stored shape)
 };
 
 struct CheckpointSchemes {
