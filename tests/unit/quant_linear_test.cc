@@ -308,6 +308,50 @@ TEST(QuantizedLinear, IntSchemesMatchTheSpecFormula) {
     }
 }
 
+// compressed-tensors' W8A8: s_t = amax / 127.5 and x_q in [-128, 127], so the most
+// negative activation of a token becomes -128 (run as -127 plus a correction).
+TEST(QuantizedLinear, FullRangeDynamicW8A8MatchesCompressedTensorsRule) {
+  ThreadPool pool(2);
+  std::mt19937 rng(6);
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> wd(-128, 127);
+  const int64_t N = 23, K = 128;
+  for (int64_t T : {3, 40})
+    for (int64_t G : {K, int64_t{64}}) {
+      std::vector<int8_t> w(N * K);
+      for (auto& v : w) v = static_cast<int8_t>(wd(rng));
+      std::vector<float> scale(N * (K / G)), x(T * K);
+      for (auto& v : scale) v = std::fabs(nd(rng)) * 0.01f + 1e-3f;
+      for (auto& v : x) v = nd(rng);
+      for (int64_t t = 0; t < T; ++t) x[t * K + 7] = -50.0f;  // the token's largest magnitude, negative
+      for (Isa isa : {Isa::kScalar, kernels::host_isa()}) {
+        IntLinearWeights lw;
+        lw.scheme = Scheme::kW8A8Dynamic;
+        lw.weight = int8_tensor(w, N, K);
+        lw.scale = scale;
+        lw.group_size = G;
+        lw.act_full_range = true;
+        auto layer = make_int_linear(lw, kernels::quant_linear_kernels_for(isa));
+        std::vector<float> y(T * N);
+        layer->forward(x.data(), T, y.data(), pool);
+        for (int64_t t = 0; t < T; ++t) {
+          const float s = 50.0f / 127.5f;
+          ASSERT_EQ(std::clamp(std::nearbyint(x[t * K + 7] / s), -128.0f, 127.0f), -128.0f);
+          for (int64_t n = 0; n < N; ++n) {
+            double want = 0, abs = 0;
+            for (int64_t k = 0; k < K; ++k) {
+              const double q = std::clamp(std::nearbyint(x[t * K + k] / s), -128.0f, 127.0f);
+              const double p = q * s * w[n * K + k] * scale[n * (K / G) + k / G];
+              want += p;
+              abs += std::fabs(p);
+            }
+            EXPECT_NEAR(y[t * N + n], want, 8 * kEps * abs) << "G=" << G << " T=" << T << " " << kernels::isa_name(isa);
+          }
+        }
+      }
+    }
+}
+
 // Static W8A8 with an input offset that drives activations to the -128 saturation
 // (the AVX2 path runs -128 as -127 plus a correction): the spec's integer formula exactly.
 TEST(QuantizedLinear, StaticW8A8MatchesTheSpecFormula) {

@@ -250,6 +250,7 @@ class HfQuantMethod : public QuantMethod {
       take_scales(r.scale("weight_scale", {N, n_groups}), false, tmp, n_groups);
       iw.scale = std::move(tmp.scale);
       iw.group_size = G;
+      iw.act_full_range = true;  // compressed-tensors: s = amax / 127.5, x_q in [-128, 127]
       iw.bias = std::move(bias_v);
       return make_int_linear(std::move(iw));
     }

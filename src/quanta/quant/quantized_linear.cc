@@ -97,6 +97,20 @@ class IntLinear : public LinearKernel {
       int8_t* q = xq.data() + t * K;
       if (act_ == IntAct::kStatic8) {
         quantize_row_static(x + t * K, K, w_.input_scale, w_.input_offset, q);
+      } else if (w_.act_full_range) {
+        float amax = 0.0f;
+        for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(x[t * K + k]));
+        st[t] = amax / 127.5f;
+        if (amax > 0.0f && std::isfinite(amax)) {
+          quantize_row_static(x + t * K, K, st[t], 0.0f, q);
+        } else {
+          std::fill(q, q + K, int8_t{0});
+          st[t] = amax == 0.0f ? 0.0f : std::nanf("");
+        }
+      } else {
+        st[t] = quantize_row_symmetric(x + t * K, K, act_ == IntAct::kDynamic4 ? 7 : 127, q);
+      }
+      if (act_ == IntAct::kStatic8 || w_.act_full_range)
         // The AVX2 dot needs activations in [-127, 127]: -128 runs as -127 and the
         // missing -1 * W[n, k] is added back below, so the sum stays exact.
         for (int64_t k = 0; k < K; ++k)
@@ -104,9 +118,6 @@ class IntLinear : public LinearKernel {
             q[k] = -127;
             minus128.emplace_back(t, k);
           }
-      } else {
-        st[t] = quantize_row_symmetric(x + t * K, K, act_ == IntAct::kDynamic4 ? 7 : 127, q);
-      }
     }
     // Packed int4: sum_k x (w + 8) comes back; 8 * sum_k x per token and group is removed.
     std::vector<int32_t> xsum;
@@ -164,6 +175,9 @@ class IntLinear : public LinearKernel {
         for (int64_t n = n0; n < n1; ++n) y[t * N + n] = 0.0f;
       for (int64_t g = 0; g < n_groups_; ++g) {
         gemm_s8(g, n0, n1, acc.data());
+        for (auto [t, k] : minus128)
+          if (k / G == g)
+            for (int64_t n = n0; n < n1; ++n) acc[t * m + n - n0] -= kernels::rows4_at(w, rows4_, K, n, k);
         for (int64_t t = 0; t < n_tokens; ++t)
           for (int64_t n = n0; n < n1; ++n)
             y[t * N + n] += w_.scale[n * n_groups_ + g] * static_cast<float>(acc[t * m + n - n0]);

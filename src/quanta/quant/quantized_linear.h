@@ -4,6 +4,7 @@
 // Math (checkpoint-formats-1.md sec. 1.5, 1.6):
 //   dynamic int:  s_t = max_k |x[t,k]| / qmax (qmax 127 or 7), x_q = round(x / s_t)
 //                 (ties to even), y = s_t * sum_g scale[n,g] * sum_{k in g} x_q W + bias
+//                 (compressed-tensors: s_t = max_k |x| / 127.5, x_q clamped to [-128, 127])
 //   static W8A8:  x_q = sat_int8(round(x / input_scale + input_offset)),
 //                 y = (sum_k x_q W + quant_bias[n]) * deq_scale[n]   (bias already folded)
 //   W8A16:        y = sum_g scale[n,g] * sum_{k in g} x W + bias
@@ -31,6 +32,9 @@ struct IntLinearWeights {
   std::vector<float> scale;   // [n_out, n_groups] (not for static W8A8)
   int64_t group_size = 0;     // elements per scale along n_in; n_in for per channel
   std::vector<float> bias;    // [n_out] or empty (dynamic, W8A16)
+  // W8A8_DYNAMIC only: compressed-tensors' per-token rule, s_t = max_k |x| / 127.5 and
+  // x_q in [-128, 127], instead of msModelSlim's max_k |x| / 127 and [-127, 127].
+  bool act_full_range = false;
   // Static W8A8 only.
   float input_scale = 1.0f;
   float input_offset = 0.0f;
