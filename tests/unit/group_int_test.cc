@@ -102,6 +102,32 @@ TEST(GroupIntLinear, MatchesTheFormulaOnEveryIsaBitWidthAndGroup) {
     }
 }
 
+// W4A8 (compressed-tensors): activations x_q = round(x / s_t), s_t = amax / 127.5,
+// clamped to [-128, 127]; the layer then computes exactly sum_k W x_q s_t.
+TEST(GroupIntLinear, Int8ActivationsFollowTheCompressedTensorsRule) {
+  std::mt19937 rng(13);
+  ThreadPool pool(2);
+  const int64_t K = 128, N = 19;
+  GroupIntWeights w = random_weights(N, K, 4, 32, rng);
+  w.act_int8 = true;
+  for (int64_t T : {1, 3, 20}) {
+    std::normal_distribution<float> xd(0.0f, 1.0f);
+    std::vector<float> x(T * K), xa(T * K);
+    for (auto& v : x) v = xd(rng);
+    for (int64_t t = 0; t < T; ++t) {
+      x[t * K + 1] = -9.0f;  // the largest magnitude, negative: quantizes to -128
+      const float s = 9.0f / 127.5f;
+      for (int64_t k = 0; k < K; ++k) xa[t * K + k] = std::clamp(std::nearbyint(x[t * K + k] / s), -128.0f, 127.0f) * s;
+    }
+    for (Isa isa : host_isas()) {
+      auto lin = make_group_int_linear(w, "test.g_idx", kernels::group_int_kernels_for(isa));
+      std::vector<float> y(T * N);
+      lin->forward(x.data(), T, y.data(), pool);
+      expect_close(w, xa, T, y, false, std::string("W4A8 ") + kernels::isa_name(isa) + " T=" + std::to_string(T));
+    }
+  }
+}
+
 TEST(GroupIntLinear, ActOrderGroupsArePermutedOnceAndRowsDequantizeInCheckpointOrder) {
   std::mt19937 rng(11);
   ThreadPool pool(2);

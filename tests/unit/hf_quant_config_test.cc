@@ -129,6 +129,13 @@ TEST(HfQuantConfig, CompressedTensorsGroupsTargetsAndIgnore) {
   EXPECT_TRUE(q.act_order);
   EXPECT_EQ(q.group_size, 128);
   EXPECT_EQ(c.resolve("model.embed_tokens").layout, HfLayout::kFloat);
+  // W4A8: 4-bit packed weights with dynamic per-token int8 activations.
+  q = config(R"({"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": {
+      "g": {"targets": ["Linear"], "weights": {"num_bits": 4, "strategy": "group", "group_size": 128},
+            "input_activations": {"num_bits": 8, "strategy": "token", "dynamic": true}}}})")
+          .resolve("model.layers.0.mlp.up_proj");
+  EXPECT_EQ(q.layout, HfLayout::kCtPacked);
+  EXPECT_TRUE(q.act_dynamic8);
 }
 
 TEST(HfQuantConfig, CompressedTensorsRefusalsNameTheGroupAndField) {
@@ -146,8 +153,14 @@ TEST(HfQuantConfig, CompressedTensorsRefusalsNameTheGroupAndField) {
             "config_groups.group_1.weights.type");
   EXPECT_EQ(refusal(R"({"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": {
       "g": {"targets": ["Linear"], "weights": {"num_bits": 4, "strategy": "group", "group_size": 128},
-            "input_activations": {"num_bits": 8, "strategy": "token", "dynamic": true}}}})",
-                    "W4A8"),
+            "input_activations": {"num_bits": 8, "strategy": "token", "dynamic": true},
+            "activation_use_clip": true}}})",
+                    "clipping"),
+            "config_groups.g.activation_use_clip");
+  EXPECT_EQ(refusal(R"({"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": {
+      "g": {"targets": ["Linear"], "weights": {"num_bits": 4, "strategy": "group", "group_size": 128},
+            "input_activations": {"num_bits": 8, "strategy": "tensor", "dynamic": false}}}})",
+                    "activation quantization"),
             "config_groups.g.input_activations");
   EXPECT_EQ(refusal(R"({"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": {
       "g": {"targets": ["Linear"], "weights": {"num_bits": 4, "strategy": "block", "block_structure": [128, 128]}}}})",

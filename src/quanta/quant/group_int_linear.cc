@@ -1,6 +1,7 @@
 #include "quanta/quant/group_int_linear.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "quanta/core/error.h"
@@ -29,6 +30,7 @@ class GroupIntLinear : public LinearKernel {
         row_bytes_(codes4_ ? w.n_in / 2 : w.n_in),
         perm_(std::move(perm)),
         bias_(std::move(w.bias)),
+        act_int8_(w.act_int8),
         format_(std::move(w.format)) {
     q_.resize(static_cast<size_t>(n_out_ * row_bytes_));
     sm_.resize(static_cast<size_t>(n_out_ * n_groups_ * 2));
@@ -58,7 +60,27 @@ class GroupIntLinear : public LinearKernel {
         for (int64_t k = 0; k < n_in_; ++k) gathered[t * n_in_ + k] = x[t * n_in_ + perm_[k]];
       x = gathered.data();
     }
-    if (n_tokens < kTileMinTokens && kt_.isa != kernels::Isa::kScalar) forward_dot(x, n_tokens, y, pool);
+    std::vector<int8_t> xq;
+    std::vector<float> st;
+    if (act_int8_) {
+      // Per-token int8 (compressed-tensors' rule); prompts multiply x_q * s_t, exact in f32.
+      xq.resize(static_cast<size_t>(n_tokens * n_in_));
+      st.resize(static_cast<size_t>(n_tokens));
+      if (gathered.empty()) gathered.assign(x, x + n_tokens * n_in_);
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        float* row = gathered.data() + t * n_in_;
+        float amax = 0.0f;
+        for (int64_t k = 0; k < n_in_; ++k) amax = std::max(amax, std::fabs(row[k]));
+        st[t] = amax / 127.5f;
+        for (int64_t k = 0; k < n_in_; ++k) {
+          const float q = st[t] > 0.0f ? std::clamp(std::nearbyint(row[k] / st[t]), -128.0f, 127.0f) : 0.0f;
+          xq[t * n_in_ + k] = static_cast<int8_t>(q);
+          row[k] = q * st[t];
+        }
+      }
+      x = gathered.data();
+    }
+    if (n_tokens < kTileMinTokens && kt_.isa != kernels::Isa::kScalar) forward_dot(x, xq, st, n_tokens, y, pool);
     else forward_tiles(x, n_tokens, y, pool);
     if (!bias_.empty())
       for (int64_t t = 0; t < n_tokens; ++t)
@@ -83,10 +105,28 @@ class GroupIntLinear : public LinearKernel {
       kt_.dequant(codes4_, q_.data() + r * row_bytes_, sm_.data() + r * n_groups_ * 2, group_, k0, len, out);
   }
 
-  void forward_dot(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const {
+  // x8/st: int8 activations and their per-token scales (W4A8), else empty.
+  void forward_dot(const float* x, const std::vector<int8_t>& x8, const std::vector<float>& st, int64_t n_tokens,
+                   float* y, ThreadPool& pool) const {
     const int64_t n_blocks = n_in_ / 32;
     std::vector<kernels::BlockQ16> xq(static_cast<size_t>(n_blocks * n_tokens));
-    for (int64_t t = 0; t < n_tokens; ++t) kernels::quantize_q16(x + t * n_in_, xq.data() + t * n_blocks, n_in_);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      if (x8.empty()) {
+        kernels::quantize_q16(x + t * n_in_, xq.data() + t * n_blocks, n_in_);
+        continue;
+      }
+      for (int64_t b = 0; b < n_blocks; ++b) {
+        kernels::BlockQ16& o = xq[t * n_blocks + b];
+        int32_t sum[2] = {0, 0};
+        for (int i = 0; i < 32; ++i) {
+          o.qs[i] = x8[t * n_in_ + b * 32 + i];
+          sum[i / 16] += o.qs[i];
+        }
+        o.d = st[t];
+        o.dsum[0] = o.d * static_cast<float>(sum[0]);
+        o.dsum[1] = o.d * static_cast<float>(sum[1]);
+      }
+    }
     pool.parallel_for(n_out_, 16, [&](int64_t begin, int64_t end) {
       float out[kTileMinTokens];
       for (int64_t o = begin; o < end; ++o) {
@@ -127,6 +167,7 @@ class GroupIntLinear : public LinearKernel {
   std::vector<float> sm_;       // [n_out, n_groups, 2] {scale, scale * zero}
   std::vector<int32_t> perm_;   // column k of q_ is checkpoint column perm_[k]; empty: identity
   std::vector<float> bias_;
+  bool act_int8_;
   std::string format_;
 };
 
@@ -161,6 +202,10 @@ std::unique_ptr<LinearKernel> make_group_int_linear(GroupIntWeights w, const std
     }
   }
   if (K % 32 != 0 || G % 32 != 0 || K % G != 0) {
+    if (w.act_int8)
+      throw Error("int8 activations need groups of whole 32-element blocks (group size " + std::to_string(G) +
+                      ", input features " + std::to_string(K) + ")",
+                  {.tensor = tensor});
     // Not whole 32-blocks: decoded to f32 once (no integer kernel takes them).
     Tensor dense = Tensor::zeros(DType::kF32, {w.n_out, K});
     float* d = dense.data_mut<float>();

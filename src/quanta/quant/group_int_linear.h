@@ -11,7 +11,9 @@
 //
 // Activations stay f32 for prompts (rows decoded to f32 tiles, f32 matmul or the
 // AMX tiles) and are 16-bit blocks for decoding (kernels/group_int.h). Groups
-// that are not whole 32-blocks are decoded to f32 at load instead.
+// that are not whole 32-blocks are decoded to f32 at load instead. With int8
+// activations (W4A8) the decoding blocks hold the int8 values themselves, so the
+// integer sums are exact, and prompts multiply the exact values x_q * s_t in f32.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +35,9 @@ struct GroupIntWeights {
   std::vector<int32_t> zero;    // [n_out, n_groups], the true zero point (offsets already removed)
   std::vector<int32_t> g_idx;   // [n_in] group of each input column, or empty (k / group_size)
   std::vector<float> bias;      // [n_out] or empty
+  // Activations quantized per token to int8 as compressed-tensors does for W4A8
+  // (s_t = max_k |x| / 127.5, x_q = round(x / s_t) in [-128, 127]); false: A16.
+  bool act_int8 = false;
   std::string format;           // for inspect/logs, e.g. "gptq w4 g128"
 };
 

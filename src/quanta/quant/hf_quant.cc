@@ -240,7 +240,7 @@ class HfQuantMethod : public QuantMethod {
       bias_v.assign(bias.data<float>(), bias.data<float>() + N);
     }
 
-    if (q.act_dynamic8) {
+    if (q.act_dynamic8 && q.layout == HfLayout::kCtInt && q.bits == 8 && q.sym) {
       // compressed-tensors W8A8: int8 weights and per-token int8 activations.
       IntLinearWeights iw;
       iw.scheme = Scheme::kW8A8Dynamic;
@@ -273,6 +273,7 @@ class HfQuantMethod : public QuantMethod {
     bool act_order = false;
     for (int64_t k = 0; k < static_cast<int64_t>(w.g_idx.size()) && !act_order; ++k) act_order = w.g_idx[k] != k / G;
     w.format = describe(cfg_->method(), q, G, K, act_order);
+    w.act_int8 = q.act_dynamic8;
     w.bias = std::move(bias_v);
     return make_group_int_linear(std::move(w), g_idx_name);
   }

@@ -341,9 +341,9 @@ LayerQuant HfQuantConfig::resolve_compressed_tensors(const std::string& prefix) 
           lower(a.value("strategy", std::string("tensor"))) != "token" || !dyn || !bool_field(a, "symmetric", true, file_))
         fail(field + ".input_activations", "activation quantization other than dynamic per-token symmetric int8 "
                                            "is not supported yet");
-      if (q.bits != 8 || !q.sym)
-        fail(field + ".input_activations", "dynamic int8 activations are supported with symmetric 8-bit weights "
-                                           "(W8A8); W" + std::to_string(q.bits) + "A8 is not supported yet");
+      if (group.contains("activation_use_clip") && group["activation_use_clip"].is_boolean() &&
+          group["activation_use_clip"].get<bool>())
+        fail(field + ".activation_use_clip", "W4A8 with activation clipping (Ascend's packed layout) is not supported");
       q.act_dynamic8 = true;
     }
     if (group.contains("output_activations") && !group["output_activations"].is_null())
@@ -354,10 +354,6 @@ LayerQuant HfQuantConfig::resolve_compressed_tensors(const std::string& prefix) 
       fail(group.contains("format") ? field + ".format" : "format",
            "compressed-tensors format '" + format + "' is not supported (quanta reads pack-quantized, "
            "int-quantized and naive-quantized integer weights)");
-    if (q.act_dynamic8 && q.layout != HfLayout::kCtInt)
-      fail(field + ".format", "dynamic int8 activations need int-quantized weights, not " + format);
-    if (q.layout == HfLayout::kCtInt && !q.sym && q.act_dynamic8)
-      fail(field + ".weights.symmetric", "W8A8 with asymmetric weights is not supported");
     return q;
   }
   return float_layer("no config group targets it");
