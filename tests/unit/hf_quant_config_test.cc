@@ -136,6 +136,23 @@ TEST(HfQuantConfig, CompressedTensorsGroupsTargetsAndIgnore) {
           .resolve("model.layers.0.mlp.up_proj");
   EXPECT_EQ(q.layout, HfLayout::kCtPacked);
   EXPECT_TRUE(q.act_dynamic8);
+  // FP8: per-channel weights with per-token activations, and blocks with per-group activations.
+  q = config(R"({"quant_method": "compressed-tensors", "format": "float-quantized", "config_groups": {
+      "g": {"targets": ["Linear"], "weights": {"num_bits": 8, "type": "float", "strategy": "channel"},
+            "input_activations": {"num_bits": 8, "type": "float", "strategy": "token", "dynamic": true}}}})")
+          .resolve("model.layers.0.mlp.up_proj");
+  EXPECT_EQ(q.layout, HfLayout::kCtFp8);
+  EXPECT_EQ(q.fp8_act, Fp8Act::kToken);
+  q = config(R"({"quant_method": "compressed-tensors", "format": "float-quantized", "config_groups": {
+      "g": {"targets": ["Linear"], "weights": {"num_bits": 8, "type": "float", "strategy": "block",
+                                               "block_structure": [128, 64]},
+            "input_activations": {"num_bits": 8, "type": "float", "strategy": "group", "group_size": 128,
+                                  "dynamic": true}}}})")
+          .resolve("model.layers.0.mlp.up_proj");
+  EXPECT_EQ(q.block_n, 128);
+  EXPECT_EQ(q.block_k, 64);
+  EXPECT_EQ(q.fp8_act, Fp8Act::kGroup);
+  EXPECT_EQ(q.act_group, 128);
 }
 
 TEST(HfQuantConfig, CompressedTensorsRefusalsNameTheGroupAndField) {
@@ -147,10 +164,15 @@ TEST(HfQuantConfig, CompressedTensorsRefusalsNameTheGroupAndField) {
       "group_0": {"targets": ["Linear"], "weights": {"num_bits": 4, "strategy": "group", "group_size": 128}}}})",
                     "marlin-24"),
             "format");
+  EXPECT_EQ(refusal(R"({"quant_method": "compressed-tensors", "format": "nvfp4-pack-quantized", "config_groups": {
+      "group_1": {"targets": ["Linear"], "weights": {"num_bits": 4, "type": "float", "strategy": "tensor_group",
+                                                     "group_size": 16}}}})",
+                    "tensor_group"),
+            "config_groups.group_1.weights.strategy");
   EXPECT_EQ(refusal(R"({"quant_method": "compressed-tensors", "format": "float-quantized", "config_groups": {
-      "group_1": {"targets": ["Linear"], "weights": {"num_bits": 8, "type": "float", "strategy": "channel"}}}})",
-                    "float"),
-            "config_groups.group_1.weights.type");
+      "group_1": {"targets": ["Linear"], "weights": {"num_bits": 4, "type": "float", "strategy": "channel"}}}})",
+                    "FP8"),
+            "config_groups.group_1.weights.num_bits");
   EXPECT_EQ(refusal(R"({"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": {
       "g": {"targets": ["Linear"], "weights": {"num_bits": 4, "strategy": "group", "group_size": 128},
             "input_activations": {"num_bits": 8, "strategy": "token", "dynamic": true},

@@ -1,9 +1,11 @@
 #include "quanta/quant/hf_quant.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "quanta/core/error.h"
+#include "quanta/quant/fp8_linear.h"
 #include "quanta/quant/group_int_linear.h"
 #include "quanta/quant/quantized_linear.h"
 
@@ -222,7 +224,8 @@ class HfQuantMethod : public QuantMethod {
     if (!source.has(P + "." + main) && q.layout != HfLayout::kCtInt && source.has(P + ".weight") &&
         is_float(source.get(P + ".weight").dtype()))
       return float_->load_linear(source, spec);  // a float module, whatever the config says (spec sec. 0)
-    if (q.layout == HfLayout::kCtInt && source.has(P + ".weight") && is_float(source.get(P + ".weight").dtype()) &&
+    if ((q.layout == HfLayout::kCtInt || q.layout == HfLayout::kCtFp8) && source.has(P + ".weight") &&
+        is_float(source.get(P + ".weight").dtype()) &&
         !source.has(P + ".weight_scale"))
       return float_->load_linear(source, spec);
     const int64_t K = spec.n_in, N = spec.n_out;
@@ -240,6 +243,35 @@ class HfQuantMethod : public QuantMethod {
       bias_v.assign(bias.data<float>(), bias.data<float>() + N);
     }
 
+    if (q.layout == HfLayout::kCtFp8) {
+      Fp8LinearWeights fw;
+      fw.weight = r.get("weight", {DType::kF8E4M3}, {N, K});
+      Shape scale_shape{N, 1};
+      if (q.block_n > 0) scale_shape = {(N + q.block_n - 1) / q.block_n, (K + q.block_k - 1) / q.block_k};
+      else if (r.shape("weight_scale") == Shape{1}) scale_shape = {1};
+      const Tensor sc = r.get("weight_scale", {DType::kF32, DType::kBF16, DType::kF16}, scale_shape).to_f32();
+      fw.scale.assign(sc.data<float>(), sc.data<float>() + sc.numel());
+      if (sc.numel() == 1) fw.scale.assign(static_cast<size_t>(N), fw.scale[0]);
+      fw.block_n = q.block_n;
+      fw.block_k = q.block_k;
+      fw.act = q.fp8_act;
+      fw.act_group = q.act_group;
+      if (q.fp8_act == Fp8Act::kStatic) {
+        const Shape is = r.shape("input_scale");
+        fw.input_scale = r.get("input_scale", {DType::kF32, DType::kBF16, DType::kF16}, is.size() == 2 ? Shape{1, 1} : Shape{1})
+                             .to_f32()
+                             .data<float>()[0];
+        if (!(fw.input_scale > 0.0f) || !std::isfinite(fw.input_scale))
+          throw Error("input_scale " + std::to_string(fw.input_scale) + " is not a positive number",
+                      {.file = source.file_of(P + ".input_scale"), .tensor = P + ".input_scale"});
+      }
+      fw.bias = std::move(bias_v);
+      fw.format = cfg_->method() + " FP8 E4M3 " +
+                  (q.block_n > 0 ? "block " + std::to_string(q.block_n) + "x" + std::to_string(q.block_k)
+                                 : std::string("per-channel")) +
+                  (q.fp8_act == Fp8Act::kNone ? " A16" : " A8");
+      return make_fp8_linear(std::move(fw));
+    }
     if (q.act_dynamic8 && q.layout == HfLayout::kCtInt && q.bits == 8 && q.sym) {
       // compressed-tensors W8A8: int8 weights and per-token int8 activations.
       IntLinearWeights iw;

@@ -316,44 +316,82 @@ LayerQuant HfQuantConfig::resolve_compressed_tensors(const std::string& prefix) 
     if (w.is_null()) fail(field + ".weights", "a group without weight quantization is not supported");
     if (!w.is_object()) fail(field + ".weights", field + ".weights must be an object");
     const std::string type = lower(w.value("type", std::string("int")));
-    if (type != "int")
-      fail(field + ".weights.type", "compressed-tensors '" + type + "' weights (" + format +
-                                        ") are not supported yet (quanta reads integer weights)");
+    if (type != "int" && type != "float")
+      fail(field + ".weights.type", "compressed-tensors weight type '" + type + "' is not supported");
     q.bits = static_cast<int>(int_field(w, {"num_bits"}, 8, file_));
     q.sym = bool_field(w, "symmetric", true, file_);
     q.act_order = w.contains("actorder") && !w["actorder"].is_null() &&
                   !(w["actorder"].is_boolean() && !w["actorder"].get<bool>());
     const std::string strategy = lower(w.value("strategy", std::string(w.contains("group_size") ? "group" : "tensor")));
-    if (strategy == "group") {
+    if (strategy == "group" && type == "int") {
       q.group_size = int_field(w, {"group_size"}, -1, file_);
       if (q.group_size <= 0) fail(field + ".weights.group_size", "strategy group needs a positive group_size");
     } else if (strategy == "channel" || strategy == "tensor") {
       q.group_size = -1;
+    } else if (strategy == "block" && type == "float") {
+      const Json& bs = w.contains("block_structure") ? w["block_structure"] : Json();
+      if (bs.is_array() && bs.size() == 2 && bs[0].is_number_integer() && bs[1].is_number_integer()) {
+        q.block_n = bs[0].get<int64_t>();
+        q.block_k = bs[1].get<int64_t>();
+      } else if (bs.is_string() && std::sscanf(bs.get<std::string>().c_str(), "%ldx%ld", &q.block_n, &q.block_k) == 2) {
+      } else {
+        fail(field + ".weights.block_structure", "block strategy needs block_structure [rows, cols]");
+      }
+      if (q.block_n <= 0 || q.block_k <= 0)
+        fail(field + ".weights.block_structure", "block_structure sizes must be positive");
     } else {
-      fail(field + ".weights.strategy", "weight strategy '" + strategy + "' is not supported (quanta reads group, "
-                                        "channel and tensor)");
+      fail(field + ".weights.strategy", "weight strategy '" + strategy + "' is not supported for " + type +
+                                        " weights (quanta reads group, channel and tensor; block for float)");
     }
-    if (q.bits < 1 || q.bits > 8) fail(field + ".weights.num_bits", "num_bits " + std::to_string(q.bits) + " is not 1..8");
+    if (type == "float") {
+      if (q.bits != 8 || !q.sym)
+        fail(field + ".weights.num_bits", "float weights are supported as symmetric FP8 (8 bits, E4M3)");
+      q.layout = HfLayout::kCtFp8;
+    } else if (q.bits < 1 || q.bits > 8) {
+      fail(field + ".weights.num_bits", "num_bits " + std::to_string(q.bits) + " is not 1..8");
+    }
     const Json& a = group.contains("input_activations") ? group["input_activations"] : Json();
     if (!a.is_null()) {
       const bool dyn = a.contains("dynamic") && a["dynamic"].is_boolean() && a["dynamic"].get<bool>();
-      if (lower(a.value("type", std::string("int"))) != "int" || int_field(a, {"num_bits"}, 8, file_) != 8 ||
-          lower(a.value("strategy", std::string("tensor"))) != "token" || !dyn || !bool_field(a, "symmetric", true, file_))
-        fail(field + ".input_activations", "activation quantization other than dynamic per-token symmetric int8 "
-                                           "is not supported yet");
-      if (group.contains("activation_use_clip") && group["activation_use_clip"].is_boolean() &&
+      const std::string atype = lower(a.value("type", std::string("int")));
+      const std::string astrat = lower(a.value("strategy", std::string("tensor")));
+      const bool a8sym = int_field(a, {"num_bits"}, 8, file_) == 8 && bool_field(a, "symmetric", true, file_);
+      if (type == "int" && atype == "int" && a8sym && astrat == "token" && dyn) {
+        q.act_dynamic8 = true;
+      } else if (type == "float" && atype == "float" && a8sym && astrat == "token" && dyn) {
+        q.fp8_act = Fp8Act::kToken;
+      } else if (type == "float" && atype == "float" && a8sym && astrat == "group" && dyn) {
+        q.fp8_act = Fp8Act::kGroup;
+        q.act_group = int_field(a, {"group_size"}, 0, file_);
+        if (q.act_group <= 0) fail(field + ".input_activations.group_size", "group activations need a group_size");
+      } else if (type == "float" && atype == "float" && a8sym && astrat == "tensor" && !dyn) {
+        q.fp8_act = Fp8Act::kStatic;
+      } else {
+        fail(field + ".input_activations",
+             "activation quantization '" + atype + " " + astrat + (dyn ? " dynamic" : " static") + "' with " + type +
+                 " weights is not supported (quanta runs int8 per-token dynamic with int weights, and FP8 per-token, "
+                 "per-group dynamic or per-tensor static with FP8 weights)");
+      }
+      if (q.act_dynamic8 && group.contains("activation_use_clip") && group["activation_use_clip"].is_boolean() &&
           group["activation_use_clip"].get<bool>())
         fail(field + ".activation_use_clip", "W4A8 with activation clipping (Ascend's packed layout) is not supported");
-      q.act_dynamic8 = true;
     }
     if (group.contains("output_activations") && !group["output_activations"].is_null())
       fail(field + ".output_activations", "output activation quantization is not supported");
-    if (format == "pack-quantized") q.layout = HfLayout::kCtPacked;
-    else if (format == "int-quantized" || format == "naive-quantized") q.layout = HfLayout::kCtInt;
-    else
+    const bool float_format = format == "float-quantized" || format == "naive-quantized";
+    if (q.layout == HfLayout::kCtFp8 && !float_format)
+      fail(group.contains("format") ? field + ".format" : "format",
+           "FP8 weights in compressed-tensors format '" + format + "' are not supported (float-quantized)");
+    if (q.layout == HfLayout::kCtFp8) {
+    } else if (format == "pack-quantized") {
+      q.layout = HfLayout::kCtPacked;
+    } else if (format == "int-quantized" || format == "naive-quantized") {
+      q.layout = HfLayout::kCtInt;
+    } else {
       fail(group.contains("format") ? field + ".format" : "format",
            "compressed-tensors format '" + format + "' is not supported (quanta reads pack-quantized, "
-           "int-quantized and naive-quantized integer weights)");
+           "int-quantized and naive-quantized integer weights, float-quantized FP8)");
+    }
     return q;
   }
   return float_layer("no config group targets it");

@@ -39,6 +39,15 @@ enum class HfLayout : uint8_t {
   kAwq,       // qweight [K, N/8] AWQ-interleaved, qzeros [G, N/8], scales [G, N]
   kCtPacked,  // weight_packed [N, K*b/32], weight_scale [N, G], weight_zero_point, weight_g_idx, weight_shape
   kCtInt,     // weight int8 [N, K] (one value per byte), weight_scale [N, G], weight_zero_point
+  kCtFp8,     // weight F8_E4M3 [N, K], weight_scale [N, 1], [1] or per block [N/bn, K/bk]
+};
+
+// Activation quantization of FP8 layers (compressed-tensors float input_activations).
+enum class Fp8Act : uint8_t {
+  kNone,    // f32 activations (weight-only FP8)
+  kToken,   // dynamic, one scale per token: amax / 448
+  kGroup,   // dynamic, one scale per token and act_group elements
+  kStatic,  // input_scale from the checkpoint, one per tensor
 };
 
 struct LayerQuant {
@@ -49,6 +58,9 @@ struct LayerQuant {
   bool zero_minus_one = false;  // GPTQ v1 ("gptq", "auto_round:auto_gptq"): the stored zero is z - 1
   bool act_dynamic8 = false;    // compressed-tensors int-quantized: per-token dynamic int8 activations
   bool act_order = false;       // the config says act-order (desc_act, actorder): expect a g_idx
+  int64_t block_n = 0, block_k = 0;  // kCtFp8 weights with block strategy (0: per channel or tensor)
+  Fp8Act fp8_act = Fp8Act::kNone;
+  int64_t act_group = 0;             // Fp8Act::kGroup
   std::string rule;             // what decided it, for messages and inspect
 };
 

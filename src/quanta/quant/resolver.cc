@@ -234,17 +234,19 @@ void hf_schemes(const HfQuantConfig& hf, const format::TensorSource& source, Che
     const size_t dot = name.rfind('.');
     if (dot == std::string::npos) continue;
     const std::string prefix = name.substr(0, dot), suffix = name.substr(dot + 1);
+    const DType wdt = suffix == "weight" ? source.get(name).dtype() : DType::kI32;
     const bool int_weight = suffix == "weight" && source.has(prefix + ".weight_scale") &&
-                            (source.get(name).dtype() == DType::kI8);
+                            (wdt == DType::kI8 || wdt == DType::kF8E4M3);
     if (suffix != "qweight" && suffix != "weight_packed" && !int_weight) continue;
     const LayerQuant q = hf.resolve(prefix);
     const Shape s = source.get(name).shape();
     if (s.size() != 2 || q.bits < 1 || q.bits > 8) continue;
     TensorScheme row;
     row.tensor = name;
-    row.scheme = "W" + std::to_string(q.bits) + (q.act_dynamic8 ? "A8" : "A16");
+    const bool a8 = q.act_dynamic8 || q.fp8_act != Fp8Act::kNone;
+    row.scheme = "W" + std::to_string(q.bits) + (a8 ? "A8" : "A16") + (q.layout == HfLayout::kCtFp8 ? "_FP8" : "");
     row.weight_bits = q.bits;
-    row.act_bits = q.act_dynamic8 ? 8 : 16;
+    row.act_bits = a8 ? 8 : 16;
     int64_t n = s[0], k = s[1];
     if (suffix == "qweight" && q.layout == HfLayout::kAwq) {
       k = s[0];
@@ -262,7 +264,7 @@ void hf_schemes(const HfQuantConfig& hf, const format::TensorSource& source, Che
       }
       row.layout = "compressed-tensors pack-quantized";
     } else {
-      row.layout = "compressed-tensors int-quantized";
+      row.layout = q.layout == HfLayout::kCtFp8 ? "compressed-tensors float-quantized" : "compressed-tensors int-quantized";
     }
     row.logical_shape = {n, k};
     row.group_size = q.group_size < 0 ? k : q.group_size;
