@@ -7,11 +7,14 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+
+#include <gtest/gtest.h>
 
 extern char** environ;
 
@@ -129,6 +132,38 @@ RunResult run_quanta(const std::vector<std::string>& args, const std::string& st
   waitpid(pid, &status, 0);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return result;
+}
+
+Safetensors read_st(const std::string& path) {
+  std::string bytes = read_file(path);
+  uint64_t n;
+  std::memcpy(&n, bytes.data(), 8);
+  return {nlohmann::json::parse(bytes.substr(8, n)), bytes.substr(8 + n)};
+}
+
+void write_st(const std::string& path, const Safetensors& st, uint64_t header_len_override) {
+  std::string h = st.header.dump();
+  uint64_t n = header_len_override ? header_len_override : h.size();
+  std::string bytes(8, '\0');
+  std::memcpy(bytes.data(), &n, 8);
+  write_file(path, bytes + h + st.data);
+}
+
+void edit_st(const std::string& dir, const std::function<void(Safetensors&)>& edit) {
+  std::string path = dir + "/model.safetensors";
+  Safetensors st = read_st(path);
+  edit(st);
+  write_st(path, st);
+}
+
+void expect_one_error(const std::string& dir, const std::vector<std::string>& fragments) {
+  auto r = run_quanta({"generate", "--model-path", dir, "--prompt-ids", "5,6,7", "--max-new-tokens", "2", "--quiet"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+  ASSERT_FALSE(r.err.empty());
+  EXPECT_EQ(r.err.rfind("quanta: error: ", 0), 0u) << r.err;
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "expected a single line: " << r.err;
+  for (const auto& f : fragments) EXPECT_NE(r.err.find(f), std::string::npos) << "missing '" << f << "' in: " << r.err;
 }
 
 }  // namespace quanta::test

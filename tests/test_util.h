@@ -1,8 +1,11 @@
 // Helpers shared by the test executables.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace quanta::test {
 
@@ -25,5 +28,20 @@ std::string temp_dir();
 
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& bytes);
+
+// A safetensors file as its JSON header and its data bytes, to edit and write back.
+struct Safetensors {
+  nlohmann::json header;
+  std::string data;
+};
+Safetensors read_st(const std::string& path);
+// header_len_override: a wrong header length to write (0: the real one).
+void write_st(const std::string& path, const Safetensors& st, uint64_t header_len_override = 0);
+// Edits dir/model.safetensors in place.
+void edit_st(const std::string& dir, const std::function<void(Safetensors&)>& edit);
+
+// Runs `quanta generate` on dir and checks: exit code 1 (not a signal), one
+// "quanta: error:" line on stderr, containing every expected fragment.
+void expect_one_error(const std::string& dir, const std::vector<std::string>& fragments);
 
 }  // namespace quanta::test

@@ -17,8 +17,13 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using test::edit_st;
+using test::expect_one_error;
 using test::read_file;
+using test::read_st;
+using test::Safetensors;
 using test::write_file;
+using test::write_st;
 
 const char* kFixture = "tests/golden/fixtures/llama-gqa-f32";
 
@@ -28,46 +33,6 @@ std::string copy_fixture() {
   fs::copy(test::source_path(kFixture), dir, fs::copy_options::recursive);
   fs::remove(dir + "/reference.safetensors");
   return dir;
-}
-
-struct Safetensors {
-  json header;
-  std::string data;
-};
-
-Safetensors read_st(const std::string& path) {
-  std::string bytes = read_file(path);
-  uint64_t n;
-  std::memcpy(&n, bytes.data(), 8);
-  return {json::parse(bytes.substr(8, n)), bytes.substr(8 + n)};
-}
-
-void write_st(const std::string& path, const Safetensors& st, uint64_t header_len_override = 0) {
-  std::string h = st.header.dump();
-  uint64_t n = header_len_override ? header_len_override : h.size();
-  std::string bytes(8, '\0');
-  std::memcpy(bytes.data(), &n, 8);
-  write_file(path, bytes + h + st.data);
-}
-
-void edit_st(const std::string& dir, const std::function<void(Safetensors&)>& edit) {
-  std::string path = dir + "/model.safetensors";
-  Safetensors st = read_st(path);
-  edit(st);
-  write_st(path, st);
-}
-
-// Runs generate and checks: exit code 1 (not a signal), one "quanta: error:" line
-// on stderr, containing every expected fragment.
-void expect_one_error(const std::string& dir, const std::vector<std::string>& fragments) {
-  auto r = test::run_quanta({"generate", "--model-path", dir, "--prompt-ids", "5,6,7", "--max-new-tokens", "2",
-                             "--quiet"});
-  EXPECT_EQ(r.exit_code, 1) << r.err;
-  EXPECT_TRUE(r.out.empty()) << r.out;
-  ASSERT_FALSE(r.err.empty());
-  EXPECT_EQ(r.err.rfind("quanta: error: ", 0), 0u) << r.err;
-  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "expected a single line: " << r.err;
-  for (const auto& f : fragments) EXPECT_NE(r.err.find(f), std::string::npos) << "missing '" << f << "' in: " << r.err;
 }
 
 TEST(BadInput, TruncatedFile) {
