@@ -141,7 +141,9 @@ TEST(Resolver, MethodDetectionAndOverride) {
   expect_error([&] { decide_method(awq, "modelslim"); }, {"contradicts", "'awq'", "config.json"});
   expect_error([&] { decide_method(ms, "w8a8_int8"); }, {"already", "modelslim", "quant_model_description.json"});
   expect_error([&] { decide_method(plain, "fp42"); }, {"unknown quantization method 'fp42'", "modelslim"});
-  expect_error([&] { make_folder_method(awq, "", {}, 1); }, {"'awq' is not supported yet", "config.json"});
+  const std::string bnb = folder_with({{"config.json", R"({"quantization_config": {"quant_method": "bitsandbytes"}})"}});
+  expect_error([&] { make_folder_method(bnb, "", {}, 1); },
+               {"'bitsandbytes' is not supported", "quantization_config.quant_method", "config.json"});
   expect_error([&] { make_folder_method(plain, "", {"mlp"}, 1); }, {"--quantization-ignored-layers"});
 }
 
