@@ -70,11 +70,11 @@ struct Activations {
   std::vector<float> values;
 };
 
-Activations quantize(const std::vector<float>& x) {
+Activations quantize(const std::vector<float>& x, int group) {
   const int64_t n = static_cast<int64_t>(x.size());
   Activations a;
   a.blocks.resize(static_cast<size_t>(n / 32));
-  quantize_q16(x.data(), a.blocks.data(), n);
+  quantize_q16(x.data(), a.blocks.data(), n, group);
   for (int64_t i = 0; i < n; ++i) a.values.push_back(a.blocks[i / 32].d * a.blocks[i / 32].qs[i % 32]);
   return a;
 }
@@ -94,6 +94,8 @@ TEST_P(QuantDot, MatchesTheDequantizedDotOnEveryIsa) {
     if (static_cast<int>(isa) > static_cast<int>(host_isa())) continue;
     const QuantDotFn dot = quant_dot_for(isa, static_cast<uint32_t>(tc.type));
     ASSERT_NE(dot, nullptr) << tc.name << " has no " << isa_name(isa) << " kernel";
+    const int group = quant_dot_act_group(isa, static_cast<uint32_t>(tc.type));
+    ASSERT_EQ(info.block_size % group, 0) << tc.name << " on " << isa_name(isa);
     ++checked_isas;
     for (int trial = 0; trial < 40; ++trial) {
       // 1 block, every block once, or a random multiset of up to 64 blocks.
@@ -111,7 +113,7 @@ TEST_P(QuantDot, MatchesTheDequantizedDotOnEveryIsa) {
       // Activations with outliers, like a real hidden state.
       std::vector<float> x(static_cast<size_t>(n));
       for (float& v : x) v = normal(rng) * (rng() % 50 == 0 ? 20.0f : 1.0f);
-      const Activations a = quantize(x);
+      const Activations a = quantize(x, group);
 
       std::vector<float> w(static_cast<size_t>(n));
       format::dequantize_row(tc.type, row.data(), w.data(), n);
@@ -134,7 +136,7 @@ TEST_P(QuantDot, MatchesTheDequantizedDotOnEveryIsa) {
         for (int t = 0; t < n_tokens; ++t) {
           std::vector<float> xt(static_cast<size_t>(n));
           for (float& v : xt) v = normal(rng);
-          tokens.push_back(quantize(xt));
+          tokens.push_back(quantize(xt, group));
           all.insert(all.end(), tokens.back().blocks.begin(), tokens.back().blocks.end());
         }
         std::vector<float> outs(static_cast<size_t>(n_tokens));
@@ -210,6 +212,40 @@ TEST(ActivationQuantization, Q16RoundsToTheNearestStepAndKeepsTheHalfBlockSums) 
   EXPECT_EQ(q[1].qs[40 - 32], -32767);
   EXPECT_EQ(q[2].d, 0.0f);
   for (int i = 0; i < 32; ++i) EXPECT_EQ(q[2].qs[i], 0);
+}
+
+TEST(ActivationQuantization, Q16GroupOf256SharesOneScaleAcrossItsEightBlocks) {
+  std::mt19937 rng(8);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(512);
+  for (float& v : x) v = normal(rng);
+  x[300] = 9.0f;  // the largest magnitude of the second 256, in its block 1
+  std::vector<BlockQ16> q(16);
+  quantize_q16(x.data(), q.data(), 512, 256);
+  for (int half = 0; half < 2; ++half) {
+    float amax = 0.0f;
+    for (int i = 256 * half; i < 256 * (half + 1); ++i) amax = std::max(amax, std::fabs(x[i]));
+    for (int b = 8 * half; b < 8 * half + 8; ++b) {
+      EXPECT_FLOAT_EQ(q[b].d, amax / 32767.0f) << "block " << b;
+      int sum = 0;
+      for (int i = 0; i < 32; ++i) {
+        sum += q[b].qs[i];
+        EXPECT_LE(std::fabs(q[b].d * q[b].qs[i] - x[32 * b + i]), 0.5f * q[b].d * (1 + 1e-3f));
+      }
+      EXPECT_FLOAT_EQ(q[b].dsum[0] + q[b].dsum[1], q[b].d * static_cast<float>(sum));
+    }
+  }
+  EXPECT_EQ(q[9].qs[300 - 288], 32767);
+}
+
+TEST(ActivationQuantization, OnlyTheAvx512KQuantKernelsWantGroupsOf256) {
+  for (const auto& tc : kTypes) {
+    const uint32_t t = static_cast<uint32_t>(tc.type);
+    EXPECT_EQ(quant_dot_act_group(Isa::kAvx2, t), 32) << tc.name;
+    const bool k = format::ggml_type_info(tc.type).block_size == 256;
+    EXPECT_EQ(quant_dot_act_group(Isa::kAvx512, t), k ? 256 : 32) << tc.name;
+    EXPECT_EQ(quant_dot_act_group(Isa::kAmx, t), k ? 256 : 32) << tc.name;
+  }
 }
 
 }  // namespace

@@ -31,8 +31,11 @@ struct BlockQ16 {
   int16_t qs[32];
 };
 
-// n elements of x (n a multiple of 32) into n / 32 blocks.
-void quantize_q16(const float* x, BlockQ16* out, int64_t n);
+// n elements of x (n a multiple of group) into n / 32 blocks. group 32 gives each
+// block its own scale; group 256 gives the 8 blocks of each 256 elements one shared
+// scale (max over the 256), which the AVX-512 K-quant kernels need to sum a whole
+// super-block in int32 (quant_dot_act_group).
+void quantize_q16(const float* x, BlockQ16* out, int64_t n, int group = 32);
 
 // out[t] = sum_i w[i] * x_t[i] over n elements, for n_tokens tokens: w is
 // n / block_size blocks of the weight type, token t's n / 32 activation blocks
@@ -44,6 +47,12 @@ using QuantDotFn = void (*)(int64_t n, const void* w, const BlockQ16* xq, int64_
 QuantDotFn quant_dot_for(Isa isa, uint32_t ggml_type);
 // quant_dot_for(active_isa(), ggml_type).
 QuantDotFn quant_dot(uint32_t ggml_type);
+// The `group` that kernel's activations are quantized with (quantize_q16): 256
+// for the K-quants and IQ4_XS on AVX-512 (they accumulate a super-block's integer
+// products, sub-block scales included, with vpdpwssd and apply one float scale per
+// 256 weights), else 32.
+int quant_dot_act_group(Isa isa, uint32_t ggml_type);
+int quant_dot_act_group(uint32_t ggml_type);
 
 // n weights (n / block_size blocks) to f32 with the dot kernels' decoders: for
 // the prompt path, which multiplies dequantized tiles. Equal to the reference

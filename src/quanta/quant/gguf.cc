@@ -49,6 +49,7 @@ class GgufLinear : public LinearKernel {
         row_bytes_(format::ggml_row_bytes(info.type, info.shape[1])),
         bias_(std::move(bias)),
         dot_(kernels::quant_dot(static_cast<uint32_t>(info.type))),
+        act_group_(kernels::quant_dot_act_group(static_cast<uint32_t>(info.type))),
         dequant_(kernels::quant_dequant(static_cast<uint32_t>(info.type))) {}
 
   void forward(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const override {
@@ -77,7 +78,7 @@ class GgufLinear : public LinearKernel {
     // One quantized activation row per token.
     const int64_t n_blocks = n_in_ / 32;
     std::vector<kernels::BlockQ16> xq(static_cast<size_t>(n_blocks * n_tokens));
-    for (int64_t t = 0; t < n_tokens; ++t) kernels::quantize_q16(x + t * n_in_, xq.data() + t * n_blocks, n_in_);
+    for (int64_t t = 0; t < n_tokens; ++t) kernels::quantize_q16(x + t * n_in_, xq.data() + t * n_blocks, n_in_, act_group_);
     pool.parallel_for(n_out_, 16, [&](int64_t begin, int64_t end) {
       std::vector<float> out(static_cast<size_t>(n_tokens));
       for (int64_t o = begin; o < end; ++o) {
@@ -135,6 +136,7 @@ class GgufLinear : public LinearKernel {
   size_t row_bytes_;
   Tensor bias_;  // [n_out] f32, or empty
   kernels::QuantDotFn dot_;
+  int act_group_;  // the activation scale group dot_ needs (quantize_q16)
   kernels::QuantDequantFn dequant_;  // the fast decoder for tiles, or nullptr (reference)
 };
 

@@ -7,21 +7,24 @@
 
 namespace quanta::kernels {
 
-void quantize_q16(const float* x, BlockQ16* out, int64_t n) {
-  for (int64_t b = 0; b < n / 32; ++b) {
-    const float* xb = x + 32 * b;
-    BlockQ16& o = out[b];
+void quantize_q16(const float* x, BlockQ16* out, int64_t n, int group) {
+  for (int64_t g0 = 0; g0 < n; g0 += group) {
     float amax = 0.0f;
-    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
-    o.d = amax / 32767.0f;
+    for (int64_t i = g0; i < g0 + group; ++i) amax = std::max(amax, std::fabs(x[i]));
+    const float d = amax / 32767.0f;
     const float id = amax > 0.0f ? 32767.0f / amax : 0.0f;
-    int32_t sum[2] = {0, 0};
-    for (int i = 0; i < 32; ++i) {
-      o.qs[i] = static_cast<int16_t>(std::nearbyint(xb[i] * id));
-      sum[i / 16] += o.qs[i];
+    for (int64_t b = g0 / 32; b < (g0 + group) / 32; ++b) {
+      const float* xb = x + 32 * b;
+      BlockQ16& o = out[b];
+      o.d = d;
+      int32_t sum[2] = {0, 0};
+      for (int i = 0; i < 32; ++i) {
+        o.qs[i] = static_cast<int16_t>(std::nearbyint(xb[i] * id));
+        sum[i / 16] += o.qs[i];
+      }
+      o.dsum[0] = o.d * static_cast<float>(sum[0]);
+      o.dsum[1] = o.d * static_cast<float>(sum[1]);
     }
-    o.dsum[0] = o.d * static_cast<float>(sum[0]);
-    o.dsum[1] = o.d * static_cast<float>(sum[1]);
   }
 }
 
@@ -31,6 +34,16 @@ QuantDotFn quant_dot_for(Isa isa, uint32_t ggml_type) {
 }
 
 QuantDotFn quant_dot(uint32_t ggml_type) { return quant_dot_for(active_isa(), ggml_type); }
+
+int quant_dot_act_group(Isa isa, uint32_t ggml_type) {
+  if (isa < Isa::kAvx512) return 32;
+  switch (ggml_type) {
+    case 10: case 11: case 12: case 13: case 14: case 23: return 256;  // Q2_K..Q6_K, IQ4_XS
+    default: return 32;
+  }
+}
+
+int quant_dot_act_group(uint32_t ggml_type) { return quant_dot_act_group(active_isa(), ggml_type); }
 
 QuantDequantFn quant_dequant_for(Isa isa, uint32_t ggml_type) {
   if (isa == Isa::kScalar) return nullptr;

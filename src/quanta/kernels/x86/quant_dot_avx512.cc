@@ -84,6 +84,130 @@ void dot(int64_t n, const void* w, const BlockQ16* x, int64_t stride, int n_toke
   }
 }
 
+// ---- K-quants: a super-block summed in int32 ----
+//
+// The K-quants (and IQ4_XS) scale 16- or 32-element sub-blocks by small integers
+// under one float d per 256 weights. With the activations of those 256 under one
+// scale too (quant_dot_act_group), the whole super-block is one integer sum:
+// vpdpwssd adds each group's 16-bit products (codes times integer sub-scale) into
+// int32 lanes, and one float multiply-add per 256 weights and token applies
+// d * d_x, where the per-32 path above needs a conversion and a multiply-add per
+// 32. No overflow: a lane adds 16 products of at most 4096 (Q6_K's 32 x 128;
+// IQ4_XS 127 x 32) by 32767, below 2^31.
+// The decoders below are those of quant_decoders.h with the sub-scales kept as
+// integers (Q2_K, Q3_K and Q6_K already multiply theirs into the codes and give d
+// as every group's scale).
+
+inline Group times(Group g, int k) {
+  g.v = _mm512_mullo_epi16(g.v, _mm512_set1_epi16(static_cast<int16_t>(k)));
+  return g;
+}
+
+struct Q4_K_int {
+  static constexpr int kBlock = 256, kBytes = 144;
+  static constexpr bool kMins = true;
+  template <class F> static void each(const uint8_t* b, F f) {
+    int sc[8], mn[8];
+    for (int j = 0; j < 8; ++j) scale_min_k4(b + 4, j, sc[j], mn[j]);
+    const float d = f16(b), dmin = f16(b + 2);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i raw = load32(b + 16 + 32 * c);
+      for (int half = 0; half < 2; ++half) {
+        const int j = 2 * c + half;
+        const __m256i nib = half ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4) : _mm256_and_si256(raw, m4);
+        Group g = times(signed_bytes(nib, d), sc[j]);
+        g.min_lo = g.min_hi = dmin * static_cast<float>(mn[j]);
+        f(j, g);
+      }
+    }
+  }
+};
+
+struct Q5_K_int {
+  static constexpr int kBlock = 256, kBytes = 176;
+  static constexpr bool kMins = true;
+  template <class F> static void each(const uint8_t* b, F f) {
+    int sc[8], mn[8];
+    for (int j = 0; j < 8; ++j) scale_min_k4(b + 4, j, sc[j], mn[j]);
+    const float d = f16(b), dmin = f16(b + 2);
+    const __m256i qh = load32(b + 16), m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i raw = load32(b + 48 + 32 * c);
+      for (int half = 0; half < 2; ++half) {
+        const int j = 2 * c + half;
+        const __m256i nib = half ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4) : _mm256_and_si256(raw, m4);
+        const __m256i bit = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, j), one), 4);
+        Group g = times(signed_bytes(_mm256_or_si256(nib, bit), d), sc[j]);
+        g.min_lo = g.min_hi = dmin * static_cast<float>(mn[j]);
+        f(j, g);
+      }
+    }
+  }
+};
+
+struct IQ4_XS_int {
+  static constexpr int kBlock = 256, kBytes = 136;
+  static constexpr bool kMins = false;
+  template <class F> static void each(const uint8_t* b, F f) {
+    const __m128i table = table16(kIq4nl);
+    uint16_t scales_h;
+    std::memcpy(&scales_h, b + 2, 2);
+    const float d = f16(b);
+    for (int s = 0; s < 8; ++s) {
+      const int ls = ((b[4 + s / 2] >> (4 * (s % 2))) & 0xF) | (((scales_h >> (2 * s)) & 3) << 4);
+      const __m128i raw = load16(b + 8 + 16 * s);
+      f(s, times(signed_halves(_mm_shuffle_epi8(table, low4(raw)), _mm_shuffle_epi8(table, high4(raw)), d),
+                 ls - 32));
+    }
+  }
+};
+
+// out[t] for M tokens (M <= 4); every group of a block has the block's d as scale.
+// One token sums alternate groups into two registers (shorter dependency chains).
+template <class D, int M>
+void dot_super_m(int64_t n, const uint8_t* w, const BlockQ16* x, int64_t stride, float* out) {
+  constexpr int kSums = M == 1 ? 2 : 1;
+  __m512 acc[M];
+  for (auto& a : acc) a = _mm512_setzero_ps();
+  float mins[M] = {};
+  for (int64_t blk = 0; blk < n / 256; ++blk, w += D::kBytes) {
+    const BlockQ16* xb = x + blk * 8;
+    for (int off = 0; off < D::kBytes; off += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(w) + kPrefetchBytes + off, _MM_HINT_T0);
+    __m512i sum[M][kSums];
+    for (auto& row : sum)
+      for (auto& v : row) v = _mm512_setzero_si512();
+    float d = 0.0f;
+    D::each(w, [&](int g, const Group& gr) {
+      d = gr.scale;
+      for (int t = 0; t < M; ++t) {
+        const BlockQ16& a = xb[t * stride + g];
+        sum[t][g % kSums] = _mm512_dpwssd_epi32(sum[t][g % kSums], gr.v, _mm512_loadu_si512(a.qs));
+        if constexpr (D::kMins) mins[t] += gr.min_lo * a.dsum[0] + gr.min_hi * a.dsum[1];
+      }
+    });
+    for (int t = 0; t < M; ++t) {
+      const __m512i s = kSums == 2 ? _mm512_add_epi32(sum[t][0], sum[t][kSums - 1]) : sum[t][0];
+      acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * xb[t * stride].d), _mm512_cvtepi32_ps(s), acc[t]);
+    }
+  }
+  for (int t = 0; t < M; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) - mins[t];
+}
+
+template <class D>
+void dot_super(int64_t n, const void* w, const BlockQ16* x, int64_t stride, int n_tokens, float* out) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  int t = 0;
+  for (; t + 4 <= n_tokens; t += 4) dot_super_m<D, 4>(n, wb, x + t * stride, stride, out + t);
+  switch (n_tokens - t) {
+    case 3: dot_super_m<D, 3>(n, wb, x + t * stride, stride, out + t); break;
+    case 2: dot_super_m<D, 2>(n, wb, x + t * stride, stride, out + t); break;
+    case 1: dot_super_m<D, 1>(n, wb, x + t * stride, stride, out + t); break;
+    default: break;
+  }
+}
+
 // ---- dequantization for the prompt path ----
 
 template <class D>
@@ -106,7 +230,15 @@ QuantDequantFn quant_dequant_avx512(uint32_t ggml_type) {
 }
 
 QuantDotFn quant_dot_avx512(uint32_t ggml_type) {
-  return for_ggml_type<QuantDotFn>(ggml_type, []<class D>() -> QuantDotFn { return dot<D>; });
+  switch (ggml_type) {  // the types quant_dot_act_group gives 256
+    case 10: return dot_super<Q2_K>;
+    case 11: return dot_super<Q3_K>;
+    case 12: return dot_super<Q4_K_int>;
+    case 13: return dot_super<Q5_K_int>;
+    case 14: return dot_super<Q6_K>;
+    case 23: return dot_super<IQ4_XS_int>;
+    default: return for_ggml_type<QuantDotFn>(ggml_type, []<class D>() -> QuantDotFn { return dot<D>; });
+  }
 }
 
 }  // namespace quanta::kernels
