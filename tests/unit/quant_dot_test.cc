@@ -66,16 +66,24 @@ std::vector<std::vector<uint8_t>> fixture_blocks(const TypeCase& tc) {
 
 // The activation row as the kernel sees it: quantized, and dequantized for the reference.
 struct Activations {
-  std::vector<BlockQ16> blocks;
+  std::vector<uint8_t> bytes;
   std::vector<float> values;
 };
 
 Activations quantize(const std::vector<float>& x, int group) {
   const int64_t n = static_cast<int64_t>(x.size());
   Activations a;
-  a.blocks.resize(static_cast<size_t>(n / 32));
-  quantize_q16(x.data(), a.blocks.data(), n, group);
-  for (int64_t i = 0; i < n; ++i) a.values.push_back(a.blocks[i / 32].d * a.blocks[i / 32].qs[i % 32]);
+  a.bytes.resize(static_cast<size_t>(quant_act_bytes(group, n)));
+  quantize_act(group, x.data(), n, a.bytes.data());
+  for (int64_t i = 0; i < n; ++i) {
+    if (group == 256) {
+      const auto& b = reinterpret_cast<const BlockQ16K*>(a.bytes.data())[i / 256];
+      a.values.push_back(b.d * b.qs[i % 256]);
+    } else {
+      const auto& b = reinterpret_cast<const BlockQ16*>(a.bytes.data())[i / 32];
+      a.values.push_back(b.d * b.qs[i % 32]);
+    }
+  }
   return a;
 }
 
@@ -125,25 +133,25 @@ TEST_P(QuantDot, MatchesTheDequantizedDotOnEveryIsa) {
       }
       const double bound = 4.0 * (static_cast<double>(n / 32) + 8) * std::ldexp(1.0, -24) * 2 * max_w * sum_abs_x;
       float got = 0.0f;
-      dot(n, row.data(), a.blocks.data(), n / 32, 1, &got);
+      dot(n, row.data(), a.bytes.data(), static_cast<int64_t>(a.bytes.size()), 1, &got);
       EXPECT_NEAR(got, want, bound) << tc.name << " on " << isa_name(isa) << ", " << order.size() << " blocks";
 
       // Several tokens at once (the weight decoded once per four) give each token's own dot product.
       if (trial % 8 == 0) {
         const int n_tokens = 1 + trial % 7;
         std::vector<Activations> tokens;
-        std::vector<BlockQ16> all;
+        std::vector<uint8_t> all;
         for (int t = 0; t < n_tokens; ++t) {
           std::vector<float> xt(static_cast<size_t>(n));
           for (float& v : xt) v = normal(rng);
           tokens.push_back(quantize(xt, group));
-          all.insert(all.end(), tokens.back().blocks.begin(), tokens.back().blocks.end());
+          all.insert(all.end(), tokens.back().bytes.begin(), tokens.back().bytes.end());
         }
         std::vector<float> outs(static_cast<size_t>(n_tokens));
-        dot(n, row.data(), all.data(), n / 32, n_tokens, outs.data());
+        dot(n, row.data(), all.data(), quant_act_bytes(group, n), n_tokens, outs.data());
         for (int t = 0; t < n_tokens; ++t) {
           float single = 0.0f;
-          dot(n, row.data(), tokens[t].blocks.data(), n / 32, 1, &single);
+          dot(n, row.data(), tokens[t].bytes.data(), quant_act_bytes(group, n), 1, &single);
           double sum_abs = 0.0;
           for (float v : tokens[t].values) sum_abs += std::fabs(v);
           EXPECT_NEAR(outs[t], single, 2.0 * (static_cast<double>(n / 32) + 8) * std::ldexp(1.0, -24) * 2 * max_w * sum_abs)
@@ -214,28 +222,31 @@ TEST(ActivationQuantization, Q16RoundsToTheNearestStepAndKeepsTheHalfBlockSums) 
   for (int i = 0; i < 32; ++i) EXPECT_EQ(q[2].qs[i], 0);
 }
 
-TEST(ActivationQuantization, Q16GroupOf256SharesOneScaleAcrossItsEightBlocks) {
+TEST(ActivationQuantization, Q16KSharesOneScaleOver256AndKeepsTheSumsOf16) {
   std::mt19937 rng(8);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> x(512);
   for (float& v : x) v = normal(rng);
-  x[300] = 9.0f;  // the largest magnitude of the second 256, in its block 1
-  std::vector<BlockQ16> q(16);
-  quantize_q16(x.data(), q.data(), 512, 256);
-  for (int half = 0; half < 2; ++half) {
+  x[300] = 9.0f;                                     // the largest magnitude of the second 256
+  std::fill(x.begin() + 16, x.begin() + 32, 0.0f);  // an all-zero 16
+  std::vector<BlockQ16K> q(2);
+  quantize_q16k(x.data(), q.data(), 512);
+  EXPECT_EQ(quant_act_bytes(256, 512), 2 * static_cast<int64_t>(sizeof(BlockQ16K)));
+  for (int b = 0; b < 2; ++b) {
     float amax = 0.0f;
-    for (int i = 256 * half; i < 256 * (half + 1); ++i) amax = std::max(amax, std::fabs(x[i]));
-    for (int b = 8 * half; b < 8 * half + 8; ++b) {
-      EXPECT_FLOAT_EQ(q[b].d, amax / 32767.0f) << "block " << b;
+    for (int i = 256 * b; i < 256 * (b + 1); ++i) amax = std::max(amax, std::fabs(x[i]));
+    EXPECT_FLOAT_EQ(q[b].d, amax / 32767.0f);
+    for (int j = 0; j < 16; ++j) {
       int sum = 0;
-      for (int i = 0; i < 32; ++i) {
+      for (int i = 16 * j; i < 16 * j + 16; ++i) {
         sum += q[b].qs[i];
-        EXPECT_LE(std::fabs(q[b].d * q[b].qs[i] - x[32 * b + i]), 0.5f * q[b].d * (1 + 1e-3f));
+        EXPECT_LE(std::fabs(q[b].d * q[b].qs[i] - x[256 * b + i]), 0.5f * q[b].d * (1 + 1e-3f));
       }
-      EXPECT_FLOAT_EQ(q[b].dsum[0] + q[b].dsum[1], q[b].d * static_cast<float>(sum));
+      EXPECT_EQ(q[b].hsum[j], q[b].d * static_cast<float>(sum)) << "block " << b << " sum " << j;
     }
   }
-  EXPECT_EQ(q[9].qs[300 - 288], 32767);
+  EXPECT_EQ(q[1].qs[300 - 256], 32767);
+  EXPECT_EQ(q[0].hsum[1], 0.0f);
 }
 
 TEST(ActivationQuantization, OnlyTheAvx512KQuantKernelsWantGroupsOf256) {

@@ -31,23 +31,37 @@ struct BlockQ16 {
   int16_t qs[32];
 };
 
-// n elements of x (n a multiple of group) into n / 32 blocks. group 32 gives each
-// block its own scale; group 256 gives the 8 blocks of each 256 elements one shared
-// scale (max over the 256), which the AVX-512 K-quant kernels need to sum a whole
-// super-block in int32 (quant_dot_act_group).
-void quantize_q16(const float* x, BlockQ16* out, int64_t n, int group = 32);
+// 256 activations under one scale, for the AVX-512 K-quant kernels, which sum a
+// whole super-block in int32 (quant_dot_act_group): x[i] ~ d * qs[i], d = max|x| /
+// 32767 over the 256, and the sums of each 16 for the weights' minimums.
+struct BlockQ16K {
+  int16_t qs[256];
+  float hsum[16];  // d * (sum of qs[16 j .. 16 j + 15])
+  float d;
+};
+
+// n elements of x (n a multiple of 32) into n / 32 blocks.
+void quantize_q16(const float* x, BlockQ16* out, int64_t n);
+// n elements of x (n a multiple of 256) into n / 256 blocks.
+void quantize_q16k(const float* x, BlockQ16K* out, int64_t n);
+
+// Bytes of one token's n activations quantized for a kernel whose
+// quant_dot_act_group is `group` (32: BlockQ16, 256: BlockQ16K), and the
+// quantization itself.
+int64_t quant_act_bytes(int group, int64_t n);
+void quantize_act(int group, const float* x, int64_t n, void* out);
 
 // out[t] = sum_i w[i] * x_t[i] over n elements, for n_tokens tokens: w is
-// n / block_size blocks of the weight type, token t's n / 32 activation blocks
-// start at xq + t * x_stride. Each weight block is decoded once per four tokens.
-using QuantDotFn = void (*)(int64_t n, const void* w, const BlockQ16* xq, int64_t x_stride, int n_tokens, float* out);
+// n / block_size blocks of the weight type, token t's activations (quantize_act)
+// start x_bytes * t bytes after xq. Each weight block is decoded once per four tokens.
+using QuantDotFn = void (*)(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_tokens, float* out);
 
 // The kernel for a ggml type on `isa`, or nullptr if that ISA has none for it
 // (the scalar level has none: its matmul dequantizes).
 QuantDotFn quant_dot_for(Isa isa, uint32_t ggml_type);
 // quant_dot_for(active_isa(), ggml_type).
 QuantDotFn quant_dot(uint32_t ggml_type);
-// The `group` that kernel's activations are quantized with (quantize_q16): 256
+// The `group` that kernel's activations are quantized with (quantize_act): 256
 // for the K-quants and IQ4_XS on AVX-512 (they accumulate a super-block's integer
 // products, sub-block scales included, with vpdpwssd and apply one float scale per
 // 256 weights), else 32.

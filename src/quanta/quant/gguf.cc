@@ -76,13 +76,13 @@ class GgufLinear : public LinearKernel {
  private:
   void forward_dot(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const {
     // One quantized activation row per token.
-    const int64_t n_blocks = n_in_ / 32;
-    std::vector<kernels::BlockQ16> xq(static_cast<size_t>(n_blocks * n_tokens));
-    for (int64_t t = 0; t < n_tokens; ++t) kernels::quantize_q16(x + t * n_in_, xq.data() + t * n_blocks, n_in_, act_group_);
+    const int64_t row_bytes = kernels::quant_act_bytes(act_group_, n_in_);
+    std::vector<uint8_t> xq(static_cast<size_t>(row_bytes * n_tokens));
+    for (int64_t t = 0; t < n_tokens; ++t) kernels::quantize_act(act_group_, x + t * n_in_, n_in_, xq.data() + t * row_bytes);
     pool.parallel_for(n_out_, 16, [&](int64_t begin, int64_t end) {
       std::vector<float> out(static_cast<size_t>(n_tokens));
       for (int64_t o = begin; o < end; ++o) {
-        dot_(n_in_, weights_ + o * row_bytes_, xq.data(), n_blocks, static_cast<int>(n_tokens), out.data());
+        dot_(n_in_, weights_ + o * row_bytes_, xq.data(), row_bytes, static_cast<int>(n_tokens), out.data());
         for (int64_t t = 0; t < n_tokens; ++t) y[t * n_out_ + o] = out[static_cast<size_t>(t)];
       }
     });
@@ -136,7 +136,7 @@ class GgufLinear : public LinearKernel {
   size_t row_bytes_;
   Tensor bias_;  // [n_out] f32, or empty
   kernels::QuantDotFn dot_;
-  int act_group_;  // the activation scale group dot_ needs (quantize_q16)
+  int act_group_;  // the activation scale group dot_ needs (quantize_act)
   kernels::QuantDequantFn dequant_;  // the fast decoder for tiles, or nullptr (reference)
 };
 

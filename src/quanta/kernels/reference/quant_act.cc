@@ -7,25 +7,48 @@
 
 namespace quanta::kernels {
 
-void quantize_q16(const float* x, BlockQ16* out, int64_t n, int group) {
-  for (int64_t g0 = 0; g0 < n; g0 += group) {
+void quantize_q16(const float* x, BlockQ16* out, int64_t n) {
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const float* xb = x + 32 * b;
+    BlockQ16& o = out[b];
     float amax = 0.0f;
-    for (int64_t i = g0; i < g0 + group; ++i) amax = std::max(amax, std::fabs(x[i]));
-    const float d = amax / 32767.0f;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    o.d = amax / 32767.0f;
     const float id = amax > 0.0f ? 32767.0f / amax : 0.0f;
-    for (int64_t b = g0 / 32; b < (g0 + group) / 32; ++b) {
-      const float* xb = x + 32 * b;
-      BlockQ16& o = out[b];
-      o.d = d;
-      int32_t sum[2] = {0, 0};
-      for (int i = 0; i < 32; ++i) {
-        o.qs[i] = static_cast<int16_t>(std::nearbyint(xb[i] * id));
-        sum[i / 16] += o.qs[i];
-      }
-      o.dsum[0] = o.d * static_cast<float>(sum[0]);
-      o.dsum[1] = o.d * static_cast<float>(sum[1]);
+    int32_t sum[2] = {0, 0};
+    for (int i = 0; i < 32; ++i) {
+      o.qs[i] = static_cast<int16_t>(std::nearbyint(xb[i] * id));
+      sum[i / 16] += o.qs[i];
     }
+    o.dsum[0] = o.d * static_cast<float>(sum[0]);
+    o.dsum[1] = o.d * static_cast<float>(sum[1]);
   }
+}
+
+void quantize_q16k(const float* x, BlockQ16K* out, int64_t n) {
+  for (int64_t b = 0; b < n / 256; ++b) {
+    const float* xb = x + 256 * b;
+    BlockQ16K& o = out[b];
+    float amax = 0.0f;
+    for (int i = 0; i < 256; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    o.d = amax / 32767.0f;
+    const float id = amax > 0.0f ? 32767.0f / amax : 0.0f;
+    int32_t sum[16] = {};
+    for (int i = 0; i < 256; ++i) {
+      o.qs[i] = static_cast<int16_t>(std::nearbyint(xb[i] * id));
+      sum[i / 16] += o.qs[i];
+    }
+    for (int j = 0; j < 16; ++j) o.hsum[j] = o.d * static_cast<float>(sum[j]);
+  }
+}
+
+int64_t quant_act_bytes(int group, int64_t n) {
+  return group == 256 ? n / 256 * static_cast<int64_t>(sizeof(BlockQ16K)) : n / 32 * static_cast<int64_t>(sizeof(BlockQ16));
+}
+
+void quantize_act(int group, const float* x, int64_t n, void* out) {
+  if (group == 256) quantize_q16k(x, static_cast<BlockQ16K*>(out), n);
+  else quantize_q16(x, static_cast<BlockQ16*>(out), n);
 }
 
 QuantDotFn quant_dot_for(Isa isa, uint32_t ggml_type) {

@@ -82,8 +82,10 @@ void dot_m(int64_t n, const uint8_t* w, const BlockQ16* x, int64_t stride, float
 }
 
 template <class D>
-void dot(int64_t n, const void* w, const BlockQ16* x, int64_t stride, int n_tokens, float* out) {
+void dot(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_tokens, float* out) {
   const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* x = static_cast<const BlockQ16*>(xq);
+  const int64_t stride = x_bytes / static_cast<int64_t>(sizeof(BlockQ16));
   int t = 0;
   for (; t + 4 <= n_tokens; t += 4) dot_m<D, 4>(n, wb, x + t * stride, stride, out + t);
   switch (n_tokens - t) {

@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <utility>
 
 #include "quanta/kernels/quant_dot.h"
 
@@ -38,42 +39,65 @@ inline Group scaled_bytes(__m256i bytes, int a, int b, float scale) {
 
 constexpr int kPrefetchBytes = 2048;
 
+// Independent accumulation chains per token: a float multiply-add waits 4 cycles
+// for the one before it in its chain, so one token alternates between 4 chains
+// (by group), two tokens between 2 each.
+template <int M>
+constexpr int kChains = M == 1 ? 4 : M == 2 ? 2 : 1;
+
 // out[t] for M tokens (M <= 4) whose activation blocks start at x + t * stride.
-// One token keeps two accumulators, alternating by group, so that successive
-// multiply-adds do not wait on each other.
+// Blocks are taken kUnroll at a time so that every group's chain is known at
+// compile time (the accumulators stay in registers).
 template <class D, int M>
 void dot_m(int64_t n, const uint8_t* w, const BlockQ16* x, int64_t stride, float* out) {
-  constexpr int kAcc = M == 1 ? 2 : M;
-  __m512 acc[kAcc];
-  for (auto& a : acc) a = _mm512_setzero_ps();
-  float mins[M] = {};
+  constexpr int kC = kChains<M>;
   constexpr int kGroups = D::kBlock / 32;
-  for (int64_t blk = 0; blk < n / D::kBlock; ++blk, w += D::kBytes) {
+  constexpr int kUnroll = kGroups >= kC ? 1 : kC / kGroups;
+  __m512 acc[M][kC];
+  for (auto& row : acc)
+    for (auto& a : row) a = _mm512_setzero_ps();
+  float mins[M][kC] = {};
+  // Block blk with its groups on chains (first + g) % kC.
+  auto block = [&](int64_t blk, auto first) {
+    const uint8_t* wb = w + blk * D::kBytes;
     const BlockQ16* xb = x + blk * kGroups;
     // Rows follow one another in memory: fetch ahead of the stream (past the row's
     // end it is the next row, the next call's). The kernel waits on memory otherwise.
     for (int off = 0; off < D::kBytes; off += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(w) + kPrefetchBytes + off, _MM_HINT_T0);
-    D::each(w, [&](int g, const Group& gr) {
+      _mm_prefetch(reinterpret_cast<const char*>(wb) + kPrefetchBytes + off, _MM_HINT_T0);
+    D::each(wb, [&](int g, const Group& gr) {
+      const int c = (decltype(first)::value + g) % kC;
       for (int t = 0; t < M; ++t) {
         const BlockQ16& a = xb[t * stride + g];
         const __m512i isum = _mm512_madd_epi16(gr.v, _mm512_loadu_si512(a.qs));
-        const int k = M == 1 ? (g & 1) : t;
-        acc[k] = _mm512_fmadd_ps(_mm512_set1_ps(gr.scale * a.d), _mm512_cvtepi32_ps(isum), acc[k]);
-        if constexpr (D::kMins)
-          mins[t] += gr.min_lo * a.dsum[0] + gr.min_hi * a.dsum[1];
+        acc[t][c] = _mm512_fmadd_ps(_mm512_set1_ps(gr.scale * a.d), _mm512_cvtepi32_ps(isum), acc[t][c]);
+        if constexpr (D::kMins) mins[t][c] += gr.min_lo * a.dsum[0] + gr.min_hi * a.dsum[1];
       }
     });
+  };
+  const int64_t n_blocks = n / D::kBlock;
+  int64_t blk = 0;
+  for (; blk + kUnroll <= n_blocks; blk += kUnroll)
+    [&]<int... U>(std::integer_sequence<int, U...>) {
+      (block(blk + U, std::integral_constant<int, U * kGroups>{}), ...);
+    }(std::make_integer_sequence<int, kUnroll>{});
+  for (; blk < n_blocks; ++blk) block(blk, std::integral_constant<int, 0>{});
+  for (int t = 0; t < M; ++t) {
+    __m512 sum = acc[t][0];
+    float m = mins[t][0];
+    for (int c = 1; c < kC; ++c) {
+      sum = _mm512_add_ps(sum, acc[t][c]);
+      m += mins[t][c];
+    }
+    out[t] = _mm512_reduce_add_ps(sum) - m;
   }
-  if constexpr (M == 1)
-    out[0] = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1])) - mins[0];
-  else
-    for (int t = 0; t < M; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) - mins[t];
 }
 
 template <class D>
-void dot(int64_t n, const void* w, const BlockQ16* x, int64_t stride, int n_tokens, float* out) {
+void dot(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_tokens, float* out) {
   const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* x = static_cast<const BlockQ16*>(xq);
+  const int64_t stride = x_bytes / static_cast<int64_t>(sizeof(BlockQ16));
   int t = 0;
   for (; t + 4 <= n_tokens; t += 4) dot_m<D, 4>(n, wb, x + t * stride, stride, out + t);
   switch (n_tokens - t) {
@@ -103,48 +127,62 @@ inline Group times(Group g, int k) {
   return g;
 }
 
-struct Q4_K_int {
-  static constexpr int kBlock = 256, kBytes = 144;
+// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K block (scale_min_k4 for j = 0..7)
+// as bytes, from the 12 scale bytes read as three words w0 w1 w2: scales 0-3 and
+// mins 0-3 are the low 6 bits of w0 and w1; scales 4-7 take their low 4 bits from
+// w2's low nibbles and their top 2 from w0's top bits, mins 4-7 from w2's high
+// nibbles and w1's top bits. A few word operations instead of 16 byte-wise ones.
+inline void scales_mins_k4_bytes(const uint8_t* s, uint8_t sc[8], uint8_t mn[8]) {
+  uint32_t w[3];
+  std::memcpy(w, s, 12);
+  constexpr uint32_t kLow6 = 0x3F3F3F3F, kLow4 = 0x0F0F0F0F, kLow2 = 0x03030303;
+  const uint32_t sc_hi = (w[2] & kLow4) | (((w[0] >> 6) & kLow2) << 4);
+  const uint32_t mn_hi = ((w[2] >> 4) & kLow4) | (((w[1] >> 6) & kLow2) << 4);
+  const uint32_t sc_lo = w[0] & kLow6, mn_lo = w[1] & kLow6;
+  std::memcpy(sc, &sc_lo, 4);
+  std::memcpy(sc + 4, &sc_hi, 4);
+  std::memcpy(mn, &mn_lo, 4);
+  std::memcpy(mn + 4, &mn_hi, 4);
+}
+
+// dmin * mins as floats, converted 8 at a time.
+inline void mins_f32(const uint8_t mn[8], float dmin, float out[8]) {
+  int64_t bytes;
+  std::memcpy(&bytes, mn, 8);
+  const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(bytes)));
+  _mm256_storeu_ps(out, _mm256_mul_ps(m, _mm256_set1_ps(dmin)));
+}
+
+// Q4_K (kHighBit false) and Q5_K (true), same scales, Q5_K's fifth bits before the nibbles.
+template <bool kHighBit>
+struct QK_int {
+  static constexpr int kBlock = 256, kBytes = kHighBit ? 176 : 144;
   static constexpr bool kMins = true;
   template <class F> static void each(const uint8_t* b, F f) {
-    int sc[8], mn[8];
-    for (int j = 0; j < 8; ++j) scale_min_k4(b + 4, j, sc[j], mn[j]);
-    const float d = f16(b), dmin = f16(b + 2);
+    uint8_t sc[8], mn[8];
+    scales_mins_k4_bytes(b + 4, sc, mn);
+    float mins[8];
+    mins_f32(mn, f16(b + 2), mins);
+    const float d = f16(b);
+    const uint8_t* qs = b + (kHighBit ? 48 : 16);
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     for (int c = 0; c < 4; ++c) {
-      const __m256i raw = load32(b + 16 + 32 * c);
+      const __m256i raw = load32(qs + 32 * c);
       for (int half = 0; half < 2; ++half) {
         const int j = 2 * c + half;
-        const __m256i nib = half ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4) : _mm256_and_si256(raw, m4);
-        Group g = times(signed_bytes(nib, d), sc[j]);
-        g.min_lo = g.min_hi = dmin * static_cast<float>(mn[j]);
+        __m256i q = half ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4) : _mm256_and_si256(raw, m4);
+        if constexpr (kHighBit)
+          q = _mm256_or_si256(q, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(load32(b + 16), j),
+                                                                     _mm256_set1_epi8(1)), 4));
+        Group g = times(signed_bytes(q, d), sc[j]);
+        g.min_lo = g.min_hi = mins[j];
         f(j, g);
       }
     }
   }
 };
-
-struct Q5_K_int {
-  static constexpr int kBlock = 256, kBytes = 176;
-  static constexpr bool kMins = true;
-  template <class F> static void each(const uint8_t* b, F f) {
-    int sc[8], mn[8];
-    for (int j = 0; j < 8; ++j) scale_min_k4(b + 4, j, sc[j], mn[j]);
-    const float d = f16(b), dmin = f16(b + 2);
-    const __m256i qh = load32(b + 16), m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-    for (int c = 0; c < 4; ++c) {
-      const __m256i raw = load32(b + 48 + 32 * c);
-      for (int half = 0; half < 2; ++half) {
-        const int j = 2 * c + half;
-        const __m256i nib = half ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4) : _mm256_and_si256(raw, m4);
-        const __m256i bit = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, j), one), 4);
-        Group g = times(signed_bytes(_mm256_or_si256(nib, bit), d), sc[j]);
-        g.min_lo = g.min_hi = dmin * static_cast<float>(mn[j]);
-        f(j, g);
-      }
-    }
-  }
-};
+using Q4_K_int = QK_int<false>;
+using Q5_K_int = QK_int<true>;
 
 struct IQ4_XS_int {
   static constexpr int kBlock = 256, kBytes = 136;
@@ -165,39 +203,49 @@ struct IQ4_XS_int {
 
 // out[t] for M tokens (M <= 4); every group of a block has the block's d as scale.
 // One token sums alternate groups into two registers (shorter dependency chains).
+// The minimums of a block (per 16 weights) meet the activations' sums per 16 in
+// one vector multiply-add per token.
 template <class D, int M>
-void dot_super_m(int64_t n, const uint8_t* w, const BlockQ16* x, int64_t stride, float* out) {
+void dot_super_m(int64_t n, const uint8_t* w, const BlockQ16K* x, int64_t stride, float* out) {
   constexpr int kSums = M == 1 ? 2 : 1;
-  __m512 acc[M];
+  __m512 acc[M], min_acc[M];
   for (auto& a : acc) a = _mm512_setzero_ps();
-  float mins[M] = {};
+  for (auto& a : min_acc) a = _mm512_setzero_ps();
   for (int64_t blk = 0; blk < n / 256; ++blk, w += D::kBytes) {
-    const BlockQ16* xb = x + blk * 8;
     for (int off = 0; off < D::kBytes; off += 64)
       _mm_prefetch(reinterpret_cast<const char*>(w) + kPrefetchBytes + off, _MM_HINT_T0);
     __m512i sum[M][kSums];
     for (auto& row : sum)
       for (auto& v : row) v = _mm512_setzero_si512();
     float d = 0.0f;
+    alignas(64) float mins[16];
     D::each(w, [&](int g, const Group& gr) {
       d = gr.scale;
+      if constexpr (D::kMins) {
+        mins[2 * g] = gr.min_lo;
+        mins[2 * g + 1] = gr.min_hi;
+      }
       for (int t = 0; t < M; ++t) {
-        const BlockQ16& a = xb[t * stride + g];
-        sum[t][g % kSums] = _mm512_dpwssd_epi32(sum[t][g % kSums], gr.v, _mm512_loadu_si512(a.qs));
-        if constexpr (D::kMins) mins[t] += gr.min_lo * a.dsum[0] + gr.min_hi * a.dsum[1];
+        const __m512i xv = _mm512_loadu_si512(x[t * stride + blk].qs + 32 * g);
+        sum[t][g % kSums] = _mm512_dpwssd_epi32(sum[t][g % kSums], gr.v, xv);
       }
     });
     for (int t = 0; t < M; ++t) {
+      const BlockQ16K& a = x[t * stride + blk];
       const __m512i s = kSums == 2 ? _mm512_add_epi32(sum[t][0], sum[t][kSums - 1]) : sum[t][0];
-      acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * xb[t * stride].d), _mm512_cvtepi32_ps(s), acc[t]);
+      acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * a.d), _mm512_cvtepi32_ps(s), acc[t]);
+      if constexpr (D::kMins)
+        min_acc[t] = _mm512_fmadd_ps(_mm512_load_ps(mins), _mm512_loadu_ps(a.hsum), min_acc[t]);
     }
   }
-  for (int t = 0; t < M; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) - mins[t];
+  for (int t = 0; t < M; ++t) out[t] = _mm512_reduce_add_ps(_mm512_sub_ps(acc[t], min_acc[t]));
 }
 
 template <class D>
-void dot_super(int64_t n, const void* w, const BlockQ16* x, int64_t stride, int n_tokens, float* out) {
+void dot_super(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_tokens, float* out) {
   const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* x = static_cast<const BlockQ16K*>(xq);
+  const int64_t stride = x_bytes / static_cast<int64_t>(sizeof(BlockQ16K));
   int t = 0;
   for (; t + 4 <= n_tokens; t += 4) dot_super_m<D, 4>(n, wb, x + t * stride, stride, out + t);
   switch (n_tokens - t) {
