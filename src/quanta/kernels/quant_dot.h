@@ -31,7 +31,7 @@ struct BlockQ16 {
   int16_t qs[32];
 };
 
-// 256 activations under one scale, for the AVX-512 K-quant kernels, which sum a
+// 256 activations under one scale, for the K-quant kernels, which sum a
 // whole super-block in int32 (quant_dot_act_group): x[i] ~ d * qs[i], d = max|x| /
 // 32767 over the 256, and the sums of each 16 for the weights' minimums.
 struct BlockQ16K {
@@ -62,9 +62,9 @@ QuantDotFn quant_dot_for(Isa isa, uint32_t ggml_type);
 // quant_dot_for(active_isa(), ggml_type).
 QuantDotFn quant_dot(uint32_t ggml_type);
 // The `group` that kernel's activations are quantized with (quantize_act): 256
-// for the K-quants and IQ4_XS on AVX-512 (they accumulate a super-block's integer
-// products, sub-block scales included, with vpdpwssd and apply one float scale per
-// 256 weights), else 32.
+// for the K-quants and IQ4_XS (their kernels accumulate a super-block's integer
+// products, sub-block scales included, and apply one float scale per 256
+// weights), else 32.
 int quant_dot_act_group(Isa isa, uint32_t ggml_type);
 int quant_dot_act_group(uint32_t ggml_type);
 

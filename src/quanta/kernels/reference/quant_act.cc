@@ -59,7 +59,7 @@ QuantDotFn quant_dot_for(Isa isa, uint32_t ggml_type) {
 QuantDotFn quant_dot(uint32_t ggml_type) { return quant_dot_for(active_isa(), ggml_type); }
 
 int quant_dot_act_group(Isa isa, uint32_t ggml_type) {
-  if (isa < Isa::kAvx512) return 32;
+  if (isa == Isa::kScalar) return 32;
   switch (ggml_type) {
     case 10: case 11: case 12: case 13: case 14: case 23: return 256;  // Q2_K..Q6_K, IQ4_XS
     default: return 32;

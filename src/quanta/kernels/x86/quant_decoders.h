@@ -6,7 +6,7 @@
 // (nibbles, high bits, lookup tables; K-quants with 16-element sub-blocks multiply
 // their codes by the sub-block scale while still 16-bit: at most 32 x 128, no
 // overflow) plus the group's float scale and minimums. It builds groups with
-// signed_bytes / signed_halves / scaled_bytes, which the including translation
+// signed_bytes / signed_halves / scaled_bytes (and times), which the including translation
 // unit defines for its own Group type (two 256-bit halves for AVX2, one 512-bit
 // register for AVX-512): include this header inside that unit's anonymous
 // namespace, after them.
@@ -271,6 +271,86 @@ struct IQ4_XS {  // { f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128] }
       const __m128i raw = load16(b + 8 + 16 * s);
       f(s, signed_halves(_mm_shuffle_epi8(table, low4(raw)), _mm_shuffle_epi8(table, high4(raw)),
                          d * static_cast<float>(ls - 32)));
+    }
+  }
+};
+
+// ---- K-quant decoders for the super-block kernels ----
+// The same blocks with the sub-scales kept as integers multiplied into the codes
+// (times(group, k), which the including unit defines too) and the block's d as every
+// group's scale, so a kernel can sum the whole block in int32 (quant_dot_act_group).
+// Q2_K, Q3_K and Q6_K above already decode that way.
+
+// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K block (scale_min_k4 for j = 0..7)
+// as bytes, from the 12 scale bytes read as three words w0 w1 w2: scales 0-3 and
+// mins 0-3 are the low 6 bits of w0 and w1; scales 4-7 take their low 4 bits from
+// w2's low nibbles and their top 2 from w0's top bits, mins 4-7 from w2's high
+// nibbles and w1's top bits. A few word operations instead of 16 byte-wise ones.
+inline void scales_mins_k4_bytes(const uint8_t* s, uint8_t sc[8], uint8_t mn[8]) {
+  uint32_t w[3];
+  std::memcpy(w, s, 12);
+  constexpr uint32_t kLow6 = 0x3F3F3F3F, kLow4 = 0x0F0F0F0F, kLow2 = 0x03030303;
+  const uint32_t sc_hi = (w[2] & kLow4) | (((w[0] >> 6) & kLow2) << 4);
+  const uint32_t mn_hi = ((w[2] >> 4) & kLow4) | (((w[1] >> 6) & kLow2) << 4);
+  const uint32_t sc_lo = w[0] & kLow6, mn_lo = w[1] & kLow6;
+  std::memcpy(sc, &sc_lo, 4);
+  std::memcpy(sc + 4, &sc_hi, 4);
+  std::memcpy(mn, &mn_lo, 4);
+  std::memcpy(mn + 4, &mn_hi, 4);
+}
+
+// dmin * mins as floats, converted 8 at a time.
+inline void mins_f32(const uint8_t mn[8], float dmin, float out[8]) {
+  int64_t bytes;
+  std::memcpy(&bytes, mn, 8);
+  const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(bytes)));
+  _mm256_storeu_ps(out, _mm256_mul_ps(m, _mm256_set1_ps(dmin)));
+}
+
+// Q4_K (kHighBit false) and Q5_K (true), same scales, Q5_K's fifth bits before the nibbles.
+template <bool kHighBit>
+struct QK_int {
+  static constexpr int kBlock = 256, kBytes = kHighBit ? 176 : 144;
+  static constexpr bool kMins = true;
+  template <class F> static void each(const uint8_t* b, F f) {
+    uint8_t sc[8], mn[8];
+    scales_mins_k4_bytes(b + 4, sc, mn);
+    float mins[8];
+    mins_f32(mn, f16(b + 2), mins);
+    const float d = f16(b);
+    const uint8_t* qs = b + (kHighBit ? 48 : 16);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i raw = load32(qs + 32 * c);
+      for (int half = 0; half < 2; ++half) {
+        const int j = 2 * c + half;
+        __m256i q = half ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4) : _mm256_and_si256(raw, m4);
+        if constexpr (kHighBit)
+          q = _mm256_or_si256(q, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(load32(b + 16), j),
+                                                                     _mm256_set1_epi8(1)), 4));
+        Group g = times(signed_bytes(q, d), sc[j]);
+        g.min_lo = g.min_hi = mins[j];
+        f(j, g);
+      }
+    }
+  }
+};
+using Q4_K_int = QK_int<false>;
+using Q5_K_int = QK_int<true>;
+
+struct IQ4_XS_int {
+  static constexpr int kBlock = 256, kBytes = 136;
+  static constexpr bool kMins = false;
+  template <class F> static void each(const uint8_t* b, F f) {
+    const __m128i table = table16(kIq4nl);
+    uint16_t scales_h;
+    std::memcpy(&scales_h, b + 2, 2);
+    const float d = f16(b);
+    for (int s = 0; s < 8; ++s) {
+      const int ls = ((b[4 + s / 2] >> (4 * (s % 2))) & 0xF) | (((scales_h >> (2 * s)) & 3) << 4);
+      const __m128i raw = load16(b + 8 + 16 * s);
+      f(s, times(signed_halves(_mm_shuffle_epi8(table, low4(raw)), _mm_shuffle_epi8(table, high4(raw)), d),
+                 ls - 32));
     }
   }
 };

@@ -47,6 +47,14 @@ inline Group scaled_bytes(__m256i bytes, int a, int b, float scale) {
   return g;
 }
 
+// The group times an integer (the K-quant decoders' sub-scales).
+inline Group times(Group g, int k) {
+  const __m256i m = _mm256_set1_epi16(static_cast<int16_t>(k));
+  g.lo = _mm256_mullo_epi16(g.lo, m);
+  g.hi = _mm256_mullo_epi16(g.hi, m);
+  return g;
+}
+
 #include "quanta/kernels/x86/quant_decoders.h"
 
 // ---- the driver ----
@@ -96,6 +104,63 @@ void dot(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_tokens
   }
 }
 
+// ---- K-quants: a super-block summed in int32 ----
+// As quant_dot_avx512.cc: codes times integer sub-scales meet BlockQ16K activations
+// (one scale per 256) in vpmaddwd, summed over the whole block in int32 (no
+// overflow: a lane adds at most 16 products of 4096 by 32767), then one float
+// multiply-add per block and token, and the minimums as two vector multiply-adds.
+template <class D, int M>
+void dot_super_m(int64_t n, const uint8_t* w, const BlockQ16K* x, int64_t stride, float* out) {
+  constexpr int kSums = M == 1 ? 2 : 1;
+  __m256 acc[M], min_acc[M];
+  for (auto& a : acc) a = _mm256_setzero_ps();
+  for (auto& a : min_acc) a = _mm256_setzero_ps();
+  for (int64_t blk = 0; blk < n / 256; ++blk, w += D::kBytes) {
+    __m256i sum[M][kSums];
+    for (auto& row : sum)
+      for (auto& v : row) v = _mm256_setzero_si256();
+    float d = 0.0f;
+    alignas(32) float mins[16];
+    D::each(w, [&](int g, const Group& gr) {
+      d = gr.scale;
+      if constexpr (D::kMins) {
+        mins[2 * g] = gr.min_lo;
+        mins[2 * g + 1] = gr.min_hi;
+      }
+      for (int t = 0; t < M; ++t) {
+        const int16_t* xq = x[t * stride + blk].qs + 32 * g;
+        const __m256i p = _mm256_add_epi32(_mm256_madd_epi16(gr.lo, load32(xq)), _mm256_madd_epi16(gr.hi, load32(xq + 16)));
+        sum[t][g % kSums] = _mm256_add_epi32(sum[t][g % kSums], p);
+      }
+    });
+    for (int t = 0; t < M; ++t) {
+      const BlockQ16K& a = x[t * stride + blk];
+      const __m256i s = kSums == 2 ? _mm256_add_epi32(sum[t][0], sum[t][kSums - 1]) : sum[t][0];
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(s), acc[t]);
+      if constexpr (D::kMins) {
+        min_acc[t] = _mm256_fmadd_ps(_mm256_load_ps(mins), _mm256_loadu_ps(a.hsum), min_acc[t]);
+        min_acc[t] = _mm256_fmadd_ps(_mm256_load_ps(mins + 8), _mm256_loadu_ps(a.hsum + 8), min_acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < M; ++t) out[t] = hsum(_mm256_sub_ps(acc[t], min_acc[t]));
+}
+
+template <class D>
+void dot_super(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_tokens, float* out) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* x = static_cast<const BlockQ16K*>(xq);
+  const int64_t stride = x_bytes / static_cast<int64_t>(sizeof(BlockQ16K));
+  int t = 0;
+  for (; t + 4 <= n_tokens; t += 4) dot_super_m<D, 4>(n, wb, x + t * stride, stride, out + t);
+  switch (n_tokens - t) {
+    case 3: dot_super_m<D, 3>(n, wb, x + t * stride, stride, out + t); break;
+    case 2: dot_super_m<D, 2>(n, wb, x + t * stride, stride, out + t); break;
+    case 1: dot_super_m<D, 1>(n, wb, x + t * stride, stride, out + t); break;
+    default: break;
+  }
+}
+
 // ---- dequantization for the prompt path (tiles of rows into the f32 matmul) ----
 
 inline void store16(__m256i v, float scale, float min, float* out) {
@@ -123,7 +188,15 @@ QuantDequantFn quant_dequant_avx2(uint32_t ggml_type) {
 }
 
 QuantDotFn quant_dot_avx2(uint32_t ggml_type) {
-  return for_ggml_type<QuantDotFn>(ggml_type, []<class D>() -> QuantDotFn { return dot<D>; });
+  switch (ggml_type) {  // the types quant_dot_act_group gives 256
+    case 10: return dot_super<Q2_K>;
+    case 11: return dot_super<Q3_K>;
+    case 12: return dot_super<Q4_K_int>;
+    case 13: return dot_super<Q5_K_int>;
+    case 14: return dot_super<Q6_K>;
+    case 23: return dot_super<IQ4_XS_int>;
+    default: return for_ggml_type<QuantDotFn>(ggml_type, []<class D>() -> QuantDotFn { return dot<D>; });
+  }
 }
 
 }  // namespace quanta::kernels
