@@ -7,7 +7,6 @@
 #include <immintrin.h>
 
 #include <cstring>
-#include <utility>
 
 #include "quanta/kernels/quant_dot.h"
 
@@ -45,58 +44,37 @@ inline Group times(Group g, int k) {
 
 constexpr int kPrefetchBytes = 2048;
 
-// Independent accumulation chains per token: a float multiply-add waits 4 cycles
-// for the one before it in its chain, so one token alternates between 4 chains
-// (by group), two tokens between 2 each.
-template <int M>
-constexpr int kChains = M == 1 ? 4 : M == 2 ? 2 : 1;
-
 // out[t] for M tokens (M <= 4) whose activation blocks start at x + t * stride.
-// Blocks are taken kUnroll at a time so that every group's chain is known at
-// compile time (the accumulators stay in registers).
+// One token keeps two accumulators, alternating by group, so that successive
+// multiply-adds do not wait on each other.
 template <class D, int M>
 void dot_m(int64_t n, const uint8_t* w, const BlockQ16* x, int64_t stride, float* out) {
-  constexpr int kC = kChains<M>;
+  constexpr int kAcc = M == 1 ? 2 : M;
+  __m512 acc[kAcc];
+  for (auto& a : acc) a = _mm512_setzero_ps();
+  float mins[M] = {};
   constexpr int kGroups = D::kBlock / 32;
-  constexpr int kUnroll = kGroups >= kC ? 1 : kC / kGroups;
-  __m512 acc[M][kC];
-  for (auto& row : acc)
-    for (auto& a : row) a = _mm512_setzero_ps();
-  float mins[M][kC] = {};
-  // Block blk with its groups on chains (first + g) % kC.
-  auto block = [&](int64_t blk, auto first) {
-    const uint8_t* wb = w + blk * D::kBytes;
+  for (int64_t blk = 0; blk < n / D::kBlock; ++blk, w += D::kBytes) {
     const BlockQ16* xb = x + blk * kGroups;
     // Rows follow one another in memory: fetch ahead of the stream (past the row's
     // end it is the next row, the next call's). The kernel waits on memory otherwise.
     for (int off = 0; off < D::kBytes; off += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(wb) + kPrefetchBytes + off, _MM_HINT_T0);
-    D::each(wb, [&](int g, const Group& gr) {
-      const int c = (decltype(first)::value + g) % kC;
+      _mm_prefetch(reinterpret_cast<const char*>(w) + kPrefetchBytes + off, _MM_HINT_T0);
+    D::each(w, [&](int g, const Group& gr) {
       for (int t = 0; t < M; ++t) {
         const BlockQ16& a = xb[t * stride + g];
         const __m512i isum = _mm512_madd_epi16(gr.v, _mm512_loadu_si512(a.qs));
-        acc[t][c] = _mm512_fmadd_ps(_mm512_set1_ps(gr.scale * a.d), _mm512_cvtepi32_ps(isum), acc[t][c]);
-        if constexpr (D::kMins) mins[t][c] += gr.min_lo * a.dsum[0] + gr.min_hi * a.dsum[1];
+        const int k = M == 1 ? (g & 1) : t;
+        acc[k] = _mm512_fmadd_ps(_mm512_set1_ps(gr.scale * a.d), _mm512_cvtepi32_ps(isum), acc[k]);
+        if constexpr (D::kMins)
+          mins[t] += gr.min_lo * a.dsum[0] + gr.min_hi * a.dsum[1];
       }
     });
-  };
-  const int64_t n_blocks = n / D::kBlock;
-  int64_t blk = 0;
-  for (; blk + kUnroll <= n_blocks; blk += kUnroll)
-    [&]<int... U>(std::integer_sequence<int, U...>) {
-      (block(blk + U, std::integral_constant<int, U * kGroups>{}), ...);
-    }(std::make_integer_sequence<int, kUnroll>{});
-  for (; blk < n_blocks; ++blk) block(blk, std::integral_constant<int, 0>{});
-  for (int t = 0; t < M; ++t) {
-    __m512 sum = acc[t][0];
-    float m = mins[t][0];
-    for (int c = 1; c < kC; ++c) {
-      sum = _mm512_add_ps(sum, acc[t][c]);
-      m += mins[t][c];
-    }
-    out[t] = _mm512_reduce_add_ps(sum) - m;
   }
+  if constexpr (M == 1)
+    out[0] = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1])) - mins[0];
+  else
+    for (int t = 0; t < M; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) - mins[t];
 }
 
 template <class D>
