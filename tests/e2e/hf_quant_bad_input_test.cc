@@ -53,6 +53,18 @@ void remove_tensor(const std::string& dir, const std::string& tensor) {
 
 const std::string kQ = "model.layers.0.self_attn.q_proj";  // K = N = 64
 
+// The fixtures' models have 128 output rows, their tokenizers 99 tokens, as real
+// checkpoints pad theirs: generation samples only ids the tokenizer can decode
+// (greedy here picked id 118 and stopped with "outside the vocabulary" before).
+TEST(HfQuantCli, GeneratesWhenTheModelVocabularyIsPaddedPastTheTokenizer) {
+  const std::string dir = test::source_path("tests/golden/fixtures/hf-quant/gptq-autoround-llama");
+  for (const char* temperature : {"0", "1.5"}) {
+    test::RunResult r = test::run_quanta({"generate", "--model-path", dir, "--prompt", "The quick", "--max-new-tokens",
+                                          "24", "--temperature", temperature, "--seed", "3", "--ignore-eos"});
+    EXPECT_EQ(r.exit_code, 0) << "temperature " << temperature << ": " << r.err;
+  }
+}
+
 TEST(HfQuantBadInput, ConfigQuantizesALayerWhoseTensorsAreMissing) {
   const std::string dir = copy_fixture("gptq-autoround-llama");
   remove_tensor(dir, kQ + ".qweight");

@@ -143,13 +143,15 @@ int run_generate(const GenerateOptions& o) {
   int64_t capacity = static_cast<int64_t>(prompt.size()) + o.max_new_tokens;
   model::KvCache cache = lm.model->make_cache(capacity);
   std::vector<float> logits(static_cast<size_t>(cfg.vocab_size));
+  // Rows padded past the tokenizer's vocabulary are never sampled (SchedulerOptions::sample_vocab).
+  const int64_t sample_vocab = tok ? std::min<int64_t>(cfg.vocab_size, tok->vocab_size()) : cfg.vocab_size;
 
   auto t_prompt = std::chrono::steady_clock::now();
   lm.model->forward(prompt.data(), static_cast<int64_t>(prompt.size()), cache, logits.data(), false, pool);
   auto t_gen = std::chrono::steady_clock::now();
   std::vector<int32_t> out;
   for (int64_t i = 0; i < o.max_new_tokens; ++i) {
-    int32_t tok = sampler.sample(logits.data(), cfg.vocab_size);
+    int32_t tok = sampler.sample(logits.data(), sample_vocab);
     out.push_back(tok);
     bool is_eos = false;
     for (int64_t e : eos) is_eos |= e == tok;

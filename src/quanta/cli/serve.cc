@@ -132,6 +132,7 @@ int run_serve(const ServeOptions& o) {
     so.eos_token_ids.push_back(static_cast<int32_t>(e));
   for (int32_t e : tok.stop_ids())
     if (std::find(so.eos_token_ids.begin(), so.eos_token_ids.end(), e) == so.eos_token_ids.end()) so.eos_token_ids.push_back(e);
+  so.sample_vocab = tok.vocab_size();
   engine::Scheduler scheduler(*lm.model, pool, so);
   std::fprintf(stderr, "quanta: KV pool of %lld tokens (%.1f MB), context %lld, %d threads, %s\n",
                static_cast<long long>(so.kv_blocks * block_size),

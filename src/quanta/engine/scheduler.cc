@@ -246,26 +246,27 @@ void Scheduler::step(std::unique_lock<std::mutex>& lock) {
       }
       if (a.kv.n_tokens < static_cast<int64_t>(a.tokens.size())) continue;  // mid-prefill chunk
       float* row = logits + static_cast<int64_t>(i) * vocab;
+      const int64_t n_sampled = options_.sample_vocab > 0 ? std::min(vocab, options_.sample_vocab) : vocab;
       TokenEvent ev;
       std::vector<float> logprobs;
       if (a.req.top_logprobs >= 0) {  // log-softmax of the raw logits, before sampling changes them
-        logprobs.assign(row, row + vocab);
+        logprobs.assign(row, row + n_sampled);
         float m = *std::max_element(logprobs.begin(), logprobs.end());
         double z = 0;
         for (float l : logprobs) z += std::exp(static_cast<double>(l - m));
         float lz = m + static_cast<float>(std::log(z));
         for (float& l : logprobs) l -= lz;
       }
-      int32_t tok = a.sampler->sample(row, vocab);
+      int32_t tok = a.sampler->sample(row, n_sampled);
       a.tokens.push_back(tok);
       ++a.n_generated;
       ev.token = tok;
       if (!logprobs.empty()) {
         ev.logprob = logprobs[static_cast<size_t>(tok)];
         if (a.req.top_logprobs > 0) {
-          std::vector<int32_t> ids(static_cast<size_t>(vocab));
-          for (int32_t t = 0; t < vocab; ++t) ids[static_cast<size_t>(t)] = t;
-          const int64_t k = std::min<int64_t>(a.req.top_logprobs, vocab);
+          std::vector<int32_t> ids(static_cast<size_t>(n_sampled));
+          for (int32_t t = 0; t < n_sampled; ++t) ids[static_cast<size_t>(t)] = t;
+          const int64_t k = std::min<int64_t>(a.req.top_logprobs, n_sampled);
           std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t x, int32_t y) {
             return logprobs[static_cast<size_t>(x)] > logprobs[static_cast<size_t>(y)] ||
                    (logprobs[static_cast<size_t>(x)] == logprobs[static_cast<size_t>(y)] && x < y);

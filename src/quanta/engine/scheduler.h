@@ -81,6 +81,10 @@ struct SchedulerOptions {
   int64_t chunked_prefill_size = 512;
   int64_t context_length = 4096;
   std::vector<int32_t> eos_token_ids;
+  // Tokens [0, sample_vocab) are the ones sampled and reported in logprobs (0: all of the
+  // model's vocabulary). Checkpoints pad their embedding and output rows past the
+  // tokenizer's last id (Qwen2.5: 151936 rows, 151665 tokens); those ids decode to nothing.
+  int64_t sample_vocab = 0;
 };
 
 struct SchedulerStats {
