@@ -7,38 +7,40 @@
 
 namespace quanta::kernels {
 
+namespace {
+
+// qs[i] = round(x[i] / d) for d = max|x| / 32767 over the n values; returns d.
+float quantize_16bit(const float* x, int n, int16_t* qs) {
+  float amax = 0.0f;
+  for (int i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const float id = amax > 0.0f ? 32767.0f / amax : 0.0f;
+  for (int i = 0; i < n; ++i) qs[i] = static_cast<int16_t>(std::nearbyint(x[i] * id));
+  return amax / 32767.0f;
+}
+
+// d * (sum of qs[0..15]).
+float scaled_sum16(float d, const int16_t* qs) {
+  int32_t sum = 0;
+  for (int i = 0; i < 16; ++i) sum += qs[i];
+  return d * static_cast<float>(sum);
+}
+
+}  // namespace
+
 void quantize_q16(const float* x, BlockQ16* out, int64_t n) {
   for (int64_t b = 0; b < n / 32; ++b) {
-    const float* xb = x + 32 * b;
     BlockQ16& o = out[b];
-    float amax = 0.0f;
-    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
-    o.d = amax / 32767.0f;
-    const float id = amax > 0.0f ? 32767.0f / amax : 0.0f;
-    int32_t sum[2] = {0, 0};
-    for (int i = 0; i < 32; ++i) {
-      o.qs[i] = static_cast<int16_t>(std::nearbyint(xb[i] * id));
-      sum[i / 16] += o.qs[i];
-    }
-    o.dsum[0] = o.d * static_cast<float>(sum[0]);
-    o.dsum[1] = o.d * static_cast<float>(sum[1]);
+    o.d = quantize_16bit(x + 32 * b, 32, o.qs);
+    o.dsum[0] = scaled_sum16(o.d, o.qs);
+    o.dsum[1] = scaled_sum16(o.d, o.qs + 16);
   }
 }
 
 void quantize_q16k(const float* x, BlockQ16K* out, int64_t n) {
   for (int64_t b = 0; b < n / 256; ++b) {
-    const float* xb = x + 256 * b;
     BlockQ16K& o = out[b];
-    float amax = 0.0f;
-    for (int i = 0; i < 256; ++i) amax = std::max(amax, std::fabs(xb[i]));
-    o.d = amax / 32767.0f;
-    const float id = amax > 0.0f ? 32767.0f / amax : 0.0f;
-    int32_t sum[16] = {};
-    for (int i = 0; i < 256; ++i) {
-      o.qs[i] = static_cast<int16_t>(std::nearbyint(xb[i] * id));
-      sum[i / 16] += o.qs[i];
-    }
-    for (int j = 0; j < 16; ++j) o.hsum[j] = o.d * static_cast<float>(sum[j]);
+    o.d = quantize_16bit(x + 256 * b, 256, o.qs);
+    for (int j = 0; j < 16; ++j) o.hsum[j] = scaled_sum16(o.d, o.qs + 16 * j);
   }
 }
 

@@ -3,11 +3,11 @@
 // checkpoint-formats-2.md sec. 5.2-5.3 (ggml-common.h, ggml-quants.c).
 //
 // Each decoder turns a weight block into groups of 32 weights in element order
-// (nibbles, high bits, lookup tables; K-quants with 16-element sub-blocks multiply
-// their codes by the sub-block scale while still 16-bit: at most 32 x 128, no
-// overflow) plus the group's float scale and minimums. It builds groups with
-// signed_bytes / signed_halves / scaled_bytes (and times), which the including translation
-// unit defines for its own Group type (two 256-bit halves for AVX2, one 512-bit
+// (nibbles, high bits, lookup tables; the 256-weight blocks multiply their codes
+// by the integer sub-block scale while still 16-bit, at most 32 x 128, and give the
+// block's d as every group's scale) plus the group's float scale and minimums. It
+// builds groups with signed_bytes / signed_halves / scaled_bytes / times, which the
+// including translation unit defines for its own Group type (two 256-bit halves for AVX2, one 512-bit
 // register for AVX-512): include this header inside that unit's anonymous
 // namespace, after them.
 #pragma once
@@ -171,68 +171,6 @@ struct Q3_K {  // { u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d }
   }
 };
 
-// Q4_K/Q5_K 6-bit scale and min of sub-block j (get_scale_min_k4).
-inline void scale_min_k4(const uint8_t* s, int j, int& sc, int& m) {
-  if (j < 4) {
-    sc = s[j] & 63;
-    m = s[j + 4] & 63;
-  } else {
-    sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-    m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-  }
-}
-
-// d * scale and dmin * min of the 8 sub-blocks of a Q4_K/Q5_K block (scale_min_k4
-// for j = 0..7), computed once per block rather than per group.
-inline void scales_mins_k4(const uint8_t* s, float d, float dmin, float* sc, float* mn) {
-  for (int j = 0; j < 8; ++j) {
-    int a, m;
-    scale_min_k4(s, j, a, m);
-    sc[j] = d * static_cast<float>(a);
-    mn[j] = dmin * static_cast<float>(m);
-  }
-}
-
-struct Q4_K {  // { f16 d; f16 dmin; u8 scales[12]; u8 qs[128] }
-  static constexpr int kBlock = 256, kBytes = 144;
-  static constexpr bool kMins = true;
-  template <class F> static void each(const uint8_t* b, F f) {
-    float sc[8], mn[8];
-    scales_mins_k4(b + 4, f16(b), f16(b + 2), sc, mn);
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    for (int c = 0; c < 4; ++c) {
-      // Bytes 32c .. 32c + 31: low nibbles are sub-block 2c, high nibbles 2c + 1.
-      const __m256i raw = load32(b + 16 + 32 * c);
-      for (int half = 0; half < 2; ++half) {
-        const __m256i nib = half ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4) : _mm256_and_si256(raw, m4);
-        Group g = signed_bytes(nib, sc[2 * c + half]);
-        g.min_lo = g.min_hi = mn[2 * c + half];
-        f(2 * c + half, g);
-      }
-    }
-  }
-};
-
-struct Q5_K {  // { f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128] }
-  static constexpr int kBlock = 256, kBytes = 176;
-  static constexpr bool kMins = true;
-  template <class F> static void each(const uint8_t* b, F f) {
-    float sc[8], mn[8];
-    scales_mins_k4(b + 4, f16(b), f16(b + 2), sc, mn);
-    const __m256i qh = load32(b + 16), m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-    for (int c = 0; c < 4; ++c) {
-      const __m256i raw = load32(b + 48 + 32 * c);
-      for (int half = 0; half < 2; ++half) {
-        const __m256i nib = half ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4) : _mm256_and_si256(raw, m4);
-        const __m256i bit = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + half), one), 4);
-        Group g = signed_bytes(_mm256_or_si256(nib, bit), sc[2 * c + half]);
-        g.min_lo = g.min_hi = mn[2 * c + half];
-        f(2 * c + half, g);
-      }
-    }
-  }
-};
-
 struct Q6_K {  // { u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d }
   static constexpr int kBlock = 256, kBytes = 210;
   static constexpr bool kMins = false;
@@ -258,30 +196,12 @@ struct Q6_K {  // { u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d }
   }
 };
 
-struct IQ4_XS {  // { f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128] }
-  static constexpr int kBlock = 256, kBytes = 136;
-  static constexpr bool kMins = false;
-  template <class F> static void each(const uint8_t* b, F f) {
-    const __m128i table = table16(kIq4nl);
-    uint16_t scales_h;
-    std::memcpy(&scales_h, b + 2, 2);
-    const float d = f16(b);
-    for (int s = 0; s < 8; ++s) {
-      const int ls = ((b[4 + s / 2] >> (4 * (s % 2))) & 0xF) | (((scales_h >> (2 * s)) & 3) << 4);
-      const __m128i raw = load16(b + 8 + 16 * s);
-      f(s, signed_halves(_mm_shuffle_epi8(table, low4(raw)), _mm_shuffle_epi8(table, high4(raw)),
-                         d * static_cast<float>(ls - 32)));
-    }
-  }
-};
+// ---- Q4_K, Q5_K and IQ4_XS ----
+// Like Q2_K, Q3_K and Q6_K above, they multiply the integer sub-scales into the codes
+// (times(group, k), which the including unit defines too) and give the block's d as
+// every group's scale, so a kernel can sum the whole block in int32 (quant_dot_act_group).
 
-// ---- K-quant decoders for the super-block kernels ----
-// The same blocks with the sub-scales kept as integers multiplied into the codes
-// (times(group, k), which the including unit defines too) and the block's d as every
-// group's scale, so a kernel can sum the whole block in int32 (quant_dot_act_group).
-// Q2_K, Q3_K and Q6_K above already decode that way.
-
-// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K block (scale_min_k4 for j = 0..7)
+// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K block (get_scale_min_k4 for j = 0..7)
 // as bytes, from the 12 scale bytes read as three words w0 w1 w2: scales 0-3 and
 // mins 0-3 are the low 6 bits of w0 and w1; scales 4-7 take their low 4 bits from
 // w2's low nibbles and their top 2 from w0's top bits, mins 4-7 from w2's high
@@ -309,7 +229,7 @@ inline void mins_f32(const uint8_t mn[8], float dmin, float out[8]) {
 
 // Q4_K (kHighBit false) and Q5_K (true), same scales, Q5_K's fifth bits before the nibbles.
 template <bool kHighBit>
-struct QK_int {
+struct QK {
   static constexpr int kBlock = 256, kBytes = kHighBit ? 176 : 144;
   static constexpr bool kMins = true;
   template <class F> static void each(const uint8_t* b, F f) {
@@ -335,10 +255,10 @@ struct QK_int {
     }
   }
 };
-using Q4_K_int = QK_int<false>;
-using Q5_K_int = QK_int<true>;
+using Q4_K = QK<false>;  // { f16 d; f16 dmin; u8 scales[12]; u8 qs[128] }
+using Q5_K = QK<true>;   // { f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128] }
 
-struct IQ4_XS_int {
+struct IQ4_XS {  // { f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128] }
   static constexpr int kBlock = 256, kBytes = 136;
   static constexpr bool kMins = false;
   template <class F> static void each(const uint8_t* b, F f) {
@@ -373,5 +293,19 @@ R for_ggml_type(uint32_t ggml_type, Pick pick) {
     case 23: return pick.template operator()<IQ4_XS>();
     case 39: return pick.template operator()<MXFP4>();
     default: return R{};
+  }
+}
+
+// Calls f.template operator()<M>(t) for tokens [t, t + M): fours, then the rest
+// (the dot kernels decode each weight block once per call).
+template <class F>
+void in_fours(int n_tokens, F f) {
+  int t = 0;
+  for (; t + 4 <= n_tokens; t += 4) f.template operator()<4>(t);
+  switch (n_tokens - t) {
+    case 3: f.template operator()<3>(t); break;
+    case 2: f.template operator()<2>(t); break;
+    case 1: f.template operator()<1>(t); break;
+    default: break;
   }
 }

@@ -94,14 +94,7 @@ void dot(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_tokens
   const auto* wb = static_cast<const uint8_t*>(w);
   const auto* x = static_cast<const BlockQ16*>(xq);
   const int64_t stride = x_bytes / static_cast<int64_t>(sizeof(BlockQ16));
-  int t = 0;
-  for (; t + 4 <= n_tokens; t += 4) dot_m<D, 4>(n, wb, x + t * stride, stride, out + t);
-  switch (n_tokens - t) {
-    case 3: dot_m<D, 3>(n, wb, x + t * stride, stride, out + t); break;
-    case 2: dot_m<D, 2>(n, wb, x + t * stride, stride, out + t); break;
-    case 1: dot_m<D, 1>(n, wb, x + t * stride, stride, out + t); break;
-    default: break;
-  }
+  in_fours(n_tokens, [&]<int M>(int t) { dot_m<D, M>(n, wb, x + t * stride, stride, out + t); });
 }
 
 // ---- K-quants: a super-block summed in int32 ----
@@ -151,14 +144,7 @@ void dot_super(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_
   const auto* wb = static_cast<const uint8_t*>(w);
   const auto* x = static_cast<const BlockQ16K*>(xq);
   const int64_t stride = x_bytes / static_cast<int64_t>(sizeof(BlockQ16K));
-  int t = 0;
-  for (; t + 4 <= n_tokens; t += 4) dot_super_m<D, 4>(n, wb, x + t * stride, stride, out + t);
-  switch (n_tokens - t) {
-    case 3: dot_super_m<D, 3>(n, wb, x + t * stride, stride, out + t); break;
-    case 2: dot_super_m<D, 2>(n, wb, x + t * stride, stride, out + t); break;
-    case 1: dot_super_m<D, 1>(n, wb, x + t * stride, stride, out + t); break;
-    default: break;
-  }
+  in_fours(n_tokens, [&]<int M>(int t) { dot_super_m<D, M>(n, wb, x + t * stride, stride, out + t); });
 }
 
 // ---- dequantization for the prompt path (tiles of rows into the f32 matmul) ----
@@ -188,15 +174,11 @@ QuantDequantFn quant_dequant_avx2(uint32_t ggml_type) {
 }
 
 QuantDotFn quant_dot_avx2(uint32_t ggml_type) {
-  switch (ggml_type) {  // the types quant_dot_act_group gives 256
-    case 10: return dot_super<Q2_K>;
-    case 11: return dot_super<Q3_K>;
-    case 12: return dot_super<Q4_K_int>;
-    case 13: return dot_super<Q5_K_int>;
-    case 14: return dot_super<Q6_K>;
-    case 23: return dot_super<IQ4_XS_int>;
-    default: return for_ggml_type<QuantDotFn>(ggml_type, []<class D>() -> QuantDotFn { return dot<D>; });
-  }
+  // The 256-weight blocks (K-quants, IQ4_XS) take the super-block kernels (quant_dot_act_group).
+  return for_ggml_type<QuantDotFn>(ggml_type, []<class D>() -> QuantDotFn {
+    if constexpr (D::kBlock == 256) return dot_super<D>;
+    else return dot<D>;
+  });
 }
 
 }  // namespace quanta::kernels
