@@ -228,6 +228,7 @@ void Scheduler::step(std::unique_lock<std::mutex>& lock) {
 
   if (!steps.empty()) {
     const int64_t vocab = model_.config().vocab_size;
+    const int64_t n_sampled = options_.sample_vocab > 0 ? std::min(vocab, options_.sample_vocab) : vocab;
     // Kept across steps: a fresh [batch, vocab] buffer each step is tens of MB mapped and faulted in anew.
     if (logits_.size() < steps.size() * static_cast<size_t>(vocab)) logits_.resize(steps.size() * static_cast<size_t>(vocab));
     float* logits = logits_.data();
@@ -246,7 +247,6 @@ void Scheduler::step(std::unique_lock<std::mutex>& lock) {
       }
       if (a.kv.n_tokens < static_cast<int64_t>(a.tokens.size())) continue;  // mid-prefill chunk
       float* row = logits + static_cast<int64_t>(i) * vocab;
-      const int64_t n_sampled = options_.sample_vocab > 0 ? std::min(vocab, options_.sample_vocab) : vocab;
       TokenEvent ev;
       std::vector<float> logprobs;
       if (a.req.top_logprobs >= 0) {  // log-softmax of the raw logits, before sampling changes them
