@@ -29,6 +29,11 @@ const std::vector<std::string> kFixtures = {
     "gemma3-bf16", "gemma3-q8_0", "gemma3-q4_0", "gemma3-q4_k_m",              //
     // hidden 256: real K-quant blocks (Q2_K..Q6_K between them).
     "llama-k-q4_k_m", "qwen2-k-q5_k_m", "qwen3-k-q6_k", "qwen3-k-q2_k", "gemma3-k-q4_k_m",
+    // Mixtures of experts (tools/make_moe_fixtures.py): 3-D expert tensors served per expert.
+    // qwen3moe-k-q4_k_m has Q4_K down experts in layer 0 and Q6_K in layer 1; -down_q8_0 has
+    // w13 in Q4_K and w2 in Q8_0. Mixtral is llama-arch with experts (permuted q/k).
+    "qwen3moe-q8_0", "qwen3moe-q4_0", "qwen2moe-q8_0", "mixtral-q8_0", "mixtral-q4_0",  //
+    "qwen3moe-k-q4_k_m", "qwen3moe-k-q4_k_m-down_q8_0",
 };
 
 std::string fixture_dir() { return test::source_path("tests/golden/fixtures/gguf"); }

@@ -177,7 +177,9 @@ TEST_P(ModelGolden, CliGreedyOnScalarPathMatches) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, ModelGolden,
                          ::testing::Values("llama-gqa-f32", "llama-linear-tied-f32", "llama3-rope-bf16",
                                            "mistral-swa-f32", "qwen2-bias-yarn-f32", "qwen3-qknorm-bf16",
-                                           "gemma3-f32", "gemma3-bf16", "llama-f16"),
+                                           "gemma3-f32", "gemma3-bf16", "llama-f16",
+                                           // mixtures of experts (tools/make_moe_fixtures.py)
+                                           "qwen3moe-f32", "qwen2moe-f32", "qwen2moe-dense1-f32", "mixtral-f32"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '-', '_');

@@ -667,8 +667,10 @@ const GgufTensorInfo& GgufFile::tensor_info(const std::string& name) const {
   return *t;
 }
 
-Tensor GgufFile::view(const std::string& name) const {
-  const GgufTensorInfo& t = tensor_info(name);
+Tensor GgufFile::view(const std::string& name) const { return view(tensor_info(name)); }
+
+Tensor GgufFile::view(const GgufTensorInfo& t) const {
+  const std::string& name = t.name;
   const auto dtype = ggml_type_dtype(t.type);
   if (!dtype) {
     throw Error("tensor is " + ggml_type_name(t.type) + ", a block-quantized type with no plain-array view; dequantize it",
@@ -677,8 +679,10 @@ Tensor GgufFile::view(const std::string& name) const {
   return Tensor::view(*dtype, t.shape, data(t), keepalive_);
 }
 
-Tensor GgufFile::dequantize(const std::string& name) const {
-  const GgufTensorInfo& t = tensor_info(name);
+Tensor GgufFile::dequantize(const std::string& name) const { return dequantize(tensor_info(name)); }
+
+Tensor GgufFile::dequantize(const GgufTensorInfo& t) const {
+  const std::string& name = t.name;
   const GgmlTypeInfo& info = ggml_type_info(t.type);
   if (!info.has_reference) {
     throw Error("tensor type " + std::string(info.name) + " (ggml id " + std::to_string(static_cast<uint32_t>(t.type)) +

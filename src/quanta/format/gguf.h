@@ -207,10 +207,13 @@ class GgufFile {
   // A zero-copy view (row-major shape) of a tensor of a plain type (F32, F16,
   // BF16, F64, I8..I64). Throws Error naming the tensor for block types.
   Tensor view(const std::string& name) const;
+  // The same for a tensor described by `info` (a tensor of this file, or a row range of one).
+  Tensor view(const GgufTensorInfo& info) const;
   // The tensor dequantized to an owned f32 tensor of row-major shape. Throws
   // Error naming the tensor and its type if quanta has no reference dequantizer
   // for the type: such a tensor is refused, never read wrongly.
   Tensor dequantize(const std::string& name) const;
+  Tensor dequantize(const GgufTensorInfo& info) const;
 
   // Keeps the bytes alive (the mapping, or the in-memory owner); may be null
   // for in-memory files without an owner.

@@ -19,6 +19,8 @@ constexpr ArchMap kArchs[] = {
     {"qwen2", "Qwen2ForCausalLM"},
     {"qwen3", "Qwen3ForCausalLM"},
     {"gemma3", "Gemma3ForCausalLM"},
+    {"qwen2moe", "Qwen2MoeForCausalLM"},
+    {"qwen3moe", "Qwen3MoeForCausalLM"},
 };
 
 // GGUF block tensor name -> Hugging Face name inside model.layers.N.
@@ -38,6 +40,24 @@ constexpr NameMap kBlockNames[] = {
     {"ffn_up", "mlp.up_proj"},
     {"ffn_down", "mlp.down_proj"},
     {"post_ffw_norm", "post_feedforward_layernorm"},
+    {"ffn_gate_inp", "mlp.gate"},
+    {"ffn_gate_inp_shexp", "mlp.shared_expert_gate"},
+    {"ffn_gate_shexp", "mlp.shared_expert.gate_proj"},
+    {"ffn_up_shexp", "mlp.shared_expert.up_proj"},
+    {"ffn_down_shexp", "mlp.shared_expert.down_proj"},
+};
+
+// 3-D expert tensors [n_experts, rows, cols] (ne = {cols, rows, n_experts}); each
+// expert's slice is served as one 2-D tensor per projection. llama.cpp's fused
+// ffn_gate_up_exps holds gate rows then up rows ([2 * d_ff, hidden] per expert).
+struct ExpertMap {
+  const char* gguf;
+  const char* hf;  // projection name under mlp.experts.E
+};
+constexpr ExpertMap kExpertNames[] = {
+    {"ffn_gate_exps", "gate_proj"},
+    {"ffn_up_exps", "up_proj"},
+    {"ffn_down_exps", "down_proj"},
 };
 
 std::string hf_name(const std::string& gguf, bool gemma) {
@@ -66,6 +86,42 @@ std::string hf_name(const std::string& gguf, bool gemma) {
   return "";
 }
 
+// The expert keys llama.cpp reads (src/models/{qwen2moe,qwen3moe,llama}.cpp): Mixtral is
+// arch "llama" with an expert count; its experts are feed_forward_length wide. llama.cpp
+// renormalises the chosen weights for qwen3moe and llama, not for qwen2moe (norm_w).
+void gguf_moe_config(const GgufFile& f, const std::string& arch, ModelConfig& c) {
+  const GgufMetadata& md = f.metadata();
+  const std::string p = arch + ".";
+  c.layer_is_moe.assign(static_cast<size_t>(c.n_layers), false);
+  const int64_t n_experts = md.has(p + "expert_count") ? static_cast<int64_t>(md.get_u64(p + "expert_count")) : 0;
+  if (n_experts == 0) {
+    if (arch == "qwen2moe" || arch == "qwen3moe")
+      throw Error("a mixture-of-experts architecture needs an expert count", {.file = f.path(), .field = p + "expert_count"});
+    return;
+  }
+  if (arch == "llama") c.architecture = "MixtralForCausalLM";
+  MoeConfig& m = c.moe;
+  m.n_experts = n_experts;
+  m.n_experts_used = static_cast<int64_t>(md.get_u64(p + "expert_used_count"));
+  if (m.n_experts_used <= 0 || m.n_experts_used > m.n_experts)
+    throw Error("must be between 1 and expert_count (" + std::to_string(m.n_experts) + ")",
+                {.file = f.path(), .field = p + "expert_used_count"});
+  m.expert_ffn = arch == "llama" ? c.intermediate_size
+                                 : static_cast<int64_t>(md.get_u64(p + "expert_feed_forward_length"));
+  if (m.expert_ffn <= 0) throw Error("must be positive", {.file = f.path(), .field = p + "expert_feed_forward_length"});
+  m.norm_topk = arch != "qwen2moe";
+  const float scale = md.get_f32_or(p + "expert_weights_scale", 0.0f);
+  m.routed_scaling = scale != 0.0f ? scale : 1.0;
+  if (arch == "qwen2moe") {
+    m.shared_expert_ffn = static_cast<int64_t>(md.get_u64(p + "expert_shared_feed_forward_length"));
+    if (m.shared_expert_ffn <= 0)
+      throw Error("must be positive", {.file = f.path(), .field = p + "expert_shared_feed_forward_length"});
+  }
+  // A block is sparse when it has a router.
+  for (int64_t i = 0; i < c.n_layers; ++i)
+    c.layer_is_moe[static_cast<size_t>(i)] = f.has("blk." + std::to_string(i) + ".ffn_gate_inp.weight");
+}
+
 }  // namespace
 
 bool is_gguf_file(const std::string& path) {
@@ -80,12 +136,8 @@ ModelConfig gguf_model_config(const GgufFile& f) {
   ModelConfig c;
   for (const auto& a : kArchs)
     if (arch == a.gguf) c.architecture = a.hf;
-  if (c.architecture.empty() && (arch == "qwen2moe" || arch == "qwen3moe"))
-    throw Error("architecture '" + arch + "' is a mixture-of-experts model: its tensors and types are read "
-                "(quanta inspect lists them), but MoE layers are not implemented yet",
-                {.file = f.path(), .field = "general.architecture"});
   if (c.architecture.empty())
-    throw Error("unsupported architecture '" + arch + "' (supported: llama, qwen2, qwen3, gemma3)",
+    throw Error("unsupported architecture '" + arch + "' (supported: llama, qwen2, qwen3, gemma3, qwen2moe, qwen3moe)",
                 {.file = f.path(), .field = "general.architecture"});
   const std::string p = arch + ".";
   auto u = [&](const char* key) { return static_cast<int64_t>(md.get_u64(p + key)); };
@@ -94,7 +146,8 @@ ModelConfig gguf_model_config(const GgufFile& f) {
   };
   const bool gemma = arch == "gemma3";
   c.hidden_size = u("embedding_length");
-  c.intermediate_size = u("feed_forward_length");
+  // MoE files may carry no dense width (every block sparse).
+  c.intermediate_size = arch.find("moe") != std::string::npos ? u_or("feed_forward_length", 0) : u("feed_forward_length");
   c.n_layers = u("block_count");
   c.n_heads = u("attention.head_count");
   c.n_kv_heads = u_or("attention.head_count_kv", c.n_heads);
@@ -113,6 +166,7 @@ ModelConfig gguf_model_config(const GgufFile& f) {
   c.gemma_norms = gemma;
   c.activation = gemma ? Activation::kGeluTanh : Activation::kSilu;
   c.rope_interleaved = arch == "llama";
+  gguf_moe_config(f, arch, c);
 
   // RoPE of full-attention layers.
   c.rope_full.theta = md.get_f32_or(p + "rope.freq_base", gemma ? 1e6f : 10000.0f);
@@ -165,6 +219,51 @@ GgufTensorSource::GgufTensorSource(std::shared_ptr<const GgufFile> file, const M
   for (const GgufTensorInfo& t : file_->tensors()) {
     std::string hf = hf_name(t.name, gemma_norms_);
     if (!hf.empty()) hf_to_gguf_[hf] = t.name;
+    else add_expert_slices(t);
+  }
+}
+
+void GgufTensorSource::add_expert_slices(const GgufTensorInfo& t) {
+  // blk.N.<part>.weight with <part> an expert tensor, or Mixtral's older per-expert
+  // blk.N.ffn_{gate,up,down}.E.weight.
+  if (t.name.rfind("blk.", 0) != 0) return;
+  const size_t dot = t.name.find('.', 4);
+  if (dot == std::string::npos) return;
+  const std::string layer = t.name.substr(4, dot - 4), rest = t.name.substr(dot + 1);
+  const std::string experts = "model.layers." + layer + ".mlp.experts.";
+  auto slice = [&](int64_t e, int64_t row0, int64_t rows, const std::string& proj) {
+    GgufTensorInfo s = t;
+    s.name = t.name + "[expert " + std::to_string(e) + (proj.empty() ? "" : ", " + proj) + "]";
+    s.ne = {t.ne[0], rows};
+    s.shape = {rows, t.ne[0]};
+    s.numel = rows * t.ne[0];
+    const uint64_t row_bytes = t.nbytes / static_cast<uint64_t>(t.numel / t.ne[0]);
+    const uint64_t start = (static_cast<uint64_t>(e * t.ne[1] + row0)) * row_bytes;
+    s.offset += start;
+    s.file_offset += start;
+    s.nbytes = static_cast<uint64_t>(rows) * row_bytes;
+    return s;
+  };
+  auto add = [&](const std::string& hf, GgufTensorInfo info) {
+    slices_[hf] = std::move(info);
+    hf_to_gguf_[hf] = slices_[hf].name;
+  };
+  for (const auto& m : kExpertNames)
+    if (rest == std::string(m.gguf) + ".weight" && t.ne.size() == 3)
+      for (int64_t e = 0; e < t.ne[2]; ++e)
+        add(experts + std::to_string(e) + "." + m.hf + ".weight", slice(e, 0, t.ne[1], ""));
+  if (rest == "ffn_gate_up_exps.weight" && t.ne.size() == 3 && t.ne[1] % 2 == 0)
+    for (int64_t e = 0; e < t.ne[2]; ++e) {
+      add(experts + std::to_string(e) + ".gate_proj.weight", slice(e, 0, t.ne[1] / 2, "gate"));
+      add(experts + std::to_string(e) + ".up_proj.weight", slice(e, t.ne[1] / 2, t.ne[1] / 2, "up"));
+    }
+  for (const char* proj : {"gate", "up", "down"}) {
+    const std::string head = std::string("ffn_") + proj + ".";
+    if (rest.rfind(head, 0) != 0 || t.ne.size() != 2) continue;
+    const std::string idx = rest.substr(head.size(), rest.size() - head.size() - 7);
+    if (idx.empty() || idx.find_first_not_of("0123456789") != std::string::npos || rest.substr(rest.size() - 7) != ".weight")
+      continue;
+    hf_to_gguf_[experts + idx + "." + proj + "_proj.weight"] = t.name;
   }
 }
 
@@ -178,6 +277,8 @@ std::vector<std::string> GgufTensorSource::names() const {
 }
 
 const GgufTensorInfo* GgufTensorSource::gguf_tensor(const std::string& name) const {
+  auto slice = slices_.find(name);
+  if (slice != slices_.end()) return &slice->second;
   auto it = hf_to_gguf_.find(name);
   return it == hf_to_gguf_.end() ? nullptr : &file_->tensor_info(it->second);
 }
@@ -188,16 +289,16 @@ size_t GgufTensorSource::stored_bytes(const std::string& name) const {
 }
 
 Tensor GgufTensorSource::get(const std::string& name) const {
-  auto it = hf_to_gguf_.find(name);
-  if (it == hf_to_gguf_.end())
+  const GgufTensorInfo* found = gguf_tensor(name);
+  if (!found)
     throw Error("not found in the GGUF file (looked for the llama.cpp name of this Hugging Face tensor)",
                 {.file = file_->path(), .tensor = name});
-  const GgufTensorInfo& info = file_->tensor_info(it->second);
+  const GgufTensorInfo& info = *found;
   const bool plain = ggml_type_dtype(info.type).has_value();
   // Gemma's norms are stored as (1 + w); the model applies (1 + w) itself.
   const bool shifted_norm = gemma_norms_ && name.size() > 11 && name.compare(name.size() - 11, 11, "norm.weight") == 0;
-  if (plain && !shifted_norm) return file_->view(it->second);
-  Tensor t = plain ? file_->view(it->second).to_f32() : file_->dequantize(it->second);
+  if (plain && !shifted_norm) return file_->view(info);
+  Tensor t = plain ? file_->view(info).to_f32() : file_->dequantize(info);
   if (shifted_norm) {
     float* v = t.data_mut<float>();
     for (int64_t i = 0; i < t.numel(); ++i) v[i] -= 1.0f;

@@ -3,7 +3,8 @@
 //
 // The naming and conventions follow llama.cpp's converter (see
 // shared/specs/checkpoint-formats-2.md §4): blk.N.attn_q <-> model.layers.N.self_attn.q_proj,
-// row-major shapes are GGUF's ne reversed, Gemma norms are stored as (1 + w) and
+// row-major shapes are GGUF's ne reversed, 3-D expert tensors are served one
+// expert at a time as mlp.experts.E.*_proj (zero-copy row ranges), Gemma norms are stored as (1 + w) and
 // served as w, llama-arch q/k rows are permuted for llama.cpp's interleaved
 // ("NORM") rope, which the config asks for instead of un-permuting them.
 //
@@ -45,7 +46,12 @@ class GgufTensorSource : public TensorSource {
  private:
   std::shared_ptr<const GgufFile> file_;
   bool gemma_norms_;
+  // Serves each expert of a 3-D expert tensor (and Mixtral's older per-expert tensors)
+  // as mlp.experts.E.{gate,up,down}_proj.weight.
+  void add_expert_slices(const GgufTensorInfo& t);
+
   std::unordered_map<std::string, std::string> hf_to_gguf_;
+  std::unordered_map<std::string, GgufTensorInfo> slices_;  // HF name -> one expert's rows of a 3-D tensor
 };
 
 // Whether `path` is a GGUF file (by its magic bytes).

@@ -140,15 +140,51 @@ struct ArchTraits {
   bool qkv_bias_always;  // Qwen2
   bool qk_norm;
   bool gemma;
+  bool moe;
 };
 
 constexpr ArchTraits kArchitectures[] = {
-    {"LlamaForCausalLM", false, false, false},
-    {"MistralForCausalLM", false, false, false},
-    {"Qwen2ForCausalLM", true, false, false},
-    {"Qwen3ForCausalLM", false, true, false},
-    {"Gemma3ForCausalLM", false, true, true},
+    {"LlamaForCausalLM", false, false, false, false},
+    {"MistralForCausalLM", false, false, false, false},
+    {"Qwen2ForCausalLM", true, false, false, false},
+    {"Qwen3ForCausalLM", false, true, false, false},
+    {"Gemma3ForCausalLM", false, true, true, false},
+    {"Qwen2MoeForCausalLM", true, false, false, true},
+    {"Qwen3MoeForCausalLM", false, true, false, true},
+    {"MixtralForCausalLM", false, false, false, true},
 };
+
+// The MoE fields of Qwen2-MoE, Qwen3-MoE and Mixtral configs (transformers'
+// Qwen2MoeConfig / Qwen3MoeConfig / MixtralConfig and their defaults).
+void parse_moe(const Fields& f, ModelConfig& c) {
+  MoeConfig& m = c.moe;
+  const bool mixtral = c.architecture == "MixtralForCausalLM";
+  // Older transformers wrote num_experts for Mixtral too; newer ones num_local_experts.
+  const char* count_key = f.has("num_local_experts") ? "num_local_experts" : "num_experts";
+  m.n_experts = f.integer(count_key);
+  m.n_experts_used = f.integer("num_experts_per_tok");
+  if (m.n_experts <= 0) f.fail(count_key, "must be positive");
+  if (m.n_experts_used <= 0 || m.n_experts_used > m.n_experts)
+    f.fail("num_experts_per_tok", "must be between 1 and the expert count (" + std::to_string(m.n_experts) + ")");
+  // Mixtral's experts are intermediate_size wide and its router always renormalises.
+  m.expert_ffn = mixtral ? c.intermediate_size : f.integer("moe_intermediate_size");
+  if (m.expert_ffn <= 0) f.fail("moe_intermediate_size", "must be positive");
+  m.norm_topk = mixtral || f.boolean("norm_topk_prob", false);
+  if (c.architecture == "Qwen2MoeForCausalLM") {
+    m.shared_expert_ffn = f.integer("shared_expert_intermediate_size");
+    if (m.shared_expert_ffn <= 0) f.fail("shared_expert_intermediate_size", "must be positive");
+  }
+  // Qwen's decoder_sparse_step and mlp_only_layers choose which layers are sparse.
+  const int64_t step = mixtral ? 1 : f.integer("decoder_sparse_step", 1);
+  if (step <= 0) f.fail("decoder_sparse_step", "must be positive");
+  c.layer_is_moe.assign(static_cast<size_t>(c.n_layers), false);
+  for (int64_t i = 0; i < c.n_layers; ++i) c.layer_is_moe[static_cast<size_t>(i)] = (i + 1) % step == 0;
+  if (!mixtral)
+    for (int64_t i : f.int_list("mlp_only_layers")) {
+      if (i < 0 || i >= c.n_layers) f.fail("mlp_only_layers", "layer " + std::to_string(i) + " does not exist");
+      c.layer_is_moe[static_cast<size_t>(i)] = false;
+    }
+}
 
 }  // namespace
 
@@ -202,6 +238,8 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   c.mlp_bias = f.boolean("mlp_bias", false);
   c.qk_norm = arch->qk_norm;
   c.gemma_norms = arch->gemma;
+  c.layer_is_moe.assign(static_cast<size_t>(c.n_layers), false);
+  if (arch->moe) parse_moe(f, c);
 
   std::string act = f.string(arch->gemma ? "hidden_activation" : "hidden_act",
                              arch->gemma ? "gelu_pytorch_tanh" : "silu");
@@ -238,7 +276,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
       else if (t != "full_attention")
         f.fail("layer_types", "unsupported layer type '" + t + "' at index " + std::to_string(i));
     }
-  } else if (c.architecture == "MistralForCausalLM") {
+  } else if (c.architecture == "MistralForCausalLM" || c.architecture == "MixtralForCausalLM") {
     c.layer_is_sliding.assign(static_cast<size_t>(c.n_layers), window > 0);
   } else if (arch->gemma) {
     int64_t pattern = f.integer("sliding_window_pattern", 6);
@@ -249,8 +287,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
     for (int64_t i = first; i < c.n_layers; ++i) c.layer_is_sliding[static_cast<size_t>(i)] = true;
   }
   // Qwen2/Qwen3 drop the window unless use_sliding_window is set.
-  if ((c.architecture == "Qwen2ForCausalLM" || c.architecture == "Qwen3ForCausalLM") &&
-      !f.boolean("use_sliding_window", false))
+  if (c.architecture.rfind("Qwen", 0) == 0 && !f.boolean("use_sliding_window", false))
     window = 0;
   c.sliding_window = window;
   if (window == 0) c.layer_is_sliding.assign(static_cast<size_t>(c.n_layers), false);

@@ -41,6 +41,25 @@ struct RopeConfig {
 
 enum class Activation { kSilu, kGeluTanh };
 
+// How a router turns its logits into expert weights.
+enum class RouterScoring { kSoftmax, kSigmoid };
+
+// Mixture-of-experts layers (Qwen3-MoE, Qwen2-MoE, Mixtral). A layer is sparse when
+// ModelConfig::layer_is_moe says so; the others keep the dense MLP of intermediate_size.
+// The router picks n_experts_used of n_experts per token: scores by `scoring` over all
+// experts, the top k (ties to the lower index, as torch.topk), optionally renormalised to
+// sum 1, times routed_scaling. Room is left for DeepSeek-V3's grouped top-k with a score
+// bias, which would add fields here, not a second router.
+struct MoeConfig {
+  int64_t n_experts = 0;       // 0: a dense model
+  int64_t n_experts_used = 0;  // top-k
+  int64_t expert_ffn = 0;      // intermediate size of one routed expert
+  bool norm_topk = false;
+  double routed_scaling = 1.0;
+  RouterScoring scoring = RouterScoring::kSoftmax;
+  int64_t shared_expert_ffn = 0;  // Qwen2-MoE's shared expert (0: none); its output is scaled by a sigmoid gate
+};
+
 struct ModelConfig {
   std::string architecture;  // e.g. "LlamaForCausalLM"
   int64_t vocab_size = 0;
@@ -71,6 +90,8 @@ struct ModelConfig {
   // "NORM" rope, which GGUF llama-arch files need (their q/k rows are permuted for it).
   bool rope_interleaved = false;
   DType dtype = DType::kF32;  // torch_dtype / dtype in config.json
+  MoeConfig moe;
+  std::vector<bool> layer_is_moe;  // per layer; all false for a dense model
   std::optional<int64_t> bos_token_id;
   std::vector<int64_t> eos_token_ids;
 };

@@ -7,6 +7,7 @@
 #include "quanta/core/error.h"
 #include "quanta/core/thread_pool.h"
 #include "quanta/kernels/ops.h"
+#include "quanta/model/moe.h"
 
 namespace quanta::model {
 
@@ -26,8 +27,16 @@ struct DecoderModel::Layer {
   Tensor post_mlp_norm;   // [hidden] f32, Gemma only
   Tensor q_norm, k_norm;  // [d_head] f32, when config.qk_norm
   std::unique_ptr<LinearKernel> q, k, v, o;  // q: [n_heads*d_head, hidden], k/v: [n_kv_heads*d_head, hidden]
-  std::unique_ptr<LinearKernel> gate, up, down;  // gate/up: [d_ff, hidden], down: [hidden, d_ff]
+  std::unique_ptr<LinearKernel> gate, up, down;  // gate/up: [d_ff, hidden], down: [hidden, d_ff]; null when sparse
+  std::unique_ptr<MoeBlock> moe;                 // a sparse layer's experts, else null
   bool sliding = false;
+
+  size_t weight_bytes() const {
+    size_t n = moe ? moe->weight_bytes() : 0;
+    for (const auto* lin : {q.get(), k.get(), v.get(), o.get(), gate.get(), up.get(), down.get()})
+      if (lin) n += lin->weight_bytes();
+    return n;
+  }
 };
 
 namespace {
@@ -76,6 +85,7 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
     done += bytes;
     if (progress) progress(std::min(done, total), total);
   };
+  std::vector<std::string> names;  // the source's names, listed once if a layer is sparse
   auto linear = [&](const std::string& prefix, int64_t n_in, int64_t n_out, bool bias, ParallelRole role) {
     return method.load_linear(source, LinearSpec{prefix, n_in, n_out, bias, role});
   };
@@ -107,13 +117,15 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
     layer->k = linear(p + "self_attn.k_proj", hidden, kv_dim, c.attention_bias, ParallelRole::kColumn);
     layer->v = linear(p + "self_attn.v_proj", hidden, kv_dim, c.attention_bias, ParallelRole::kColumn);
     layer->o = linear(p + "self_attn.o_proj", q_dim, hidden, c.o_proj_bias, ParallelRole::kRow);
-    layer->gate = linear(p + "mlp.gate_proj", hidden, d_ff, c.mlp_bias, ParallelRole::kColumn);
-    layer->up = linear(p + "mlp.up_proj", hidden, d_ff, c.mlp_bias, ParallelRole::kColumn);
-    layer->down = linear(p + "mlp.down_proj", d_ff, hidden, c.mlp_bias, ParallelRole::kRow);
-    size_t bytes = 0;
-    for (const auto* k : {layer->q.get(), layer->k.get(), layer->v.get(), layer->o.get(), layer->gate.get(),
-                          layer->up.get(), layer->down.get()})
-      bytes += k->weight_bytes();
+    if (c.layer_is_moe[static_cast<size_t>(i)]) {
+      if (names.empty()) names = source.names();
+      layer->moe = MoeBlock::load(c, source, names, method, p);
+    } else {
+      layer->gate = linear(p + "mlp.gate_proj", hidden, d_ff, c.mlp_bias, ParallelRole::kColumn);
+      layer->up = linear(p + "mlp.up_proj", hidden, d_ff, c.mlp_bias, ParallelRole::kColumn);
+      layer->down = linear(p + "mlp.down_proj", d_ff, hidden, c.mlp_bias, ParallelRole::kRow);
+    }
+    const size_t bytes = layer->weight_bytes();
     m->layers_.push_back(std::move(layer));
     report(bytes);
   }
@@ -145,9 +157,7 @@ KvCache DecoderModel::make_cache(int64_t capacity) const {
 size_t DecoderModel::weight_bytes() const {
   size_t n = embedding_->weight_bytes();
   if (!config_.tie_word_embeddings) n += lm_head_->weight_bytes();
-  for (const auto& l : layers_)
-    for (const auto* k : {l->q.get(), l->k.get(), l->v.get(), l->o.get(), l->gate.get(), l->up.get(), l->down.get()})
-      n += k->weight_bytes();
+  for (const auto& l : layers_) n += l->weight_bytes();
   return n;
 }
 
@@ -266,15 +276,17 @@ void DecoderModel::forward(const std::vector<SequenceStep>& steps, KvPool& kv_po
     kernels::rms_norm(x.data(), (gemma ? L.pre_mlp_norm : L.post_attn_norm).data<float>(), h.data(), n_tokens,
                       hidden, eps, gemma);
     add_rows(h.data(), L.mlp_norm_bias, n_tokens, hidden);
-    L.gate->forward(h.data(), n_tokens, gate.data(), pool);
-    L.up->forward(h.data(), n_tokens, up.data(), pool);
-    {
+    if (L.moe) {
+      L.moe->forward(h.data(), n_tokens, proj.data(), pool);
+    } else {
+      L.gate->forward(h.data(), n_tokens, gate.data(), pool);
+      L.up->forward(h.data(), n_tokens, up.data(), pool);
       const auto act = c.activation == format::Activation::kSilu ? kt.silu_mul : kt.gelu_tanh_mul;
       pool.parallel_for(static_cast<int64_t>(gate.size()), 4096, [&](int64_t i0, int64_t i1) {
         act(gate.data() + i0, up.data() + i0, gate.data() + i0, i1 - i0);
       });
+      L.down->forward(gate.data(), n_tokens, proj.data(), pool);
     }
-    L.down->forward(gate.data(), n_tokens, proj.data(), pool);
     if (gemma)
       kernels::rms_norm(proj.data(), L.post_mlp_norm.data<float>(), proj.data(), n_tokens, hidden, eps, true);
     for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];

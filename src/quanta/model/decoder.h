@@ -1,5 +1,7 @@
 // The decoder-only transformer shared by the llama family: Llama, Mistral,
-// Qwen2, Qwen3 and Gemma3 (text). Differences between them are data in
+// Qwen2, Qwen3, Gemma3 (text) and their mixture-of-experts kin (Qwen2-MoE,
+// Qwen3-MoE, Mixtral: sparse layers are a MoeBlock in place of the MLP).
+// Differences between them are data in
 // ModelConfig (norm style, q/k norm, biases, activation, sliding layers, rope
 // per layer type, softcaps), not separate code paths per architecture.
 //

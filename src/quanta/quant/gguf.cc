@@ -144,6 +144,12 @@ class GgufMethod : public QuantMethod {
  public:
   std::string name() const override { return "gguf"; }
 
+ protected:
+  // llama.cpp multiplies ffn_gate_exps and ffn_up_exps apart; a file may type them differently.
+  bool separate_gate_up() const override { return true; }
+
+ public:
+
   std::unique_ptr<LinearKernel> load_linear(const format::TensorSource& source,
                                             const LinearSpec& spec) const override {
     const auto* gguf = dynamic_cast<const format::GgufTensorSource*>(&source);

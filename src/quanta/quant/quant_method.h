@@ -50,12 +50,51 @@ class LinearKernel {
   virtual void dequantize_row(int64_t row, float* out) const;
 };
 
+// One layer's routed experts: `prefix` + ".E." + a projection name + ".weight"...
+// (gate/up/down = gate_proj/up_proj/down_proj, or Mixtral's w1/w3/w2).
+struct MoeSpec {
+  std::string prefix;  // e.g. "model.layers.3.mlp.experts"
+  std::string gate = "gate_proj", up = "up_proj", down = "down_proj";
+  int64_t n_experts = 0;
+  int64_t hidden = 0;
+  int64_t d_ff = 0;  // one expert's intermediate size
+};
+
+// The grouped matmuls of one layer's experts: each call multiplies the rows of the
+// tokens routed to one expert by that expert's weights. w13 (gate+up) and w2 (down)
+// may have different schemes; experts of one layer may too. The router, the
+// activation and the weighted scatter back are the model's (model/moe.h).
+class MoeKernel {
+ public:
+  virtual ~MoeKernel() = default;
+  // gate[n, d_ff], up[n, d_ff] for rows x[n, hidden] routed to expert e.
+  virtual void gate_up(int64_t e, const float* x, int64_t n, float* gate, float* up, ThreadPool& pool) const = 0;
+  // y[n, hidden] for h[n, d_ff].
+  virtual void down(int64_t e, const float* h, int64_t n, float* y, ThreadPool& pool) const = 0;
+  virtual int64_t n_experts() const = 0;
+  // The stored formats of w13 and w2, for inspect and logs ("q4_K", "Q6_K/Q8_0" when experts differ).
+  virtual std::string w13_format() const = 0;
+  virtual std::string w2_format() const = 0;
+  // Bytes of all experts' weights (a step reads only the chosen experts').
+  virtual size_t weight_bytes() const = 0;
+};
+
 class QuantMethod {
  public:
   virtual ~QuantMethod() = default;
   virtual std::string name() const = 0;
   virtual std::unique_ptr<LinearKernel> load_linear(const format::TensorSource& source,
                                                     const LinearSpec& spec) const = 0;
+  // The experts of one layer. The default loads each expert projection as a Linear
+  // through load_linear, so every scheme a method reads for Linear layers works for
+  // experts too, zero-copy where its Linear is. Throws Error naming the layer and
+  // expert when the checkpoint's experts do not match spec.n_experts, and (unless the
+  // format stores gate and up apart, as GGUF does) when an expert's gate and up differ.
+  virtual std::unique_ptr<MoeKernel> load_experts(const format::TensorSource& source, const MoeSpec& spec) const;
+
+ protected:
+  // Whether gate and up of an expert may have different schemes (they are never fused).
+  virtual bool separate_gate_up() const { return false; }
 };
 
 // Float weights (f32, bf16, f16) used as stored, zero-copy from the checkpoint.

@@ -1,0 +1,195 @@
+#include "quanta/model/moe.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "quanta/core/error.h"
+#include "quanta/core/thread_pool.h"
+#include "quanta/kernels/kernels.h"
+
+namespace quanta::model {
+
+using format::MoeConfig;
+using quant::LinearSpec;
+using quant::ParallelRole;
+
+Routing route(const MoeConfig& c, const float* logits, int64_t n_tokens) {
+  const int64_t n = c.n_experts, k = c.n_experts_used;
+  Routing r{n_tokens, k, std::vector<int32_t>(static_cast<size_t>(n_tokens * k)),
+            std::vector<float>(static_cast<size_t>(n_tokens * k))};
+  std::vector<float> score(static_cast<size_t>(n));
+  std::vector<int32_t> order(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const float* l = logits + t * n;
+    if (c.scoring == format::RouterScoring::kSoftmax) {
+      const float mx = *std::max_element(l, l + n);
+      float sum = 0.0f;
+      for (int64_t e = 0; e < n; ++e) sum += score[static_cast<size_t>(e)] = std::exp(l[e] - mx);
+      for (float& s : score) s /= sum;
+    } else {
+      for (int64_t e = 0; e < n; ++e) score[static_cast<size_t>(e)] = 1.0f / (1.0f + std::exp(-l[e]));
+    }
+    std::iota(order.begin(), order.end(), 0);
+    // The k highest scores; equal scores keep the lower expert first.
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+      const float sa = score[static_cast<size_t>(a)], sb = score[static_cast<size_t>(b)];
+      return sa > sb || (sa == sb && a < b);
+    });
+    float total = 0.0f;
+    for (int64_t j = 0; j < k; ++j) total += score[static_cast<size_t>(order[static_cast<size_t>(j)])];
+    for (int64_t j = 0; j < k; ++j) {
+      const int32_t e = order[static_cast<size_t>(j)];
+      float w = score[static_cast<size_t>(e)];
+      if (c.norm_topk) w /= total;
+      r.expert[static_cast<size_t>(t * k + j)] = e;
+      r.weight[static_cast<size_t>(t * k + j)] = w * static_cast<float>(c.routed_scaling);
+    }
+  }
+  return r;
+}
+
+namespace {
+
+bool has_prefix(const std::vector<std::string>& names, const std::string& prefix) {
+  auto it = std::lower_bound(names.begin(), names.end(), prefix);
+  return it != names.end() && it->rfind(prefix, 0) == 0;
+}
+
+}  // namespace
+
+MoeBlock::~MoeBlock() = default;
+
+std::unique_ptr<MoeBlock> MoeBlock::load(const format::ModelConfig& config, const format::TensorSource& source,
+                                         const std::vector<std::string>& names, const quant::QuantMethod& method,
+                                         const std::string& layer_prefix) {
+  std::unique_ptr<MoeBlock> b(new MoeBlock());
+  b->config_ = config.moe;
+  b->hidden_ = config.hidden_size;
+  b->activation_ = config.activation;
+  const MoeConfig& m = b->config_;
+  const int64_t hidden = config.hidden_size;
+
+  // Mixtral's own names are block_sparse_moe.{gate, experts.E.w1/w3/w2}; transformers 5
+  // and GPTQModel write mlp.{gate, experts.E.gate_proj/up_proj/down_proj} for it too.
+  const std::string base = layer_prefix + (has_prefix(names, layer_prefix + "block_sparse_moe.") ? "block_sparse_moe." : "mlp.");
+  quant::MoeSpec spec;
+  spec.prefix = base + "experts";
+  if (has_prefix(names, spec.prefix + ".0.w1.")) {
+    spec.gate = "w1";
+    spec.up = "w3";
+    spec.down = "w2";
+  }
+  spec.n_experts = m.n_experts;
+  spec.hidden = hidden;
+  spec.d_ff = m.expert_ffn;
+
+  if (!has_prefix(names, base + "gate."))
+    throw Error("the router of this mixture-of-experts layer is missing", {.file = source.location(), .tensor = base + "gate.weight"});
+  b->router_ = method.load_linear(source, LinearSpec{base + "gate", hidden, m.n_experts, false, ParallelRole::kReplicated});
+  b->experts_ = method.load_experts(source, spec);
+
+  if (m.shared_expert_ffn > 0) {
+    const std::string s = base + "shared_expert.";
+    b->shared_gate_ = method.load_linear(source, {s + "gate_proj", hidden, m.shared_expert_ffn, false, ParallelRole::kColumn});
+    b->shared_up_ = method.load_linear(source, {s + "up_proj", hidden, m.shared_expert_ffn, false, ParallelRole::kColumn});
+    b->shared_down_ = method.load_linear(source, {s + "down_proj", m.shared_expert_ffn, hidden, false, ParallelRole::kRow});
+    const std::string gname = base + "shared_expert_gate.weight";
+    Tensor g = source.get(gname);  // HF [1, hidden]; GGUF ffn_gate_inp_shexp [hidden]
+    if (g.numel() != hidden || (g.shape() != Shape{hidden} && g.shape() != Shape{1, hidden}))
+      throw Error("shape " + shape_str(g.shape()) + " does not match the model config, which needs " +
+                      shape_str({1, hidden}), {.file = source.file_of(gname), .tensor = gname});
+    if (g.dtype() != DType::kF32 && g.dtype() != DType::kBF16 && g.dtype() != DType::kF16)
+      throw Error("dtype " + std::string(dtype_name(g.dtype())) + " is not a float type",
+                  {.file = source.file_of(gname), .tensor = gname});
+    Tensor f = g.to_f32();
+    b->shared_scale_.assign(f.data<float>(), f.data<float>() + hidden);
+  }
+  return b;
+}
+
+size_t MoeBlock::weight_bytes() const {
+  size_t n = router_->weight_bytes() + experts_->weight_bytes();
+  for (const auto* k : {shared_gate_.get(), shared_up_.get(), shared_down_.get()})
+    if (k) n += k->weight_bytes();
+  return n;
+}
+
+void MoeBlock::forward(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const {
+  const MoeConfig& m = config_;
+  const int64_t n_exp = m.n_experts, k = m.n_experts_used, hidden = hidden_, d_ff = m.expert_ffn;
+  const int64_t n_slots = n_tokens * k;
+  const auto& kt = kernels::kernels();
+  const auto act = activation_ == format::Activation::kSilu ? kt.silu_mul : kt.gelu_tanh_mul;
+
+  std::vector<float> logits(static_cast<size_t>(n_tokens * n_exp));
+  router_->forward(x, n_tokens, logits.data(), pool);
+  const Routing r = route(m, logits.data(), n_tokens);
+
+  // Slots grouped by expert (counting sort, slots in token order within an expert).
+  std::vector<int64_t> start(static_cast<size_t>(n_exp + 1), 0);
+  for (int32_t e : r.expert) ++start[static_cast<size_t>(e) + 1];
+  for (int64_t e = 0; e < n_exp; ++e) start[static_cast<size_t>(e + 1)] += start[static_cast<size_t>(e)];
+  std::vector<int64_t> row_of_slot(static_cast<size_t>(n_slots)), fill(start.begin(), start.end() - 1);
+  for (int64_t s = 0; s < n_slots; ++s) row_of_slot[static_cast<size_t>(s)] = fill[static_cast<size_t>(r.expert[static_cast<size_t>(s)])]++;
+
+  // Rows in expert order: the gathered inputs, gate/up, and each slot's expert output.
+  std::vector<float> xs(static_cast<size_t>(n_slots * hidden)), gate(static_cast<size_t>(n_slots * d_ff)),
+      up(static_cast<size_t>(n_slots * d_ff)), ys(static_cast<size_t>(n_slots * hidden));
+  pool.parallel_for(n_slots, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s)
+      std::copy_n(x + (s / k) * hidden, hidden, xs.data() + row_of_slot[static_cast<size_t>(s)] * hidden);
+  });
+
+  auto run_expert = [&](int64_t e, ThreadPool& p) {
+    const int64_t r0 = start[static_cast<size_t>(e)], n = start[static_cast<size_t>(e + 1)] - r0;
+    float* g = gate.data() + r0 * d_ff;
+    experts_->gate_up(e, xs.data() + r0 * hidden, n, g, up.data() + r0 * d_ff, p);
+    act(g, up.data() + r0 * d_ff, g, n * d_ff);
+    experts_->down(e, g, n, ys.data() + r0 * hidden, p);
+  };
+  // Experts with more than a thread's share of rows run one at a time on the whole pool;
+  // the others are spread over the pool, one expert per task (nested calls run serially).
+  std::vector<int64_t> spread;
+  for (int64_t e = 0; e < n_exp; ++e) {
+    const int64_t n = start[static_cast<size_t>(e + 1)] - start[static_cast<size_t>(e)];
+    if (n == 0) continue;
+    if (pool.size() > 1 && n * pool.size() > n_slots) run_expert(e, pool);
+    else spread.push_back(e);
+  }
+  pool.parallel_for(static_cast<int64_t>(spread.size()), 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) run_expert(spread[static_cast<size_t>(i)], pool);
+  });
+
+  // Each token's weighted sum over its k slots, in choice order.
+  pool.parallel_for(n_tokens, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      float* yt = y + t * hidden;
+      std::fill(yt, yt + hidden, 0.0f);
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t s = t * k + j;
+        const float w = r.weight[static_cast<size_t>(s)];
+        const float* ye = ys.data() + row_of_slot[static_cast<size_t>(s)] * hidden;
+        for (int64_t i = 0; i < hidden; ++i) yt[i] += w * ye[i];
+      }
+    }
+  });
+
+  if (shared_gate_) {
+    const int64_t ff = m.shared_expert_ffn;
+    std::vector<float> sg(static_cast<size_t>(n_tokens * ff)), su(static_cast<size_t>(n_tokens * ff)),
+        sy(static_cast<size_t>(n_tokens * hidden));
+    shared_gate_->forward(x, n_tokens, sg.data(), pool);
+    shared_up_->forward(x, n_tokens, su.data(), pool);
+    act(sg.data(), su.data(), sg.data(), n_tokens * ff);
+    shared_down_->forward(sg.data(), n_tokens, sy.data(), pool);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      float dot = 0.0f;
+      for (int64_t i = 0; i < hidden; ++i) dot += x[t * hidden + i] * shared_scale_[static_cast<size_t>(i)];
+      const float scale = 1.0f / (1.0f + std::exp(-dot));
+      for (int64_t i = 0; i < hidden; ++i) y[t * hidden + i] += scale * sy[static_cast<size_t>(t * hidden + i)];
+    }
+  }
+}
+
+}  // namespace quanta::model
