@@ -236,7 +236,33 @@ def convert(name: str, src: Path, work: Path) -> Path:
     return base
 
 
+def topk_cases() -> None:
+    """tests/golden/fixtures/moe-topk.safetensors: router logits full of ties and the experts
+    transformers picks for them (softmax in f32, then torch.topk, as Qwen3MoeTopKRouter does).
+    Shapes cover both of torch's CPU selection paths: nth_element (k * 64 > n) and the heap."""
+    gen = torch.Generator().manual_seed(4242)
+    tensors = {}
+    for n, k in ((8, 2), (60, 4), (128, 8), (256, 4), (512, 8)):
+        rows = [torch.zeros(n), torch.tensor([0.1, 0.3, 0.2, 0.3, 0.3, 0.0, 0.3, 0.1] * (n // 8) + [0.0] * (n % 8))]
+        levels = torch.tensor([0.0, 0.5, 1.0, 1.5])
+        rows += [levels[torch.randint(0, 4, (n,), generator=gen)] for _ in range(6)]
+        rows += [torch.randn(n, generator=gen) for _ in range(2)]
+        logits = torch.stack(rows).float()
+        probs = torch.nn.functional.softmax(logits, dtype=torch.float, dim=-1)
+        values, indices = torch.topk(probs, k, dim=-1)
+        tensors[f"logits_{n}_{k}"] = logits.contiguous()
+        tensors[f"indices_{n}_{k}"] = indices.contiguous()
+        tensors[f"values_{n}_{k}"] = values.contiguous()
+    out = FIXTURES / "moe-topk.safetensors"
+    save_file(tensors, str(out), metadata={"quanta_fixture": json.dumps(
+        {"torch": torch.__version__.split("+")[0], "what": "softmax(f32) + torch.topk of router logits with ties"})})
+    print(f"{out.name}: {sorted(tensors)}")
+
+
 def main() -> int:
+    topk_cases()
+    if sys.argv[1:] == ["--topk-only"]:
+        return 0
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

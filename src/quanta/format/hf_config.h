@@ -47,7 +47,7 @@ enum class RouterScoring { kSoftmax, kSigmoid };
 // Mixture-of-experts layers (Qwen3-MoE, Qwen2-MoE, Mixtral). A layer is sparse when
 // ModelConfig::layer_is_moe says so; the others keep the dense MLP of intermediate_size.
 // The router picks n_experts_used of n_experts per token: scores by `scoring` over all
-// experts, the top k (ties to the lower index, as torch.topk), optionally renormalised to
+// experts, the top k (equal scores ordered as torch.topk orders them), optionally renormalised to
 // sum 1, times routed_scaling. Room is left for DeepSeek-V3's grouped top-k with a score
 // bias, which would add fields here, not a second router.
 struct MoeConfig {

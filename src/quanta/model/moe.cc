@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 
 #include "quanta/core/error.h"
 #include "quanta/core/thread_pool.h"
@@ -14,12 +13,36 @@ using format::MoeConfig;
 using quant::LinearSpec;
 using quant::ParallelRole;
 
+namespace {
+
+// The k largest of `score` as torch.topk picks them on the CPU, ties included, since which
+// of two equal scores wins decides which expert runs: (score, index) pairs compared by score
+// alone, std::partial_sort of the first k when k * 64 <= n, otherwise std::nth_element at the
+// k-th and std::sort of the k-1 before it (torch's topk_impl_loop, aten/src/ATen/native/TopKImpl.h;
+// checked against torch 2.15 by tests/golden/moe_test.cc). The same libstdc++ algorithms run here,
+// so equal scores come out in torch's order.
+void torch_topk(const std::vector<float>& score, int64_t k, std::vector<std::pair<float, int64_t>>& q) {
+  auto greater = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
+    return (std::isnan(a.first) && !std::isnan(b.first)) || a.first > b.first;
+  };
+  q.resize(score.size());
+  for (size_t j = 0; j < q.size(); ++j) q[j] = {score[j], static_cast<int64_t>(j)};
+  if (k * 64 <= static_cast<int64_t>(score.size())) {
+    std::partial_sort(q.begin(), q.begin() + k, q.end(), greater);
+  } else {
+    std::nth_element(q.begin(), q.begin() + k - 1, q.end(), greater);
+    std::sort(q.begin(), q.begin() + k - 1, greater);
+  }
+}
+
+}  // namespace
+
 Routing route(const MoeConfig& c, const float* logits, int64_t n_tokens) {
   const int64_t n = c.n_experts, k = c.n_experts_used;
   Routing r{n_tokens, k, std::vector<int32_t>(static_cast<size_t>(n_tokens * k)),
             std::vector<float>(static_cast<size_t>(n_tokens * k))};
   std::vector<float> score(static_cast<size_t>(n));
-  std::vector<int32_t> order(static_cast<size_t>(n));
+  std::vector<std::pair<float, int64_t>> top;
   for (int64_t t = 0; t < n_tokens; ++t) {
     const float* l = logits + t * n;
     if (c.scoring == format::RouterScoring::kSoftmax) {
@@ -30,19 +53,13 @@ Routing route(const MoeConfig& c, const float* logits, int64_t n_tokens) {
     } else {
       for (int64_t e = 0; e < n; ++e) score[static_cast<size_t>(e)] = 1.0f / (1.0f + std::exp(-l[e]));
     }
-    std::iota(order.begin(), order.end(), 0);
-    // The k highest scores; equal scores keep the lower expert first.
-    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
-      const float sa = score[static_cast<size_t>(a)], sb = score[static_cast<size_t>(b)];
-      return sa > sb || (sa == sb && a < b);
-    });
+    torch_topk(score, k, top);
     float total = 0.0f;
-    for (int64_t j = 0; j < k; ++j) total += score[static_cast<size_t>(order[static_cast<size_t>(j)])];
+    for (int64_t j = 0; j < k; ++j) total += top[static_cast<size_t>(j)].first;
     for (int64_t j = 0; j < k; ++j) {
-      const int32_t e = order[static_cast<size_t>(j)];
-      float w = score[static_cast<size_t>(e)];
+      float w = top[static_cast<size_t>(j)].first;
       if (c.norm_topk) w /= total;
-      r.expert[static_cast<size_t>(t * k + j)] = e;
+      r.expert[static_cast<size_t>(t * k + j)] = static_cast<int32_t>(top[static_cast<size_t>(j)].second);
       r.weight[static_cast<size_t>(t * k + j)] = w * static_cast<float>(c.routed_scaling);
     }
   }
@@ -84,10 +101,11 @@ std::unique_ptr<MoeBlock> MoeBlock::load(const format::ModelConfig& config, cons
   spec.hidden = hidden;
   spec.d_ff = m.expert_ffn;
 
+  // Experts first: a wrong expert count is reported as such, not as the router's shape.
+  b->experts_ = method.load_experts(source, spec);
   if (!has_prefix(names, base + "gate."))
     throw Error("the router of this mixture-of-experts layer is missing", {.file = source.location(), .tensor = base + "gate.weight"});
   b->router_ = method.load_linear(source, LinearSpec{base + "gate", hidden, m.n_experts, false, ParallelRole::kReplicated});
-  b->experts_ = method.load_experts(source, spec);
 
   if (m.shared_expert_ffn > 0) {
     const std::string s = base + "shared_expert.";

@@ -32,7 +32,7 @@ struct Routing {
 };
 
 // Routing from router logits [n_tokens, n_experts], as transformers computes it: scores
-// (softmax or sigmoid, f32), the top k by score (ties to the lower index), renormalised
+// (softmax or sigmoid, f32), the top k by score (equal scores in torch.topk's CPU order), renormalised
 // to sum 1 when config.norm_topk, times routed_scaling.
 Routing route(const format::MoeConfig& config, const float* logits, int64_t n_tokens);
 
