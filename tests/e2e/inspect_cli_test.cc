@@ -9,6 +9,7 @@
 // safetensors JSON header read here directly.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -174,15 +175,15 @@ TEST(InspectCli, BadPathIsOneErrorLine) {
 
 }  // namespace
 // A mixture-of-experts GGUF (qwen3moe, written by gguf-py: tools/make_moe_gguf_fixture.py):
-// inspect lists its 3-D expert tensors as stored; loading it is refused by name
-// until MoE layers exist.
-TEST(InspectCli, MoeGgufIsListedAndRefusedClearlyByGenerate) {
+// inspect lists its 3-D expert tensors as stored and the MoE hyper-parameters quanta runs it with;
+// generate runs it.
+TEST(InspectCli, MoeGgufIsListedAndGenerates) {
   const std::string path = "tests/e2e/fixtures/gguf/qwen3moe-tiny.gguf";
   const json out = inspect_json(path);
   EXPECT_EQ(out.at("method"), "gguf");
-  EXPECT_EQ(out.at("hyperparameters").at("runnable"), false);
-  EXPECT_EQ(out.at("hyperparameters").at("qwen3moe.expert_count"), 4);
-  EXPECT_EQ(out.at("hyperparameters").at("qwen3moe.expert_used_count"), 2);
+  EXPECT_EQ(out.at("hyperparameters").at("architecture"), "Qwen3MoeForCausalLM");
+  EXPECT_EQ(out.at("hyperparameters").at("moe").at("experts"), 4);
+  EXPECT_EQ(out.at("hyperparameters").at("moe").at("experts_per_token"), 2);
   std::map<std::string, json> layers;
   for (const json& layer : out.at("layers")) layers[layer.at("tensor").get<std::string>()] = layer;
   EXPECT_EQ(layers.size(), 14u);
@@ -193,12 +194,54 @@ TEST(InspectCli, MoeGgufIsListedAndRefusedClearlyByGenerate) {
     EXPECT_EQ(layers[name].at("bytes").get<int64_t>(), 4 * 32 * 64 / 32 * 34);
   }
   EXPECT_EQ(layers["blk.0.ffn_down_exps.weight"].at("shape"), json::parse("[4, 64, 32]"));
+  ASSERT_EQ(out.at("experts").size(), 1u);
+  EXPECT_EQ(out.at("experts")[0].at("w13"), "Q8_0");
 
-  test::RunResult r = run_quanta({"generate", "--model-path", test::source_path(path), "--prompt-ids", "1"});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err.rfind("quanta: error: ", 0), 0u) << r.err;
-  EXPECT_NE(r.err.find("mixture-of-experts"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("general.architecture"), std::string::npos) << r.err;
+  test::RunResult r = run_quanta({"generate", "--model-path", test::source_path(path), "--prompt-ids", "1,5,7",
+                                  "--max-new-tokens", "4", "--ids", "--temperature", "0"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), ' '), 3) << r.out;
 }
 
+}  // namespace quanta
+
+namespace quanta {
+namespace {
+
+// A folder's per-expert tensors show as one row per projection (shape [experts, out, in], bytes
+// summed from the safetensors header), and each MoE layer's w13 and w2 schemes are listed, marked
+// where they differ (the GGUF whose layer 1 has Q6_K down experts and Q4_K gate/up).
+TEST(InspectCli, ExpertsGroupedPerProjectionAndW13W2Compared) {
+  const std::string dir = test::source_path("tests/golden/fixtures/qwen3moe-f32");
+  auto r = run_quanta({"inspect", dir, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(r.out);
+  const test::Safetensors st = test::read_st(dir + "/model.safetensors");
+  int64_t expert_bytes = 0, rows = 0;
+  for (int e = 0; e < 8; ++e) {
+    const json& t = st.header.at("model.layers.1.mlp.experts." + std::to_string(e) + ".gate_proj.weight");
+    expert_bytes += t["data_offsets"][1].get<int64_t>() - t["data_offsets"][0].get<int64_t>();
+  }
+  for (const json& l : j["layers"]) {
+    EXPECT_EQ(l["tensor"].get<std::string>().find(".experts.0."), std::string::npos) << l["tensor"];
+    if (l["tensor"] != "model.layers.1.mlp.experts.*.gate_proj.weight") continue;
+    ++rows;
+    EXPECT_EQ(l["shape"], json({8, 32, 64}));
+    EXPECT_EQ(l["bytes"].get<int64_t>(), expert_bytes);
+    EXPECT_EQ(l["scheme"], "FLOAT");
+  }
+  EXPECT_EQ(rows, 1);
+  ASSERT_EQ(j["experts"].size(), 2u);
+  EXPECT_EQ(j["experts"][1]["prefix"], "model.layers.1.mlp.experts");
+  EXPECT_EQ(j["experts"][1]["differ"], false);
+  EXPECT_EQ(j["hyperparameters"]["moe"]["experts"], 8);
+  EXPECT_EQ(j["hyperparameters"]["moe"]["experts_per_token"], 2);
+
+  auto g = run_quanta({"inspect", test::source_path("tests/golden/fixtures/gguf/qwen3moe-k-q4_k_m.gguf")});
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  EXPECT_NE(g.out.find("blk.0                       w13 Q4_K       w2 Q4_K\n"), std::string::npos) << g.out;
+  EXPECT_NE(g.out.find("w13 Q4_K       w2 Q6_K  <- differ"), std::string::npos) << g.out;
+}
+
+}  // namespace
 }  // namespace quanta

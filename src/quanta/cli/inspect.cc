@@ -58,7 +58,14 @@ struct TensorRow {
   }
 };
 
+// One layer's experts: the schemes of w13 (gate+up) and w2 (down) over all its experts.
+struct ExpertGroup {
+  std::string prefix;  // "model.layers.3.mlp.experts" or "blk.3"
+  std::string w13, w2;
+};
+
 struct Report {
+  std::vector<ExpertGroup> experts;  // MoE layers, in layer order
   std::string path;
   std::string format;  // "gguf" | "safetensors"
   std::string method;  // "gguf" | "unquantized" | the resolver's method name
@@ -67,6 +74,8 @@ struct Report {
   ordered_json tokenizer;  // null when the checkpoint has none
   std::vector<TensorRow> rows;
 };
+
+std::vector<ExpertGroup> expert_groups(const std::vector<TensorRow>& rows);
 
 // ---- Folders: the scheme of each tensor --------------------------------------
 //
@@ -189,6 +198,7 @@ Report inspect_gguf(const std::string& path) {
       else if (value.type() == format::GgufValueType::kString) rep.hparams[key] = value.as_string();
     }
   }
+  rep.experts = expert_groups(rep.rows);
   if (md.has("tokenizer.ggml.model")) {
     const std::string kind = md.get_string("tokenizer.ggml.model");
     const std::string pre = md.get_string_or("tokenizer.ggml.pre", "");
@@ -245,6 +255,18 @@ ordered_json hparams_json(const format::ModelConfig& c) {
   if (c.attn_logit_softcap > 0) j["attn_logit_softcapping"] = c.attn_logit_softcap;
   if (c.final_logit_softcap > 0) j["final_logit_softcapping"] = c.final_logit_softcap;
   if (c.rope_interleaved) j["rope_interleaved"] = true;
+  if (c.moe.n_experts > 0) {
+    int64_t sparse = 0;
+    for (bool m : c.layer_is_moe) sparse += m;
+    ordered_json m = {{"experts", c.moe.n_experts},
+                      {"experts_per_token", c.moe.n_experts_used},
+                      {"expert_ffn", c.moe.expert_ffn},
+                      {"norm_topk_prob", c.moe.norm_topk},
+                      {"sparse_layers", sparse}};
+    if (c.moe.routed_scaling != 1.0) m["routed_scaling_factor"] = c.moe.routed_scaling;
+    if (c.moe.shared_expert_ffn > 0) m["shared_expert_ffn"] = c.moe.shared_expert_ffn;
+    j["moe"] = m;
+  }
   j["dtype"] = std::string(dtype_name(c.dtype));
   return j;
 }
@@ -268,6 +290,81 @@ ordered_json tokenizer_json(const tokenizer::Tokenizer& tok, const std::string& 
           {"chat_template", !tok.config().chat_template.empty()}};
 }
 
+// Expert tensors "<prefix>.experts.<E>.<rest>" collapse into one row per (prefix, rest), named
+// "<prefix>.experts.*.<rest>" with shape [experts, ...] and the sum of their bytes; experts of
+// different schemes show as "A x120 + B x8". Rows keep their order of first appearance.
+std::vector<TensorRow> group_experts(const std::vector<TensorRow>& rows) {
+  std::vector<TensorRow> out;
+  std::map<std::string, size_t> group_of;  // grouped name -> index in out
+  std::map<std::string, std::vector<std::pair<std::string, int64_t>>> schemes;  // name -> (scheme, count)
+  std::map<std::string, bool> same_shape;
+  for (const TensorRow& r : rows) {
+    const size_t at = r.tensor.find(".experts.");
+    const size_t idx = at == std::string::npos ? at : at + 9;
+    const size_t dot = idx == std::string::npos ? idx : r.tensor.find('.', idx);
+    if (dot == std::string::npos || r.tensor.find_first_not_of("0123456789", idx) != dot) {
+      out.push_back(r);
+      continue;
+    }
+    const std::string name = r.tensor.substr(0, idx) + "*" + r.tensor.substr(dot);
+    auto it = group_of.find(name);
+    if (it == group_of.end()) {
+      group_of[name] = out.size();
+      TensorRow g = r;
+      g.tensor = name;
+      g.shape.insert(g.shape.begin(), 1);
+      out.push_back(std::move(g));
+      schemes[name] = {{r.scheme, 1}};
+      same_shape[name] = true;
+      continue;
+    }
+    TensorRow& g = out[it->second];
+    g.shape[0] += 1;
+    g.bytes += r.bytes;
+    same_shape[name] = same_shape[name] && Shape(g.shape.begin() + 1, g.shape.end()) == r.shape;
+    auto& list = schemes[name];
+    auto s = std::find_if(list.begin(), list.end(), [&](const auto& e) { return e.first == r.scheme; });
+    if (s == list.end()) list.push_back({r.scheme, 1});
+    else ++s->second;
+  }
+  for (auto& [name, i] : group_of) {
+    const auto& list = schemes[name];
+    if (list.size() > 1) {
+      std::string mixed;
+      for (const auto& [scheme, n] : list) mixed += (mixed.empty() ? "" : " + ") + scheme + " x" + std::to_string(n);
+      out[i].scheme = mixed;
+    }
+    if (!same_shape[name]) throw Error("the experts of " + name + " have different shapes", {.tensor = name});
+  }
+  return out;
+}
+
+// The w13 and w2 scheme of each MoE layer, from the grouped rows (folders: experts.*.gate_proj /
+// w1 and down_proj / w2; GGUF: ffn_gate_exps (or ffn_gate_up_exps) and ffn_down_exps).
+std::vector<ExpertGroup> expert_groups(const std::vector<TensorRow>& rows) {
+  std::vector<ExpertGroup> out;
+  auto group = [&](const std::string& prefix) -> ExpertGroup& {
+    for (ExpertGroup& g : out)
+      if (g.prefix == prefix) return g;
+    out.push_back({prefix, "", ""});
+    return out.back();
+  };
+  auto ends = [](const std::string& s, const std::string& tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  for (const TensorRow& r : rows) {
+    const std::string& t = r.tensor;
+    for (const char* w13 : {".*.gate_proj.weight", ".*.w1.weight", ".*.gate_proj.qweight", ".*.gate_proj.weight_packed"})
+      if (ends(t, w13)) group(t.substr(0, t.size() - std::string(w13).size())).w13 = r.scheme;
+    for (const char* w2 : {".*.down_proj.weight", ".*.w2.weight", ".*.down_proj.qweight", ".*.down_proj.weight_packed"})
+      if (ends(t, w2)) group(t.substr(0, t.size() - std::string(w2).size())).w2 = r.scheme;
+    for (const char* w13 : {".ffn_gate_exps.weight", ".ffn_gate_up_exps.weight"})
+      if (ends(t, w13)) group(t.substr(0, t.size() - std::string(w13).size())).w13 = r.scheme;
+    if (ends(t, ".ffn_down_exps.weight")) group(t.substr(0, t.size() - 21)).w2 = r.scheme;
+  }
+  return out;
+}
+
 Report inspect_folder(const std::string& dir) {
   format::ModelConfig config = format::load_model_config(dir);
   format::SafetensorsCheckpoint ckpt(dir);
@@ -276,7 +373,8 @@ Report inspect_folder(const std::string& dir) {
   rep.path = dir;
   rep.format = "safetensors";
   rep.method = schemes.method;
-  rep.rows = std::move(schemes.rows);
+  rep.rows = group_experts(schemes.rows);
+  rep.experts = expert_groups(rep.rows);
   ordered_json files = ordered_json::array();
   for (const auto& f : ckpt.files()) files.push_back(fs::path(f->path()).filename().string());
   rep.details = {{"files", files}};
@@ -331,6 +429,13 @@ std::string value_string(const ordered_json& v) {
   return v.dump();
 }
 
+ordered_json experts_json(const Report& rep) {
+  ordered_json out = ordered_json::array();
+  for (const ExpertGroup& g : rep.experts)
+    out.push_back({{"prefix", g.prefix}, {"w13", g.w13}, {"w2", g.w2}, {"differ", g.w13 != g.w2}});
+  return out;
+}
+
 ordered_json report_json(const Report& rep) {
   uint64_t total_bytes = 0;
   int64_t total_params = 0;
@@ -363,7 +468,8 @@ ordered_json report_json(const Report& rep) {
           {"tokenizer", rep.tokenizer},
           {"total_params", total_params},
           {"total_bytes", total_bytes},
-          {"layers", layers}};
+          {"layers", layers},
+          {"experts", experts_json(rep)}};
 }
 
 void print_text(const Report& rep) {
@@ -421,6 +527,12 @@ void print_text(const Report& rep) {
   std::printf("total    %5zu tensors  %s, %lld parameters, %.3f bits per weight\n", rep.rows.size(),
               human_bytes(total_bytes).c_str(), static_cast<long long>(total_params),
               total_params ? 8.0 * static_cast<double>(total_bytes) / static_cast<double>(total_params) : 0.0);
+  if (!rep.experts.empty()) {
+    std::printf("\nexperts (w13 = gate+up, w2 = down):\n");
+    for (const ExpertGroup& g : rep.experts)
+      std::printf("  %-*s  w13 %-10s w2 %s%s\n", static_cast<int>(w), g.prefix.c_str(), g.w13.c_str(), g.w2.c_str(),
+                  g.w13 != g.w2 ? "  <- differ" : "");
+  }
 }
 
 struct InspectOptions {
@@ -458,7 +570,10 @@ Command add_inspect(CLI::App& app) {
       "Method: \"gguf\" for a GGUF file, \"unquantized\" for a float folder.\n"
       "--json prints one object: path, format, method, details, hyperparameters, tokenizer, total_params,\n"
       "total_bytes, and layers (a list of {tensor, scheme, weight_bits, act_bits, group_size, shape, bytes,\n"
-      "bits_per_weight}).");
+      "bits_per_weight}) and experts (per MoE layer: {prefix, w13, w2, differ}).\n"
+      "Mixture-of-experts layers: a folder's per-expert tensors show as one row per projection,\n"
+      "experts.*.<name> with shape [experts, ...] (schemes that differ between experts: \"A x120 + B x8\"),\n"
+      "as a GGUF's 3-D expert tensors do; the experts section gives each layer's w13 and w2 schemes.");
   sub->add_option("model", o->model_path, "GGUF file or Hugging Face folder");
   sub->add_option("--model-path", o->model_path, "Same as the positional MODEL");
   sub->add_flag("--json", o->json, "Print JSON instead of text");
