@@ -35,7 +35,7 @@ Two choices make the random model usable for text-level tests:
 The reference is computed from the folder reloaded from disk (AutoTokenizer, AutoModelForCausalLM),
 so it saw exactly the committed bytes.
 
-Run:  /root/.cache/quanta/tools-venv/bin/python tools/make_chat_fixture.py
+Run:  /root/.cache/quanta/tools-venv/bin/python tools/make_chat_fixture.py [--moe]
 Pins: tools/requirements-chat-fixture.txt. Idempotent: seeds are fixed, the folder is rebuilt
 from scratch, and the computation runs single-threaded.
 """
@@ -58,9 +58,15 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedTokenizerFast, Qwen3Config  # noqa: E402
+from transformers import Qwen3MoeConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "tests" / "e2e" / "fixtures" / "tiny-chat"
+# `--moe`: the same tokenizer and attention with Qwen3-MoE blocks (8 experts of ffn 32, top-2
+# renormalised) in tests/e2e/fixtures/tiny-chat-moe/, for the server suite on a MoE model.
+MOE = "--moe" in sys.argv[1:]
+if MOE:
+    OUT = OUT.with_name("tiny-chat-moe")
 
 SEED = 4242
 TRAINED_VOCAB = 509  # 256 byte symbols + 253 merges
@@ -317,7 +323,9 @@ def build() -> dict:
 
         # (c): model
         torch.manual_seed(SEED)
-        config = Qwen3Config(
+        moe = dict(num_experts=8, num_experts_per_tok=2, moe_intermediate_size=32, norm_topk_prob=True) if MOE else {}
+        config = (Qwen3MoeConfig if MOE else Qwen3Config)(
+            **moe,
             vocab_size=vocab,
             hidden_size=64,
             intermediate_size=128,

@@ -1,6 +1,6 @@
 """End-to-end tests of `quanta serve` with the official OpenAI client and raw HTTP.
 
-The server runs the tiny real chat model tests/e2e/fixtures/tiny-chat (made by
+The server runs the tiny real chat model tests/e2e/fixtures/tiny-chat (or $QUANTA_E2E_FIXTURE) (made by
 tools/make_chat_fixture.py), whose reference.json holds what transformers computes: prompt ids and
 32 greedy tokens (EOS ignored) for a few completion prompts and chat message lists. Greedy output
 must match it exactly, whatever the batching.
@@ -29,7 +29,9 @@ import requests
 from openai import OpenAI
 
 REPO = Path(__file__).resolve().parent.parent.parent
-FIXTURE = REPO / "tests" / "e2e" / "fixtures" / "tiny-chat"
+# $QUANTA_E2E_FIXTURE picks another fixture of the same kind (tiny-chat-moe: the same tokenizer
+# with mixture-of-experts blocks; CTest runs the suite on both).
+FIXTURE = REPO / "tests" / "e2e" / "fixtures" / os.environ.get("QUANTA_E2E_FIXTURE", "tiny-chat")
 DEFAULT_MODEL = REPO / "models" / "gemma-3-270m-q4_k_m.gguf"  # scripts/fetch-default-model.sh
 REF = json.loads((FIXTURE / "reference.json").read_text())
 CASES = {c["name"]: c for c in REF["cases"]}
