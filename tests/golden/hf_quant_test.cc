@@ -40,7 +40,7 @@ Loaded load(const std::string& dir) {
   Loaded l;
   l.config = format::load_model_config(dir);
   l.source = format::open_safetensors(dir);
-  l.method = quant::make_folder_method(dir, "", {}, l.config.n_layers);
+  l.method = quant::make_folder_method(dir, "", {}, l.config.layer_is_moe);
   l.model = model::DecoderModel::load(l.config, *l.source, *l.method);
   return l;
 }

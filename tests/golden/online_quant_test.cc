@@ -24,7 +24,7 @@ double relative_error(const std::string& method, const std::vector<std::string>&
   const std::string dir = test::source_path("tests/golden/fixtures/llama-gqa-f32");
   const format::ModelConfig cfg = format::load_model_config(dir);
   auto source = format::open_safetensors(dir);
-  auto m = quant::make_folder_method(dir, method, ignored, cfg.n_layers);
+  auto m = quant::make_folder_method(dir, method, ignored, cfg.layer_is_moe);
   EXPECT_EQ(m->name(), method);
   auto model = model::DecoderModel::load(cfg, *source, *m);
   format::SafetensorsFile ref(dir + "/reference.safetensors");

@@ -70,7 +70,7 @@ TEST_P(RoundTrip, EveryLinearWithinTheQuantizationStep) {
 
   auto qsrc = format::open_safetensors(out);
   auto fsrc = format::open_safetensors(in);
-  auto m = make_folder_method(out, "", {}, cfg.n_layers);
+  auto m = make_folder_method(out, "", {}, cfg.layer_is_moe);
   ThreadPool pool(2);
   const bool mx = method == "mxfp8" || method == "mxfp4";
   for (int64_t i = 0; i < cfg.n_layers; ++i)

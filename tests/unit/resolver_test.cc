@@ -92,6 +92,24 @@ TEST(Resolver, FusedShardsMustAgree) {
   expect_error([&] { r.validate_decoder(4); }, {"model.layers.0"});  // layer 0 has no entries at all
 }
 
+// A sparse layer has experts, not a dense MLP: its w13 (expert 0's gate and up, which must agree)
+// and w2 resolve apart, so W8A8_DYNAMIC gate/up with a W4A4_DYNAMIC down is valid.
+TEST(Resolver, SparseLayersResolveW13AndW2Apart) {
+  const std::string layer = R"("model.embed_tokens.weight": "FLOAT", "lm_head.weight": "FLOAT",
+      "model.layers.0.self_attn.q_proj.weight": "W8A8_DYNAMIC", "model.layers.0.self_attn.k_proj.weight": "W8A8_DYNAMIC",
+      "model.layers.0.self_attn.v_proj.weight": "W8A8_DYNAMIC", "model.layers.0.self_attn.o_proj.weight": "W8A8_DYNAMIC",
+      "model.layers.0.mlp.gate.weight": "FLOAT", "model.layers.0.mlp.experts.0.down_proj.weight": "W4A4_DYNAMIC",
+      "model.layers.0.mlp.experts.0.gate_proj.weight": "W8A8_DYNAMIC",)";
+  SchemeResolver ok(desc("{" + layer + R"("model.layers.0.mlp.experts.0.up_proj.weight": "W8A8_DYNAMIC"})"));
+  ok.validate_decoder(1, {true});
+  const auto m = ok.moe_schemes("model.layers.0.mlp.experts");
+  EXPECT_EQ(m.w13, Scheme::kW8A8Dynamic);
+  EXPECT_EQ(m.w2, Scheme::kW4A4Dynamic);
+  expect_error([&] { ok.validate_decoder(1); }, {"model.layers.0.mlp.gate_proj.weight"});  // read as dense
+  SchemeResolver bad(desc("{" + layer + R"("model.layers.0.mlp.experts.0.up_proj.weight": "W4A4_DYNAMIC"})"));
+  expect_error([&] { bad.validate_decoder(1, {true}); }, {"experts.0.up_proj.weight is W4A4_DYNAMIC", "fused"});
+}
+
 TEST(Resolver, QuantizedEmbeddingOrLmHeadIsRefused) {
   SchemeResolver r(desc(R"({"model.embed_tokens.weight": "W8A8_DYNAMIC", "lm_head.weight": "W4A4_MXFP4"})"));
   expect_error([&] { r.linear_scheme("model.embed_tokens"); },
@@ -142,9 +160,9 @@ TEST(Resolver, MethodDetectionAndOverride) {
   expect_error([&] { decide_method(ms, "w8a8_int8"); }, {"already", "modelslim", "quant_model_description.json"});
   expect_error([&] { decide_method(plain, "fp42"); }, {"unknown quantization method 'fp42'", "modelslim"});
   const std::string bnb = folder_with({{"config.json", R"({"quantization_config": {"quant_method": "bitsandbytes"}})"}});
-  expect_error([&] { make_folder_method(bnb, "", {}, 1); },
+  expect_error([&] { make_folder_method(bnb, "", {}, std::vector<bool>(1, false)); },
                {"'bitsandbytes' is not supported", "quantization_config.quant_method", "config.json"});
-  expect_error([&] { make_folder_method(plain, "", {"mlp"}, 1); }, {"--quantization-ignored-layers"});
+  expect_error([&] { make_folder_method(plain, "", {"mlp"}, std::vector<bool>(1, false)); }, {"--quantization-ignored-layers"});
 }
 
 Tensor filled(DType d, Shape s) { return Tensor::zeros(d, std::move(s)); }

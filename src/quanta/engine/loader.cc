@@ -34,7 +34,7 @@ LoadedModel load_model(const std::string& path, const model::LoadProgress& progr
   // The resolver decides: quant_model_description.json, config.json's
   // quantization_config, --quantization (checked against both), online methods.
   m.method = quant::make_folder_method(path, options.quantization, options.quantization_ignored_layers,
-                                       m.config.n_layers);
+                                       m.config.layer_is_moe);
   m.model = model::DecoderModel::load(m.config, *m.source, *m.method, progress);
   return m;
 }

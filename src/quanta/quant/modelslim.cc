@@ -266,7 +266,8 @@ std::unique_ptr<QuantMethod> make_online_method(const std::string& method, std::
 }
 
 std::unique_ptr<QuantMethod> make_folder_method(const std::string& dir, const std::string& requested,
-                                                const std::vector<std::string>& ignored_layers, int64_t n_layers) {
+                                                const std::vector<std::string>& ignored_layers,
+                                                const std::vector<bool>& layer_is_moe) {
   const MethodDecision d = decide_method(dir, requested);
   if (d.method == "unquantized") {
     if (!ignored_layers.empty())
@@ -280,7 +281,7 @@ std::unique_ptr<QuantMethod> make_folder_method(const std::string& dir, const st
                     d.method + "' quantized", {.field = "--quantization-ignored-layers"});
   if (d.method == "modelslim") {
     SchemeResolver resolver(*load_quant_description(dir));
-    resolver.validate_decoder(n_layers);
+    resolver.validate_decoder(static_cast<int64_t>(layer_is_moe.size()), layer_is_moe);
     return make_modelslim_method(resolver.description());
   }
   if (auto hf = HfQuantConfig::load(dir)) return make_hf_quant_method(std::move(hf));

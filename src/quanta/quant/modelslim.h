@@ -24,10 +24,12 @@ std::unique_ptr<QuantMethod> make_modelslim_method(QuantDescription description)
 std::unique_ptr<QuantMethod> make_online_method(const std::string& method, std::vector<std::string> ignored);
 
 // The method for a Hugging Face folder: decide_method(dir, requested), then the
-// msModelSlim method (after checking the decoder-wide rules for n_layers), an
+// msModelSlim method (after checking the decoder-wide rules for the layers of
+// `layer_is_moe`, true where a layer is sparse), an
 // online method, or the unquantized one. Methods quanta has no loader for yet
 // (AWQ, GPTQ, compressed-tensors, ...) are an Error naming config.json.
 std::unique_ptr<QuantMethod> make_folder_method(const std::string& dir, const std::string& requested,
-                                                const std::vector<std::string>& ignored_layers, int64_t n_layers);
+                                                const std::vector<std::string>& ignored_layers,
+                                                const std::vector<bool>& layer_is_moe);
 
 }  // namespace quanta::quant

@@ -209,14 +209,20 @@ SchemeResolver::MoeSchemes SchemeResolver::moe_schemes(const std::string& expert
   return {fused_scheme({gate, up}), linear_scheme(down)};
 }
 
-void SchemeResolver::validate_decoder(int64_t n_layers) const {
+void SchemeResolver::validate_decoder(int64_t n_layers, const std::vector<bool>& sparse) const {
   linear_scheme("model.embed_tokens");
   linear_scheme("lm_head");
   for (int64_t i = 0; i < n_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
     fused_scheme({p + "self_attn.q_proj", p + "self_attn.k_proj", p + "self_attn.v_proj"});
-    fused_scheme({p + "mlp.gate_proj", p + "mlp.up_proj"});
     linear_scheme(p + "self_attn.o_proj");
+    if (static_cast<size_t>(i) < sparse.size() && sparse[static_cast<size_t>(i)]) {
+      const bool mixtral = !type_of(p + "block_sparse_moe.experts.0.w1.weight").empty() ||
+                           !type_of(p + "block_sparse_moe.experts.0.gate_proj.weight").empty();
+      moe_schemes(p + (mixtral ? "block_sparse_moe.experts" : "mlp.experts"));
+      continue;
+    }
+    fused_scheme({p + "mlp.gate_proj", p + "mlp.up_proj"});
     linear_scheme(p + "mlp.down_proj");
   }
 }

@@ -113,8 +113,9 @@ class SchemeResolver {
   MoeSchemes moe_schemes(const std::string& experts_prefix) const;
 
   // Checks the checkpoint-wide rules for a llama-family decoder of n_layers:
-  // embeddings/lm_head float, q/k/v and gate/up agreeing in every layer.
-  void validate_decoder(int64_t n_layers) const;
+  // embeddings/lm_head float, q/k/v and gate/up agreeing in every layer (for the
+  // layers `sparse` marks, each expert's gate/up, as moe_schemes checks expert 0's).
+  void validate_decoder(int64_t n_layers, const std::vector<bool>& sparse = {}) const;
 
  private:
   QuantDescription desc_;
