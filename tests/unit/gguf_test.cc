@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "quanta/core/error.h"
+#include "quanta/format/gguf_model.h"
 #include "test_util.h"
 
 namespace quanta::format {
@@ -779,6 +780,41 @@ TEST(GgufFile, ReadsEveryLlamaCppVocab) {
     ++n;
   }
   EXPECT_GT(n, 0);
+}
+
+}  // namespace
+}  // namespace quanta::format
+
+namespace quanta::format {
+namespace {
+
+// 3-D expert tensors are served one expert at a time under Hugging Face names, as zero-copy row
+// ranges: ffn_gate_exps [E, ffn, hidden] gives experts.E.gate_proj, the fused ffn_gate_up_exps its
+// first ffn rows as gate_proj and the next as up_proj. An empty expert tensor serves nothing.
+TEST(GgufTensorSource, ServesEachExpertOfA3DTensor) {
+  std::vector<float> v(24), w(48);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = 100.0f + static_cast<float>(i);
+  Builder b;
+  b.kv_string("general.architecture", "qwen3moe");
+  b.f32("blk.0.ffn_down_exps.weight", {4, 3, 2}, v);     // 2 experts of [3, 4]
+  b.f32("blk.1.ffn_gate_up_exps.weight", {4, 6, 2}, w);  // 2 experts of [2 x 3, 4]
+  b.tensor("blk.2.ffn_up_exps.weight", {4, 0, 2}, 0, "");
+  const std::string bytes = b.bytes();
+  auto file = std::make_shared<GgufFile>("mem.gguf", bytes.data(), bytes.size());
+  GgufTensorSource src(file, ModelConfig{});
+  const Tensor e1 = src.get("model.layers.0.mlp.experts.1.down_proj.weight");
+  EXPECT_EQ(e1.shape(), (Shape{3, 4}));
+  EXPECT_EQ(e1.data<float>()[0], 12.0f);
+  EXPECT_EQ(e1.data<float>()[11], 23.0f);
+  EXPECT_EQ(e1.data<float>(), reinterpret_cast<const float*>(file->data(file->tensor_info("blk.0.ffn_down_exps.weight"))) + 12);
+  const Tensor up1 = src.get("model.layers.1.mlp.experts.1.up_proj.weight");
+  EXPECT_EQ(up1.shape(), (Shape{3, 4}));
+  EXPECT_EQ(up1.data<float>()[0], 100.0f + 24 + 12);  // expert 1 starts at row 6, its up rows at 9
+  EXPECT_EQ(src.get("model.layers.1.mlp.experts.0.gate_proj.weight").data<float>()[0], 100.0f);
+  EXPECT_EQ(src.gguf_tensor("model.layers.1.mlp.experts.1.gate_proj.weight")->nbytes, 3u * 4 * 4);
+  EXPECT_FALSE(src.has("model.layers.0.mlp.experts.2.down_proj.weight"));
+  EXPECT_FALSE(src.has("model.layers.2.mlp.experts.0.up_proj.weight"));
 }
 
 }  // namespace

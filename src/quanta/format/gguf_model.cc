@@ -226,7 +226,8 @@ GgufTensorSource::GgufTensorSource(std::shared_ptr<const GgufFile> file, const M
 void GgufTensorSource::add_expert_slices(const GgufTensorInfo& t) {
   // blk.N.<part>.weight with <part> an expert tensor, or Mixtral's older per-expert
   // blk.N.ffn_{gate,up,down}.E.weight.
-  if (t.name.rfind("blk.", 0) != 0) return;
+  // An empty tensor has no experts to serve (the model then reports them missing).
+  if (t.name.rfind("blk.", 0) != 0 || t.numel == 0) return;
   const size_t dot = t.name.find('.', 4);
   if (dot == std::string::npos) return;
   const std::string layer = t.name.substr(4, dot - 4), rest = t.name.substr(dot + 1);
