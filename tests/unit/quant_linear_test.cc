@@ -35,7 +35,7 @@ double sum_tolerance(int64_t k, double abs_sum) {
 struct Shape3 {
   int64_t t, n, k;
 };
-const Shape3 kShapes[] = {{1, 1, 32}, {1, 7, 64}, {2, 9, 96}, {3, 16, 160}, {5, 13, 256}, {4, 33, 1024}, {53, 6, 64}};
+const Shape3 kShapes[] = {{1, 1, 32}, {1, 7, 64}, {2, 9, 96}, {3, 16, 160}, {5, 13, 256}, {4, 33, 1024}, {53, 6, 64}, {17, 22, 320}, {300, 12, 96}};
 
 TEST(QuantLinearKernels, GemmS8IsExactOnEveryIsa) {
   std::mt19937 rng(1);

@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "quanta/kernels/quant_linear.h"
 
@@ -30,8 +31,101 @@ struct VnniDot {
 
 #include "quanta/kernels/x86/gemm_s8_body.h"
 
+// Batches of tokens: the activations are made unsigned once per call (x ^ 0x80 is x + 128),
+// so vpdpbusd takes them as its unsigned operand and the weights as they are, at 512 bits and
+// without the sign trick: one zmm holds 32 columns of two rows (the activation's 32 bytes are
+// broadcast to both halves), and 128 * sum_k w of each row comes off at the end. A tile is 8
+// (or 4) rows x T tokens (4T or 2T accumulators), so each weight load serves T tokens and each
+// activation load 8 rows.
+constexpr int kTileTokens = 4;
+
+// Row r's 32 bytes at column k sit at w[r] + k * ks (see gemm_s8_tokens).
+inline __m512i two_rows(const int8_t* r0, const int8_t* r1, int64_t off) {
+  return _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0 + off))),
+                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r1 + off)), 1);
+}
+
+template <int Q, int T>
+void tile_u8(const uint8_t* xu, int64_t ldx, const int8_t* const* wr, int64_t ks, int64_t k32, const int32_t* rsum,
+             int32_t* out, int64_t ld_out) {
+  __m512i acc[T][2 * Q];
+  for (auto& a : acc)
+    for (auto& v : a) v = _mm512_setzero_si512();
+  for (int64_t k = 0; k < k32; k += 32) {
+    __m512i w[2 * Q];
+    for (int p = 0; p < 2 * Q; ++p) {
+      if (p % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr[2 * p] + k * ks) + 2048, _MM_HINT_T0);
+      w[p] = two_rows(wr[2 * p], wr[2 * p + 1], k * ks);
+    }
+    for (int t = 0; t < T; ++t) {
+      const __m512i xb = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xu + t * ldx + k)));
+      for (int p = 0; p < 2 * Q; ++p) acc[t][p] = _mm512_dpbusd_epi32(acc[t][p], xb, w[p]);
+    }
+  }
+  for (int t = 0; t < T; ++t)
+    for (int p = 0; p < 2 * Q; ++p) {
+      out[t * ld_out + 2 * p] = hsum_epi32(_mm512_castsi512_si256(acc[t][p])) - 128 * rsum[2 * p];
+      out[t * ld_out + 2 * p + 1] = hsum_epi32(_mm512_extracti64x4_epi64(acc[t][p], 1)) - 128 * rsum[2 * p + 1];
+    }
+}
+
+using TileFn = void (*)(const uint8_t*, int64_t, const int8_t* const*, int64_t, int64_t, const int32_t*, int32_t*, int64_t);
+template <int Q>
+constexpr TileFn kTiles[kTileTokens + 1] = {nullptr, tile_u8<Q, 1>, tile_u8<Q, 2>, tile_u8<Q, 3>, tile_u8<Q, 4>};
+
+// Tokens [t_begin, t_end), rows in groups of 4; the rows left over go to gemm_s8_tokens.
+void gemm_s8_batch(const GemmS8Args& a, int64_t t_begin, int64_t t_end) {
+  const int64_t k32 = a.k & ~int64_t{31}, nt = t_end - t_begin;
+  thread_local std::vector<uint8_t> xu;
+  xu.resize(static_cast<size_t>(nt * k32));
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (int64_t t = 0; t < nt; ++t)
+    for (int64_t k = 0; k < k32; k += 32) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x + (t_begin + t) * a.ldx + k));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(xu.data() + t * k32 + k), _mm256_xor_si256(v, flip));
+    }
+  const __m256i ones = _mm256_set1_epi8(1);
+  // Rows in groups of 8 (two quads) where they can, else 4.
+  int64_t n = a.n0;
+  while (n + 4 <= a.n1) {
+    const int quads = n + 8 <= a.n1 && (n >= a.rows4 || n + 8 <= a.rows4) ? 2 : 1;
+    const int64_t ks = n < a.rows4 ? 4 : 1;
+    const int8_t* wr[8];
+    int32_t rsum[8];
+    for (int r = 0; r < 4 * quads; ++r) {
+      wr[r] = ks == 4 ? a.w + (n + r / 4 * 4) * a.ldw + r % 4 * 32 : a.w + (n + r) * a.ldw;
+      __m256i s = _mm256_setzero_si256();
+      for (int64_t k = 0; k < k32; k += 32)
+        s = _mm256_dpbusd_epi32(s, ones, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr[r] + k * ks)));
+      rsum[r] = hsum_epi32(s);
+    }
+    int32_t* o = a.out + t_begin * a.ld_out + (n - a.n0);
+    for (int64_t t = 0; t < nt; t += kTileTokens) {
+      const int64_t m = std::min<int64_t>(kTileTokens, nt - t);
+      (quads == 2 ? kTiles<2> : kTiles<1>)[m](xu.data() + t * k32, k32, wr, ks, k32, rsum, o + t * a.ld_out, a.ld_out);
+    }
+    // Columns past the last 32 (plain rows only), with the signed activations.
+    for (int64_t t = t_begin; t < t_end; ++t)
+      for (int r = 0; r < 4 * quads; ++r)
+        for (int64_t k = k32; k < a.k; ++k) a.out[t * a.ld_out + (n + r - a.n0)] += int32_t{a.x[t * a.ldx + k]} * wr[r][k];
+    n += 4 * quads;
+  }
+  if (n < a.n1) {
+    GemmS8Args rest = a;
+    rest.n0 = n;
+    rest.out = a.out + (n - a.n0);
+    gemm_s8_tokens<VnniDot>(rest, t_begin, t_end);
+  }
+}
+
 }  // namespace
 
-void gemm_s8_avx512(const GemmS8Args& a) { gemm_s8_blocks<VnniDot>(a); }
+// One or two tokens (decoding) stream the weights through the 256-bit dot kernel; batches take
+// the 512-bit tiles, in blocks of tokens whose activations fit L2 as gemm_s8_blocks does.
+void gemm_s8_avx512(const GemmS8Args& a) {
+  if (a.n_tokens < 4) return gemm_s8_blocks<VnniDot>(a);
+  constexpr int64_t kTokenBlock = 48;
+  for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kTokenBlock) gemm_s8_batch(a, t0, std::min(a.n_tokens, t0 + kTokenBlock));
+}
 
 }  // namespace quanta::kernels
