@@ -16,6 +16,8 @@
 
 #include <gtest/gtest.h>
 
+#include "quanta/core/error.h"
+
 extern char** environ;
 
 namespace quanta::test {
@@ -164,6 +166,15 @@ void expect_one_error(const std::string& dir, const std::vector<std::string>& fr
   EXPECT_EQ(r.err.rfind("quanta: error: ", 0), 0u) << r.err;
   EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "expected a single line: " << r.err;
   for (const auto& f : fragments) EXPECT_NE(r.err.find(f), std::string::npos) << "missing '" << f << "' in: " << r.err;
+}
+
+void expect_error(const std::function<void()>& fn, std::initializer_list<std::string> needles) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    for (const auto& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace quanta::test

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,9 @@ Safetensors read_st(const std::string& path);
 void write_st(const std::string& path, const Safetensors& st, uint64_t header_len_override = 0);
 // Edits dir/model.safetensors in place.
 void edit_st(const std::string& dir, const std::function<void(Safetensors&)>& edit);
+
+// Runs fn and expects a quanta::Error whose text contains every needle.
+void expect_error(const std::function<void()>& fn, std::initializer_list<std::string> needles);
 
 // Runs `quanta generate` on dir and checks: exit code 1 (not a signal), one
 // "quanta: error:" line on stderr, containing every expected fragment.

@@ -250,27 +250,18 @@ std::string copy_fixture(const std::string& name, const std::function<void(nlohm
   return dir;
 }
 
-template <typename F>
-void expect_error(F fn, std::initializer_list<std::string> needles) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    for (const auto& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
-  }
-}
 
 TEST(MoeLoadErrors, ExpertCountDisagreesWithTheTensors) {
   const std::string more = copy_fixture("qwen3moe-f32", [](nlohmann::json& c) { c["num_local_experts"] = 9; });
-  expect_error([&] { engine::load_model(more); }, {"expert 8", "model.layers.0.mlp.experts", "missing", "9 experts"});
+  test::expect_error([&] { engine::load_model(more); }, {"expert 8", "model.layers.0.mlp.experts", "missing", "9 experts"});
   const std::string fewer = copy_fixture("qwen3moe-f32", [](nlohmann::json& c) { c["num_local_experts"] = 7; });
-  expect_error([&] { engine::load_model(fewer); }, {"expert 7", "model.layers.0.mlp.experts", "only 7 experts"});
+  test::expect_error([&] { engine::load_model(fewer); }, {"expert 7", "model.layers.0.mlp.experts", "only 7 experts"});
 }
 
 TEST(MoeLoadErrors, MissingExpertTensor) {
   const std::string dir = copy_fixture("qwen3moe-f32", [](nlohmann::json&) {});
   test::edit_st(dir, [](test::Safetensors& st) { st.header.erase("model.layers.1.mlp.experts.3.up_proj.weight"); });
-  expect_error([&] { engine::load_model(dir); }, {"model.layers.1.mlp.experts.3.up_proj"});
+  test::expect_error([&] { engine::load_model(dir); }, {"model.layers.1.mlp.experts.3.up_proj"});
 }
 
 TEST(MoeLoadErrors, GateAndUpOfDifferentSchemes) {
@@ -282,7 +273,7 @@ TEST(MoeLoadErrors, GateAndUpOfDifferentSchemes) {
     t["dtype"] = "BF16";
     t["data_offsets"] = {begin, begin + (end - begin) / 2};
   });
-  expect_error([&] { engine::load_model(dir); }, {"expert 3", "model.layers.0.block_sparse_moe.experts", "gate is F32", "up is BF16"});
+  test::expect_error([&] { engine::load_model(dir); }, {"expert 3", "model.layers.0.block_sparse_moe.experts", "gate is F32", "up is BF16"});
 }
 
 TEST(MoeLoadErrors, RouterOfTheWrongShape) {
@@ -292,12 +283,12 @@ TEST(MoeLoadErrors, RouterOfTheWrongShape) {
     const int64_t rows = t["shape"][0].get<int64_t>(), cols = t["shape"][1].get<int64_t>();
     t["shape"] = {rows * 2, cols / 2};
   });
-  expect_error([&] { engine::load_model(dir); }, {"model.layers.1.mlp.gate"});
+  test::expect_error([&] { engine::load_model(dir); }, {"model.layers.1.mlp.gate"});
 }
 
 TEST(MoeLoadErrors, TopKAboveTheExpertCount) {
   const std::string dir = copy_fixture("mixtral-f32", [](nlohmann::json& c) { c["num_experts_per_tok"] = 5; });
-  expect_error([&] { engine::load_model(dir); }, {"num_experts_per_tok", "config.json"});
+  test::expect_error([&] { engine::load_model(dir); }, {"num_experts_per_tok", "config.json"});
 }
 
 }  // namespace

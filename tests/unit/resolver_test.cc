@@ -32,16 +32,6 @@ class FakeSource : public format::TensorSource {
   std::string location() const override { return "fake"; }
 };
 
-// Runs fn, expects an Error whose text contains every needle.
-template <typename F>
-void expect_error(F fn, std::initializer_list<std::string> needles) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    for (const auto& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
-  }
-}
 
 QuantDescription desc(const std::string& json) { return parse_quant_description(json, "quant_model_description.json"); }
 
@@ -63,20 +53,20 @@ TEST(Resolver, SchemesAndGlobalKeys) {
   EXPECT_EQ(r.linear_scheme("lm_head"), Scheme::kFloat);
   for (const auto& i : {Scheme::kW8A8, Scheme::kW4A8Mxfp, Scheme::kW8A16})
     EXPECT_EQ(scheme_from_name(scheme_name(i)), i);
-  expect_error([] { desc("[1, 2]"); }, {"quant_model_description.json", "JSON object"});
-  expect_error([] { desc("{\"group_size\": -1}"); }, {"group_size"});
+  test::expect_error([] { desc("[1, 2]"); }, {"quant_model_description.json", "JSON object"});
+  test::expect_error([] { desc("{\"group_size\": -1}"); }, {"group_size"});
 }
 
 TEST(Resolver, MissingEntryIsAnErrorNotFloat) {
   SchemeResolver r(desc(R"({"x.weight": "FLOAT"})"));
-  expect_error([&] { r.linear_scheme(kQ); }, {kQ + ".weight", "no entry", "quant_model_description.json"});
+  test::expect_error([&] { r.linear_scheme(kQ); }, {kQ + ".weight", "no entry", "quant_model_description.json"});
 }
 
 TEST(Resolver, UnknownAndUnsupportedSchemes) {
   SchemeResolver r(desc(R"({"a.weight": "W3A3_WEIRD", "b.weight": "W4A8_DYNAMIC", "c.weight": "W8A8_FLATQUANT_DYNAMIC"})"));
-  expect_error([&] { r.linear_scheme("a"); }, {"a.weight", "unknown scheme 'W3A3_WEIRD'", "W8A8_DYNAMIC"});
-  expect_error([&] { r.linear_scheme("b"); }, {"b.weight", "W4A8_DYNAMIC", "does not run yet"});
-  expect_error([&] { r.linear_scheme("c"); }, {"c.weight", "FlatQuant"});
+  test::expect_error([&] { r.linear_scheme("a"); }, {"a.weight", "unknown scheme 'W3A3_WEIRD'", "W8A8_DYNAMIC"});
+  test::expect_error([&] { r.linear_scheme("b"); }, {"b.weight", "W4A8_DYNAMIC", "does not run yet"});
+  test::expect_error([&] { r.linear_scheme("c"); }, {"c.weight", "FlatQuant"});
 }
 
 TEST(Resolver, FusedShardsMustAgree) {
@@ -84,12 +74,12 @@ TEST(Resolver, FusedShardsMustAgree) {
   SchemeResolver r(desc(R"({"model.layers.3.self_attn.q_proj.weight": "W8A8_DYNAMIC",
       "model.layers.3.self_attn.k_proj.weight": "W8A8_DYNAMIC", "model.layers.3.self_attn.v_proj.weight": "W8A8",
       "model.layers.3.mlp.gate_proj.weight": "FLOAT", "model.layers.3.mlp.up_proj.weight": "W8A8_DYNAMIC"})"));
-  expect_error([&] { r.fused_scheme({p + "self_attn.q_proj", p + "self_attn.k_proj", p + "self_attn.v_proj"}); },
+  test::expect_error([&] { r.fused_scheme({p + "self_attn.q_proj", p + "self_attn.k_proj", p + "self_attn.v_proj"}); },
                {"model.layers.3.self_attn.q_proj.weight is W8A8_DYNAMIC", "model.layers.3.self_attn.v_proj.weight is W8A8",
                 "fused"});
-  expect_error([&] { r.fused_scheme({p + "mlp.gate_proj", p + "mlp.up_proj"}); },
+  test::expect_error([&] { r.fused_scheme({p + "mlp.gate_proj", p + "mlp.up_proj"}); },
                {"gate_proj.weight is FLOAT", "up_proj.weight is W8A8_DYNAMIC"});
-  expect_error([&] { r.validate_decoder(4); }, {"model.layers.0"});  // layer 0 has no entries at all
+  test::expect_error([&] { r.validate_decoder(4); }, {"model.layers.0"});  // layer 0 has no entries at all
 }
 
 // A sparse layer has experts, not a dense MLP: its w13 (expert 0's gate and up, which must agree)
@@ -105,17 +95,17 @@ TEST(Resolver, SparseLayersResolveW13AndW2Apart) {
   const auto m = ok.moe_schemes("model.layers.0.mlp.experts");
   EXPECT_EQ(m.w13, Scheme::kW8A8Dynamic);
   EXPECT_EQ(m.w2, Scheme::kW4A4Dynamic);
-  expect_error([&] { ok.validate_decoder(1); }, {"model.layers.0.mlp.gate_proj.weight"});  // read as dense
+  test::expect_error([&] { ok.validate_decoder(1); }, {"model.layers.0.mlp.gate_proj.weight"});  // read as dense
   SchemeResolver bad(desc("{" + layer + R"("model.layers.0.mlp.experts.0.up_proj.weight": "W4A4_DYNAMIC"})"));
-  expect_error([&] { bad.validate_decoder(1, {true}); }, {"experts.0.up_proj.weight is W4A4_DYNAMIC", "fused"});
+  test::expect_error([&] { bad.validate_decoder(1, {true}); }, {"experts.0.up_proj.weight is W4A4_DYNAMIC", "fused"});
 }
 
 TEST(Resolver, QuantizedEmbeddingOrLmHeadIsRefused) {
   SchemeResolver r(desc(R"({"model.embed_tokens.weight": "W8A8_DYNAMIC", "lm_head.weight": "W4A4_MXFP4"})"));
-  expect_error([&] { r.linear_scheme("model.embed_tokens"); },
+  test::expect_error([&] { r.linear_scheme("model.embed_tokens"); },
                {"model.embed_tokens.weight", "never quantized", "W8A8_DYNAMIC"});
-  expect_error([&] { r.linear_scheme("lm_head"); }, {"lm_head.weight", "never quantized"});
-  expect_error([&] { r.validate_decoder(1); }, {"model.embed_tokens.weight"});
+  test::expect_error([&] { r.linear_scheme("lm_head"); }, {"lm_head.weight", "never quantized"});
+  test::expect_error([&] { r.validate_decoder(1); }, {"model.embed_tokens.weight"});
 }
 
 TEST(Resolver, MoeW13AndW2Independently) {
@@ -134,7 +124,7 @@ TEST(Resolver, MoeW13AndW2Independently) {
   auto b = r.moe_schemes("model.layers.2.block_sparse_moe.experts");  // MiniMax w1/w3/w2 names
   EXPECT_EQ(b.w13, Scheme::kW8A8Mxfp8);
   EXPECT_EQ(b.w2, Scheme::kW4A8Mxfp);
-  expect_error([&] { r.moe_schemes("model.layers.3.mlp.experts"); }, {"experts.0.gate_proj.weight", "experts.0.up_proj.weight"});
+  test::expect_error([&] { r.moe_schemes("model.layers.3.mlp.experts"); }, {"experts.0.gate_proj.weight", "experts.0.up_proj.weight"});
 }
 
 std::string folder_with(const std::map<std::string, std::string>& files) {
@@ -155,14 +145,14 @@ TEST(Resolver, MethodDetectionAndOverride) {
   MethodDecision online = decide_method(plain, "mxfp8");
   EXPECT_EQ(online.method, "mxfp8");
   EXPECT_TRUE(online.online);
-  expect_error([&] { decide_method(plain, "modelslim"); }, {"--quantization", "contradicts", "unquantized"});
-  expect_error([&] { decide_method(awq, "modelslim"); }, {"contradicts", "'awq'", "config.json"});
-  expect_error([&] { decide_method(ms, "w8a8_int8"); }, {"already", "modelslim", "quant_model_description.json"});
-  expect_error([&] { decide_method(plain, "fp42"); }, {"unknown quantization method 'fp42'", "modelslim"});
+  test::expect_error([&] { decide_method(plain, "modelslim"); }, {"--quantization", "contradicts", "unquantized"});
+  test::expect_error([&] { decide_method(awq, "modelslim"); }, {"contradicts", "'awq'", "config.json"});
+  test::expect_error([&] { decide_method(ms, "w8a8_int8"); }, {"already", "modelslim", "quant_model_description.json"});
+  test::expect_error([&] { decide_method(plain, "fp42"); }, {"unknown quantization method 'fp42'", "modelslim"});
   const std::string bnb = folder_with({{"config.json", R"({"quantization_config": {"quant_method": "bitsandbytes"}})"}});
-  expect_error([&] { make_folder_method(bnb, "", {}, std::vector<bool>(1, false)); },
+  test::expect_error([&] { make_folder_method(bnb, "", {}, std::vector<bool>(1, false)); },
                {"'bitsandbytes' is not supported", "quantization_config.quant_method", "config.json"});
-  expect_error([&] { make_folder_method(plain, "", {"mlp"}, std::vector<bool>(1, false)); }, {"--quantization-ignored-layers"});
+  test::expect_error([&] { make_folder_method(plain, "", {"mlp"}, std::vector<bool>(1, false)); }, {"--quantization-ignored-layers"});
 }
 
 Tensor filled(DType d, Shape s) { return Tensor::zeros(d, std::move(s)); }
@@ -176,20 +166,20 @@ TEST(ModelSlimMethod, SideTensorsAreCheckedByNameDtypeAndShape) {
   FakeSource s;
   s.t[kQ + ".weight"] = filled(DType::kI8, {32, 64});
   auto m = method_for("W8A8_DYNAMIC");
-  expect_error([&] { m->load_linear(s, spec); }, {kQ + ".weight_scale", "missing", "W8A8_DYNAMIC"});
+  test::expect_error([&] { m->load_linear(s, spec); }, {kQ + ".weight_scale", "missing", "W8A8_DYNAMIC"});
   s.t[kQ + ".weight_scale"] = filled(DType::kF32, {32, 3});
-  expect_error([&] { m->load_linear(s, spec); }, {kQ + ".weight_scale", "[32, 3]", "[32, 1]"});
+  test::expect_error([&] { m->load_linear(s, spec); }, {kQ + ".weight_scale", "[32, 3]", "[32, 1]"});
   s.t[kQ + ".weight_scale"] = filled(DType::kI32, {32, 1});
-  expect_error([&] { m->load_linear(s, spec); }, {kQ + ".weight_scale", "dtype I32"});
+  test::expect_error([&] { m->load_linear(s, spec); }, {kQ + ".weight_scale", "dtype I32"});
   s.t[kQ + ".weight_scale"] = filled(DType::kF32, {32, 1});
   s.t[kQ + ".weight_offset"] = filled(DType::kF32, {32, 2});
-  expect_error([&] { m->load_linear(s, spec); }, {kQ + ".weight_offset", "[32, 2]"});
+  test::expect_error([&] { m->load_linear(s, spec); }, {kQ + ".weight_offset", "[32, 2]"});
   s.t[kQ + ".weight_offset"] = filled(DType::kF32, {32, 1});
   EXPECT_NO_THROW(m->load_linear(s, spec));
   s.t[kQ + ".weight"] = filled(DType::kF32, {32, 64});
-  expect_error([&] { m->load_linear(s, spec); }, {kQ + ".weight", "dtype F32", "I8"});
+  test::expect_error([&] { m->load_linear(s, spec); }, {kQ + ".weight", "dtype F32", "I8"});
   s.t[kQ + ".weight"] = filled(DType::kI8, {64, 32});  // transposed
-  expect_error([&] { m->load_linear(s, spec); }, {kQ + ".weight", "[64, 32]", "[32, 64]"});
+  test::expect_error([&] { m->load_linear(s, spec); }, {kQ + ".weight", "[64, 32]", "[32, 64]"});
 }
 
 TEST(ModelSlimMethod, StaticW8A8Tensors) {
@@ -201,13 +191,13 @@ TEST(ModelSlimMethod, StaticW8A8Tensors) {
   s.t[kQ + ".input_offset"] = filled(DType::kF32, {1});
   s.t[kQ + ".quant_bias"] = filled(DType::kI32, {32});
   auto m = method_for("W8A8");
-  expect_error([&] { m->load_linear(s, spec); }, {kQ + ".deq_scale", "missing"});
+  test::expect_error([&] { m->load_linear(s, spec); }, {kQ + ".deq_scale", "missing"});
   s.t[kQ + ".deq_scale"] = filled(DType::kI32, {32});
-  expect_error([&] { m->load_linear(s, spec); }, {kQ + ".deq_scale", "dtype I32", "F32 or I64"});
+  test::expect_error([&] { m->load_linear(s, spec); }, {kQ + ".deq_scale", "dtype I32", "F32 or I64"});
   s.t[kQ + ".deq_scale"] = filled(DType::kI64, {32});
   EXPECT_NO_THROW(m->load_linear(s, spec));
   s.t[kQ + ".input_offset"].data_mut<float>()[0] = 0.5f;
-  expect_error([&] { m->load_linear(s, spec); }, {kQ + ".input_offset", "integer"});
+  test::expect_error([&] { m->load_linear(s, spec); }, {kQ + ".input_offset", "integer"});
 }
 
 TEST(ModelSlimMethod, Int4ValuesAndMxShapes) {
@@ -216,23 +206,23 @@ TEST(ModelSlimMethod, Int4ValuesAndMxShapes) {
   s.t[kQ + ".weight"] = filled(DType::kI8, {32, 64});
   s.t[kQ + ".weight"].data_mut<int8_t>()[70] = 9;  // not an int4: e.g. a nibble-packed byte
   s.t[kQ + ".weight_scale"] = filled(DType::kF32, {32, 1});
-  expect_error([&] { method_for("W4A4_DYNAMIC")->load_linear(s, spec); }, {kQ + ".weight", "[1, 6]", "int4"});
+  test::expect_error([&] { method_for("W4A4_DYNAMIC")->load_linear(s, spec); }, {kQ + ".weight", "[1, 6]", "int4"});
 
   FakeSource mx;
   mx.t[kQ + ".weight"] = filled(DType::kU8, {32, 64});  // MXFP4 needs [32, 32]: packed two per byte
   mx.t[kQ + ".weight_scale"] = filled(DType::kU8, {32, 2});
-  expect_error([&] { method_for("W4A4_MXFP4")->load_linear(mx, spec); }, {kQ + ".weight", "[32, 64]", "[32, 32]"});
+  test::expect_error([&] { method_for("W4A4_MXFP4")->load_linear(mx, spec); }, {kQ + ".weight", "[32, 64]", "[32, 32]"});
   mx.t[kQ + ".weight"] = filled(DType::kU8, {32, 32});
   mx.t[kQ + ".weight_scale"].data_mut<uint8_t>()[3] = 0xFF;
-  expect_error([&] { method_for("W4A8_MXFP")->load_linear(mx, spec); }, {kQ + ".weight_scale", "NaN"});
+  test::expect_error([&] { method_for("W4A8_MXFP")->load_linear(mx, spec); }, {kQ + ".weight_scale", "NaN"});
   const LinearSpec odd{kQ, 48, 32, false, ParallelRole::kColumn};
-  expect_error([&] { method_for("W8A8_MXFP8")->load_linear(mx, odd); }, {kQ + ".weight", "multiple of 32"});
+  test::expect_error([&] { method_for("W8A8_MXFP8")->load_linear(mx, odd); }, {kQ + ".weight", "multiple of 32"});
 }
 
 TEST(ModelSlimMethod, DescriptionNamingATensorTheCheckpointLacks) {
   FakeSource s;  // empty checkpoint
   const LinearSpec spec{kQ, 64, 32, false, ParallelRole::kColumn};
-  expect_error([&] { method_for("W8A8_MXFP8")->load_linear(s, spec); }, {kQ + ".weight", "missing tensor"});
+  test::expect_error([&] { method_for("W8A8_MXFP8")->load_linear(s, spec); }, {kQ + ".weight", "missing tensor"});
 }
 
 }  // namespace

@@ -102,7 +102,7 @@ std::unique_ptr<MoeBlock> MoeBlock::load(const format::ModelConfig& config, cons
   spec.d_ff = m.expert_ffn;
 
   // Experts first: a wrong expert count is reported as such, not as the router's shape.
-  b->experts_ = method.load_experts(source, spec);
+  b->experts_ = method.load_experts(source, spec, names);
   if (!has_prefix(names, base + "gate."))
     throw Error("the router of this mixture-of-experts layer is missing", {.file = source.location(), .tensor = base + "gate.weight"});
   b->router_ = method.load_linear(source, LinearSpec{base + "gate", hidden, m.n_experts, false, ParallelRole::kReplicated});

@@ -56,11 +56,11 @@ class ExpertLinears : public MoeKernel {
 
 }  // namespace
 
-std::unique_ptr<MoeKernel> QuantMethod::load_experts(const format::TensorSource& source, const MoeSpec& spec) const {
+std::unique_ptr<MoeKernel> QuantMethod::load_experts(const format::TensorSource& source, const MoeSpec& spec,
+                                                     const std::vector<std::string>& names) const {
   // The expert indices the checkpoint holds under the prefix: exactly 0..n_experts-1.
   const std::string head = spec.prefix + ".";
   std::set<int64_t> present;
-  const std::vector<std::string> names = source.names();
   for (auto it = std::lower_bound(names.begin(), names.end(), head); it != names.end() && it->rfind(head, 0) == 0; ++it) {
     const size_t end = it->find('.', head.size());
     const std::string idx = it->substr(head.size(), end - head.size());

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "quanta/format/tensor_source.h"
 
@@ -90,7 +91,9 @@ class QuantMethod {
   // experts too, zero-copy where its Linear is. Throws Error naming the layer and
   // expert when the checkpoint's experts do not match spec.n_experts, and (unless the
   // format stores gate and up apart, as GGUF does) when an expert's gate and up differ.
-  virtual std::unique_ptr<MoeKernel> load_experts(const format::TensorSource& source, const MoeSpec& spec) const;
+  // `names` is source.names() (sorted), listed once by the caller for every layer.
+  virtual std::unique_ptr<MoeKernel> load_experts(const format::TensorSource& source, const MoeSpec& spec,
+                                                  const std::vector<std::string>& names) const;
 
  protected:
   // Whether gate and up of an expert may have different schemes (they are never fused).
