@@ -89,36 +89,39 @@ class IntLinear : public LinearKernel {
       });
       return;
     }
-    // Quantize the activations once; every thread reads them.
+    // Quantize the activations once, tokens spread over the pool; every thread reads them.
     std::vector<int8_t> xq(static_cast<size_t>(n_tokens * K));
     std::vector<float> st(static_cast<size_t>(n_tokens), 1.0f);
     std::vector<std::pair<int64_t, int64_t>> minus128;  // static: (t, k) that saturated to -128
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      int8_t* q = xq.data() + t * K;
-      if (act_ == IntAct::kStatic8) {
-        quantize_row_static(x + t * K, K, w_.input_scale, w_.input_offset, q);
-      } else if (w_.act_full_range) {
-        float amax = 0.0f;
-        for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(x[t * K + k]));
-        st[t] = amax / 127.5f;
-        if (amax > 0.0f && std::isfinite(amax)) {
-          quantize_row_static(x + t * K, K, st[t], 0.0f, q);
+    pool.parallel_for(n_tokens, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        int8_t* q = xq.data() + t * K;
+        if (act_ == IntAct::kStatic8) {
+          quantize_row_static(x + t * K, K, w_.input_scale, w_.input_offset, q);
+        } else if (w_.act_full_range) {
+          float amax = 0.0f;
+          for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(x[t * K + k]));
+          st[t] = amax / 127.5f;
+          if (amax > 0.0f && std::isfinite(amax)) {
+            quantize_row_static(x + t * K, K, st[t], 0.0f, q);
+          } else {
+            std::fill(q, q + K, int8_t{0});
+            st[t] = amax == 0.0f ? 0.0f : std::nanf("");
+          }
         } else {
-          std::fill(q, q + K, int8_t{0});
-          st[t] = amax == 0.0f ? 0.0f : std::nanf("");
+          st[t] = quantize_row_symmetric(x + t * K, K, act_ == IntAct::kDynamic4 ? 7 : 127, q);
         }
-      } else {
-        st[t] = quantize_row_symmetric(x + t * K, K, act_ == IntAct::kDynamic4 ? 7 : 127, q);
       }
-      if (act_ == IntAct::kStatic8 || w_.act_full_range)
-        // The AVX2 dot needs activations in [-127, 127]: -128 runs as -127 and the
-        // missing -1 * W[n, k] is added back below, so the sum stays exact.
+    });
+    if (act_ == IntAct::kStatic8 || w_.act_full_range)
+      // The AVX2 dot needs activations in [-127, 127]: -128 runs as -127 and the
+      // missing -1 * W[n, k] is added back below, so the sum stays exact.
+      for (int64_t t = 0; t < n_tokens; ++t)
         for (int64_t k = 0; k < K; ++k)
-          if (q[k] == -128) {
-            q[k] = -127;
+          if (xq[t * K + k] == -128) {
+            xq[t * K + k] = -127;
             minus128.emplace_back(t, k);
           }
-    }
     // Packed int4: sum_k x (w + 8) comes back; 8 * sum_k x per token and group is removed.
     std::vector<int32_t> xsum;
     if (!packed_.empty()) {

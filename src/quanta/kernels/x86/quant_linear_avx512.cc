@@ -45,7 +45,8 @@ inline __m512i two_rows(const int8_t* r0, const int8_t* r1, int64_t off) {
                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r1 + off)), 1);
 }
 
-template <int Q, int T>
+// Packed quads (pack_rows4) hold rows 2p and 2p + 1 in 64 adjacent bytes: one load.
+template <bool Packed, int Q, int T>
 void tile_u8(const uint8_t* xu, int64_t ldx, const int8_t* const* wr, int64_t ks, int64_t k32, const int32_t* rsum,
              int32_t* out, int64_t ld_out) {
   __m512i acc[T][2 * Q];
@@ -55,7 +56,7 @@ void tile_u8(const uint8_t* xu, int64_t ldx, const int8_t* const* wr, int64_t ks
     __m512i w[2 * Q];
     for (int p = 0; p < 2 * Q; ++p) {
       if (p % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr[2 * p] + k * ks) + 2048, _MM_HINT_T0);
-      w[p] = two_rows(wr[2 * p], wr[2 * p + 1], k * ks);
+      w[p] = Packed ? _mm512_loadu_si512(wr[2 * p] + k * 4) : two_rows(wr[2 * p], wr[2 * p + 1], k * ks);
     }
     for (int t = 0; t < T; ++t) {
       const __m512i xb = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xu + t * ldx + k)));
@@ -70,8 +71,9 @@ void tile_u8(const uint8_t* xu, int64_t ldx, const int8_t* const* wr, int64_t ks
 }
 
 using TileFn = void (*)(const uint8_t*, int64_t, const int8_t* const*, int64_t, int64_t, const int32_t*, int32_t*, int64_t);
-template <int Q>
-constexpr TileFn kTiles[kTileTokens + 1] = {nullptr, tile_u8<Q, 1>, tile_u8<Q, 2>, tile_u8<Q, 3>, tile_u8<Q, 4>};
+template <bool Packed, int Q>
+constexpr TileFn kTiles[kTileTokens + 1] = {nullptr, tile_u8<Packed, Q, 1>, tile_u8<Packed, Q, 2>, tile_u8<Packed, Q, 3>,
+                                            tile_u8<Packed, Q, 4>};
 
 // Tokens [t_begin, t_end), rows in groups of 4; the rows left over go to gemm_s8_tokens.
 void gemm_s8_batch(const GemmS8Args& a, int64_t t_begin, int64_t t_end) {
@@ -102,7 +104,9 @@ void gemm_s8_batch(const GemmS8Args& a, int64_t t_begin, int64_t t_end) {
     int32_t* o = a.out + t_begin * a.ld_out + (n - a.n0);
     for (int64_t t = 0; t < nt; t += kTileTokens) {
       const int64_t m = std::min<int64_t>(kTileTokens, nt - t);
-      (quads == 2 ? kTiles<2> : kTiles<1>)[m](xu.data() + t * k32, k32, wr, ks, k32, rsum, o + t * a.ld_out, a.ld_out);
+      const TileFn* tiles = ks == 4 ? (quads == 2 ? kTiles<true, 2> : kTiles<true, 1>)
+                                    : (quads == 2 ? kTiles<false, 2> : kTiles<false, 1>);
+      tiles[m](xu.data() + t * k32, k32, wr, ks, k32, rsum, o + t * a.ld_out, a.ld_out);
     }
     // Columns past the last 32 (plain rows only), with the signed activations.
     for (int64_t t = t_begin; t < t_end; ++t)
