@@ -89,8 +89,10 @@ const QuantLinearKernels& quant_linear_kernels();
 
 const QuantLinearKernels& quant_linear_reference_table();
 const QuantLinearKernels& quant_linear_avx2_table();
-// The AVX-512 (VNNI) gemm_s8; the AVX-512 and AMX tables take it, the rest from AVX2.
+// The AVX-512 (VNNI) gemm_s8 and gemm_u4; the AVX-512 and AMX tables take them, the rest from AVX2.
 void gemm_s8_avx512(const GemmS8Args& a);
+// The AVX-512 (VNNI) gemm_u4 for batches (decoding runs AVX2's).
+void gemm_u4_avx512(const GemmS8Args& a);
 
 // int4 values in [-8, 7] of one row (n a multiple of 32) into n/2 bytes, offset by
 // +8 to [0, 15]: in each 32-block, byte j holds element j in its low nibble and

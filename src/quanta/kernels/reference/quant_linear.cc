@@ -126,12 +126,13 @@ const QuantLinearKernels& quant_linear_reference_table() {
 }
 
 const QuantLinearKernels& quant_linear_kernels_for(Isa isa) {
-  // The AVX-512 and AMX tiers run the AVX2 primitives but gemm_s8 (VNNI); their
+  // The AVX-512 and AMX tiers run the AVX2 primitives but gemm_s8 and gemm_u4 (VNNI); their
   // isa tells a layer that tiles (tile_gemm.h) may take its large batches.
   auto with_isa = [](Isa tier) {
     QuantLinearKernels t = quant_linear_avx2_table();
     t.isa = tier;
     t.gemm_s8 = gemm_s8_avx512;
+    t.gemm_u4 = gemm_u4_avx512;
     return t;
   };
   static const QuantLinearKernels avx512 = with_isa(Isa::kAvx512), amx = with_isa(Isa::kAmx);

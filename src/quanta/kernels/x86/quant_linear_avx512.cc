@@ -122,7 +122,93 @@ void gemm_s8_batch(const GemmS8Args& a, int64_t t_begin, int64_t t_end) {
   }
 }
 
+// gemm_u4 for batches: w + 8 in [0, 15] is already vpdpbusd's unsigned operand and x in
+// [-7, 7] its signed one, so no flip: a block of two rows (16 packed bytes each) is unpacked
+// into one zmm [a elements 0-15 | a 16-31 | b 0-15 | b 16-31] against the token's 32 bytes
+// broadcast to both halves. A tile is 8 rows (4 pairs) x 4 tokens.
+inline __m512i u4_two_rows(__m256i v, __m256i mask, __m512i order) {
+  const __m256i lo = _mm256_and_si256(v, mask), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+  return _mm512_permutex2var_epi64(_mm512_castsi256_si512(lo), order, _mm512_castsi256_si512(hi));
+}
+
+// Pair p's block b: 32 bytes at w[p] + b * 32 when paired (pack_rows2_u4), else 16 at w[p]
+// and 16 at w1[p], advancing 16 per block.
+template <bool Paired, int P, int T>
+void tile_u4(const int8_t* x, int64_t ldx, const uint8_t* const* w0, const uint8_t* const* w1, int64_t nblk,
+             int32_t* out, int64_t ld_out) {
+  const __m256i mask = _mm256_set1_epi8(0x0F);
+  const __m512i order = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+  __m512i acc[T][P];
+  for (auto& a : acc)
+    for (auto& v : a) v = _mm512_setzero_si512();
+  for (int64_t b = 0; b < nblk; ++b) {
+    __m512i w[P];
+    for (int p = 0; p < P; ++p) {
+      const __m256i v =
+          Paired ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0[p] + b * 32))
+                 : _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w1[p] + b * 16)),
+                                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(w0[p] + b * 16)));
+      w[p] = u4_two_rows(v, mask, order);
+    }
+    for (int t = 0; t < T; ++t) {
+      const __m512i xb = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + t * ldx + b * 32)));
+      for (int p = 0; p < P; ++p) acc[t][p] = _mm512_dpbusd_epi32(acc[t][p], w[p], xb);
+    }
+  }
+  for (int t = 0; t < T; ++t)
+    for (int p = 0; p < P; ++p) {
+      out[t * ld_out + 2 * p] = hsum_epi32(_mm512_castsi512_si256(acc[t][p]));
+      out[t * ld_out + 2 * p + 1] = hsum_epi32(_mm512_extracti64x4_epi64(acc[t][p], 1));
+    }
+}
+
+using TileU4Fn = void (*)(const int8_t*, int64_t, const uint8_t* const*, const uint8_t* const*, int64_t, int32_t*, int64_t);
+template <bool Paired, int P>
+constexpr TileU4Fn kTilesU4[kTileTokens + 1] = {nullptr, tile_u4<Paired, P, 1>, tile_u4<Paired, P, 2>,
+                                                tile_u4<Paired, P, 3>, tile_u4<Paired, P, 4>};
+
+void gemm_u4_batch(const GemmS8Args& a, int64_t t_begin, int64_t t_end) {
+  const auto* wb = reinterpret_cast<const uint8_t*>(a.w);
+  const int64_t nblk = a.k / 32, nt = t_end - t_begin;
+  int64_t n = a.n0;
+  // Rows in groups of 8 (4 pairs, all paired or all plain), else 2.
+  while (n + 2 <= a.n1) {
+    const bool paired = n < a.rows2;
+    const int pairs = n + 8 <= a.n1 && (!paired || n + 8 <= a.rows2) ? 4 : 1;
+    const uint8_t *w0[4], *w1[4];
+    for (int p = 0; p < pairs; ++p) {
+      w0[p] = wb + (n + 2 * p) * a.ldw;
+      w1[p] = paired ? w0[p] + 16 : w0[p] + a.ldw;
+    }
+    const TileU4Fn* tiles = paired ? (pairs == 4 ? kTilesU4<true, 4> : kTilesU4<true, 1>)
+                                   : (pairs == 4 ? kTilesU4<false, 4> : kTilesU4<false, 1>);
+    int32_t* o = a.out + t_begin * a.ld_out + (n - a.n0);
+    for (int64_t t = 0; t < nt; t += kTileTokens) {
+      const int64_t m = std::min<int64_t>(kTileTokens, nt - t);
+      tiles[m](a.x + (t_begin + t) * a.ldx, a.ldx, w0, w1, nblk, o + t * a.ld_out, a.ld_out);
+    }
+    n += 2 * pairs;
+  }
+  if (n < a.n1) {  // an odd last row
+    GemmS8Args rest = a;
+    rest.n0 = n;
+    rest.out = a.out + (n - a.n0);
+    rest.x = a.x + t_begin * a.ldx;
+    rest.n_tokens = nt;
+    rest.out += t_begin * a.ld_out;
+    quant_linear_avx2_table().gemm_u4(rest);
+  }
+}
+
 }  // namespace
+
+// Decoding stays on AVX2's gemm_u4 (it streams the packed rows at memory speed); batches of
+// 4+ tokens take the 512-bit tiles.
+void gemm_u4_avx512(const GemmS8Args& a) {
+  if (a.n_tokens < 4) return quant_linear_avx2_table().gemm_u4(a);
+  constexpr int64_t kTokenBlock = 48;
+  for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kTokenBlock) gemm_u4_batch(a, t0, std::min(a.n_tokens, t0 + kTokenBlock));
+}
 
 // One or two tokens (decoding) stream the weights through the 256-bit dot kernel; batches take
 // the 512-bit tiles, in blocks of tokens whose activations fit L2 as gemm_s8_blocks does.
