@@ -1,9 +1,10 @@
-// AVX-512 tier of the quantized-Linear primitives: the int8 x int8 GEMM (decoding
-// and small batches of W8A8 / W8A8_DYNAMIC) with VNNI's vpdpbusd, which multiplies
-// unsigned by signed bytes and adds the quads into int32 in one instruction (AVX2
-// needs vpmaddubsw + vpmaddwd + vpaddd), at 256 bits so the sign trick's
-// vpsignb still applies (it has no 512-bit form), plus a prefetch 2 KB ahead on
-// each of the four weight rows it streams. The other primitives are AVX2's.
+// AVX-512 tier of the quantized-Linear primitives, on VNNI's vpdpbusd (unsigned by signed
+// bytes, quads added into int32 in one instruction; AVX2 needs vpmaddubsw + vpmaddwd + vpaddd):
+// - gemm_s8 (W8A8 / W8A8_DYNAMIC): decoding at 256 bits with the sign trick (vpsignb has no
+//   512-bit form) and a prefetch 2 KB ahead on each of the four weight rows it streams;
+//   batches of 4+ tokens at 512 bits on unsigned-flipped activations (below);
+// - gemm_u4 (W4A4_DYNAMIC): batches of 4+ tokens at 512 bits, decoding on AVX2's kernel.
+// The other primitives are AVX2's.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -75,7 +76,7 @@ template <bool Packed, int Q>
 constexpr TileFn kTiles[kTileTokens + 1] = {nullptr, tile_u8<Packed, Q, 1>, tile_u8<Packed, Q, 2>, tile_u8<Packed, Q, 3>,
                                             tile_u8<Packed, Q, 4>};
 
-// Tokens [t_begin, t_end), rows in groups of 4; the rows left over go to gemm_s8_tokens.
+// Tokens [t_begin, t_end), rows in groups of 8 or 4; the rows left over go to gemm_s8_tokens.
 void gemm_s8_batch(const GemmS8Args& a, int64_t t_begin, int64_t t_end) {
   const int64_t k32 = a.k & ~int64_t{31}, nt = t_end - t_begin;
   thread_local std::vector<uint8_t> xu;
@@ -102,10 +103,10 @@ void gemm_s8_batch(const GemmS8Args& a, int64_t t_begin, int64_t t_end) {
       rsum[r] = hsum_epi32(s);
     }
     int32_t* o = a.out + t_begin * a.ld_out + (n - a.n0);
+    const TileFn* tiles = ks == 4 ? (quads == 2 ? kTiles<true, 2> : kTiles<true, 1>)
+                                  : (quads == 2 ? kTiles<false, 2> : kTiles<false, 1>);
     for (int64_t t = 0; t < nt; t += kTileTokens) {
       const int64_t m = std::min<int64_t>(kTileTokens, nt - t);
-      const TileFn* tiles = ks == 4 ? (quads == 2 ? kTiles<true, 2> : kTiles<true, 1>)
-                                    : (quads == 2 ? kTiles<false, 2> : kTiles<false, 1>);
       tiles[m](xu.data() + t * k32, k32, wr, ks, k32, rsum, o + t * a.ld_out, a.ld_out);
     }
     // Columns past the last 32 (plain rows only), with the signed activations.
