@@ -38,7 +38,8 @@ float dot_tolerance(int64_t k, double abs_sum) {
   return static_cast<float>(2 * gamma * abs_sum) + 1e-30f;
 }
 
-enum class WType { kF32, kBF16, kF16 };
+// kExactBf16: f32 weights and activations whose values are bf16 values (matmul_bf16_exact).
+enum class WType { kF32, kBF16, kF16, kExactBf16 };
 
 void check_matmul(Isa isa, WType wt, int64_t n_tokens, int64_t n_in, int64_t n_out, std::mt19937& rng) {
   std::vector<float> x = random_vector(rng, static_cast<size_t>(n_tokens * n_in));
@@ -51,6 +52,10 @@ void check_matmul(Isa isa, WType wt, int64_t n_tokens, int64_t n_in, int64_t n_o
     w = w16.data();
     fast = kernels_for(isa).matmul_bf16;
     ref = reference_table().matmul_bf16;
+  } else if (wt == WType::kExactBf16) {
+    for (float& v : wf) v = bf16_to_f32(f32_to_bf16(v));
+    for (float& v : x) v = bf16_to_f32(f32_to_bf16(v));
+    fast = kernels_for(isa).matmul_bf16_exact;
   } else if (wt == WType::kF16) {
     for (size_t i = 0; i < wf.size(); ++i) w16[i] = f32_to_f16(wf[i]), wf[i] = f16_to_f32(w16[i]);
     w = w16.data();
@@ -83,7 +88,7 @@ TEST(Kernels, MatmulMatchesReferenceOnEveryIsa) {
   std::mt19937 rng(1234);
   std::uniform_int_distribution<int64_t> tokens(1, 70), in_dim(1, 300), out_dim(1, 37);
   for (Isa isa : host_isas()) {
-    for (WType wt : {WType::kF32, WType::kBF16, WType::kF16}) {
+    for (WType wt : {WType::kF32, WType::kBF16, WType::kF16, WType::kExactBf16}) {
       for (int rep = 0; rep < 12; ++rep) check_matmul(isa, wt, tokens(rng), in_dim(rng), out_dim(rng), rng);
       check_matmul(isa, wt, 1, 1024, 19, rng);  // decode shape
       check_matmul(isa, wt, 97, 64, 8, rng);     // several token blocks

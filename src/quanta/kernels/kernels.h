@@ -57,6 +57,11 @@ struct KernelTable {
   MatmulFn matmul_f32;
   MatmulFn matmul_bf16;
   MatmulFn matmul_f16;
+  // f32 weights whose values, like the activations', are exact in bf16 (MX-decoded
+  // weights against MX-rounded activations: at most 8 significant bits): exact products,
+  // f32 sums. AVX-512 multiplies them as bf16 pairs (vdpbf16ps, which flushes denormal
+  // inputs and results to zero); the other tiers are matmul_f32.
+  MatmulFn matmul_bf16_exact;
   float (*dot_f32)(const float* a, const float* b, int64_t n);
   void (*axpy_f32)(float a, const float* x, float* y, int64_t n);  // y += a * x
   // Gated MLP activations: out[i] = act(gate[i]) * up[i] (out may be gate), with

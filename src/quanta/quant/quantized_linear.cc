@@ -269,7 +269,9 @@ class MxLinear : public LinearKernel {
     const MxElem act = w_.scheme == Scheme::kW4A4Mxfp4 ? MxElem::kE2M1 : MxElem::kE4M3;
     const MxElem wel = w_.scheme == Scheme::kW8A8Mxfp8 ? MxElem::kE4M3 : MxElem::kE2M1;
     std::vector<float> xa(static_cast<size_t>(n_tokens * K));
-    for (int64_t t = 0; t < n_tokens; ++t) mx_fake_quantize_row(act, x + t * K, K, xa.data() + t * K);
+    pool.parallel_for(n_tokens, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) mx_fake_quantize_row(act, x + t * K, K, xa.data() + t * K);
+    });
     const auto* wp = static_cast<const uint8_t*>(w_.weight.raw());
     const auto* ws = w_.scale.data<uint8_t>();
     const auto& fk = kernels::kernels_for(kt_.isa);
@@ -284,7 +286,8 @@ class MxLinear : public LinearKernel {
       // two): the tiles multiply them exactly, one bf16 part each.
       kernels::tile_gemm_decoded(xa.data(), n_tokens, K, N, false, false, decode, y, pool);
     } else {
-      constexpr int64_t kRowsPerTile = 16, kTokenBlock = 48;
+      // 64 rows per tile: matmul_bf16_exact converts the token block to bf16 once per call.
+      constexpr int64_t kRowsPerTile = 64, kTokenBlock = 48;
       pool.parallel_for(N, kRowsPerTile, [&](int64_t n0, int64_t n1) {
         std::vector<float> tile(static_cast<size_t>(kRowsPerTile * K));
         for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
@@ -292,7 +295,7 @@ class MxLinear : public LinearKernel {
           for (int64_t r0 = n0; r0 < n1; r0 += kRowsPerTile) {
             const int64_t r1 = std::min(n1, r0 + kRowsPerTile);
             decode(r0, r1 - r0, 0, K, tile.data());
-            fk.matmul_f32({xa.data() + t0 * K, t1 - t0, K, tile.data(), y + t0 * N + r0, N, 0, r1 - r0});
+            fk.matmul_bf16_exact({xa.data() + t0 * K, t1 - t0, K, tile.data(), y + t0 * N + r0, N, 0, r1 - r0});
           }
         }
       });

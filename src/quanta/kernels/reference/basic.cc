@@ -56,7 +56,7 @@ void gelu_tanh_mul_ref(const float* gate, const float* up, float* out, int64_t n
 }  // namespace
 
 const KernelTable& reference_table() {
-  static const KernelTable table = {Isa::kScalar, matmul_f32_ref, matmul_bf16_ref, matmul_f16_ref,
+  static const KernelTable table = {Isa::kScalar, matmul_f32_ref, matmul_bf16_ref, matmul_f16_ref, matmul_f32_ref,
                                     dot_f32_ref, axpy_f32_ref, silu_mul_ref, gelu_tanh_mul_ref};
   return table;
 }

@@ -194,7 +194,7 @@ void gelu_tanh_mul_avx2(const float* gate, const float* up, float* out, int64_t 
 }  // namespace
 
 const KernelTable& avx2_table() {
-  static const KernelTable table = {Isa::kAvx2, matmul<LoadF32>, matmul<LoadBF16>, matmul<LoadF16>,
+  static const KernelTable table = {Isa::kAvx2, matmul<LoadF32>, matmul<LoadBF16>, matmul<LoadF16>, matmul<LoadF32>,
                                     dot_f32_avx2, axpy_f32_avx2, silu_mul_avx2, gelu_tanh_mul_avx2};
   return table;
 }
