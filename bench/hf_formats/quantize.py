@@ -15,7 +15,17 @@ import sys
 
 import torch
 from auto_round import AutoRound
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+
+
+def char_tokenizer():
+    # auto-round needs a tokenizer for its (here unused) calibration text; random-weight
+    # folders have none, so one token per printable ASCII character stands in.
+    words = ["<unk>", "<pad>", "\u0120"] + [chr(c) for c in range(33, 127)]
+    tok = Tokenizer(models.BPE(vocab={w: i for i, w in enumerate(words)}, merges=[], unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>")
 
 
 def main():
@@ -28,7 +38,7 @@ def main():
         if os.path.exists(os.path.join(dst, "config.json")):
             continue
         model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16).eval()
-        tok = AutoTokenizer.from_pretrained(src) if has_tok else None
+        tok = AutoTokenizer.from_pretrained(src) if has_tok else char_tokenizer()
         ar = AutoRound(model, tokenizer=tok, scheme=f"W{bits}A16", bits=int(bits), group_size=int(group),
                        sym=sym == "sym", iters=0, disable_opt_rtn=True, nsamples=1, seqlen=8, device_map="cpu",
                        seed=42, dataset=["The quick brown fox jumps over the lazy dog."])
@@ -39,6 +49,10 @@ def main():
         shutil.rmtree(dst, ignore_errors=True)
         shutil.move(folder, dst)
         shutil.rmtree(tmp, ignore_errors=True)
+        if not has_tok:  # the stand-in tokenizer is not the model's
+            for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+                if os.path.exists(os.path.join(dst, f)):
+                    os.remove(os.path.join(dst, f))
         if has_tok:  # perplexity needs the tokenizer next to the weights
             for f in ("tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"):
                 if os.path.exists(os.path.join(src, f)) and not os.path.exists(os.path.join(dst, f)):

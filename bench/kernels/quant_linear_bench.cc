@@ -8,7 +8,10 @@
 #include <random>
 #include <vector>
 
+#include "quanta/core/thread_pool.h"
+#include "quanta/kernels/group_int.h"
 #include "quanta/kernels/quant_linear.h"
+#include "quanta/quant/group_int_linear.h"
 
 namespace {
 
@@ -59,6 +62,39 @@ void BM_gemm_mxfp8(benchmark::State& state) {
   state.counters["weight_GB/s"] = benchmark::Counter(static_cast<double>(n_out * n_in), benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 
+// A whole group-wise int4 Linear (AWQ / GPTQ W4A16 g128 after repacking) on one
+// thread, activations quantized inside: the avx512 tier's integer GEMM against the
+// avx2 tier's decoded f32 tiles (range 3: the tier, quanta::kernels::Isa); one token:
+// both tiers' dot kernels (weights 7 MB: from L3 / memory).
+void BM_group_int4(benchmark::State& state) {
+  const int64_t n_tokens = state.range(0), n_in = state.range(1), n_out = state.range(2), group = 128;
+  const auto isa = static_cast<quanta::kernels::Isa>(state.range(3));
+  if (isa > quanta::kernels::host_isa()) return state.SkipWithError("tier not on this host");
+  std::mt19937 rng(3);
+  quanta::quant::GroupIntWeights w;
+  w.n_out = n_out;
+  w.n_in = n_in;
+  w.bits = 4;
+  w.group_size = group;
+  w.q.resize(static_cast<size_t>(n_out * n_in));
+  for (auto& v : w.q) v = static_cast<uint8_t>(rng() & 15);
+  for (int64_t i = 0; i < n_out * n_in / group; ++i) {
+    w.scale.push_back(0.01f);
+    w.zero.push_back(static_cast<int32_t>(rng() & 15));
+  }
+  auto lin = quanta::quant::make_group_int_linear(std::move(w), "bench", quanta::kernels::group_int_kernels_for(isa));
+  std::normal_distribution<float> nd;
+  std::vector<float> x(static_cast<size_t>(n_tokens * n_in)), y(static_cast<size_t>(n_tokens * n_out));
+  for (auto& v : x) v = nd(rng);
+  quanta::ThreadPool pool(1);
+  for (auto _ : state) {
+    lin->forward(x.data(), n_tokens, y.data(), pool);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GMAC/s"] = benchmark::Counter(static_cast<double>(n_tokens * n_in * n_out), benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  state.counters["weight_GB/s"] = benchmark::Counter(static_cast<double>(lin->weight_bytes()), benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+}
+
 void BM_gemm_s8(benchmark::State& s) { run(s, false); }
 void BM_gemm_u4(benchmark::State& s) { run(s, true); }
 
@@ -66,6 +102,8 @@ void BM_gemm_u4(benchmark::State& s) { run(s, true); }
 BENCHMARK(BM_gemm_s8)->Args({1, 2048, 6144})->Args({512, 2048, 6144})->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_gemm_mxfp8)->Args({1, 2048, 6144})->Args({512, 2048, 6144})->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_gemm_u4)->Args({1, 2048, 6144})->Args({512, 2048, 6144})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_group_int4)->Args({1, 2048, 6144, 1})->Args({1, 2048, 6144, 2})->Args({512, 2048, 6144, 1})->Args({512, 2048, 6144, 2})->Args({512, 6144, 2048, 2})
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

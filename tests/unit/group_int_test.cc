@@ -1,7 +1,8 @@
 // Group-wise integer Linear (quant/group_int_linear.h) on every ISA the host runs,
 // against a double-precision evaluation of W[n,k] = s[n,g] * (q[n,k] - z[n,g]):
-// prompts (f32 activations) within f32 summation error, decoding (16-bit
-// activation blocks) within the bound that rounding each activation to
+// prompts on tiers without an integer GEMM (f32 activations) within f32
+// summation error; decoding and integer-GEMM prompts (16-bit activations per
+// group_int_act_block) within the bound that rounding each activation to
 // max|x_block| / 32767 steps allows.
 #include <gtest/gtest.h>
 
@@ -55,18 +56,20 @@ double weight_at(const GroupIntWeights& w, int64_t n, int64_t k) {
   return double{w.scale[n * n_groups + g]} * (int{w.q[n * w.n_in + k]} - w.zero[n * n_groups + g]);
 }
 
-// Checks y against the double-precision product; 16-bit activation error when q16.
+// Checks y against the double-precision product; with the error of 16-bit
+// activations in blocks of q16 elements unless q16 is 0.
 void expect_close(const GroupIntWeights& w, const std::vector<float>& x, int64_t T, const std::vector<float>& y,
-                  bool q16, const std::string& what) {
+                  int64_t q16, const std::string& what) {
   const double eps = std::numeric_limits<float>::epsilon();
+  const int64_t blk = q16 ? q16 : 32;
   for (int64_t t = 0; t < T; ++t)
     for (int64_t n = 0; n < w.n_out; ++n) {
       double want = w.bias[n], abs_sum = std::fabs(w.bias[n]), q_err = 0.0;
-      for (int64_t b = 0; b * 32 < w.n_in; ++b) {
-        const int64_t end = std::min(w.n_in, 32 * b + 32);
+      for (int64_t b = 0; b * blk < w.n_in; ++b) {
+        const int64_t end = std::min(w.n_in, blk * b + blk);
         double amax = 0.0;
-        for (int64_t k = 32 * b; k < end; ++k) amax = std::max(amax, double{std::fabs(x[t * w.n_in + k])});
-        for (int64_t k = 32 * b; k < end; ++k) {
+        for (int64_t k = blk * b; k < end; ++k) amax = std::max(amax, double{std::fabs(x[t * w.n_in + k])});
+        for (int64_t k = blk * b; k < end; ++k) {
           const double wk = weight_at(w, n, k);
           want += wk * x[t * w.n_in + k];
           abs_sum += std::fabs(wk * x[t * w.n_in + k]);
@@ -82,10 +85,10 @@ TEST(GroupIntLinear, MatchesTheFormulaOnEveryIsaBitWidthAndGroup) {
   std::mt19937 rng(7);
   ThreadPool pool(2);
   for (int bits : {2, 3, 4, 5, 8})
-    for (int64_t group : {32, 64, 256}) {
+    for (int64_t group : {32, 64, 128, 256}) {
       const int64_t K = 256, N = 37;
       const GroupIntWeights w = random_weights(N, K, bits, group, rng);
-      for (int64_t T : {1, 3, 4, 5, 20}) {
+      for (int64_t T : {1, 3, 4, 5, 20, 23}) {
         std::normal_distribution<float> xd(0.0f, 1.0f);
         std::vector<float> x(T * K);
         for (auto& v : x) v = xd(rng);
@@ -93,11 +96,36 @@ TEST(GroupIntLinear, MatchesTheFormulaOnEveryIsaBitWidthAndGroup) {
           auto lin = make_group_int_linear(w, "test.g_idx", kernels::group_int_kernels_for(isa));
           std::vector<float> y(T * N, NAN);
           lin->forward(x.data(), T, y.data(), pool);
-          const bool q16 = isa != Isa::kScalar && T < 16;
+          const auto& kt = kernels::group_int_kernels_for(isa);
+          const int64_t q16 = isa != Isa::kScalar && (T < 16 || kt.gemm) ? kernels::group_int_act_block(group) : 0;
           expect_close(w, x, T, y, q16,
                        std::string(kernels::isa_name(isa)) + " bits=" + std::to_string(bits) +
                            " group=" + std::to_string(group) + " T=" + std::to_string(T));
         }
+      }
+    }
+}
+
+// Rows longer than the integer GEMM's 1024-input chunks, a partial chunk, per-channel
+// scales (one group per row) and the 8-bit container; rows not a multiple of a panel.
+TEST(GroupIntLinear, LongRowsAndPerChannelGroupsOnEveryIsa) {
+  std::mt19937 rng(17);
+  ThreadPool pool(2);
+  const int64_t K = 1536, N = 45, T = 17;
+  for (int bits : {4, 8})
+    for (int64_t group : {int64_t{128}, K}) {
+      const GroupIntWeights w = random_weights(N, K, bits, group, rng);
+      std::normal_distribution<float> xd(0.0f, 1.0f);
+      std::vector<float> x(T * K);
+      for (auto& v : x) v = xd(rng);
+      for (Isa isa : host_isas()) {
+        const auto& kt = kernels::group_int_kernels_for(isa);
+        auto lin = make_group_int_linear(w, "test.g_idx", kt);
+        std::vector<float> y(T * N, NAN);
+        lin->forward(x.data(), T, y.data(), pool);
+        expect_close(w, x, T, y, isa != Isa::kScalar && kt.gemm ? kernels::group_int_act_block(group) : 0,
+                     std::string(kernels::isa_name(isa)) + " bits=" + std::to_string(bits) +
+                         " group=" + std::to_string(group));
       }
     }
 }
@@ -123,7 +151,7 @@ TEST(GroupIntLinear, Int8ActivationsFollowTheCompressedTensorsRule) {
       auto lin = make_group_int_linear(w, "test.g_idx", kernels::group_int_kernels_for(isa));
       std::vector<float> y(T * N);
       lin->forward(x.data(), T, y.data(), pool);
-      expect_close(w, xa, T, y, false, std::string("W4A8 ") + kernels::isa_name(isa) + " T=" + std::to_string(T));
+      expect_close(w, xa, T, y, 0, std::string("W4A8 ") + kernels::isa_name(isa) + " T=" + std::to_string(T));
     }
   }
 }
@@ -147,7 +175,9 @@ TEST(GroupIntLinear, ActOrderGroupsArePermutedOnceAndRowsDequantizeInCheckpointO
       auto lin = make_group_int_linear(w, "test.g_idx", kernels::group_int_kernels_for(isa));
       std::vector<float> y(T * N);
       lin->forward(x.data(), T, y.data(), pool);
-      expect_close(w, x, T, y, isa != Isa::kScalar && T < 16, std::string("act-order ") + kernels::isa_name(isa));
+      // Blocks hold permuted columns: bounded by the whole row's largest activation.
+      const bool q16 = isa != Isa::kScalar && (T < 16 || kernels::group_int_kernels_for(isa).gemm);
+      expect_close(w, x, T, y, q16 ? K : 0, std::string("act-order ") + kernels::isa_name(isa));
       std::vector<float> row(K);
       lin->dequantize_row(3, row.data());
       for (int64_t k = 0; k < K; ++k) ASSERT_FLOAT_EQ(row[k], static_cast<float>(weight_at(w, 3, k))) << k;
@@ -161,7 +191,7 @@ TEST(GroupIntLinear, GroupsThatAreNotWhole32BlocksAreDecodedToFloat) {
   std::vector<float> x(2 * 48, 0.5f), y(2 * 8);
   auto lin = make_group_int_linear(w, "test.g_idx");
   lin->forward(x.data(), 2, y.data(), pool);
-  expect_close(w, x, 2, y, false, "group 16");
+  expect_close(w, x, 2, y, 0, "group 16");
 }
 
 TEST(GroupIntLinear, RejectsAGIdxThatIsNotAPermutationOfGroups) {

@@ -12,29 +12,54 @@
 // ("sm"), so the zero point costs one multiply per group and stays exact (s is
 // an f16 or bf16 value times an integer below 256: exact in f32).
 //
-// Decoding multiplies the codes with 16-bit activation blocks (quant_dot.h says
-// why 16 bits): per 32-block an exact integer sum, per group one float multiply
-// for the scale and one for the zero point through the blocks' sums.
+// The kernels multiply the codes with 16-bit activations (quant_dot.h says why
+// 16 bits) under one scale per block of up to 128 elements inside a group
+// (GroupIntActs): per block an exact integer sum, then one float multiply-add
+// for the scales and one for the zero point through the block's sum.
 #pragma once
 
 #include <cstdint>
 
 #include "quanta/kernels/kernels.h"
-#include "quanta/kernels/quant_dot.h"
 
 namespace quanta::kernels {
 
+// A prompt's activations for `gemm`: token t's n values as int16, x ~ d * q, one
+// scale per `block` elements (group_int_act_block), and d * (sum of the block's q)
+// for the zero points.
+struct GroupIntActs {
+  int64_t block;
+  const int16_t* q;    // [tokens, n]
+  const float* d;      // [tokens, n / block]
+  const float* dsum;   // [tokens, n / block]
+};
+
+// The activation block of `gemm` for weights of `group` (a multiple of 32): the
+// whole group up to 128 elements, else the largest of 128, 64, 32 dividing it.
+// 128 bounds the int32 sums: 128 products of 255 by 32767 stay below 2^31.
+int64_t group_int_act_block(int64_t group);
+// n values of one token into GroupIntActs' layout (n a multiple of block):
+// q = round(x / d), d = max|x| / 32767 over each block.
+void quantize_group_int_acts(const float* x, int64_t n, int64_t block, int16_t* q, float* d, float* dsum);
+
 struct GroupIntKernels {
   Isa isa;
-  // out[t] = sum_k W[k] * x_t[k] over the n elements of one row (n and group
-  // multiples of 32), for n_tokens tokens whose n / 32 activation blocks start at
-  // x + t * x_stride. codes4: the 4-bit container, else the 8-bit one.
-  void (*dot)(bool codes4, int64_t n, int64_t group, const uint8_t* q, const float* sm, const BlockQ16* x,
-              int64_t x_stride, int n_tokens, float* out);
+  // out[t] = sum_k W[k] * x_t[k] over the n elements of one row, for tokens
+  // [0, n_tokens) of x (n_tokens <= 16).
+  void (*dot)(bool codes4, int64_t n, int64_t group, const uint8_t* q, const float* sm, const GroupIntActs& x,
+              int n_tokens, float* out);
   // Elements [k0, k0 + len) of one row (k0 and len multiples of 32) to f32.
   void (*dequant)(bool codes4, const uint8_t* q, const float* sm, int64_t group, int64_t k0, int64_t len,
                   float* out);
+  // Prompts: y[t * y_stride + r] = sum_k W[r, k] * x_t[k] for the `rows` rows
+  // (rows <= group_int_gemm_rows) starting at q (row_bytes apart) and sm, and the
+  // n_tokens tokens of x. nullptr: the tier multiplies decoded f32 tiles instead.
+  void (*gemm)(bool codes4, int64_t n, int64_t group, const uint8_t* q, int64_t row_bytes, const float* sm,
+               int rows, const GroupIntActs& x, int64_t n_tokens, float* y, int64_t y_stride);
 };
+
+// Rows one `gemm` call takes at most (one panel of decoded weights).
+constexpr int group_int_gemm_rows = 32;
 
 const GroupIntKernels& group_int_kernels_for(Isa isa);
 // group_int_kernels_for(active_isa()).
@@ -42,6 +67,7 @@ const GroupIntKernels& group_int_kernels();
 
 const GroupIntKernels& group_int_reference_table();
 const GroupIntKernels& group_int_avx2_table();
+const GroupIntKernels& group_int_avx512_table();
 
 // Codes in [0, 15] of one row (n a multiple of 32) into the 4-bit container (n / 2 bytes).
 void pack_group_int4(const uint8_t* codes, int64_t n, uint8_t* out);

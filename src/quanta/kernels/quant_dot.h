@@ -40,6 +40,9 @@ struct BlockQ16K {
   float d;
 };
 
+// qs[i] = round(x[i] / d) for d = max|x| / 32767 over the n values; returns d.
+float quantize_16bit(const float* x, int n, int16_t* qs);
+
 // n elements of x (n a multiple of 32) into n / 32 blocks.
 void quantize_q16(const float* x, BlockQ16* out, int64_t n);
 // n elements of x (n a multiple of 256) into n / 256 blocks.

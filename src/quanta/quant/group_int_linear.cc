@@ -80,8 +80,14 @@ class GroupIntLinear : public LinearKernel {
       }
       x = gathered.data();
     }
-    if (n_tokens < kTileMinTokens && kt_.isa != kernels::Isa::kScalar) forward_dot(x, xq, st, n_tokens, y, pool);
-    else forward_tiles(x, n_tokens, y, pool);
+    const bool use_dot = n_tokens < kTileMinTokens && kt_.isa != kernels::Isa::kScalar;
+    if (use_dot || kt_.gemm) {
+      const Acts acts = quantize_acts(x, xq, st, n_tokens, pool);
+      if (use_dot) forward_dot(acts.view, n_tokens, y, pool);
+      else forward_gemm(acts.view, n_tokens, y, pool);
+    } else {
+      forward_tiles(x, n_tokens, y, pool);
+    }
     if (!bias_.empty())
       for (int64_t t = 0; t < n_tokens; ++t)
         for (int64_t o = 0; o < n_out_; ++o) y[t * n_out_ + o] += bias_[o];
@@ -105,35 +111,58 @@ class GroupIntLinear : public LinearKernel {
       kt_.dequant(codes4_, q_.data() + r * row_bytes_, sm_.data() + r * n_groups_ * 2, group_, k0, len, out);
   }
 
-  // x8/st: int8 activations and their per-token scales (W4A8), else empty.
-  void forward_dot(const float* x, const std::vector<int8_t>& x8, const std::vector<float>& st, int64_t n_tokens,
-                   float* y, ThreadPool& pool) const {
-    const int64_t n_blocks = n_in_ / 32;
-    std::vector<kernels::BlockQ16> xq(static_cast<size_t>(n_blocks * n_tokens));
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      if (x8.empty()) {
-        kernels::quantize_q16(x + t * n_in_, xq.data() + t * n_blocks, n_in_);
-        continue;
-      }
-      for (int64_t b = 0; b < n_blocks; ++b) {
-        kernels::BlockQ16& o = xq[t * n_blocks + b];
-        int32_t sum[2] = {0, 0};
-        for (int i = 0; i < 32; ++i) {
-          o.qs[i] = x8[t * n_in_ + b * 32 + i];
-          sum[i / 16] += o.qs[i];
+  // The integer kernels' activations: 16-bit per group_int_act_block, or W4A8's
+  // int8 ones (x8/st: values and per-token scales; else empty), exactly.
+  struct Acts {
+    std::vector<int16_t> q;
+    std::vector<float> d, dsum;
+    kernels::GroupIntActs view;
+  };
+  Acts quantize_acts(const float* x, const std::vector<int8_t>& x8, const std::vector<float>& st, int64_t n_tokens,
+                     ThreadPool& pool) const {
+    const int64_t block = kernels::group_int_act_block(group_), n_blocks = n_in_ / block;
+    Acts a;
+    a.q.resize(static_cast<size_t>(n_tokens * n_in_));
+    a.d.resize(static_cast<size_t>(n_tokens * n_blocks));
+    a.dsum.resize(a.d.size());
+    pool.parallel_for(n_tokens, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        int16_t* qt = a.q.data() + t * n_in_;
+        if (x8.empty()) {
+          kernels::quantize_group_int_acts(x + t * n_in_, n_in_, block, qt, a.d.data() + t * n_blocks,
+                                           a.dsum.data() + t * n_blocks);
+          continue;
         }
-        o.d = st[t];
-        o.dsum[0] = o.d * static_cast<float>(sum[0]);
-        o.dsum[1] = o.d * static_cast<float>(sum[1]);
+        for (int64_t b = 0; b < n_blocks; ++b) {
+          int32_t sum = 0;
+          for (int64_t i = b * block; i < (b + 1) * block; ++i) sum += qt[i] = x8[t * n_in_ + i];
+          a.d[t * n_blocks + b] = st[t];
+          a.dsum[t * n_blocks + b] = st[t] * static_cast<float>(sum);
+        }
       }
-    }
+    });
+    a.view = {block, a.q.data(), a.d.data(), a.dsum.data()};
+    return a;
+  }
+
+  void forward_dot(const kernels::GroupIntActs& x, int64_t n_tokens, float* y, ThreadPool& pool) const {
     pool.parallel_for(n_out_, 16, [&](int64_t begin, int64_t end) {
       float out[kTileMinTokens];
       for (int64_t o = begin; o < end; ++o) {
-        kt_.dot(codes4_, n_in_, group_, q_.data() + o * row_bytes_, sm_.data() + o * n_groups_ * 2, xq.data(),
-                n_blocks, static_cast<int>(n_tokens), out);
+        kt_.dot(codes4_, n_in_, group_, q_.data() + o * row_bytes_, sm_.data() + o * n_groups_ * 2, x,
+                static_cast<int>(n_tokens), out);
         for (int64_t t = 0; t < n_tokens; ++t) y[t * n_out_ + o] = out[t];
       }
+    });
+  }
+
+  // Prompts on tiers with an integer GEMM: panels of rows spread over the pool.
+  void forward_gemm(const kernels::GroupIntActs& x, int64_t n_tokens, float* y, ThreadPool& pool) const {
+    constexpr int64_t kRows = kernels::group_int_gemm_rows;
+    pool.parallel_for(n_out_, kRows, [&](int64_t begin, int64_t end) {
+      for (int64_t o = begin; o < end; o += kRows)
+        kt_.gemm(codes4_, n_in_, group_, q_.data() + o * row_bytes_, row_bytes_, sm_.data() + o * n_groups_ * 2,
+                 static_cast<int>(std::min(kRows, end - o)), x, n_tokens, y + o, n_out_);
     });
   }
 

@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "quanta/kernels/quant_dot.h"
+
 namespace quanta::kernels {
 
 void pack_group_int4(const uint8_t* codes, int64_t n, uint8_t* out) {
@@ -12,22 +14,35 @@ void pack_group_int4(const uint8_t* codes, int64_t n, uint8_t* out) {
       out[b * 16 + j] = static_cast<uint8_t>((codes[b * 32 + j] & 0xF) | (codes[b * 32 + j + 16] & 0xF) << 4);
 }
 
+int64_t group_int_act_block(int64_t group) {
+  if (group <= 128) return group;
+  for (int64_t b : {128, 64}) if (group % b == 0) return b;
+  return 32;
+}
+
+void quantize_group_int_acts(const float* x, int64_t n, int64_t block, int16_t* q, float* d, float* dsum) {
+  for (int64_t b = 0; b < n / block; ++b) {
+    d[b] = quantize_16bit(x + b * block, static_cast<int>(block), q + b * block);
+    int64_t sum = 0;
+    for (int64_t i = 0; i < block; ++i) sum += q[b * block + i];
+    dsum[b] = d[b] * static_cast<float>(sum);
+  }
+}
+
 namespace {
 
-void dot_ref(bool codes4, int64_t n, int64_t group, const uint8_t* q, const float* sm, const BlockQ16* x,
-             int64_t x_stride, int n_tokens, float* out) {
+void dot_ref(bool codes4, int64_t n, int64_t group, const uint8_t* q, const float* sm, const GroupIntActs& x,
+             int n_tokens, float* out) {
+  const int64_t n_blocks = n / x.block;
   for (int t = 0; t < n_tokens; ++t) {
-    const BlockQ16* xt = x + t * x_stride;
     double acc = 0.0;
-    for (int64_t b = 0; b < n / 32; ++b) {
-      const int64_t g = b * 32 / group;
-      int64_t isum = 0, xsum = 0;
-      for (int i = 0; i < 32; ++i) {
-        isum += static_cast<int64_t>(group_int_code(codes4, q, b * 32 + i)) * xt[b].qs[i];
-        xsum += xt[b].qs[i];
-      }
-      acc += static_cast<double>(xt[b].d) * (static_cast<double>(sm[2 * g]) * static_cast<double>(isum) -
-                                             static_cast<double>(sm[2 * g + 1]) * static_cast<double>(xsum));
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const int64_t g = b * x.block / group;
+      int64_t isum = 0;
+      for (int64_t k = b * x.block; k < (b + 1) * x.block; ++k)
+        isum += static_cast<int64_t>(group_int_code(codes4, q, k)) * x.q[t * n + k];
+      acc += double{sm[2 * g]} * x.d[t * n_blocks + b] * static_cast<double>(isum) -
+             double{sm[2 * g + 1]} * x.dsum[t * n_blocks + b];
     }
     out[t] = static_cast<float>(acc);
   }
@@ -45,19 +60,18 @@ void dequant_ref(bool codes4, const uint8_t* q, const float* sm, int64_t group, 
 }  // namespace
 
 const GroupIntKernels& group_int_reference_table() {
-  static const GroupIntKernels t{Isa::kScalar, dot_ref, dequant_ref};
+  static const GroupIntKernels t{Isa::kScalar, dot_ref, dequant_ref, nullptr};
   return t;
 }
 
 const GroupIntKernels& group_int_kernels_for(Isa isa) {
-  // AVX-512 and AMX reuse the AVX2 kernels for decoding; the tier still decides
-  // the prompt path (its f32 matmul, or the AMX tiles).
-  static const GroupIntKernels avx512{Isa::kAvx512, group_int_avx2_table().dot, group_int_avx2_table().dequant};
-  static const GroupIntKernels amx{Isa::kAmx, group_int_avx2_table().dot, group_int_avx2_table().dequant};
+  // AMX decodes as AVX-512 does and multiplies prompts in its tiles.
+  static const GroupIntKernels amx{Isa::kAmx, group_int_avx512_table().dot, group_int_avx512_table().dequant,
+                                   nullptr};
   switch (isa) {
     case Isa::kScalar: return group_int_reference_table();
     case Isa::kAvx2: return group_int_avx2_table();
-    case Isa::kAvx512: return avx512;
+    case Isa::kAvx512: return group_int_avx512_table();
     default: return amx;
   }
 }

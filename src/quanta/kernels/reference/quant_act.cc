@@ -7,9 +7,6 @@
 
 namespace quanta::kernels {
 
-namespace {
-
-// qs[i] = round(x[i] / d) for d = max|x| / 32767 over the n values; returns d.
 float quantize_16bit(const float* x, int n, int16_t* qs) {
   float amax = 0.0f;
   for (int i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
@@ -17,6 +14,8 @@ float quantize_16bit(const float* x, int n, int16_t* qs) {
   for (int i = 0; i < n; ++i) qs[i] = static_cast<int16_t>(std::nearbyint(x[i] * id));
   return amax / 32767.0f;
 }
+
+namespace {
 
 // d * (sum of qs[0..15]).
 float scaled_sum16(float d, const int16_t* qs) {

@@ -1,8 +1,7 @@
 // AVX2 group-wise integer kernels (group_int.h): codes widened to 16 bits meet
-// the 16-bit activation blocks in vpmaddwd (exact int32 sums per 32-block), one
-// float multiply-add per block and token for the activation scale, and per group
-// one for the weight scale and one for the zero point (through the blocks' sums).
-// Up to four tokens share each decoded block.
+// the 16-bit activations in vpmaddwd (exact int32 sums per activation block), then
+// per block and token one float multiply-add for both scales and one for the zero
+// point (through the block's sum). Up to four tokens share each decoded 32-block.
 #include <immintrin.h>
 
 #include "quanta/kernels/group_int.h"
@@ -35,63 +34,61 @@ inline void codes(const uint8_t* q, int64_t b, __m256i& lo, __m256i& hi) {
 
 inline __m256i load32(const int16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 
-// M tokens (M <= 4). Within a group the blocks accumulate d_x * sum(q * x_q);
-// the group's scale multiplies that once. One token alternates two accumulators.
+// M tokens (M <= 4) from token t0. Within an activation block the products sum
+// exactly in int32; each block's sum then meets both scales in one multiply-add.
 template <bool kCodes4, int M>
-void dot_m(int64_t n, int64_t group, const uint8_t* q, const float* sm, const BlockQ16* x, int64_t stride,
+void dot_m(int64_t n, int64_t group, const uint8_t* q, const float* sm, const GroupIntActs& x, int t0,
            float* out) {
-  constexpr int kAcc = M == 1 ? 2 : M;
+  const int64_t n_blocks = n / x.block, per_block = x.block / 32;
+  const int16_t* xq[M];
+  for (int t = 0; t < M; ++t) xq[t] = x.q + (t0 + t) * n;
   __m256 acc[M];
   float mins[M];
   for (int t = 0; t < M; ++t) {
     acc[t] = _mm256_setzero_ps();
     mins[t] = 0.0f;
   }
-  const int64_t per_group = group / 32;
-  for (int64_t g = 0, b = 0; g < n / group; ++g) {
-    __m256 gacc[kAcc];
-    float xsum[M];
-    for (auto& a : gacc) a = _mm256_setzero_ps();
-    for (auto& s : xsum) s = 0.0f;
-    for (int64_t i = 0; i < per_group; ++i, ++b) {
+  const int64_t per_group = group / x.block;  // activation blocks per weight group
+  for (int64_t b = 0, blk = 0, g = 0, in_group = 0; b < n_blocks; ++b) {
+    __m256i isum[M];
+    for (auto& v : isum) v = _mm256_setzero_si256();
+    for (int64_t i = 0; i < per_block; ++i, ++blk) {
       __m256i lo, hi;
-      codes<kCodes4>(q, b, lo, hi);
+      codes<kCodes4>(q, blk, lo, hi);
       for (int t = 0; t < M; ++t) {
-        const BlockQ16& a = x[t * stride + b];
-        const __m256i isum =
-            _mm256_add_epi32(_mm256_madd_epi16(lo, load32(a.qs)), _mm256_madd_epi16(hi, load32(a.qs + 16)));
-        const int k = M == 1 ? static_cast<int>(i & 1) : t;
-        gacc[k] = _mm256_fmadd_ps(_mm256_set1_ps(a.d), _mm256_cvtepi32_ps(isum), gacc[k]);
-        xsum[t] += a.dsum[0] + a.dsum[1];
+        const int16_t* p = xq[t] + blk * 32;
+        isum[t] = _mm256_add_epi32(
+            isum[t], _mm256_add_epi32(_mm256_madd_epi16(lo, load32(p)), _mm256_madd_epi16(hi, load32(p + 16))));
       }
     }
-    if constexpr (M == 1) gacc[0] = _mm256_add_ps(gacc[0], gacc[1]);
-    const __m256 s = _mm256_set1_ps(sm[2 * g]);
+    const int64_t at = t0 * n_blocks + b;
     for (int t = 0; t < M; ++t) {
-      acc[t] = _mm256_fmadd_ps(s, gacc[t], acc[t]);
-      mins[t] += sm[2 * g + 1] * xsum[t];
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(sm[2 * g] * x.d[at + t * n_blocks]), _mm256_cvtepi32_ps(isum[t]),
+                               acc[t]);
+      mins[t] += sm[2 * g + 1] * x.dsum[at + t * n_blocks];
     }
+    if (++in_group == per_group) in_group = 0, ++g;
   }
   for (int t = 0; t < M; ++t) out[t] = hsum(acc[t]) - mins[t];
 }
 
 template <bool kCodes4>
-void dot_tokens(int64_t n, int64_t group, const uint8_t* q, const float* sm, const BlockQ16* x, int64_t stride,
-                int n_tokens, float* out) {
+void dot_tokens(int64_t n, int64_t group, const uint8_t* q, const float* sm, const GroupIntActs& x, int n_tokens,
+                float* out) {
   int t = 0;
-  for (; t + 4 <= n_tokens; t += 4) dot_m<kCodes4, 4>(n, group, q, sm, x + t * stride, stride, out + t);
+  for (; t + 4 <= n_tokens; t += 4) dot_m<kCodes4, 4>(n, group, q, sm, x, t, out + t);
   switch (n_tokens - t) {
-    case 3: dot_m<kCodes4, 3>(n, group, q, sm, x + t * stride, stride, out + t); break;
-    case 2: dot_m<kCodes4, 2>(n, group, q, sm, x + t * stride, stride, out + t); break;
-    case 1: dot_m<kCodes4, 1>(n, group, q, sm, x + t * stride, stride, out + t); break;
+    case 3: dot_m<kCodes4, 3>(n, group, q, sm, x, t, out + t); break;
+    case 2: dot_m<kCodes4, 2>(n, group, q, sm, x, t, out + t); break;
+    case 1: dot_m<kCodes4, 1>(n, group, q, sm, x, t, out + t); break;
     default: break;
   }
 }
 
-void dot(bool codes4, int64_t n, int64_t group, const uint8_t* q, const float* sm, const BlockQ16* x,
-         int64_t stride, int n_tokens, float* out) {
-  if (codes4) dot_tokens<true>(n, group, q, sm, x, stride, n_tokens, out);
-  else dot_tokens<false>(n, group, q, sm, x, stride, n_tokens, out);
+void dot(bool codes4, int64_t n, int64_t group, const uint8_t* q, const float* sm, const GroupIntActs& x,
+         int n_tokens, float* out) {
+  if (codes4) dot_tokens<true>(n, group, q, sm, x, n_tokens, out);
+  else dot_tokens<false>(n, group, q, sm, x, n_tokens, out);
 }
 
 inline void store16(__m256i v, __m256 s, __m256 sz, float* out) {
@@ -121,7 +118,7 @@ void dequant(bool codes4, const uint8_t* q, const float* sm, int64_t group, int6
 }  // namespace
 
 const GroupIntKernels& group_int_avx2_table() {
-  static const GroupIntKernels t{Isa::kAvx2, dot, dequant};
+  static const GroupIntKernels t{Isa::kAvx2, dot, dequant, nullptr};
   return t;
 }
 
