@@ -32,6 +32,9 @@ struct GroupIntActs {
   const int16_t* q;    // [tokens, n]
   const float* d;      // [tokens, n / block]
   const float* dsum;   // [tokens, n / block]
+  // For dot kernels with split_acts, when block is 128 and codes are 4-bit:
+  // split_group_int_acts of q ([tokens, n / 128, 256] bytes), else nullptr.
+  const uint8_t* split = nullptr;
 };
 
 // The activation block of `gemm` for weights of `group` (a multiple of 32): the
@@ -42,6 +45,13 @@ int64_t group_int_act_block(int64_t group);
 // q = round(x / d), d = max|x| / 32767 over each block.
 void quantize_group_int_acts(const float* x, int64_t n, int64_t block, int16_t* q, float* d, float* dsum);
 
+// One token's n 16-bit activations (n a multiple of 128) as bytes that meet the
+// 4-bit container's nibbles in place: per 128 elements, 64 low bytes of the
+// elements the low nibbles of 4 blocks hold (element 32 b + j at 16 b + j), 64
+// low bytes of the high nibbles' (32 b + 16 + j), then the two sets' high bytes
+// (signed): q = 256 * high + low, so u8 x s8 products (vpdpbusd) stay exact.
+void split_group_int_acts(const int16_t* q, int64_t n, uint8_t* out);
+
 struct GroupIntKernels {
   Isa isa;
   // out[t] = sum_k W[k] * x_t[k] over the n elements of one row, for tokens
@@ -51,6 +61,8 @@ struct GroupIntKernels {
   // Elements [k0, k0 + len) of one row (k0 and len multiples of 32) to f32.
   void (*dequant)(bool codes4, const uint8_t* q, const float* sm, int64_t group, int64_t k0, int64_t len,
                   float* out);
+  // The dot kernel reads GroupIntActs::split where it applies.
+  bool split_acts;
   // Prompts: y[t * y_stride + r] = sum_k W[r, k] * x_t[k] for the `rows` rows
   // (rows <= group_int_gemm_rows) starting at q (row_bytes apart) and sm, and the
   // n_tokens tokens of x. nullptr: the tier multiplies decoded f32 tiles instead.

@@ -82,7 +82,7 @@ class GroupIntLinear : public LinearKernel {
     }
     const bool use_dot = n_tokens < kTileMinTokens && kt_.isa != kernels::Isa::kScalar;
     if (use_dot || kt_.gemm) {
-      const Acts acts = quantize_acts(x, xq, st, n_tokens, pool);
+      const Acts acts = quantize_acts(x, xq, st, n_tokens, use_dot, pool);
       if (use_dot) forward_dot(acts.view, n_tokens, y, pool);
       else forward_gemm(acts.view, n_tokens, y, pool);
     } else {
@@ -116,32 +116,35 @@ class GroupIntLinear : public LinearKernel {
   struct Acts {
     std::vector<int16_t> q;
     std::vector<float> d, dsum;
+    std::vector<uint8_t> split;
     kernels::GroupIntActs view;
   };
   Acts quantize_acts(const float* x, const std::vector<int8_t>& x8, const std::vector<float>& st, int64_t n_tokens,
-                     ThreadPool& pool) const {
+                     bool for_dot, ThreadPool& pool) const {
     const int64_t block = kernels::group_int_act_block(group_), n_blocks = n_in_ / block;
     Acts a;
     a.q.resize(static_cast<size_t>(n_tokens * n_in_));
     a.d.resize(static_cast<size_t>(n_tokens * n_blocks));
     a.dsum.resize(a.d.size());
+    if (for_dot && kt_.split_acts && codes4_ && block == 128) a.split.resize(static_cast<size_t>(n_tokens * n_in_ * 2));
     pool.parallel_for(n_tokens, 1, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {
         int16_t* qt = a.q.data() + t * n_in_;
         if (x8.empty()) {
           kernels::quantize_group_int_acts(x + t * n_in_, n_in_, block, qt, a.d.data() + t * n_blocks,
                                            a.dsum.data() + t * n_blocks);
-          continue;
+        } else {
+          for (int64_t b = 0; b < n_blocks; ++b) {
+            int32_t sum = 0;
+            for (int64_t i = b * block; i < (b + 1) * block; ++i) sum += qt[i] = x8[t * n_in_ + i];
+            a.d[t * n_blocks + b] = st[t];
+            a.dsum[t * n_blocks + b] = st[t] * static_cast<float>(sum);
+          }
         }
-        for (int64_t b = 0; b < n_blocks; ++b) {
-          int32_t sum = 0;
-          for (int64_t i = b * block; i < (b + 1) * block; ++i) sum += qt[i] = x8[t * n_in_ + i];
-          a.d[t * n_blocks + b] = st[t];
-          a.dsum[t * n_blocks + b] = st[t] * static_cast<float>(sum);
-        }
+        if (!a.split.empty()) kernels::split_group_int_acts(qt, n_in_, a.split.data() + t * n_in_ * 2);
       }
     });
-    a.view = {block, a.q.data(), a.d.data(), a.dsum.data()};
+    a.view = {block, a.q.data(), a.d.data(), a.dsum.data(), a.split.empty() ? nullptr : a.split.data()};
     return a;
   }
 

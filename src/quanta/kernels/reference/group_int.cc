@@ -29,6 +29,17 @@ void quantize_group_int_acts(const float* x, int64_t n, int64_t block, int16_t* 
   }
 }
 
+void split_group_int_acts(const int16_t* q, int64_t n, uint8_t* out) {
+  for (int64_t c = 0; c < n / 128; ++c, q += 128, out += 256)
+    for (int i = 0; i < 64; ++i) {
+      const int lo = q[(i / 16) * 32 + i % 16], hi = q[(i / 16) * 32 + 16 + i % 16];
+      out[i] = static_cast<uint8_t>(lo & 0xFF);
+      out[64 + i] = static_cast<uint8_t>(hi & 0xFF);
+      out[128 + i] = static_cast<uint8_t>((lo - (lo & 0xFF)) / 256);
+      out[192 + i] = static_cast<uint8_t>((hi - (hi & 0xFF)) / 256);
+    }
+}
+
 namespace {
 
 void dot_ref(bool codes4, int64_t n, int64_t group, const uint8_t* q, const float* sm, const GroupIntActs& x,
@@ -60,14 +71,14 @@ void dequant_ref(bool codes4, const uint8_t* q, const float* sm, int64_t group, 
 }  // namespace
 
 const GroupIntKernels& group_int_reference_table() {
-  static const GroupIntKernels t{Isa::kScalar, dot_ref, dequant_ref, nullptr};
+  static const GroupIntKernels t{Isa::kScalar, dot_ref, dequant_ref, false, nullptr};
   return t;
 }
 
 const GroupIntKernels& group_int_kernels_for(Isa isa) {
   // AMX decodes as AVX-512 does and multiplies prompts in its tiles.
   static const GroupIntKernels amx{Isa::kAmx, group_int_avx512_table().dot, group_int_avx512_table().dequant,
-                                   nullptr};
+                                   group_int_avx512_table().split_acts, nullptr};
   switch (isa) {
     case Isa::kScalar: return group_int_reference_table();
     case Isa::kAvx2: return group_int_avx2_table();

@@ -2,6 +2,7 @@
 // the 16-bit activations in vpmaddwd (exact int32 sums per activation block), then
 // per block and token one float multiply-add for both scales and one for the zero
 // point (through the block's sum). Up to four tokens share each decoded 32-block.
+// 4-bit codes in blocks of 128 skip the widening (dot_split_m).
 #include <immintrin.h>
 
 #include "quanta/kernels/group_int.h"
@@ -72,6 +73,48 @@ void dot_m(int64_t n, int64_t group, const uint8_t* q, const float* sm, const Gr
   for (int t = 0; t < M; ++t) out[t] = hsum(acc[t]) - mins[t];
 }
 
+// 4-bit codes against split activations (block 128, group_int.h): vpmaddubsw
+// multiplies the nibbles, unwidened, with the activations' low bytes (unsigned)
+// and high bytes (signed). No int16 sum can saturate: four pairs of 15 x 255 are
+// 30600, four of 15 x 128 are 15360.
+template <int M>
+void dot_split_m(int64_t n, int64_t group, const uint8_t* q, const float* sm, const GroupIntActs& x, int t0,
+                 float* out) {
+  const int64_t n_blocks = n / 128, per_group = group / 128;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  const uint8_t* xs[M];
+  for (int t = 0; t < M; ++t) xs[t] = x.split + (t0 + t) * n_blocks * 256;
+  __m256 acc[M];
+  float mins[M];
+  for (int t = 0; t < M; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    mins[t] = 0.0f;
+  }
+  const auto ld = [](const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); };
+  for (int64_t b = 0, g = 0, in_group = 0; b < n_blocks; ++b) {
+    const __m256i v0 = ld(q + b * 64), v1 = ld(q + b * 64 + 32);
+    const __m256i lo0 = _mm256_and_si256(v0, m4), hi0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), m4);
+    const __m256i lo1 = _mm256_and_si256(v1, m4), hi1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4);
+    const int64_t at = t0 * n_blocks + b;
+    for (int t = 0; t < M; ++t) {
+      const uint8_t* p = xs[t] + b * 256;
+      const __m256i l16 = _mm256_add_epi16(
+          _mm256_add_epi16(_mm256_maddubs_epi16(ld(p), lo0), _mm256_maddubs_epi16(ld(p + 32), lo1)),
+          _mm256_add_epi16(_mm256_maddubs_epi16(ld(p + 64), hi0), _mm256_maddubs_epi16(ld(p + 96), hi1)));
+      const __m256i h16 = _mm256_add_epi16(
+          _mm256_add_epi16(_mm256_maddubs_epi16(lo0, ld(p + 128)), _mm256_maddubs_epi16(lo1, ld(p + 160))),
+          _mm256_add_epi16(_mm256_maddubs_epi16(hi0, ld(p + 192)), _mm256_maddubs_epi16(hi1, ld(p + 224))));
+      const __m256i isum = _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(h16, ones), 8),
+                                            _mm256_madd_epi16(l16, ones));
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(sm[2 * g] * x.d[at + t * n_blocks]), _mm256_cvtepi32_ps(isum),
+                               acc[t]);
+      mins[t] += sm[2 * g + 1] * x.dsum[at + t * n_blocks];
+    }
+    if (++in_group == per_group) in_group = 0, ++g;
+  }
+  for (int t = 0; t < M; ++t) out[t] = hsum(acc[t]) - mins[t];
+}
+
 template <bool kCodes4>
 void dot_tokens(int64_t n, int64_t group, const uint8_t* q, const float* sm, const GroupIntActs& x, int n_tokens,
                 float* out) {
@@ -87,6 +130,17 @@ void dot_tokens(int64_t n, int64_t group, const uint8_t* q, const float* sm, con
 
 void dot(bool codes4, int64_t n, int64_t group, const uint8_t* q, const float* sm, const GroupIntActs& x,
          int n_tokens, float* out) {
+  if (codes4 && x.split && x.block == 128) {
+    int t = 0;
+    for (; t + 4 <= n_tokens; t += 4) dot_split_m<4>(n, group, q, sm, x, t, out + t);
+    switch (n_tokens - t) {
+      case 3: dot_split_m<3>(n, group, q, sm, x, t, out + t); break;
+      case 2: dot_split_m<2>(n, group, q, sm, x, t, out + t); break;
+      case 1: dot_split_m<1>(n, group, q, sm, x, t, out + t); break;
+      default: break;
+    }
+    return;
+  }
   if (codes4) dot_tokens<true>(n, group, q, sm, x, n_tokens, out);
   else dot_tokens<false>(n, group, q, sm, x, n_tokens, out);
 }
@@ -118,7 +172,7 @@ void dequant(bool codes4, const uint8_t* q, const float* sm, int64_t group, int6
 }  // namespace
 
 const GroupIntKernels& group_int_avx2_table() {
-  static const GroupIntKernels t{Isa::kAvx2, dot, dequant, nullptr};
+  static const GroupIntKernels t{Isa::kAvx2, dot, dequant, true, nullptr};
   return t;
 }
 

@@ -82,6 +82,46 @@ void dot_m(int64_t n, int64_t group, const uint8_t* q, const float* sm, const Gr
   for (int t = 0; t < M; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) - mins[t];
 }
 
+// 4-bit codes against split activations (block 128: four 32-blocks, 64 bytes of
+// codes): the low nibbles and the high nibbles each meet the activations' low
+// bytes (unsigned, codes as signed) and high bytes (signed, codes as unsigned)
+// in vpdpbusd, so the codes are never widened. Four accumulators per token keep
+// the multiply-adds independent.
+template <int M>
+void dot_split_m(int64_t n, int64_t group, const uint8_t* q, const float* sm, const GroupIntActs& x, int t0,
+                 float* out) {
+  const int64_t n_blocks = n / 128, per_group = group / 128;
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const uint8_t* xs[M];
+  for (int t = 0; t < M; ++t) xs[t] = x.split + (t0 + t) * n_blocks * 256;
+  __m512 acc[M];
+  float mins[M];
+  for (int t = 0; t < M; ++t) {
+    acc[t] = _mm512_setzero_ps();
+    mins[t] = 0.0f;
+  }
+  for (int64_t b = 0, g = 0, in_group = 0; b < n_blocks; ++b) {
+    _mm_prefetch(reinterpret_cast<const char*>(q + b * 64) + kPrefetchBytes, _MM_HINT_T0);
+    const __m512i v = _mm512_loadu_si512(q + b * 64);
+    const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    const int64_t at = t0 * n_blocks + b;
+    for (int t = 0; t < M; ++t) {
+      const uint8_t* p = xs[t] + b * 256;
+      const __m512i ll = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(p), lo);
+      const __m512i hl = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(p + 64), hi);
+      const __m512i lh = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(p + 128));
+      const __m512i hh = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, _mm512_loadu_si512(p + 192));
+      const __m512i isum =
+          _mm512_add_epi32(_mm512_slli_epi32(_mm512_add_epi32(lh, hh), 8), _mm512_add_epi32(ll, hl));
+      acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(sm[2 * g] * x.d[at + t * n_blocks]), _mm512_cvtepi32_ps(isum),
+                               acc[t]);
+      mins[t] += sm[2 * g + 1] * x.dsum[at + t * n_blocks];
+    }
+    if (++in_group == per_group) in_group = 0, ++g;
+  }
+  for (int t = 0; t < M; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) - mins[t];
+}
+
 template <bool kCodes4>
 void dot_tokens(int64_t n, int64_t group, const uint8_t* q, const float* sm, const GroupIntActs& x, int n_tokens,
                 float* out) {
@@ -97,6 +137,17 @@ void dot_tokens(int64_t n, int64_t group, const uint8_t* q, const float* sm, con
 
 void dot(bool codes4, int64_t n, int64_t group, const uint8_t* q, const float* sm, const GroupIntActs& x,
          int n_tokens, float* out) {
+  if (codes4 && x.split && x.block == 128) {
+    int t = 0;
+    for (; t + 4 <= n_tokens; t += 4) dot_split_m<4>(n, group, q, sm, x, t, out + t);
+    switch (n_tokens - t) {
+      case 3: dot_split_m<3>(n, group, q, sm, x, t, out + t); break;
+      case 2: dot_split_m<2>(n, group, q, sm, x, t, out + t); break;
+      case 1: dot_split_m<1>(n, group, q, sm, x, t, out + t); break;
+      default: break;
+    }
+    return;
+  }
   if (codes4) dot_tokens<true>(n, group, q, sm, x, n_tokens, out);
   else dot_tokens<false>(n, group, q, sm, x, n_tokens, out);
 }
@@ -203,7 +254,7 @@ void gemm(bool codes4, int64_t n, int64_t group, const uint8_t* q, int64_t row_b
 }  // namespace
 
 const GroupIntKernels& group_int_avx512_table() {
-  static const GroupIntKernels t{Isa::kAvx512, dot, group_int_avx2_table().dequant, gemm};
+  static const GroupIntKernels t{Isa::kAvx512, dot, group_int_avx2_table().dequant, true, gemm};
   return t;
 }
 
