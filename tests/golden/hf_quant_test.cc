@@ -54,14 +54,24 @@ std::vector<int32_t> ids_of(const Tensor& t) {
 class HfQuantGolden : public ::testing::TestWithParam<std::string> {};
 
 // Max |quanta - reference| relative to the reference's logit range. Decoding
-// meets 16-bit activation blocks (an error near 1e-5 of a product); W8A8 layers
-// quantize activations to int8 as the reference does, where a value within
-// rounding noise of a .5 boundary may round the other way (1/127 of one product).
+// meets 16-bit activation blocks (an error near 1e-5 of a product).
+//
+// Schemes that quantize activations (W8A8, W4A8, FP8 dynamic; the fixture then
+// has noquant_logits_*) follow the tool's per-token rule exactly, but a value
+// within float noise of a rounding boundary may round the other way, and the
+// token's largest negative value sits on one (-127.5 steps) by construction: a
+// flip moves one activation by a whole step. So there: every prompt within 2e-2,
+// and at least one within 2e-3 and much nearer the reference than the same model
+// without the activation quantization (a different rule would miss on every prompt).
+// Flips are likelier behind W4A16 layers, whose 16-bit activations move the next
+// layer's inputs by ~1e-5 (mixed precision: no prompt may be flip-free).
 TEST_P(HfQuantGolden, LogitsMatchTheToolsDequantization) {
   const std::string dir = test::source_path("tests/golden/fixtures/hf-quant/" + GetParam());
   Loaded l = load(dir);
   format::SafetensorsFile ref(dir + "/reference.safetensors");
   ThreadPool pool(2);
+  const bool act_quant = ref.has("noquant_logits_0");
+  double best = 1.0, best_nq = 0.0;  // the closest prompt, and its distance without activation quantization
   for (int i = 0; ref.has("prompt_" + std::to_string(i)); ++i) {
     const std::string s = std::to_string(i);
     const std::vector<int32_t> ids = ids_of(ref.tensor("prompt_" + s));
@@ -80,9 +90,22 @@ TEST_P(HfQuantGolden, LogitsMatchTheToolsDequantization) {
     const double rel = err / (*hi - *lo), rel_float = err_float / (*hi - *lo);
     std::printf("%s prompt %d (%s): relative max error %.3g vs the tool's dequantization, %.3g vs the float model\n",
                 GetParam().c_str(), i, l.method->name().c_str(), rel, rel_float);
-    EXPECT_LE(rel, 2e-3);
-    // A reader that ignored the quantization would sit at the float model instead.
-    EXPECT_GT(rel_float, 5 * rel);
+    if (!act_quant) {
+      EXPECT_LE(rel, 2e-3);
+      // A reader that ignored the quantization would sit at the float model instead.
+      EXPECT_GT(rel_float, 5 * rel);
+      continue;
+    }
+    const Tensor nq = ref.tensor("noquant_logits_" + s);
+    double err_nq = 0;
+    for (int64_t k = 0; k < want.numel(); ++k)
+      err_nq = std::max(err_nq, std::fabs(double{got[k]} - nq.data<float>()[k]));
+    EXPECT_LE(rel, 2e-2);
+    if (rel < best) best = rel, best_nq = err_nq / (*hi - *lo);
+  }
+  if (act_quant) {
+    EXPECT_LE(best, 2e-3);
+    EXPECT_GT(best_nq, 3 * best) << "activations not quantized as the scheme says";
   }
 }
 
@@ -105,7 +128,13 @@ TEST_P(HfQuantGolden, GreedyContinuationAgrees) {
     got.push_back(next);
     l.model->forward(&next, 1, cache, logits.data(), false, pool);
   }
-  EXPECT_EQ(got, want);
+  if (!ref.has("noquant_logits_0")) {
+    EXPECT_EQ(got, want);
+    return;
+  }
+  // Quantized activations: a rounding flip (see above) may change a later choice.
+  const size_t same = static_cast<size_t>(std::mismatch(got.begin(), got.end(), want.begin()).first - got.begin());
+  EXPECT_GE(same, 12u) << "first " << same << " of " << want.size() << " greedy tokens agree";
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfQuantGolden, ::testing::ValuesIn(fixtures()),
