@@ -4,6 +4,10 @@
 // of it that stay in L2 (the kernel's arithmetic alone). Compare with bench_peak's
 // read bandwidth: a decode kernel that is slower in L2 than memory is fast is
 // bound by its arithmetic.
+// `prompt`: 512 tokens through 1536 x 2048 rows, one thread, GMAC/s, the two
+// prompt paths on the active tier: 0 = rows decoded to f32 tiles for the f32
+// matmul (AVX2 and below), 1 = the integer panel GEMM (AVX-512; compare with
+// bench_peak's vpdpwssd row).
 //   build/bench_quant_dot [--benchmark_filter=Q4_0]
 #include <benchmark/benchmark.h>
 
@@ -11,6 +15,7 @@
 #include <vector>
 
 #include "quanta/format/ggml_types.h"
+#include "quanta/kernels/kernels.h"
 #include "quanta/kernels/quant_dot.h"
 
 namespace {
@@ -44,6 +49,45 @@ void run(benchmark::State& state, GgmlType type) {
                                                      benchmark::Counter::kIs1000);
 }
 
+void prompt(benchmark::State& state, GgmlType type) {
+  const int64_t n_out = 1536, n_in = 2048, n_tokens = 512;
+  const bool integer = state.range(0) == 1;
+  const uint32_t t = static_cast<uint32_t>(type);
+  const auto gemm = quanta::kernels::quant_gemm(t);
+  if (integer && !gemm) return state.SkipWithError("no integer GEMM on this tier");
+  const auto& info = quanta::format::ggml_type_info(type);
+  const int64_t row_bytes = n_in / info.block_size * info.type_size;
+  std::mt19937 rng(2);
+  std::vector<uint8_t> w(static_cast<size_t>(n_out * row_bytes));
+  for (auto& b : w) b = static_cast<uint8_t>(rng());
+  std::vector<float> x(static_cast<size_t>(n_in * n_tokens)), y(static_cast<size_t>(n_out * n_tokens));
+  std::normal_distribution<float> normal;
+  for (auto& v : x) v = normal(rng);
+  const int64_t x_bytes = quanta::kernels::quant_act_bytes(32, n_in);
+  std::vector<uint8_t> xq(static_cast<size_t>(x_bytes * n_tokens));
+  // As quant/gguf.cc does it, activation quantization included.
+  constexpr int64_t kTileRows = 12;  // gguf.cc's 96 KB f32 tile at 2048 inputs
+  std::vector<float> tile(static_cast<size_t>(kTileRows * n_in));
+  const auto dequant = quanta::kernels::quant_dequant(t);
+  const auto matmul = quanta::kernels::kernels().matmul_f32;
+  for (auto _ : state) {
+    if (integer) {
+      for (int64_t i = 0; i < n_tokens; ++i) quanta::kernels::quantize_act(32, x.data() + i * n_in, n_in, xq.data() + i * x_bytes);
+      for (int64_t o = 0; o < n_out; o += quanta::kernels::quant_gemm_rows)
+        gemm(n_in, w.data() + o * row_bytes, row_bytes, quanta::kernels::quant_gemm_rows, xq.data(), x_bytes, n_tokens,
+             y.data() + o, n_out);
+    } else {
+      for (int64_t o = 0; o < n_out; o += kTileRows) {
+        for (int64_t r = 0; r < kTileRows; ++r) dequant(w.data() + (o + r) * row_bytes, tile.data() + r * n_in, n_in);
+        matmul({x.data(), n_tokens, n_in, tile.data(), y.data() + o, n_out, 0, kTileRows});
+      }
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GMAC/s"] = benchmark::Counter(static_cast<double>(n_out * n_in * n_tokens), benchmark::Counter::kIsIterationInvariantRate,
+                                                benchmark::Counter::kIs1000);
+}
+
 void args(benchmark::internal::Benchmark* b) {
   for (int64_t rows : {64, 6144})
     for (int64_t tokens : {1, 4}) b->Args({rows, tokens});
@@ -53,6 +97,10 @@ BENCHMARK_CAPTURE(run, Q4_0, GgmlType::kQ4_0)->Apply(args);
 BENCHMARK_CAPTURE(run, Q8_0, GgmlType::kQ8_0)->Apply(args);
 BENCHMARK_CAPTURE(run, Q4_K, GgmlType::kQ4_K)->Apply(args);
 BENCHMARK_CAPTURE(run, Q6_K, GgmlType::kQ6_K)->Apply(args);
+BENCHMARK_CAPTURE(prompt, Q4_0, GgmlType::kQ4_0)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(prompt, Q8_0, GgmlType::kQ8_0)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(prompt, Q4_K, GgmlType::kQ4_K)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(prompt, Q6_K, GgmlType::kQ6_K)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -188,12 +188,77 @@ TEST_P(QuantDot, FastDequantizerMatchesTheReference) {
   if (checked_isas == 0) GTEST_SKIP() << "this CPU runs no ISA with quantized kernels";
 }
 
+// The prompt GEMM (AVX-512 and up) against the same reference: every row and
+// token of a panel, rows of random fixture blocks, ragged row counts, token
+// counts past the 6-token tiles, rows longer than one 1024-input chunk, and
+// strides wider than the data. The bound is the dot kernels' with one set of
+// roundings per 16 weights (the narrowest window).
+TEST_P(QuantDot, PromptGemmMatchesTheDequantizedDotOnEveryIsa) {
+  const TypeCase tc = GetParam();
+  const auto& info = format::ggml_type_info(tc.type);
+  const auto blocks = fixture_blocks(tc);
+  std::mt19937 rng(4321 + static_cast<unsigned>(tc.type));
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  int checked_isas = 0;
+  for (Isa isa : {Isa::kAvx512, Isa::kAmx}) {
+    if (static_cast<int>(isa) > static_cast<int>(host_isa())) continue;
+    const QuantGemmFn gemm = quant_gemm_for(isa, static_cast<uint32_t>(tc.type));
+    ASSERT_NE(gemm, nullptr) << tc.name << " has no " << isa_name(isa) << " prompt GEMM";
+    ++checked_isas;
+    const struct { int rows, tokens, n_blocks; } shapes[] = {{1, 1, 1}, {17, 3, 2}, {32, 7, 5}, {32, 17, 64}, {9, 13, 40}};
+    for (const auto& shape : shapes) {
+      const int64_t n = static_cast<int64_t>(shape.n_blocks) * info.block_size;
+      const int64_t row_bytes = static_cast<int64_t>(shape.n_blocks) * info.type_size + 5;
+      std::vector<uint8_t> w(static_cast<size_t>(row_bytes * shape.rows));
+      std::vector<float> wf(static_cast<size_t>(n * shape.rows));
+      for (int r = 0; r < shape.rows; ++r) {
+        for (int b = 0; b < shape.n_blocks; ++b) {
+          const auto& blk = blocks[rng() % blocks.size()];
+          std::copy(blk.begin(), blk.end(), w.begin() + r * row_bytes + b * info.type_size);
+        }
+        format::dequantize_row(tc.type, w.data() + r * row_bytes, wf.data() + r * n, n);
+      }
+      std::vector<Activations> tokens;
+      std::vector<uint8_t> all;
+      for (int t = 0; t < shape.tokens; ++t) {
+        std::vector<float> x(static_cast<size_t>(n));
+        for (float& v : x) v = normal(rng) * (rng() % 50 == 0 ? 20.0f : 1.0f);
+        tokens.push_back(quantize(x, 32));
+        all.insert(all.end(), tokens.back().bytes.begin(), tokens.back().bytes.end());
+      }
+      const int64_t y_stride = shape.rows + 3;
+      std::vector<float> y(static_cast<size_t>(y_stride * shape.tokens), -1.0f);
+      gemm(n, w.data(), row_bytes, shape.rows, all.data(), quant_act_bytes(32, n), shape.tokens, y.data(), y_stride);
+      for (int t = 0; t < shape.tokens; ++t) {
+        for (int r = 0; r < shape.rows; ++r) {
+          double want = 0.0, sum_abs_x = 0.0, max_w = 0.0;
+          for (int64_t i = 0; i < n; ++i) {
+            want += static_cast<double>(wf[r * n + i]) * tokens[t].values[i];
+            sum_abs_x += std::fabs(tokens[t].values[i]);
+            max_w = std::max(max_w, static_cast<double>(std::fabs(wf[r * n + i])));
+          }
+          const double bound = 4.0 * (static_cast<double>(n / 16) + 8) * std::ldexp(1.0, -24) * 2 * max_w * sum_abs_x;
+          ASSERT_NEAR(y[t * y_stride + r], want, bound)
+              << tc.name << " on " << isa_name(isa) << ", row " << r << " of " << shape.rows << ", token " << t
+              << " of " << shape.tokens << ", " << shape.n_blocks << " blocks";
+        }
+        for (int64_t r = shape.rows; r < y_stride; ++r) ASSERT_EQ(y[t * y_stride + r], -1.0f) << "wrote past the rows";
+      }
+    }
+  }
+  if (checked_isas == 0) GTEST_SKIP() << "this CPU has no integer prompt GEMM tier";
+}
+
 INSTANTIATE_TEST_SUITE_P(Types, QuantDot, ::testing::ValuesIn(kTypes),
                          [](const auto& info) { return std::string(info.param.name); });
 
 TEST(QuantDot, ScalarLevelHasNoKernels) {
   // The scalar level multiplies by dequantizing; a kernel there would go untested.
-  for (const auto& tc : kTypes) EXPECT_EQ(quant_dot_for(Isa::kScalar, static_cast<uint32_t>(tc.type)), nullptr);
+  for (const auto& tc : kTypes) {
+    EXPECT_EQ(quant_dot_for(Isa::kScalar, static_cast<uint32_t>(tc.type)), nullptr);
+    EXPECT_EQ(quant_gemm_for(Isa::kScalar, static_cast<uint32_t>(tc.type)), nullptr);
+    EXPECT_EQ(quant_gemm_for(Isa::kAvx2, static_cast<uint32_t>(tc.type)), nullptr);
+  }
 }
 
 TEST(ActivationQuantization, Q16RoundsToTheNearestStepAndKeepsTheHalfBlockSums) {

@@ -79,10 +79,23 @@ using QuantDequantFn = void (*)(const void* w, float* out, int64_t n);
 QuantDequantFn quant_dequant_for(Isa isa, uint32_t ggml_type);
 QuantDequantFn quant_dequant(uint32_t ggml_type);
 
+// Prompts, on tiers with an integer GEMM (AVX-512 VNNI; nullptr below):
+// y[t * y_stride + r] = sum_i w_r[i] * x_t[i] for the `rows` rows (rows <=
+// quant_gemm_rows) starting at w, row_bytes apart, and n_tokens tokens of
+// activations quantized with group 32 (quantize_act), x_bytes apart. The rows
+// are decoded once per call into 16-bit codes that every token meets in exact
+// integer sums per 16 or 32 weights.
+using QuantGemmFn = void (*)(int64_t n, const void* w, int64_t row_bytes, int rows, const void* xq, int64_t x_bytes,
+                             int64_t n_tokens, float* y, int64_t y_stride);
+constexpr int quant_gemm_rows = 32;
+QuantGemmFn quant_gemm_for(Isa isa, uint32_t ggml_type);
+QuantGemmFn quant_gemm(uint32_t ggml_type);
+
 // Provided by the AVX2 and AVX-512 translation units (the AMX tier uses the AVX-512 ones).
 QuantDotFn quant_dot_avx2(uint32_t ggml_type);
 QuantDequantFn quant_dequant_avx2(uint32_t ggml_type);
 QuantDotFn quant_dot_avx512(uint32_t ggml_type);
 QuantDequantFn quant_dequant_avx512(uint32_t ggml_type);
+QuantGemmFn quant_gemm_avx512(uint32_t ggml_type);
 
 }  // namespace quanta::kernels

@@ -80,4 +80,10 @@ QuantDequantFn quant_dequant_for(Isa isa, uint32_t ggml_type) {
 
 QuantDequantFn quant_dequant(uint32_t ggml_type) { return quant_dequant_for(active_isa(), ggml_type); }
 
+QuantGemmFn quant_gemm_for(Isa isa, uint32_t ggml_type) {
+  return isa == Isa::kAvx512 || isa == Isa::kAmx ? quant_gemm_avx512(ggml_type) : nullptr;
+}
+
+QuantGemmFn quant_gemm(uint32_t ggml_type) { return quant_gemm_for(active_isa(), ggml_type); }
+
 }  // namespace quanta::kernels

@@ -1,12 +1,8 @@
 // AVX-512 group-wise integer kernels (group_int.h). Decoding: a 32-block of codes
 // is one zmm of int16 against the token's 32 activations, one vpdpwssd, exact in
-// int32 until the activation block ends. Prompts get a VNNI GEMM: a panel of 32 rows is decoded once per call
-// into 16-bit codes laid out as vpdpwssd wants them (for each pair of inputs,
-// the 32 rows' two codes side by side), and every token's 16-bit activation
-// pair is broadcast against it: exact int32 sums per activation block, then one
-// float multiply-add for the scales and one for the zero points per block,
-// row and token. That is twice the f32 FMA rate and half the decoded bytes of
-// an f32 tile.
+// int32 until the activation block ends. Prompts: the VNNI panel GEMM
+// (panel_gemm_avx512.h) with the activation block as its window, twice the f32
+// FMA rate and half the decoded bytes of an f32 tile.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -18,9 +14,6 @@
 namespace quanta::kernels {
 
 namespace {
-
-constexpr int kRows = group_int_gemm_rows;  // two zmm of int32 lanes
-constexpr int kTokens = 6;                  // 12 int32 + 12 f32 accumulators
 
 // Codes of 32-block b as 32 int16 in element order.
 inline __m512i codes16(bool codes4, const uint8_t* q, int64_t b) {
@@ -152,103 +145,34 @@ void dot(bool codes4, int64_t n, int64_t group, const uint8_t* q, const float* s
   else dot_tokens<false>(n, group, q, sm, x, n_tokens, out);
 }
 
-// The panel: w[p * kRows + r] holds row r's codes 2p and 2p + 1; s / sz[b * kRows + r]
-// its scale and scale * zero for activation block b. Rows past `rows` are zero.
-struct Panel {
-  std::vector<int32_t> w;
-  std::vector<float> s, sz;
+#include "quanta/kernels/x86/panel_gemm_avx512.h"
+
+static_assert(kPanelRows == group_int_gemm_rows);
+
+// GroupIntActs as panel_gemm reads them: the window is the activation block.
+struct BlockActs {
+  const GroupIntActs& x;
+  int64_t n, n_blocks;
+  const int16_t* pairs(int64_t t, int64_t i) const { return x.q + t * n + i * x.block; }
+  float d(int64_t t, int64_t i) const { return x.d[t * n_blocks + i]; }
+  float dsum(int64_t t, int64_t i) const { return x.dsum[t * n_blocks + i]; }
 };
-
-void decode_panel(bool codes4, int64_t n, int64_t group, const uint8_t* q, int64_t row_bytes, const float* sm,
-                  int rows, int64_t block, Panel& p) {
-  const int64_t pairs = n / 2, n_blocks = n / block, n_groups = n / group;
-  p.w.assign(static_cast<size_t>(pairs * kRows), 0);
-  p.s.assign(static_cast<size_t>(n_blocks * kRows), 0.0f);
-  p.sz.assign(static_cast<size_t>(n_blocks * kRows), 0.0f);
-  alignas(64) int32_t tmp[16];
-  for (int r = 0; r < rows; ++r) {
-    const uint8_t* qr = q + r * row_bytes;
-    int32_t* dst = p.w.data() + r;
-    for (int64_t b = 0; b < n / 32; ++b) {
-      _mm512_store_si512(tmp, codes16(codes4, qr, b));
-      for (int j = 0; j < 16; ++j) dst[(b * 16 + j) * kRows] = tmp[j];
-    }
-    const float* smr = sm + r * n_groups * 2;
-    for (int64_t b = 0; b < n_blocks; ++b) {
-      const int64_t g = b * block / group;
-      p.s[b * kRows + r] = smr[2 * g];
-      p.sz[b * kRows + r] = smr[2 * g + 1];
-    }
-  }
-}
-
-// Tokens [t0, t0 + T) over activation blocks [b0, b1): y starts from zero when
-// b0 is 0, else from what the earlier blocks left there.
-template <int T>
-void tokens_tile(const Panel& p, int64_t n, const GroupIntActs& x, int64_t t0, int64_t b0, int64_t b1, float* y,
-                 int64_t y_stride, __mmask16 m0, __mmask16 m1) {
-  const int64_t n_blocks = n / x.block, half = x.block / 2;
-  const int16_t* xq[T];
-  for (int t = 0; t < T; ++t) xq[t] = x.q + (t0 + t) * n;
-  __m512 f0[T], f1[T];
-  for (int t = 0; t < T; ++t) {
-    float* yt = y + (t0 + t) * y_stride;
-    f0[t] = b0 == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m0, yt);
-    f1[t] = b0 == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m1, yt + 16);
-  }
-  const int32_t* w = p.w.data();
-  for (int64_t b = b0; b < b1; ++b) {
-    __m512i a0[T], a1[T];
-    for (int t = 0; t < T; ++t) a0[t] = a1[t] = _mm512_setzero_si512();
-    for (int64_t k = b * half; k < (b + 1) * half; ++k) {
-      const __m512i w0 = _mm512_loadu_si512(w + k * kRows), w1 = _mm512_loadu_si512(w + k * kRows + 16);
-      for (int t = 0; t < T; ++t) {
-        int32_t pair;
-        std::memcpy(&pair, xq[t] + 2 * k, sizeof pair);
-        const __m512i xb = _mm512_set1_epi32(pair);
-        a0[t] = _mm512_dpwssd_epi32(a0[t], w0, xb);
-        a1[t] = _mm512_dpwssd_epi32(a1[t], w1, xb);
-      }
-    }
-    const __m512 s0 = _mm512_loadu_ps(p.s.data() + b * kRows), s1 = _mm512_loadu_ps(p.s.data() + b * kRows + 16);
-    const __m512 z0 = _mm512_loadu_ps(p.sz.data() + b * kRows), z1 = _mm512_loadu_ps(p.sz.data() + b * kRows + 16);
-    for (int t = 0; t < T; ++t) {
-      const __m512 d = _mm512_set1_ps(x.d[(t0 + t) * n_blocks + b]);
-      const __m512 e = _mm512_set1_ps(x.dsum[(t0 + t) * n_blocks + b]);
-      f0[t] = _mm512_fnmadd_ps(z0, e, _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a0[t]), s0), d, f0[t]));
-      f1[t] = _mm512_fnmadd_ps(z1, e, _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a1[t]), s1), d, f1[t]));
-    }
-  }
-  for (int t = 0; t < T; ++t) {
-    _mm512_mask_storeu_ps(y + (t0 + t) * y_stride, m0, f0[t]);
-    _mm512_mask_storeu_ps(y + (t0 + t) * y_stride + 16, m1, f1[t]);
-  }
-}
-
-// Inputs are taken about 1024 at a time, so that the panel's slice (64 KB) and six
-// tokens' activations (12 KB) stay in L1/L2 while every token passes over them.
-constexpr int64_t kChunk = 1024;
 
 void gemm(bool codes4, int64_t n, int64_t group, const uint8_t* q, int64_t row_bytes, const float* sm, int rows,
           const GroupIntActs& x, int64_t n_tokens, float* y, int64_t y_stride) {
   thread_local Panel panel;
-  decode_panel(codes4, n, group, q, row_bytes, sm, rows, x.block, panel);
-  const __mmask16 m0 = static_cast<__mmask16>(rows >= 16 ? 0xFFFF : (1u << rows) - 1);
-  const __mmask16 m1 = static_cast<__mmask16>(rows >= 32 ? 0xFFFF : rows <= 16 ? 0 : (1u << (rows - 16)) - 1);
-  const int64_t n_blocks = n / x.block, chunk = std::max<int64_t>(1, kChunk / x.block);
-  for (int64_t b0 = 0; b0 < n_blocks; b0 += chunk) {
-    const int64_t b1 = std::min(n_blocks, b0 + chunk);
-    int64_t t = 0;
-    for (; t + kTokens <= n_tokens; t += kTokens) tokens_tile<kTokens>(panel, n, x, t, b0, b1, y, y_stride, m0, m1);
-    switch (n_tokens - t) {
-      case 5: tokens_tile<5>(panel, n, x, t, b0, b1, y, y_stride, m0, m1); break;
-      case 4: tokens_tile<4>(panel, n, x, t, b0, b1, y, y_stride, m0, m1); break;
-      case 3: tokens_tile<3>(panel, n, x, t, b0, b1, y, y_stride, m0, m1); break;
-      case 2: tokens_tile<2>(panel, n, x, t, b0, b1, y, y_stride, m0, m1); break;
-      case 1: tokens_tile<1>(panel, n, x, t, b0, b1, y, y_stride, m0, m1); break;
-      default: break;
+  panel.reset(n, x.block);
+  const int64_t n_groups = n / group;
+  for (int r = 0; r < rows; ++r) {
+    const uint8_t* qr = q + r * row_bytes;
+    for (int64_t b = 0; b < n / 32; ++b) panel.put_codes(r, 32 * b, codes16(codes4, qr, b));
+    const float* smr = sm + r * n_groups * 2;
+    for (int64_t b = 0; b < n / x.block; ++b) {
+      const int64_t g = b * x.block / group;
+      panel.put_scale(r, b, smr[2 * g], smr[2 * g + 1]);
     }
   }
+  panel_gemm<true>(panel, BlockActs{x, n, n / x.block}, rows, n_tokens, y, y_stride);
 }
 
 }  // namespace

@@ -6,7 +6,10 @@
 // applies the group's and the activation block's scales covers 16 lanes.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
+#include <type_traits>
+#include <vector>
 
 #include "quanta/kernels/quant_dot.h"
 
@@ -159,7 +162,65 @@ void dequant(const void* w, float* out, int64_t n) {
     });
 }
 
+// ---- prompts: the VNNI panel GEMM ----
+
+#include "quanta/kernels/x86/panel_gemm_avx512.h"
+
+static_assert(kPanelRows == quant_gemm_rows);
+
+// The panel's window: 16 where codes times sub-scales reach 4096 in magnitude
+// (Q6_K's 32 x 128, IQ4_XS's 127 x 32: 16 products of 4096 by 32767 stay below
+// 2^31, 32 would not) or where the minimums change every 16 (Q2_K), else 32,
+// the activation block (Q5_K's largest, 31 x 63, still fits 32 products).
+template <class D>
+constexpr int64_t panel_window() {
+  return std::is_same_v<D, Q6_K> || std::is_same_v<D, IQ4_XS> || std::is_same_v<D, Q2_K> ? 16 : 32;
+}
+
+// BlockQ16 rows (quantize_act with group 32) as panel_gemm reads them.
+template <int64_t W>
+struct Q16Acts {
+  const BlockQ16* x;
+  int64_t stride;  // blocks per token
+  const BlockQ16& at(int64_t t, int64_t i) const { return x[t * stride + i * W / 32]; }
+  const int16_t* pairs(int64_t t, int64_t i) const { return at(t, i).qs + (W == 16 ? 16 * (i % 2) : 0); }
+  float d(int64_t t, int64_t i) const { return at(t, i).d; }
+  float dsum(int64_t t, int64_t i) const {
+    const BlockQ16& b = at(t, i);
+    return W == 16 ? b.dsum[i % 2] : b.dsum[0] + b.dsum[1];
+  }
+};
+
+template <class D>
+void gemm(int64_t n, const void* w, int64_t row_bytes, int rows, const void* xq, int64_t x_bytes, int64_t n_tokens,
+          float* y, int64_t y_stride) {
+  constexpr int64_t W = panel_window<D>();
+  thread_local Panel panel;
+  panel.reset(n, W);
+  for (int r = 0; r < rows; ++r) {
+    const uint8_t* row = static_cast<const uint8_t*>(w) + r * row_bytes;
+    for (int64_t blk = 0; blk < n / D::kBlock; ++blk)
+      D::each(row + blk * D::kBytes, [&](int g, const Group& gr) {
+        const int64_t k = blk * D::kBlock + 32 * g;
+        panel.put_codes(r, k, gr.v);
+        // With a window of 32 the minimums are one per 32 (min_lo == min_hi).
+        if constexpr (W == 32) {
+          panel.put_scale(r, k / 32, gr.scale, gr.min_lo);
+        } else {
+          panel.put_scale(r, k / 16, gr.scale, gr.min_lo);
+          panel.put_scale(r, k / 16 + 1, gr.scale, gr.min_hi);
+        }
+      });
+  }
+  const Q16Acts<W> acts{static_cast<const BlockQ16*>(xq), x_bytes / static_cast<int64_t>(sizeof(BlockQ16))};
+  panel_gemm<D::kMins>(panel, acts, rows, n_tokens, y, y_stride);
+}
+
 }  // namespace
+
+QuantGemmFn quant_gemm_avx512(uint32_t ggml_type) {
+  return for_ggml_type<QuantGemmFn>(ggml_type, []<class D>() -> QuantGemmFn { return gemm<D>; });
+}
 
 QuantDequantFn quant_dequant_avx512(uint32_t ggml_type) {
   return for_ggml_type<QuantDequantFn>(ggml_type, []<class D>() -> QuantDequantFn { return dequant<D>; });
