@@ -161,7 +161,7 @@ struct BlockActs {
 void gemm(bool codes4, int64_t n, int64_t group, const uint8_t* q, int64_t row_bytes, const float* sm, int rows,
           const GroupIntActs& x, int64_t n_tokens, float* y, int64_t y_stride) {
   thread_local Panel panel;
-  panel.reset(n, x.block);
+  panel.reset(n, x.block, rows);
   const int64_t n_groups = n / group;
   for (int r = 0; r < rows; ++r) {
     const uint8_t* qr = q + r * row_bytes;

@@ -25,12 +25,20 @@ struct Panel {
   std::vector<int32_t> w;
   std::vector<float> s, sz;
 
-  void reset(int64_t n_in, int64_t win) {
+  // For `rows` rows of n inputs: the caller then writes every entry of those
+  // rows, so only the rows past them are cleared (the last panel of a matrix).
+  void reset(int64_t n_in, int64_t win, int rows) {
     n = n_in;
     window = win;
-    w.assign(static_cast<size_t>(n / 2 * kPanelRows), 0);
-    s.assign(static_cast<size_t>(n / window * kPanelRows), 0.0f);
-    sz.assign(s.size(), 0.0f);
+    w.resize(static_cast<size_t>(n / 2 * kPanelRows));
+    s.resize(static_cast<size_t>(n / window * kPanelRows));
+    sz.resize(s.size());
+    if (rows == kPanelRows) return;
+    for (size_t i = 0; i < w.size(); i += kPanelRows) std::fill(w.begin() + i + rows, w.begin() + i + kPanelRows, 0);
+    for (size_t i = 0; i < s.size(); i += kPanelRows) {
+      std::fill(s.begin() + i + rows, s.begin() + i + kPanelRows, 0.0f);
+      std::fill(sz.begin() + i + rows, sz.begin() + i + kPanelRows, 0.0f);
+    }
   }
   // Row r's codes k .. k + 31 (32 int16, element order) into place.
   void put_codes(int r, int64_t k, __m512i codes) {

@@ -196,7 +196,7 @@ void gemm(int64_t n, const void* w, int64_t row_bytes, int rows, const void* xq,
           float* y, int64_t y_stride) {
   constexpr int64_t W = panel_window<D>();
   thread_local Panel panel;
-  panel.reset(n, W);
+  panel.reset(n, W, rows);
   for (int r = 0; r < rows; ++r) {
     const uint8_t* row = static_cast<const uint8_t*>(w) + r * row_bytes;
     for (int64_t blk = 0; blk < n / D::kBlock; ++blk)
