@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The peer: llama.cpp as vendored in llama-cpp-python (pinned in requirements.txt), compiled from
-# source for this CPU (-DGGML_NATIVE=ON) into its own venv. Also builds llama-bench from the very
-# same build tree (same objects, same libllama/libggml) for an optional cross-check.
+# source for this CPU (-DGGML_NATIVE=ON) into its own venv. Also builds llama-bench (an optional
+# cross-check) and llama-quantize (bench/*/prepare.sh) from the very same build tree (same objects,
+# same libllama/libggml).
 # Takes ~20-30 min on 2 cores (a few more on an AMX host, see below). Idempotent. Holds /tmp/quanta-build.lock while compiling.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -32,12 +33,12 @@ fi
 
 # llama-bench from the same build tree: reconfigure with the tools on (mtmd then comes from
 # llama.cpp's own tools/ instead of llama-cpp-python's CMakeLists), build only that target.
-if [ ! -x "$src/build/bin/llama-bench" ] && [ -d "$src/build" ]; then
+if { [ ! -x "$src/build/bin/llama-bench" ] || [ ! -x "$src/build/bin/llama-quantize" ]; } && [ -d "$src/build" ]; then
   flock /tmp/quanta-build.lock bash -c "
     cmake -S '$pkg' -B '$src/build' -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=OFF \
       -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_TOOLS_INSTALL=OFF > '$src/llama-bench-build.log' 2>&1 &&
-    cmake --build '$src/build' --target llama-bench -j \$(nproc) >> '$src/llama-bench-build.log' 2>&1" \
-    || echo "note: llama-bench did not build (see $src/llama-bench-build.log); run.py does not need it" >&2
+    cmake --build '$src/build' --target llama-bench llama-quantize -j \$(nproc) >> '$src/llama-bench-build.log' 2>&1" \
+    || echo "note: llama-bench / llama-quantize did not build (see $src/llama-bench-build.log); bench/quant/prepare.sh needs llama-quantize" >&2
 fi
 # On a CPU with AMX, ggml's AMX kernels built by Debian's GCC 12 die with SIGILL on the first
 # quantized matmul (that compiler's _tile_loadconfig is declared as reading 8 bytes, so the stores

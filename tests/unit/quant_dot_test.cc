@@ -64,6 +64,13 @@ std::vector<std::vector<uint8_t>> fixture_blocks(const TypeCase& tc) {
   return blocks;
 }
 
+// Element i of a BlockQ16x4 row: its code, unbiased, times the unit's scale.
+float q16x4_value(const BlockQ16x4* units, int64_t i) {
+  const BlockQ16x4& u = units[i / 128];
+  const int j = static_cast<int>(i % 128), half = j % 32 / 16, pos = 16 * (j / 32) + j % 16;
+  return u.d * static_cast<float>(256 * u.hi[half][pos] + u.lo[half][pos]);
+}
+
 // The activation row as the kernel sees it: quantized, and dequantized for the reference.
 struct Activations {
   std::vector<uint8_t> bytes;
@@ -79,6 +86,8 @@ Activations quantize(const std::vector<float>& x, int group) {
     if (group == 256) {
       const auto& b = reinterpret_cast<const BlockQ16K*>(a.bytes.data())[i / 256];
       a.values.push_back(b.d * b.qs[i % 256]);
+    } else if (group == 128) {
+      a.values.push_back(q16x4_value(reinterpret_cast<const BlockQ16x4*>(a.bytes.data()), i));
     } else {
       const auto& b = reinterpret_cast<const BlockQ16*>(a.bytes.data())[i / 32];
       a.values.push_back(b.d * b.qs[i % 32]);
@@ -103,7 +112,7 @@ TEST_P(QuantDot, MatchesTheDequantizedDotOnEveryIsa) {
     const QuantDotFn dot = quant_dot_for(isa, static_cast<uint32_t>(tc.type));
     ASSERT_NE(dot, nullptr) << tc.name << " has no " << isa_name(isa) << " kernel";
     const int group = quant_dot_act_group(isa, static_cast<uint32_t>(tc.type));
-    ASSERT_EQ(info.block_size % group, 0) << tc.name << " on " << isa_name(isa);
+    ASSERT_TRUE(group == 128 || info.block_size % group == 0) << tc.name << " on " << isa_name(isa);
     ++checked_isas;
     for (int trial = 0; trial < 40; ++trial) {
       // 1 block, every block once, or a random multiset of up to 64 blocks.
@@ -314,12 +323,46 @@ TEST(ActivationQuantization, Q16KSharesOneScaleOver256AndKeepsTheSumsOf16) {
   EXPECT_EQ(q[0].hsum[1], 0.0f);
 }
 
-TEST(ActivationQuantization, OnlyTheKQuantKernelsWantGroupsOf256) {
+TEST(ActivationQuantization, Q16x4SplitsTheCodesIntoBytesInBlockHalves) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::vector<float> x(160);  // one full unit and a unit of 32 padded with zeros
+  for (float& v : x) v = normal(rng);
+  x[37] = -21.0f;   // the largest magnitude of the first unit: code -32767
+  x[150] = 20.0f;   // and of the second: 32767
+  std::vector<BlockQ16x4> q(2);
+  quantize_q16x4(x.data(), q.data(), 160);
+  EXPECT_EQ(quant_act_bytes(128, 160), 2 * static_cast<int64_t>(sizeof(BlockQ16x4)));
+  EXPECT_FLOAT_EQ(q[0].d, 21.0f / 32767.0f);
+  EXPECT_FLOAT_EQ(q[1].d, 20.0f / 32767.0f);
+  // Element 37 is block 1, half 0, position 5: bytes 16 + 5.
+  EXPECT_EQ(q[0].hi[0][21], -128);
+  EXPECT_EQ(q[0].lo[0][21], 1);
+  EXPECT_EQ(q[1].hi[1][6], 127);  // element 128 + 22: block 0, half 1, position 6
+  EXPECT_EQ(q[1].lo[1][6], 255);
+  for (int u = 0; u < 2; ++u)
+    for (int l = 0; l < 16; ++l) {
+      int sum = 0;
+      for (int h = 0; h < 2; ++h)
+        for (int i = 4 * l; i < 4 * l + 4; ++i) sum += q[u].hi[h][i];
+      EXPECT_EQ(q[u].neg_hi_sum[l], -sum) << "unit " << u << " lane " << l;
+    }
+  for (int64_t i = 0; i < 256; ++i) {
+    const float v = q16x4_value(q.data(), i);
+    if (i < 160) EXPECT_LE(std::fabs(v - x[i]), 0.5f * q[i / 128].d * (1 + 1e-3f)) << i;
+    else EXPECT_EQ(v, 0.0f) << "padding " << i;
+  }
+}
+
+TEST(ActivationQuantization, KernelsWantTheGroupsTheirBlocksNeed) {
   for (const auto& tc : kTypes) {
     const uint32_t t = static_cast<uint32_t>(tc.type);
     const bool k = format::ggml_type_info(tc.type).block_size == 256;
     EXPECT_EQ(quant_dot_act_group(Isa::kScalar, t), 32) << tc.name;
-    for (Isa isa : {Isa::kAvx2, Isa::kAvx512, Isa::kAmx}) EXPECT_EQ(quant_dot_act_group(isa, t), k ? 256 : 32) << tc.name;
+    EXPECT_EQ(quant_dot_act_group(Isa::kAvx2, t), k ? 256 : 32) << tc.name;
+    // On AVX-512 Q4_0 multiplies bytes, four blocks per step.
+    for (Isa isa : {Isa::kAvx512, Isa::kAmx})
+      EXPECT_EQ(quant_dot_act_group(isa, t), k ? 256 : tc.type == GgmlType::kQ4_0 ? 128 : 32) << tc.name;
   }
 }
 

@@ -40,6 +40,22 @@ struct BlockQ16K {
   float d;
 };
 
+// 128 activations under one scale for the AVX-512 kernels that multiply 32-weight
+// blocks as bytes (vpdpbusd, quant_dot_act_group 128): x[i] ~ d * q[i], d = max|x| /
+// 32767 over the 128, and q = 256 hi + lo split into a signed high and an unsigned
+// low byte, each of which meets a weight code as vpdpbusd's other operand (the high
+// byte an unsigned, offset code: the kernel takes the offset times neg_hi_sum away).
+// Half h of block b's values (elements 32 b + 16 h .. 32 b + 16 h + 15) sit at bytes
+// 16 b .. 16 b + 15 of hi[h] and lo[h]: 32-bit lane l of a register of them holds
+// four values of block l / 4, and neg_hi_sum[l] is minus the sum of the lane's eight
+// high bytes (both halves). A row's last unit is padded with q = 0.
+struct BlockQ16x4 {
+  int8_t hi[2][64];
+  uint8_t lo[2][64];
+  int32_t neg_hi_sum[16];
+  float d;
+};
+
 // qs[i] = round(x[i] / d) for d = max|x| / 32767 over the n values; returns d.
 float quantize_16bit(const float* x, int n, int16_t* qs);
 
@@ -47,10 +63,12 @@ float quantize_16bit(const float* x, int n, int16_t* qs);
 void quantize_q16(const float* x, BlockQ16* out, int64_t n);
 // n elements of x (n a multiple of 256) into n / 256 blocks.
 void quantize_q16k(const float* x, BlockQ16K* out, int64_t n);
+// n elements of x (n a multiple of 32) into ceil(n / 128) units.
+void quantize_q16x4(const float* x, BlockQ16x4* out, int64_t n);
 
 // Bytes of one token's n activations quantized for a kernel whose
-// quant_dot_act_group is `group` (32: BlockQ16, 256: BlockQ16K), and the
-// quantization itself.
+// quant_dot_act_group is `group` (32: BlockQ16, 128: BlockQ16x4, 256: BlockQ16K),
+// and the quantization itself.
 int64_t quant_act_bytes(int group, int64_t n);
 void quantize_act(int group, const float* x, int64_t n, void* out);
 
@@ -67,7 +85,7 @@ QuantDotFn quant_dot(uint32_t ggml_type);
 // The `group` that kernel's activations are quantized with (quantize_act): 256
 // for the K-quants and IQ4_XS (their kernels accumulate a super-block's integer
 // products, sub-block scales included, and apply one float scale per 256
-// weights), else 32.
+// weights), 128 for Q4_0 on AVX-512 (four blocks per step as bytes), else 32.
 int quant_dot_act_group(Isa isa, uint32_t ggml_type);
 int quant_dot_act_group(uint32_t ggml_type);
 

@@ -2,6 +2,7 @@
 // Plain C++: it is O(n) per token against the O(n * n_out) matmul it feeds.
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
 #include "quanta/kernels/quant_dot.h"
 
@@ -47,13 +48,37 @@ void quantize_q16k(const float* x, BlockQ16K* out, int64_t n) {
   }
 }
 
+void quantize_q16x4(const float* x, BlockQ16x4* out, int64_t n) {
+  for (int64_t u = 0; u < (n + 127) / 128; ++u) {
+    int16_t qs[128] = {};
+    const int len = static_cast<int>(std::min<int64_t>(128, n - 128 * u));
+    BlockQ16x4& o = out[u];
+    o.d = quantize_16bit(x + 128 * u, len, qs);
+    std::fill(std::begin(o.neg_hi_sum), std::end(o.neg_hi_sum), 0);
+    for (int i = 0; i < 128; ++i) {
+      const int block = i / 32, half = i % 32 / 16, pos = 16 * block + i % 16;
+      const int hi = qs[i] >> 8;  // arithmetic: qs = 256 hi + lo with 0 <= lo < 256
+      o.hi[half][pos] = static_cast<int8_t>(hi);
+      o.lo[half][pos] = static_cast<uint8_t>(qs[i] - 256 * hi);
+      o.neg_hi_sum[pos / 4] -= hi;
+    }
+  }
+}
+
 int64_t quant_act_bytes(int group, int64_t n) {
-  return group == 256 ? n / 256 * static_cast<int64_t>(sizeof(BlockQ16K)) : n / 32 * static_cast<int64_t>(sizeof(BlockQ16));
+  switch (group) {
+    case 256: return n / 256 * static_cast<int64_t>(sizeof(BlockQ16K));
+    case 128: return (n + 127) / 128 * static_cast<int64_t>(sizeof(BlockQ16x4));
+    default: return n / 32 * static_cast<int64_t>(sizeof(BlockQ16));
+  }
 }
 
 void quantize_act(int group, const float* x, int64_t n, void* out) {
-  if (group == 256) quantize_q16k(x, static_cast<BlockQ16K*>(out), n);
-  else quantize_q16(x, static_cast<BlockQ16*>(out), n);
+  switch (group) {
+    case 256: return quantize_q16k(x, static_cast<BlockQ16K*>(out), n);
+    case 128: return quantize_q16x4(x, static_cast<BlockQ16x4*>(out), n);
+    default: return quantize_q16(x, static_cast<BlockQ16*>(out), n);
+  }
 }
 
 QuantDotFn quant_dot_for(Isa isa, uint32_t ggml_type) {
@@ -67,6 +92,7 @@ int quant_dot_act_group(Isa isa, uint32_t ggml_type) {
   if (isa == Isa::kScalar) return 32;
   switch (ggml_type) {
     case 10: case 11: case 12: case 13: case 14: case 23: return 256;  // Q2_K..Q6_K, IQ4_XS
+    case 2: return isa == Isa::kAvx2 ? 32 : 128;                        // Q4_0
     default: return 32;
   }
 }
