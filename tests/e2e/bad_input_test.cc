@@ -121,6 +121,15 @@ TEST(BadInput, InvalidConfigJson) {
   expect_one_error(dir, {"config.json", "invalid JSON"});
 }
 
+// 100000 nested arrays (issue #16): SIGSEGV in Release before JSON depth was capped.
+TEST(BadInput, DeeplyNestedConfigJson) {
+  std::string dir = copy_fixture();
+  std::string text = read_file(dir + "/config.json");
+  text.insert(text.rfind('}'), ", \"x\": " + std::string(100000, '[') + std::string(100000, ']'));
+  write_file(dir + "/config.json", text);
+  expect_one_error(dir, {"config.json", "deeper than the limit of 256"});
+}
+
 TEST(BadInput, InvalidHeaderJson) {
   std::string dir = copy_fixture();
   Safetensors st = read_st(dir + "/model.safetensors");

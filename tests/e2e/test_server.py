@@ -1209,6 +1209,32 @@ def test_malformed_json_400(server, path):
         assert_error(post_raw(server, path, data), 400)
 
 
+def test_deeply_nested_json_400_and_server_keeps_serving(server):
+    """Bodies nesting 100000 levels (200 KB) in messages, tools or chat_template_kwargs, or a million in
+    sampling_params, overflowed the stack and killed the server (issue #16): now a 400 naming the limit."""
+    deep = "[" * 100000 + "]" * 100000
+    user = '[{"role": "user", "content": "hi"}]'
+    bodies = [
+        ("/v1/chat/completions", '{"messages": ' + deep + "}"),
+        ("/v1/chat/completions", '{"messages": [{"role": "user", "content": ' + deep + "}]}"),
+        ("/v1/chat/completions", '{"messages": ' + user + ', "tools": ' + deep + "}"),
+        ("/v1/chat/completions", '{"messages": ' + user + ', "chat_template_kwargs": {"x": ' + deep + "}}"),
+        ("/v1/completions", '{"prompt": "hi", "stop": ' + deep + "}"),
+        ("/generate", '{"text": "hi", "sampling_params": ' + "[" * 1000000 + "]" * 1000000 + "}"),
+        ("/tokenize", '{"content": "hi", "x": ' + "{\"a\": " * 100000 + "1" + "}" * 100000 + "}"),
+    ]
+    for path, data in bodies:
+        err = assert_error(post_raw(server, path, data.encode()), 400)
+        assert "256" in err["message"], err
+        assert server.proc.poll() is None, server.log_tail()
+    # At the limit it is an ordinary body.
+    at_limit = "[" * 255 + "]" * 255  # 256 levels with the body object
+    r = post_raw(server, "/tokenize", ('{"content": "hi", "x": ' + at_limit + "}").encode())
+    assert r.status_code == 200, r.text
+    r = post(server, "/v1/completions", {"prompt": CASES["short"]["prompt"], "temperature": 0, "max_tokens": 2})
+    assert r.status_code == 200, r.text
+
+
 @pytest.mark.parametrize("path", ["/v1/completions", "/v1/chat/completions", "/generate"])
 def test_invalid_utf8_body_400(server, path):
     data = b'{"model": "tiny-chat", "prompt": "caf\xe9 \xff", "messages": [{"role": "user", "content": "\xc3("}], "text": "\xed\xa0\x80"}'

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "quanta/core/error.h"
+#include "quanta/core/json.h"
 
 namespace quanta::format {
 
@@ -89,17 +90,8 @@ class Fields {
   std::string prefix_;
 };
 
-json parse_json(const std::string& text, const std::string& file) {
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
-    // Re-parse to get the position of the first error for the message.
-    try {
-      json again = json::parse(text);
-    } catch (const json::parse_error& e) {
-      throw Error(std::string("invalid JSON: ") + e.what(), {.file = file});
-    }
-    throw Error("invalid JSON", {.file = file});
-  }
+json parse_object(const std::string& text, const std::string& file) {
+  json j = quanta::parse_json(text, {.file = file});
   if (!j.is_object()) throw Error("expected a JSON object at the top level", {.file = file});
   return j;
 }
@@ -198,7 +190,7 @@ const std::vector<std::string>& supported_architectures() {
 }
 
 ModelConfig parse_model_config(const std::string& json_text, const std::string& file) {
-  json j = parse_json(json_text, file);
+  json j = parse_object(json_text, file);
   Fields f(j, file);
   ModelConfig c;
 
@@ -342,7 +334,7 @@ ModelConfig load_model_config(const std::string& model_dir) {
 }
 
 GenerationDefaults parse_generation_config(const std::string& json_text, const std::string& file) {
-  json j = parse_json(json_text, file);
+  json j = parse_object(json_text, file);
   Fields f(j, file);
   GenerationDefaults g;
   if (f.has("do_sample")) g.do_sample = f.boolean("do_sample", false);

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "quanta/core/error.h"
+#include "quanta/core/json.h"
 #include "quanta/server/client_connection.h"
 #include "quanta/server/generation.h"
 #include "quanta/server/metrics.h"
@@ -159,6 +160,12 @@ struct Server::Impl {
 
   json parse_body(const httplib::Request& req) {
     if (!valid_utf8(req.body)) throw ApiError{400, "the request body is not valid UTF-8", ""};
+    // Refused before parsing: a deep body would overflow the stack in copies and dump() (core/json.h).
+    try {
+      check_json_depth(req.body, {});
+    } catch (const Error& e) {
+      throw ApiError{400, "the request body: " + e.message(), ""};
+    }
     json j = json::parse(req.body, nullptr, false);
     if (j.is_discarded()) throw ApiError{400, "the request body is not valid JSON", ""};
     if (!j.is_object()) throw ApiError{400, "the request body must be a JSON object", ""};

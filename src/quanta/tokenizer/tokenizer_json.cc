@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "quanta/core/error.h"
+#include "quanta/core/json.h"
 #include "quanta/tokenizer/tokenizer_impl.h"
 
 namespace quanta::tokenizer {
@@ -309,12 +310,7 @@ void parse_model(const json& m, const std::string& source, Pipeline& p) {
 }  // namespace
 
 void parse_tokenizer_json(std::string_view json_text, const std::string& source, Tokenizer::Impl& impl) {
-  json j;
-  try {
-    j = json::parse(json_text);
-  } catch (const json::exception& e) {
-    throw Error(std::string("not valid JSON: ") + e.what(), {.file = source});
-  }
+  const json j = parse_json(json_text, {.file = source});
   if (!j.is_object()) throw Error("expected a JSON object at the top level", {.file = source});
   Pipeline& p = impl.pipeline;
   try {
@@ -353,19 +349,14 @@ void parse_tokenizer_json(std::string_view json_text, const std::string& source,
 void parse_pre_tokenizer_json(std::string_view json_text, const std::string& source,
                               std::vector<PreTokenizerStep>& out) {
   try {
-    parse_pre_tokenizer(json::parse(json_text), source, "pre_tokenizer", out);
+    parse_pre_tokenizer(parse_json(json_text, {.file = source}), source, "pre_tokenizer", out);
   } catch (const json::exception& e) {
     throw Error(std::string("malformed pre-tokenizer: ") + e.what(), {.file = source});
   }
 }
 
 void parse_tokenizer_config(std::string_view json_text, const std::string& source, TokenizerConfig& c) {
-  json j;
-  try {
-    j = json::parse(json_text);
-  } catch (const json::exception& e) {
-    throw Error(std::string("not valid JSON: ") + e.what(), {.file = source});
-  }
+  const json j = parse_json(json_text, {.file = source});
   if (!j.is_object()) throw Error("expected a JSON object at the top level", {.file = source});
   // Special tokens are a string or an AddedToken-like object {"content": ...}.
   auto token = [&](const char* key) -> std::optional<std::string> {
