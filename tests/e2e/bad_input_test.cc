@@ -150,6 +150,28 @@ TEST(BadInput, MissingConfigField) {
   expect_one_error(dir, {"config.json", "num_attention_heads"});
 }
 
+// Sizes no model has (issue #16: head_dim 2^62 overflowed in the decoder), each refused naming its field.
+TEST(BadInput, AbsurdConfigSizes) {
+  struct Case {
+    std::string key;
+    json value;
+    std::string needle;
+  } cases[] = {
+      {"head_dim", uint64_t{1} << 62, "at most 4096"},
+      {"num_hidden_layers", 4294967294u, "at most 4096"},
+      {"num_attention_heads", uint64_t{1} << 40, "at most 4096"},
+      {"hidden_size", uint64_t{1} << 63, "9223372036854775808 is out of range"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.key);
+    std::string dir = copy_fixture();
+    json cfg = json::parse(read_file(dir + "/config.json"));
+    cfg[c.key] = c.value;
+    write_file(dir + "/config.json", cfg.dump());
+    expect_one_error(dir, {"config.json", "field '" + c.key + "'", c.needle});
+  }
+}
+
 TEST(BadInput, TokenOutsideVocabulary) {
   auto r = test::run_quanta({"generate", "--model-path", test::source_path(kFixture), "--prompt-ids", "5,999999",
                              "--quiet"});
