@@ -1180,6 +1180,18 @@ BAD_BODIES = {
     "detokenize_not_list": ("/detokenize", {"tokens": "1 2"}, "tokens"),
     "detokenize_out_of_vocab": ("/detokenize", {"tokens": [1, 100000]}, "tokens"),
     "tokenize_content_number": ("/tokenize", {"content": 5}, None),
+    # Integers past 32 (or 64) bits: refused, not truncated (issue #16).
+    "max_tokens_2_pow_63": ("/v1/completions", {"model": MODEL, "prompt": "hi", "max_tokens": 2**63}, "max_tokens"),
+    "max_tokens_2_pow_64_minus_1": ("/v1/completions", {"model": MODEL, "prompt": "hi", "max_tokens": 2**64 - 1}, "max_tokens"),
+    "n_10_pow_9": ("/v1/completions", {"model": MODEL, "prompt": "hi", "n": 10**9}, "n"),
+    "n_2_pow_32_plus_1": ("/v1/completions", {"model": MODEL, "prompt": "hi", "n": 2**32 + 1}, "n"),
+    "top_logprobs_2_pow_32": ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "logprobs": True, "top_logprobs": 2**32}, "top_logprobs"),
+    "logprobs_2_pow_32_plus_1": ("/v1/completions", {"model": MODEL, "prompt": "hi", "logprobs": 2**32 + 1}, "logprobs"),
+    "prompt_token_id_2_pow_32_plus_1": ("/v1/completions", {"model": MODEL, "prompt": [1, 2**32 + 1]}, "prompt"),
+    "input_ids_2_pow_32_plus_2": ("/generate", {"input_ids": [1, 2**32 + 2]}, "input_ids"),
+    "stop_token_ids_2_pow_32_plus_1": ("/v1/completions", {"model": MODEL, "prompt": "hi", "stop_token_ids": [2**32 + 1]}, "stop_token_ids"),
+    "detokenize_2_pow_32_plus_1": ("/detokenize", {"tokens": [2**32 + 1]}, "tokens"),
+    "max_new_tokens_2_pow_63": ("/generate", {"text": "hi", "sampling_params": {"max_new_tokens": 2**63}}, "max_new_tokens"),
 }  # fmt: skip
 
 
