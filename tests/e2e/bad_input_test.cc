@@ -121,6 +121,15 @@ TEST(BadInput, InvalidConfigJson) {
   expect_one_error(dir, {"config.json", "invalid JSON"});
 }
 
+// 100000 nested arrays (issue #16): SIGSEGV in Release before JSON depth was capped.
+TEST(BadInput, DeeplyNestedConfigJson) {
+  std::string dir = copy_fixture();
+  std::string text = read_file(dir + "/config.json");
+  text.insert(text.rfind('}'), ", \"x\": " + std::string(100000, '[') + std::string(100000, ']'));
+  write_file(dir + "/config.json", text);
+  expect_one_error(dir, {"config.json", "deeper than the limit of 256"});
+}
+
 TEST(BadInput, InvalidHeaderJson) {
   std::string dir = copy_fixture();
   Safetensors st = read_st(dir + "/model.safetensors");
@@ -139,6 +148,28 @@ TEST(BadInput, MissingConfigField) {
   cfg.erase("num_attention_heads");
   write_file(dir + "/config.json", cfg.dump());
   expect_one_error(dir, {"config.json", "num_attention_heads"});
+}
+
+// Sizes no model has (issue #16: head_dim 2^62 overflowed in the decoder), each refused naming its field.
+TEST(BadInput, AbsurdConfigSizes) {
+  struct Case {
+    std::string key;
+    json value;
+    std::string needle;
+  } cases[] = {
+      {"head_dim", uint64_t{1} << 62, "at most 4096"},
+      {"num_hidden_layers", 4294967294u, "at most 4096"},
+      {"num_attention_heads", uint64_t{1} << 40, "at most 4096"},
+      {"hidden_size", uint64_t{1} << 63, "9223372036854775808 is out of range"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.key);
+    std::string dir = copy_fixture();
+    json cfg = json::parse(read_file(dir + "/config.json"));
+    cfg[c.key] = c.value;
+    write_file(dir + "/config.json", cfg.dump());
+    expect_one_error(dir, {"config.json", "field '" + c.key + "'", c.needle});
+  }
 }
 
 TEST(BadInput, TokenOutsideVocabulary) {

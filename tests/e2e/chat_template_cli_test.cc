@@ -43,6 +43,10 @@ TEST(ChatTemplateCli, BadInputIsOneErrorLine) {
   write_file(dir + "/messages.json", R"([{"role": "system", "content": "s"}])");
   write_file(dir + "/raise.jinja", "line\n{{ raise_exception('System role not supported') }}");
   write_file(dir + "/loop.jinja", "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}");
+  // 60000 nested arrays (120 KB, under the 128 KB limit of one argument): a --var this deep was a
+  // SIGSEGV in Release (issue #16).
+  const std::string deep = std::string(60000, '[') + std::string(60000, ']');
+  write_file(dir + "/deep.json", "[{\"role\": \"user\", \"content\": " + deep + "}]");
   struct Case {
     std::vector<std::string> args;
     std::string needle;
@@ -52,6 +56,8 @@ TEST(ChatTemplateCli, BadInputIsOneErrorLine) {
       {{"--template", dir + "/missing.jinja"}, "cannot read the file"},
       {{"--model-path", dir}, "no chat template"},
       {{"--template", dir + "/raise.jinja", "--var", "x=not json"}, "is not JSON"},
+      {{"--template", dir + "/raise.jinja", "--var", "x=" + deep}, "field '--var x': JSON nests arrays and objects deeper than the limit of 256"},
+      {{"--template", dir + "/raise.jinja", "--tools", dir + "/deep.json"}, "deep.json', field '--tools': JSON nests"},
   };
   for (const auto& c : cases) {
     std::vector<std::string> args = {"chat-template", "--messages", dir + "/messages.json"};

@@ -151,12 +151,16 @@ TEST(InspectCli, BadPathIsOneErrorLine) {
   const std::string dir = test::temp_dir();
   test::write_file(dir + "/not-a-model.bin", "hello");
   std::filesystem::create_directories(dir + "/empty");
+  // 100000 nested arrays in config.json: SIGSEGV in Release before JSON depth was capped (issue #16).
+  std::filesystem::create_directories(dir + "/deep");
+  test::write_file(dir + "/deep/config.json", "{\"x\": " + std::string(100000, '[') + std::string(100000, ']') + "}");
   struct Case {
     std::string path, needle;
   } cases[] = {
       {dir + "/missing", "does not exist"},
       {dir + "/not-a-model.bin", "expected a Hugging Face model folder"},
       {dir + "/empty", "config.json"},
+      {dir + "/deep", "deeper than the limit of 256"},
   };
   for (const Case& c : cases) {
     for (bool as_json : {false, true}) {

@@ -186,6 +186,13 @@ TEST(PerplexityCli, BadInputIsOneErrorLine) {
   test::write_file(dir + "/notbase.kld", "GGUF and then some bytes");
   expect_error(kl(dir + "/notbase.kld"), {dir + "/notbase.kld", "not a KL-divergence base file"});
   expect_error(kl(dir + "/missing.kld"), {dir + "/missing.kld", "cannot open"});
+  {
+    std::string b = bytes;
+    const uint32_t two = 2;
+    std::memcpy(b.data() + 8, &two, 4);
+    test::write_file(dir + "/ctx2.kld", b);
+    expect_error(kl(dir + "/ctx2.kld"), {dir + "/ctx2.kld", "n_ctx", "out of range"});
+  }
   // A consistent file for a vocabulary of 321: the header is fine, the model is not the one.
   {
     const int vocab = 321, nv = 2 * ((vocab + 1) / 2) + 4;
@@ -213,6 +220,10 @@ TEST(PerplexityCli, BadInputIsOneErrorLine) {
   expect_error({"perplexity", "-m", fixture("gemma3-q8_0"), "-f", dir + "/short.txt", "-c", "64"},
                {dir + "/short.txt", "at least 128"});
   expect_error({"perplexity", "-m", fixture("gemma3-q8_0"), "-f", test::source_path(kText), "-c", "1"}, {"--ctx-size"});
+  // A context of 2 scores no token; on a short text it was a SIGSEGV (issue #16).
+  test::write_file(dir + "/six.txt", "One two three four five six.");
+  expect_error({"perplexity", "-m", fixture("gemma3-q8_0"), "-f", dir + "/six.txt", "-c", "2"}, {"--ctx-size", "at least 3"});
+  expect_error({"perplexity", "-m", fixture("gemma3-q8_0"), "-f", test::source_path(kText), "-c", "2"}, {"--ctx-size", "at least 3"});
   expect_error({"perplexity", "-m", dir + "/nomodel.gguf", "-f", test::source_path(kText)}, {dir + "/nomodel.gguf"});
   expect_error(ppl_args("gemma3-q8_0", {"--kl-divergence-base", dir + "/no/such/dir/base.kld"}),
                {dir + "/no/such/dir/base.kld", "cannot create"});

@@ -1180,6 +1180,18 @@ BAD_BODIES = {
     "detokenize_not_list": ("/detokenize", {"tokens": "1 2"}, "tokens"),
     "detokenize_out_of_vocab": ("/detokenize", {"tokens": [1, 100000]}, "tokens"),
     "tokenize_content_number": ("/tokenize", {"content": 5}, None),
+    # Integers past 32 (or 64) bits: refused, not truncated (issue #16).
+    "max_tokens_2_pow_63": ("/v1/completions", {"model": MODEL, "prompt": "hi", "max_tokens": 2**63}, "max_tokens"),
+    "max_tokens_2_pow_64_minus_1": ("/v1/completions", {"model": MODEL, "prompt": "hi", "max_tokens": 2**64 - 1}, "max_tokens"),
+    "n_10_pow_9": ("/v1/completions", {"model": MODEL, "prompt": "hi", "n": 10**9}, "n"),
+    "n_2_pow_32_plus_1": ("/v1/completions", {"model": MODEL, "prompt": "hi", "n": 2**32 + 1}, "n"),
+    "top_logprobs_2_pow_32": ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "logprobs": True, "top_logprobs": 2**32}, "top_logprobs"),
+    "logprobs_2_pow_32_plus_1": ("/v1/completions", {"model": MODEL, "prompt": "hi", "logprobs": 2**32 + 1}, "logprobs"),
+    "prompt_token_id_2_pow_32_plus_1": ("/v1/completions", {"model": MODEL, "prompt": [1, 2**32 + 1]}, "prompt"),
+    "input_ids_2_pow_32_plus_2": ("/generate", {"input_ids": [1, 2**32 + 2]}, "input_ids"),
+    "stop_token_ids_2_pow_32_plus_1": ("/v1/completions", {"model": MODEL, "prompt": "hi", "stop_token_ids": [2**32 + 1]}, "stop_token_ids"),
+    "detokenize_2_pow_32_plus_1": ("/detokenize", {"tokens": [2**32 + 1]}, "tokens"),
+    "max_new_tokens_2_pow_63": ("/generate", {"text": "hi", "sampling_params": {"max_new_tokens": 2**63}}, "max_new_tokens"),
 }  # fmt: skip
 
 
@@ -1207,6 +1219,32 @@ def test_too_many_stop_strings_400(server):
 def test_malformed_json_400(server, path):
     for data in (b'{"model": "tiny-chat", "prompt": "hi"', b"not json", b"", b'{"a": 1} trailing'):
         assert_error(post_raw(server, path, data), 400)
+
+
+def test_deeply_nested_json_400_and_server_keeps_serving(server):
+    """Bodies nesting 100000 levels (200 KB) in messages, tools or chat_template_kwargs, or a million in
+    sampling_params, overflowed the stack and killed the server (issue #16): now a 400 naming the limit."""
+    deep = "[" * 100000 + "]" * 100000
+    user = '[{"role": "user", "content": "hi"}]'
+    bodies = [
+        ("/v1/chat/completions", '{"messages": ' + deep + "}"),
+        ("/v1/chat/completions", '{"messages": [{"role": "user", "content": ' + deep + "}]}"),
+        ("/v1/chat/completions", '{"messages": ' + user + ', "tools": ' + deep + "}"),
+        ("/v1/chat/completions", '{"messages": ' + user + ', "chat_template_kwargs": {"x": ' + deep + "}}"),
+        ("/v1/completions", '{"prompt": "hi", "stop": ' + deep + "}"),
+        ("/generate", '{"text": "hi", "sampling_params": ' + "[" * 1000000 + "]" * 1000000 + "}"),
+        ("/tokenize", '{"content": "hi", "x": ' + "{\"a\": " * 100000 + "1" + "}" * 100000 + "}"),
+    ]
+    for path, data in bodies:
+        err = assert_error(post_raw(server, path, data.encode()), 400)
+        assert "256" in err["message"], err
+        assert server.proc.poll() is None, server.log_tail()
+    # At the limit it is an ordinary body.
+    at_limit = "[" * 255 + "]" * 255  # 256 levels with the body object
+    r = post_raw(server, "/tokenize", ('{"content": "hi", "x": ' + at_limit + "}").encode())
+    assert r.status_code == 200, r.text
+    r = post(server, "/v1/completions", {"prompt": CASES["short"]["prompt"], "temperature": 0, "max_tokens": 2})
+    assert r.status_code == 200, r.text
 
 
 @pytest.mark.parametrize("path", ["/v1/completions", "/v1/chat/completions", "/generate"])

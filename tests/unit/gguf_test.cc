@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <initializer_list>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -815,6 +816,52 @@ TEST(GgufTensorSource, ServesEachExpertOfA3DTensor) {
   EXPECT_EQ(src.gguf_tensor("model.layers.1.mlp.experts.1.gate_proj.weight")->nbytes, 3u * 4 * 4);
   EXPECT_FALSE(src.has("model.layers.0.mlp.experts.2.down_proj.weight"));
   EXPECT_FALSE(src.has("model.layers.2.mlp.experts.0.up_proj.weight"));
+}
+
+
+// Sizes in the metadata are checked, each naming its key, before the config divides by or
+// allocates from them (issue #16: head_count 0 was a SIGFPE; block_count 4294967294 took
+// 0.5 GB; key_length 2^62 overflowed in the decoder).
+TEST(GgufModelConfig, RefusesBadSizesNamingTheKey) {
+  struct Case {
+    std::vector<std::pair<std::string, uint64_t>> kvs;  // over the valid ones below
+    std::string key;                                    // the field named; "" for a valid file
+  } cases[] = {
+      {{}, ""},
+      {{{"attention.head_count", 0}}, "llama.attention.head_count"},
+      {{{"attention.head_count_kv", 0}}, "llama.attention.head_count_kv"},
+      {{{"attention.head_count", 4}, {"attention.head_count_kv", 3}}, "llama.attention.head_count_kv"},
+      {{{"attention.head_count", 1ull << 40}}, "llama.attention.head_count"},
+      {{{"block_count", 4294967294ull}}, "llama.block_count"},
+      {{{"block_count", 0}}, "llama.block_count"},
+      {{{"embedding_length", 0}}, "llama.embedding_length"},
+      {{{"feed_forward_length", 1ull << 63}}, "llama.feed_forward_length"},
+      {{{"attention.key_length", 1ull << 62}}, "llama.attention.key_length"},
+      {{{"attention.key_length", 3}}, "llama.attention.key_length"},
+      {{{"embedding_length", 2}, {"attention.head_count", 4}, {"attention.head_count_kv", 4}}, "llama.attention.key_length"},
+  };
+  for (const Case& c : cases) {
+    std::map<std::string, uint64_t> kvs = {{"embedding_length", 8}, {"feed_forward_length", 16}, {"block_count", 1},
+                                           {"attention.head_count", 2}, {"attention.head_count_kv", 1}};
+    for (const auto& [k, v] : c.kvs) kvs[k] = v;
+    Builder b;
+    b.kv_string("general.architecture", "llama");
+    for (const auto& [k, v] : kvs) b.kv("llama." + k, 10, le64(v));  // u64
+    b.f32("token_embd.weight", {8, 2}, std::vector<float>(16, 0.5f));
+    const std::string bytes = b.bytes();
+    const GgufFile f("mem.gguf", bytes.data(), bytes.size());
+    SCOPED_TRACE(c.key);
+    if (c.key.empty()) {
+      const ModelConfig config = gguf_model_config(f);
+      EXPECT_EQ(config.n_heads, 2);
+      EXPECT_EQ(config.n_kv_heads, 1);
+      EXPECT_EQ(config.d_head, 4);
+      continue;
+    }
+    const Error e = error_of([&] { gguf_model_config(f); });
+    EXPECT_EQ(e.context().field, c.key) << e.what();
+    expect_mentions(e, {"mem.gguf"});
+  }
 }
 
 }  // namespace

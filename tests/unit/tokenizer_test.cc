@@ -335,6 +335,25 @@ TEST(TokenizerJson, UnsupportedPartsAreNamed) {
   EXPECT_THROW(Tokenizer::from_json(R"({"model": {"type": "BPE", "vocab": {}}, "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(("}}})"), Error);
 }
 
+// Ids index dense tables (issue #16: an id of 10^8 among three entries made a 3 GB table and was
+// accepted; 2^31 - 1 overflowed the table size; an added token's 2^32 + 1 was truncated to 1).
+TEST(TokenizerJson, IdsFarPastTheEntryCountAreRefused) {
+  auto bpe = [](const std::string& vocab, const std::string& added = "[]") {
+    return R"({"model": {"type": "BPE", "vocab": )" + vocab + R"(, "merges": []}, "added_tokens": )" + added + "}";
+  };
+  auto added = [](const std::string& id) { return R"([{"id": )" + id + R"(, "content": "<x>"}])"; };
+  EXPECT_EQ(Tokenizer::from_json(bpe(R"({"a": 0, "b": 900})")).vocab_size(), 901);  // holes are fine
+  EXPECT_EQ(Tokenizer::from_json(bpe(R"({"a": 0})", added("1000"))).vocab_size(), 1001);
+  for (const char* id : {"100000000", "2147483647", "4294967297", "18446744073709551615"}) {
+    SCOPED_TRACE(id);
+    const std::string vocab = R"({"a": 0, "b": 1, "c": )" + std::string(id) + "}";
+    test::expect_error([&] { Tokenizer::from_json(bpe(vocab), {}, "t/tokenizer.json"); },
+                       {"t/tokenizer.json", "model.vocab", "out of range"});
+    test::expect_error([&] { Tokenizer::from_json(bpe(R"({"a": 0})", added(id)), {}, "t/tokenizer.json"); },
+                       {"t/tokenizer.json", "added_tokens[0].id", "out of range"});
+  }
+}
+
 TEST(TokenizerConfig, ChatTemplateForms) {
   std::string tj = R"({"model": {"type": "BPE", "vocab": {"a": 0, "<s>": 1, "</s>": 2}, "merges": []}})";
   Tokenizer one = Tokenizer::from_json(tj, R"({"chat_template": "{{ x }}", "bos_token": "<s>",

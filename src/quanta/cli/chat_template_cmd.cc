@@ -12,6 +12,7 @@
 
 #include "quanta/cli/commands.h"
 #include "quanta/core/error.h"
+#include "quanta/core/json.h"
 #include "quanta/tokenizer/chat_template.h"
 
 namespace quanta::cli {
@@ -40,13 +41,6 @@ std::string read_text(const std::string& path, const std::string& option) {
   return ss.str();
 }
 
-ordered_json parse_json(const std::string& text, const std::string& path, const std::string& option) {
-  try {
-    return ordered_json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(std::string("not valid JSON: ") + e.what(), {.file = path, .field = option});
-  }
-}
 
 int run_chat_template(const ChatTemplateOptions& o) {
   if (o.model_path.empty() == o.template_file.empty())
@@ -57,7 +51,7 @@ int run_chat_template(const ChatTemplateOptions& o) {
                 {.file = o.model_path});
 
   tokenizer::ChatInputs in;
-  ordered_json request = parse_json(read_text(o.messages_file, "--messages"), o.messages_file, "--messages");
+  ordered_json request = parse_json<ordered_json>(read_text(o.messages_file, "--messages"), {.file = o.messages_file, .field = "--messages"});
   // Either a list of messages, or a request object with messages (and tools, documents).
   if (request.is_array()) {
     in.messages = request;
@@ -68,7 +62,7 @@ int run_chat_template(const ChatTemplateOptions& o) {
   } else {
     throw Error("expected a list of messages or an object with a \"messages\" list", {.file = o.messages_file, .field = "--messages"});
   }
-  if (!o.tools_file.empty()) in.tools = parse_json(read_text(o.tools_file, "--tools"), o.tools_file, "--tools");
+  if (!o.tools_file.empty()) in.tools = parse_json<ordered_json>(read_text(o.tools_file, "--tools"), {.file = o.tools_file, .field = "--tools"});
   in.add_generation_prompt = o.add_generation_prompt;
 
   std::string source, name;
@@ -84,6 +78,7 @@ int run_chat_template(const ChatTemplateOptions& o) {
     size_t eq = var.find('=');
     if (eq == std::string::npos || eq == 0) throw Error("expected NAME=JSON, got '" + var + "'", {.field = "--var"});
     std::string key = var.substr(0, eq), value = var.substr(eq + 1);
+    check_json_depth(value, {.field = "--var " + key});
     try {
       in.variables[key] = ordered_json::parse(value);
     } catch (const nlohmann::json::exception&) {

@@ -23,6 +23,7 @@
 #include "quanta/cli/commands.h"
 #include "quanta/core/dtype.h"
 #include "quanta/core/error.h"
+#include "quanta/core/json.h"
 #include "quanta/format/ggml_types.h"
 #include "quanta/format/gguf.h"
 #include "quanta/format/gguf_model.h"
@@ -383,7 +384,7 @@ Report inspect_folder(const std::string& dir) {
   const fs::path tj = fs::path(dir) / "tokenizer.json";
   if (fs::exists(tj)) {
     tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(dir);
-    const nlohmann::json j = nlohmann::json::parse(format::read_text_file(tj.string()), nullptr, false);
+    const nlohmann::json j = parse_json(format::read_text_file(tj.string()), {.file = tj.string()});
     std::string kind = "unknown";
     if (j.is_object() && j.contains("model") && j["model"].is_object() && j["model"].contains("type") &&
         j["model"]["type"].is_string())

@@ -80,7 +80,9 @@ void log_eta(const char* what, double per_chunk, int64_t n_chunks) {
 // Perplexity, and with --kl-divergence-base FILE the base file for later KL runs.
 int run_ppl(const PerplexityOptions& o, ThreadPool& pool) {
   if (o.text_file.empty()) throw Error("is required (the text to score)", {.field = "--file"});
-  if (o.n_ctx < 2) throw Error("must be at least 2", {.field = "--ctx-size"});
+  // A chunk of 2 scores nothing (its first token is context, its last is never fed) and left
+  // the logits buffer empty: the context pass then wrote through a null pointer.
+  if (o.n_ctx < 3) throw Error("must be at least 3 (a chunk of 2 tokens scores none)", {.field = "--ctx-size"});
   Tokenized t = tokenize_file(tokenizer::Tokenizer::load(o.model_path), o.text_file);
   const int64_t n_tokens = static_cast<int64_t>(t.ids.size());
   if (n_tokens < 2 * o.n_ctx)

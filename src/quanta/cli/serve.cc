@@ -12,6 +12,7 @@
 #include "quanta/cli/commands.h"
 #include "quanta/cli/quant_options.h"
 #include "quanta/core/error.h"
+#include "quanta/core/json.h"
 #include "quanta/core/thread_pool.h"
 #include "quanta/engine/loader.h"
 #include "quanta/engine/scheduler.h"
@@ -88,12 +89,15 @@ int run_serve(const ServeOptions& o) {
     }
     chat = [tmpl, specials](const nlohmann::json& messages, const nlohmann::json& tools, bool add_generation_prompt,
                             const nlohmann::json& extra) {
+      // As ordered JSON (the template sees keys in request order). The server refused bodies nesting
+      // deeper than kMaxJsonDepth, which bounds dump()'s recursion; parse_json checks again.
+      using nlohmann::ordered_json;
       tokenizer::ChatInputs in;
-      in.messages = nlohmann::ordered_json::parse(messages.dump());
-      if (!tools.is_null()) in.tools = nlohmann::ordered_json::parse(tools.dump());
+      in.messages = parse_json<ordered_json>(messages.dump(), {.field = "messages"});
+      if (!tools.is_null()) in.tools = parse_json<ordered_json>(tools.dump(), {.field = "tools"});
       in.add_generation_prompt = add_generation_prompt;
       in.variables = specials;
-      const nlohmann::ordered_json extra_vars = nlohmann::ordered_json::parse(extra.dump());
+      const ordered_json extra_vars = parse_json<ordered_json>(extra.dump(), {.field = "chat_template_kwargs"});
       for (const auto& [k, v] : extra_vars.items()) in.variables[k] = v;
       return tmpl->render(tokenizer::make_chat_context(in));
     };

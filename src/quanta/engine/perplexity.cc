@@ -57,7 +57,7 @@ void read_exact(std::FILE* f, void* dst, size_t n, const std::string& path, cons
 void run_scored_chunks(const model::DecoderModel& model, std::span<const int32_t> ids, int64_t n_ctx,
                        int64_t n_chunks, std::optional<int32_t> bos, ThreadPool& pool,
                        const RowsCallback& on_rows, int64_t max_rows) {
-  QUANTA_ASSERT(n_ctx >= 2 && max_rows >= 1);
+  QUANTA_ASSERT(n_ctx >= 3 && max_rows >= 1);  // a chunk of 2 scores no row (CLI and base reader refuse it)
   if (static_cast<int64_t>(ids.size()) < n_chunks * n_ctx)
     throw Error(std::to_string(n_chunks) + " chunks of " + std::to_string(n_ctx) + " tokens need " +
                 std::to_string(n_chunks * n_ctx) + " tokens, the text has " + std::to_string(ids.size()));
@@ -125,7 +125,7 @@ void encode_log_probs(const float* logits, int64_t vocab, uint16_t* row) {
 }
 
 KlBaseWriter::KlBaseWriter(const std::string& path, const KlBaseHeader& h) : path_(path) {
-  QUANTA_ASSERT(h.n_ctx >= 2 && h.n_vocab >= 1 && h.n_chunks >= 1 &&
+  QUANTA_ASSERT(h.n_ctx >= 3 && h.n_vocab >= 1 && h.n_chunks >= 1 &&
                 static_cast<int64_t>(h.ids.size()) == h.n_chunks * h.n_ctx);
   if (h.n_ctx > UINT32_MAX || h.n_vocab > INT32_MAX || h.n_chunks > INT32_MAX)
     throw Error("too large for the base-file format", {.file = path});
@@ -172,7 +172,7 @@ KlBaseReader::KlBaseReader(const std::string& path) : path_(path) {
   read_exact(f_, &n_ctx, 4, path, "n_ctx");
   read_exact(f_, &n_vocab, 4, path, "n_vocab");
   read_exact(f_, &n_chunks, 4, path, "n_chunks");
-  if (n_ctx < 2 || n_ctx > (1u << 24)) throw Error("is " + std::to_string(n_ctx) + ", out of range", {.file = path, .field = "n_ctx"});
+  if (n_ctx < 3 || n_ctx > (1u << 24)) throw Error("is " + std::to_string(n_ctx) + ", out of range", {.file = path, .field = "n_ctx"});
   if (n_vocab < 1) throw Error("is " + std::to_string(n_vocab) + ", must be positive", {.file = path, .field = "n_vocab"});
   if (n_chunks < 1) throw Error("is " + std::to_string(n_chunks) + ", must be positive", {.file = path, .field = "n_chunks"});
   header_.n_ctx = n_ctx;

@@ -144,18 +144,32 @@ ModelConfig gguf_model_config(const GgufFile& f) {
   auto u_or = [&](const char* key, int64_t fallback) {
     return md.has(p + key) ? static_cast<int64_t>(md.get_u64(p + key)) : fallback;
   };
+  // Each size in [min, max] (hf_config.h) before anything divides by or allocates from it.
+  auto bounded = [&](const char* key, int64_t v, int64_t min, int64_t max) {
+    if (v < min || v > max)
+      throw Error("must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
+                      std::to_string(static_cast<uint64_t>(v)),  // as stored: v is a cast of the u64
+                  {.file = f.path(), .field = p + key});
+    return v;
+  };
   const bool gemma = arch == "gemma3";
-  c.hidden_size = u("embedding_length");
+  c.hidden_size = bounded("embedding_length", u("embedding_length"), 1, kMaxWidth);
   // MoE files may carry no dense width (every block sparse).
-  c.intermediate_size = arch.find("moe") != std::string::npos ? u_or("feed_forward_length", 0) : u("feed_forward_length");
-  c.n_layers = u("block_count");
-  c.n_heads = u("attention.head_count");
-  c.n_kv_heads = u_or("attention.head_count_kv", c.n_heads);
-  c.d_head = u_or("attention.key_length", c.hidden_size / c.n_heads);
+  const bool moe = arch.find("moe") != std::string::npos;
+  c.intermediate_size = bounded("feed_forward_length", moe ? u_or("feed_forward_length", 0) : u("feed_forward_length"),
+                                moe ? 0 : 1, kMaxWidth);
+  c.n_layers = bounded("block_count", u("block_count"), 1, kMaxLayers);
+  c.n_heads = bounded("attention.head_count", u("attention.head_count"), 1, kMaxHeads);
+  c.n_kv_heads = bounded("attention.head_count_kv", u_or("attention.head_count_kv", c.n_heads), 1, kMaxHeads);
+  if (c.n_heads % c.n_kv_heads != 0)
+    throw Error("attention.head_count (" + std::to_string(c.n_heads) + ") is not a multiple of attention.head_count_kv (" +
+                    std::to_string(c.n_kv_heads) + ")",
+                {.file = f.path(), .field = p + "attention.head_count_kv"});
+  c.d_head = bounded("attention.key_length", u_or("attention.key_length", c.hidden_size / c.n_heads), 2, kMaxHeadDim);
+  if (c.d_head % 2)
+    throw Error("must be even, got " + std::to_string(c.d_head), {.file = f.path(), .field = p + "attention.key_length"});
   c.max_position_embeddings = u_or("context_length", 2048);
   c.rms_norm_eps = md.get_f32_or(p + "attention.layer_norm_rms_epsilon", 1e-6f);
-  if (c.n_heads <= 0 || c.n_kv_heads <= 0 || c.n_heads % c.n_kv_heads != 0 || c.d_head <= 0 || c.d_head % 2)
-    throw Error("inconsistent head counts", {.file = f.path(), .field = p + "attention.head_count_kv"});
 
   const GgufTensorInfo& embd = f.tensor_info("token_embd.weight");
   c.vocab_size = embd.shape.at(0);

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "quanta/core/error.h"
+#include "quanta/core/json.h"
 
 namespace quanta::format {
 
@@ -76,6 +77,7 @@ class Fields {
 
  private:
   int64_t as_int(const char* key, const json& v) const {
+    if (v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX) fail(key, v.dump() + " is out of range");
     if (v.is_number_integer()) return v.get<int64_t>();
     if (v.is_number_float()) {
       double d = v.get<double>();
@@ -89,17 +91,8 @@ class Fields {
   std::string prefix_;
 };
 
-json parse_json(const std::string& text, const std::string& file) {
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
-    // Re-parse to get the position of the first error for the message.
-    try {
-      json again = json::parse(text);
-    } catch (const json::parse_error& e) {
-      throw Error(std::string("invalid JSON: ") + e.what(), {.file = file});
-    }
-    throw Error("invalid JSON", {.file = file});
-  }
+json parse_object(const std::string& text, const std::string& file) {
+  json j = quanta::parse_json(text, {.file = file});
   if (!j.is_object()) throw Error("expected a JSON object at the top level", {.file = file});
   return j;
 }
@@ -168,11 +161,13 @@ void parse_moe(const Fields& f, ModelConfig& c) {
     f.fail("num_experts_per_tok", "must be between 1 and the expert count (" + std::to_string(m.n_experts) + ")");
   // Mixtral's experts are intermediate_size wide and its router always renormalises.
   m.expert_ffn = mixtral ? c.intermediate_size : f.integer("moe_intermediate_size");
-  if (m.expert_ffn <= 0) f.fail("moe_intermediate_size", "must be positive");
+  if (m.expert_ffn <= 0 || m.expert_ffn > kMaxWidth)
+    f.fail("moe_intermediate_size", "must be positive and at most " + std::to_string(kMaxWidth));
   m.norm_topk = mixtral || f.boolean("norm_topk_prob", false);
   if (c.architecture == "Qwen2MoeForCausalLM") {
     m.shared_expert_ffn = f.integer("shared_expert_intermediate_size");
-    if (m.shared_expert_ffn <= 0) f.fail("shared_expert_intermediate_size", "must be positive");
+    if (m.shared_expert_ffn <= 0 || m.shared_expert_ffn > kMaxWidth)
+      f.fail("shared_expert_intermediate_size", "must be positive and at most " + std::to_string(kMaxWidth));
   }
   // Qwen's decoder_sparse_step and mlp_only_layers choose which layers are sparse.
   const int64_t step = mixtral ? 1 : f.integer("decoder_sparse_step", 1);
@@ -198,7 +193,7 @@ const std::vector<std::string>& supported_architectures() {
 }
 
 ModelConfig parse_model_config(const std::string& json_text, const std::string& file) {
-  json j = parse_json(json_text, file);
+  json j = parse_object(json_text, file);
   Fields f(j, file);
   ModelConfig c;
 
@@ -221,15 +216,20 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   c.n_layers = f.integer("num_hidden_layers");
   c.n_heads = f.integer("num_attention_heads");
   c.n_kv_heads = f.integer("num_key_value_heads", c.n_heads);
-  for (const char* key : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                          "num_attention_heads", "num_key_value_heads"})
-    if (f.integer(key, 1) <= 0) f.fail(key, "must be positive");
+  const std::pair<const char*, int64_t> bounds[] = {
+      {"vocab_size", kMaxVocab},          {"hidden_size", kMaxWidth},         {"intermediate_size", kMaxWidth},
+      {"num_hidden_layers", kMaxLayers}, {"num_attention_heads", kMaxHeads}, {"num_key_value_heads", kMaxHeads}};
+  for (const auto& [key, max] : bounds)
+    if (const int64_t v = f.integer(key, 1); v <= 0 || v > max)
+      f.fail(key, "must be positive and at most " + std::to_string(max) + ", got " + std::to_string(v));
   if (c.n_heads % c.n_kv_heads != 0)
     f.fail("num_key_value_heads", "num_attention_heads (" + std::to_string(c.n_heads) +
                                       ") is not a multiple of num_key_value_heads (" +
                                       std::to_string(c.n_kv_heads) + ")");
   c.d_head = f.integer("head_dim", c.hidden_size / c.n_heads);
-  if (c.d_head <= 0 || c.d_head % 2 != 0) f.fail("head_dim", "must be positive and even");
+  if (c.d_head <= 0 || c.d_head % 2 != 0 || c.d_head > kMaxHeadDim)
+    f.fail("head_dim",
+           "must be positive, even and at most " + std::to_string(kMaxHeadDim) + ", got " + std::to_string(c.d_head));
   c.max_position_embeddings = f.integer("max_position_embeddings", 2048);
   c.rms_norm_eps = f.number("rms_norm_eps", 1e-6);
   c.tie_word_embeddings = f.boolean("tie_word_embeddings", arch->gemma);
@@ -342,7 +342,7 @@ ModelConfig load_model_config(const std::string& model_dir) {
 }
 
 GenerationDefaults parse_generation_config(const std::string& json_text, const std::string& file) {
-  json j = parse_json(json_text, file);
+  json j = parse_object(json_text, file);
   Fields f(j, file);
   GenerationDefaults g;
   if (f.has("do_sample")) g.do_sample = f.boolean("do_sample", false);

@@ -60,6 +60,16 @@ struct MoeConfig {
   int64_t shared_expert_ffn = 0;  // Qwen2-MoE's shared expert (0: none); its output is scaled by a sigmoid gate
 };
 
+// Bounds on sizes that no real model comes near (the largest have ~25k hidden, 128 heads
+// of at most 512, a few hundred layers). Both config readers (config.json, GGUF metadata)
+// refuse a size outside [1, bound] before anything divides by, multiplies or allocates
+// per layer from it: a corrupt file is an error, not a SIGFPE, an overflow or 0.5 GB.
+inline constexpr int64_t kMaxWidth = 1 << 20;    // hidden, intermediate and expert widths
+inline constexpr int64_t kMaxLayers = 1 << 12;
+inline constexpr int64_t kMaxHeads = 1 << 12;    // query and key/value heads
+inline constexpr int64_t kMaxHeadDim = 1 << 12;
+inline constexpr int64_t kMaxVocab = 1 << 24;
+
 struct ModelConfig {
   std::string architecture;  // e.g. "LlamaForCausalLM"
   int64_t vocab_size = 0;

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "quanta/core/error.h"
+#include "quanta/core/json.h"
 
 namespace quanta::format {
 
@@ -27,8 +28,9 @@ struct ParsedJson {
 
 // Parses JSON text, noting duplicate keys: nlohmann keeps the last silently, but
 // a header that names a tensor twice is ambiguous and must be refused.
-// Throws json::parse_error on malformed text.
-ParsedJson parse_json(const char* begin, const char* end) {
+// Throws json::parse_error on malformed text, Error (at `where`) on too deep nesting.
+ParsedJson parse_json(const char* begin, const char* end, const ErrorContext& where) {
+  check_json_depth(std::string_view(begin, static_cast<size_t>(end - begin)), where);
   ParsedJson out;
   std::vector<std::set<std::string>> open_objects;
   auto callback = [&](int depth, json::parse_event_t event, json& parsed) {
@@ -47,17 +49,6 @@ ParsedJson parse_json(const char* begin, const char* end) {
   };
   out.value = json::parse(begin, end, callback);
   return out;
-}
-
-// nlohmann's messages start with "[json.exception.parse_error.101] "; users
-// need only the part after it.
-std::string json_error_text(const json::exception& e) {
-  std::string s = e.what();
-  if (!s.empty() && s[0] == '[') {
-    size_t close = s.find("] ");
-    if (close != std::string::npos) s.erase(0, close + 2);
-  }
-  return s;
 }
 
 // Full initialisation: partial designated initialisers trip -Wmissing-field-initializers.
@@ -114,7 +105,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : mapping_(MappedFile:
   const char* header = reinterpret_cast<const char*>(mapping_->data() + 8);
   ParsedJson parsed;
   try {
-    parsed = parse_json(header, header + header_len);
+    parsed = parse_json(header, header + header_len, error_at(path, "", "header"));
   } catch (const json::exception& e) {
     throw fail("header is not valid JSON: " + json_error_text(e));
   }
@@ -315,7 +306,7 @@ void SafetensorsCheckpoint::open_indexed(const std::string& dir, const std::stri
   const char* text = reinterpret_cast<const char*>(index_file->data());
   ParsedJson parsed;
   try {
-    parsed = parse_json(text, text + index_file->size());
+    parsed = parse_json(text, text + index_file->size(), error_at(index_path));
   } catch (const json::exception& e) {
     throw Error("index is not valid JSON: " + json_error_text(e), error_at(index_path));
   }

@@ -5,6 +5,7 @@
 #include <regex>
 
 #include "quanta/core/error.h"
+#include "quanta/core/json.h"
 #include "quanta/format/hf_config.h"
 
 namespace quanta::quant {
@@ -109,7 +110,9 @@ HfQuantConfig::HfQuantConfig(const Json& qc, std::string file) : qc_(qc), file_(
 
 std::unique_ptr<HfQuantConfig> HfQuantConfig::load(const std::string& model_dir) {
   auto read = [&](const fs::path& p) -> Json {
-    const Json j = Json::parse(format::read_text_file(p.string()), nullptr, false);
+    const std::string text = format::read_text_file(p.string());
+    check_json_depth(text, {.file = p.string()});
+    const Json j = Json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object()) throw Error("not a JSON object", {.file = p.string()});
     return j;
   };

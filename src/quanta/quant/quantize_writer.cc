@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "quanta/core/error.h"
+#include "quanta/core/json.h"
 #include "quanta/core/mx.h"
 #include "quanta/format/hf_config.h"
 #include "quanta/format/safetensors.h"
@@ -165,7 +166,8 @@ QuantizeReport write_quantized_checkpoint(const std::string& in_dir, const std::
 
   // config.json without quantization_config (as the AscendV1 saver does); the
   // tokenizer and other small text files as they are.
-  nlohmann::ordered_json cfg = nlohmann::ordered_json::parse(format::read_text_file((fs::path(in_dir) / "config.json").string()));
+  const std::string cfg_path = (fs::path(in_dir) / "config.json").string();
+  nlohmann::ordered_json cfg = parse_json<nlohmann::ordered_json>(format::read_text_file(cfg_path), {.file = cfg_path});
   cfg.erase("quantization_config");
   if (cfg.contains("text_config") && cfg["text_config"].is_object()) cfg["text_config"].erase("quantization_config");
   write_text(out / "config.json", cfg.dump(2) + "\n");

@@ -7,6 +7,7 @@
 
 #include "quanta/core/dtype.h"
 #include "quanta/core/error.h"
+#include "quanta/core/json.h"
 #include "quanta/format/hf_config.h"
 #include "quanta/format/tensor_source.h"
 #include "quanta/quant/hf_quant_config.h"
@@ -78,6 +79,7 @@ std::optional<Scheme> scheme_from_name(std::string_view name) {
 }
 
 QuantDescription parse_quant_description(const std::string& json_text, const std::string& file) {
+  check_json_depth(json_text, {.file = file});
   nlohmann::json j = nlohmann::json::parse(json_text, nullptr, false);
   if (j.is_discarded()) throw Error("not valid JSON", {.file = file});
   if (!j.is_object()) throw Error("expected a JSON object of tensor name -> quant type", {.file = file});
@@ -125,7 +127,9 @@ MethodDecision decide_method(const std::string& model_dir, const std::string& re
   if (fs::exists(desc)) {
     d = {"modelslim", desc.string(), false};
   } else if (fs::exists(cfg)) {
-    nlohmann::json j = nlohmann::json::parse(format::read_text_file(cfg.string()), nullptr, false);
+    const std::string text = format::read_text_file(cfg.string());
+    check_json_depth(text, {.file = cfg.string()});
+    nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
     if (!j.is_discarded() && j.is_object()) {
       const nlohmann::json* qc = nullptr;
       if (j.contains("quantization_config")) qc = &j["quantization_config"];

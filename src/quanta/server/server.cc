@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "quanta/core/error.h"
+#include "quanta/core/json.h"
 #include "quanta/server/client_connection.h"
 #include "quanta/server/generation.h"
 #include "quanta/server/metrics.h"
@@ -58,6 +59,26 @@ int64_t unix_time() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// An integer JSON value within [lo, hi]; unsigned values past INT64_MAX are out of any range.
+bool in_range(const json& v, int64_t lo, int64_t hi) {
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) return false;
+  const int64_t x = v.get<int64_t>();
+  return x >= lo && x <= hi;
+}
+
+// A list of token ids, each an integer in [0, limit) (the vocabulary or, where the scheduler
+// checks that, 32 bits); anything else is a 400 naming the field.
+std::vector<int32_t> token_ids(const json& list, const std::string& field, int64_t limit = INT32_MAX) {
+  std::vector<int32_t> ids;
+  for (const json& e : list) {
+    if (!e.is_number_integer()) throw ApiError{400, "'" + field + "' must be a list of token ids", field};
+    if (!in_range(e, 0, limit - 1))
+      throw ApiError{400, "'" + field + "' holds " + e.dump() + ", not a token id in [0, " + std::to_string(limit) + ")", field};
+    ids.push_back(static_cast<int32_t>(e.get<int64_t>()));
+  }
+  return ids;
+}
+
 // Typed field access on a request body; a wrong type is a 400 naming the field.
 struct Body {
   const json& j;
@@ -71,9 +92,12 @@ struct Body {
     if (!has(k)) return std::nullopt;
     return number(k, 0);
   }
-  int64_t integer(const char* k, int64_t fallback) const {
+  // Within [lo, hi], checked in 64 bits before any narrowing (2^32 + 1 must not become 1).
+  int64_t integer(const char* k, int64_t fallback, int64_t lo = INT64_MIN, int64_t hi = INT64_MAX) const {
     if (!has(k)) return fallback;
     if (!j[k].is_number_integer()) throw ApiError{400, std::string("'") + k + "' must be an integer", k};
+    if (!in_range(j[k], lo, hi))
+      throw ApiError{400, std::string("'") + k + "' must be between " + std::to_string(lo) + " and " + std::to_string(hi), k};
     return j[k].get<int64_t>();
   }
   bool boolean(const char* k, bool fallback) const {
@@ -159,6 +183,12 @@ struct Server::Impl {
 
   json parse_body(const httplib::Request& req) {
     if (!valid_utf8(req.body)) throw ApiError{400, "the request body is not valid UTF-8", ""};
+    // Refused before parsing: a deep body would overflow the stack in copies and dump() (core/json.h).
+    try {
+      check_json_depth(req.body, {});
+    } catch (const Error& e) {
+      throw ApiError{400, "the request body: " + e.message(), ""};
+    }
     json j = json::parse(req.body, nullptr, false);
     if (j.is_discarded()) throw ApiError{400, "the request body is not valid JSON", ""};
     if (!j.is_object()) throw ApiError{400, "the request body must be a JSON object", ""};
@@ -213,10 +243,7 @@ struct Server::Impl {
     }
     if (b.has("stop_token_ids")) {
       if (!b.j["stop_token_ids"].is_array()) throw ApiError{400, "'stop_token_ids' must be a list of integers", "stop_token_ids"};
-      for (const json& e : b.j["stop_token_ids"]) {
-        if (!e.is_number_integer()) throw ApiError{400, "'stop_token_ids' must be a list of integers", "stop_token_ids"};
-        p.base.stop_token_ids.push_back(e.get<int32_t>());
-      }
+      p.base.stop_token_ids = token_ids(b.j["stop_token_ids"], "stop_token_ids");
     }
   }
 
@@ -414,8 +441,7 @@ struct Server::Impl {
     }
     if (b.boolean("echo", false)) throw ApiError{400, "'echo' is not supported", "echo"};
     read_sampling(b, p);
-    p.n = static_cast<int>(b.integer("n", 1));
-    if (p.n < 1 || p.n > opt.max_n) throw ApiError{400, "'n' must be between 1 and " + std::to_string(opt.max_n), "n"};
+    p.n = static_cast<int>(b.integer("n", 1, 1, opt.max_n));
     p.stream = b.boolean("stream", false);
     if (b.has("stream_options")) {
       if (!j["stream_options"].is_object()) throw ApiError{400, "'stream_options' must be an object", "stream_options"};
@@ -424,12 +450,10 @@ struct Server::Impl {
     int top_logprobs = -1;
     if (is_chat) {
       if (b.boolean("logprobs", false)) {
-        top_logprobs = static_cast<int>(b.integer("top_logprobs", 0));
-        if (top_logprobs < 0 || top_logprobs > 20) throw ApiError{400, "'top_logprobs' must be between 0 and 20", "top_logprobs"};
+        top_logprobs = static_cast<int>(b.integer("top_logprobs", 0, 0, 20));
       }
     } else if (b.has("logprobs")) {
-      top_logprobs = static_cast<int>(b.integer("logprobs", 0));
-      if (top_logprobs < 0 || top_logprobs > 20) throw ApiError{400, "'logprobs' must be between 0 and 20", "logprobs"};
+      top_logprobs = static_cast<int>(b.integer("logprobs", 0, 0, 20));
     }
     p.base.top_logprobs = top_logprobs;
 
@@ -457,10 +481,7 @@ struct Server::Impl {
       if (one->is_string()) {
         p.prompt = tok.encode(one->get<std::string>(), true);
       } else if (one->is_array() && !one->empty()) {
-        for (const json& e : *one) {
-          if (!e.is_number_integer()) throw ApiError{400, "'prompt' must be a string or a list of token ids", "prompt"};
-          p.prompt.push_back(e.get<int32_t>());
-        }
+        p.prompt = token_ids(*one, "prompt");
       } else {
         throw ApiError{400, "'prompt' must be a string or a list of token ids", "prompt"};
       }
@@ -468,7 +489,7 @@ struct Server::Impl {
     if (p.prompt.empty()) throw ApiError{400, "the prompt is empty", is_chat ? "messages" : "prompt"};
     std::optional<int64_t> max_tokens;
     const char* mt_key = is_chat && b.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-    if (b.has(mt_key)) max_tokens = b.integer(mt_key, 0);
+    if (b.has(mt_key)) max_tokens = b.integer(mt_key, 0, 1);
     else if (!is_chat) max_tokens = 16;  // OpenAI's default for completions
     set_max_tokens(p, max_tokens, mt_key);
 
@@ -542,17 +563,14 @@ struct Server::Impl {
     read_sampling(sp, p);
     if (b.has("input_ids")) {
       if (!j["input_ids"].is_array()) throw ApiError{400, "'input_ids' must be a list of token ids", "input_ids"};
-      for (const json& e : j["input_ids"]) {
-        if (!e.is_number_integer()) throw ApiError{400, "'input_ids' must be a list of token ids", "input_ids"};
-        p.prompt.push_back(e.get<int32_t>());
-      }
+      p.prompt = token_ids(j["input_ids"], "input_ids");
     } else if (b.has("text")) {
       p.prompt = tok.encode(b.string("text", ""), true);
     } else {
       throw ApiError{400, "give 'text' or 'input_ids'", "text"};
     }
     if (p.prompt.empty()) throw ApiError{400, "the prompt is empty", "text"};
-    set_max_tokens(p, sp.has("max_new_tokens") ? std::optional<int64_t>(sp.integer("max_new_tokens", 128))
+    set_max_tokens(p, sp.has("max_new_tokens") ? std::optional<int64_t>(sp.integer("max_new_tokens", 128, 1))
                                                 : std::optional<int64_t>(128), "max_new_tokens");
     p.stream = b.boolean("stream", false);
     const std::string id = flight->log.id;
@@ -701,13 +719,7 @@ struct Server::Impl {
     http.Post("/detokenize", guarded([this](const httplib::Request& req, httplib::Response& res) {
       json j = parse_body(req);
       if (!j.contains("tokens") || !j["tokens"].is_array()) throw ApiError{400, "'tokens' must be a list of ids", "tokens"};
-      std::vector<int32_t> ids;
-      for (const json& e : j["tokens"]) {
-        if (!e.is_number_integer() || e.get<int64_t>() < 0 || e.get<int64_t>() >= tok.vocab_size())
-          throw ApiError{400, "'tokens' must be a list of ids in the vocabulary", "tokens"};
-        ids.push_back(e.get<int32_t>());
-      }
-      reply(res, 200, {{"content", tok.decode(ids)}});
+      reply(res, 200, {{"content", tok.decode(token_ids(j["tokens"], "tokens", tok.vocab_size()))}});
     }));
     http.Get("/metrics", guarded([this](const httplib::Request&, httplib::Response& res) {
       res.set_content(metrics.render(scheduler.stats()), "text/plain; version=0.0.4");

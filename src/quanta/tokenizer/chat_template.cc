@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "quanta/core/json.h"
 #include "quanta/tokenizer/jinja_interp.h"
 
 namespace quanta::tokenizer {
@@ -59,7 +60,7 @@ std::string ChatTemplate::render(const ordered_json& context, const RenderOption
     if (!context.is_object() && !context.is_null()) throw jinja::PositionedError(jinja::PyError("TypeError", "the context must be a JSON object"), 0);
     jinja::Value ctx;
     try {
-      ctx = jinja::from_json(context.is_null() ? ordered_json::object() : context);
+      ctx = context.is_null() ? jinja::Value::dict({}) : jinja::from_json(context);  // no copy of context
     } catch (jinja::PyError& e) {
       throw jinja::PositionedError(std::move(e), 0);
     }
@@ -116,13 +117,7 @@ std::string slurp(const fs::path& p) {
   return ss.str();
 }
 
-ordered_json read_json(const fs::path& p) {
-  try {
-    return ordered_json::parse(slurp(p));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(std::string("not valid JSON: ") + e.what(), {.file = p.string()});
-  }
-}
+ordered_json read_json(const fs::path& p) { return parse_json<ordered_json>(slurp(p), {.file = p.string()}); }
 }  // namespace
 
 // transformers' loading order (tokenization_utils_base.py from_pretrained): separate .jinja files

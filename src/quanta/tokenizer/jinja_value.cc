@@ -1013,8 +1013,12 @@ std::string to_json(const Value& v, const JsonOptions& opt) {
   return out;
 }
 
-Value from_json(const nlohmann::ordered_json& j) {
+namespace {
+// `level` counts the arrays and objects from the root to j; refused before recursing, so a deep
+// value costs no stack (JSON text is capped at the same depth, core/json.h).
+Value from_json_at(const nlohmann::ordered_json& j, int level) {
   using J = nlohmann::ordered_json;
+  if ((j.is_array() || j.is_object()) && level > kMaxNesting) too_deep();
   switch (j.type()) {
     case J::value_t::null: return Value::none();
     case J::value_t::boolean: return Value::boolean(j.get<bool>());
@@ -1029,14 +1033,14 @@ Value from_json(const nlohmann::ordered_json& j) {
     case J::value_t::array: {
       std::vector<Value> items;
       items.reserve(j.size());
-      for (const auto& x : j) items.push_back(from_json(x));
+      for (const auto& x : j) items.push_back(from_json_at(x, level + 1));
       return Value::list(std::move(items));
     }
     case J::value_t::object: {
       // JSON object keys are unique, so this skips Value::dict's duplicate check.
       std::vector<std::pair<Value, Value>> items;
       items.reserve(j.size());
-      for (auto it = j.begin(); it != j.end(); ++it) items.emplace_back(Value::string(it.key()), from_json(it.value()));
+      for (auto it = j.begin(); it != j.end(); ++it) items.emplace_back(Value::string(it.key()), from_json_at(it.value(), level + 1));
       Value v = Value::dict({});
       auto& d = const_cast<DictData&>(v.dict());
       int depth = 0;
@@ -1049,5 +1053,8 @@ Value from_json(const nlohmann::ordered_json& j) {
     default: throw PyError("ValueError", "unsupported JSON value");
   }
 }
+}  // namespace
+
+Value from_json(const nlohmann::ordered_json& j) { return from_json_at(j, 1); }
 
 }  // namespace quanta::tokenizer::jinja

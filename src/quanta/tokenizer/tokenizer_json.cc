@@ -5,9 +5,12 @@
 // (normalizers/, pre_tokenizers/, models/bpe/serialization.rs, processors/,
 // decoders/). Anything quanta does not implement is an Error naming the
 // component, never a silent approximation.
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "quanta/core/error.h"
+#include "quanta/core/json.h"
 #include "quanta/tokenizer/tokenizer_impl.h"
 
 namespace quanta::tokenizer {
@@ -15,6 +18,14 @@ namespace quanta::tokenizer {
 namespace {
 
 using nlohmann::json;
+
+// Token ids may leave holes: up to twice the entry count, and any id below this.
+constexpr int64_t kMinIdLimit = 1024;
+
+// An integer JSON value as int64, values past INT64_MAX saturated.
+int64_t as_int64(const json& v) {
+  return v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX ? INT64_MAX : v.get<int64_t>();
+}
 
 [[noreturn]] void fail(const std::string& source, const std::string& field, const std::string& msg) {
   throw Error(msg, {.file = source, .field = field});
@@ -276,10 +287,14 @@ void parse_model(const json& m, const std::string& source, Pipeline& p) {
   if (!vocab.is_object()) fail(source, "model.vocab", "expected an object of token: id");
   std::vector<std::pair<std::string, int32_t>> v;
   v.reserve(vocab.size());
+  // Ids index dense tables: one far past the entry count (10^8 among a few entries) would take GBs.
+  const int64_t id_limit = std::max<int64_t>(2 * static_cast<int64_t>(vocab.size()), kMinIdLimit);
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
     if (!it.value().is_number_integer()) fail(source, "model.vocab", "id of '" + it.key() + "' is not an integer");
-    int64_t id = it.value().get<int64_t>();
-    if (id < 0 || id > INT32_MAX) fail(source, "model.vocab", "id of '" + it.key() + "' is out of range");
+    const int64_t id = as_int64(it.value());
+    if (id < 0 || id >= id_limit)
+      fail(source, "model.vocab", "id " + it.value().dump() + " of '" + it.key() + "' is out of range for " +
+                                      std::to_string(vocab.size()) + " entries (at most " + std::to_string(id_limit - 1) + ")");
     v.emplace_back(it.key(), static_cast<int32_t>(id));
   }
   const json& merges = m.value("merges", json::array());
@@ -309,12 +324,7 @@ void parse_model(const json& m, const std::string& source, Pipeline& p) {
 }  // namespace
 
 void parse_tokenizer_json(std::string_view json_text, const std::string& source, Tokenizer::Impl& impl) {
-  json j;
-  try {
-    j = json::parse(json_text);
-  } catch (const json::exception& e) {
-    throw Error(std::string("not valid JSON: ") + e.what(), {.file = source});
-  }
+  const json j = parse_json(json_text, {.file = source});
   if (!j.is_object()) throw Error("expected a JSON object at the top level", {.file = source});
   Pipeline& p = impl.pipeline;
   try {
@@ -328,14 +338,19 @@ void parse_tokenizer_json(std::string_view json_text, const std::string& source,
     }
     const json& added = j.value("added_tokens", json::array());
     if (!added.is_array()) fail(source, "added_tokens", "expected a list");
+    const int64_t id_limit =
+        std::max<int64_t>(2 * (static_cast<int64_t>(p.model.id_end()) + static_cast<int64_t>(added.size())), kMinIdLimit);
     for (size_t i = 0; i < added.size(); ++i) {
       const json& a = added[i];
       std::string where = "added_tokens[" + std::to_string(i) + "]";
       if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer())
         fail(source, where, "expected an object with an integer id");
       AddedToken t;
-      t.id = a["id"].get<int32_t>();
-      if (t.id < 0) fail(source, where + ".id", "negative id");
+      const int64_t id = as_int64(a["id"]);
+      if (id < 0) fail(source, where + ".id", "negative id");
+      if (id >= id_limit)
+        fail(source, where + ".id", "id " + a["id"].dump() + " is out of range (at most " + std::to_string(id_limit - 1) + ")");
+      t.id = static_cast<int32_t>(id);
       t.content = get_string(a, "content", source, where, "", true);
       t.single_word = get_bool(a, "single_word", false, source, where);
       t.lstrip = get_bool(a, "lstrip", false, source, where);
@@ -353,19 +368,14 @@ void parse_tokenizer_json(std::string_view json_text, const std::string& source,
 void parse_pre_tokenizer_json(std::string_view json_text, const std::string& source,
                               std::vector<PreTokenizerStep>& out) {
   try {
-    parse_pre_tokenizer(json::parse(json_text), source, "pre_tokenizer", out);
+    parse_pre_tokenizer(parse_json(json_text, {.file = source}), source, "pre_tokenizer", out);
   } catch (const json::exception& e) {
     throw Error(std::string("malformed pre-tokenizer: ") + e.what(), {.file = source});
   }
 }
 
 void parse_tokenizer_config(std::string_view json_text, const std::string& source, TokenizerConfig& c) {
-  json j;
-  try {
-    j = json::parse(json_text);
-  } catch (const json::exception& e) {
-    throw Error(std::string("not valid JSON: ") + e.what(), {.file = source});
-  }
+  const json j = parse_json(json_text, {.file = source});
   if (!j.is_object()) throw Error("expected a JSON object at the top level", {.file = source});
   // Special tokens are a string or an AddedToken-like object {"content": ...}.
   auto token = [&](const char* key) -> std::optional<std::string> {
