@@ -1079,6 +1079,26 @@ def slow_server():
     s.stop()
 
 
+def test_default_model_chats_with_its_builtin_template(slow_server):
+    # The default GGUF carries no chat template: quanta picks its family's (Gemma's turn markers are in
+    # its vocabulary), says so, and chats; the prompt is Gemma's format, BOS first.
+    info = requests.get(slow_server.url("/get_model_info"), timeout=HTTP_TIMEOUT).json()
+    assert info["chat_template"] == "built-in gemma (the model has none)"
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    r = post(slow_server, "/v1/chat/completions", {"model": MODEL, "messages": messages, "max_tokens": 8, "temperature": 0})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["choices"][0]["message"]["content"].strip()
+    rendered = "<bos><start_of_turn>user\nWhat is the capital of France?<end_of_turn>\n<start_of_turn>model\n"
+    ids = post(slow_server, "/tokenize", {"content": rendered}).json()["tokens"]
+    assert ids[0] == 2 and ids.count(2) == 1  # one BOS, as a special token
+    assert out["usage"]["prompt_tokens"] == len(ids)
+    chunks = [line for line in requests.post(slow_server.url("/v1/chat/completions"), stream=True, timeout=HTTP_TIMEOUT,
+                                             json={"model": MODEL, "messages": messages, "max_tokens": 4,
+                                                   "temperature": 0, "stream": True}).iter_lines() if line]
+    assert chunks[-1] == b"data: [DONE]" and len(chunks) >= 3
+
+
 @pytest.mark.parametrize("path", ["/v1/completions", "/generate"])
 def test_client_disconnect_non_streamed_frees_kv(slow_server, path):
     # A non-streamed request sends nothing until the end, so the server must watch

@@ -31,6 +31,7 @@
 #include "quanta/format/safetensors.h"
 #include "quanta/kernels/quant_dot.h"
 #include "quanta/quant/resolver.h"
+#include "quanta/tokenizer/builtin_templates.h"
 #include "quanta/tokenizer/tokenizer.h"
 
 namespace quanta::cli {
@@ -121,7 +122,8 @@ FolderSchemes folder_schemes(const std::string& dir, const format::SafetensorsCh
 }
 
 ordered_json hparams_json(const format::ModelConfig& c);
-ordered_json tokenizer_json(const tokenizer::Tokenizer& tok, const std::string& kind);
+ordered_json tokenizer_json(const tokenizer::Tokenizer& tok, const std::string& kind, const std::string& path,
+                            const std::string& architecture);
 
 // ---- GGUF: the scheme of each tensor -----------------------------------------
 
@@ -205,7 +207,7 @@ Report inspect_gguf(const std::string& path) {
     const std::string pre = md.get_string_or("tokenizer.ggml.pre", "");
     std::string desc = kind == "llama" ? "SentencePiece BPE" : kind == "gpt2" ? "byte-level BPE" : kind;
     desc += " (tokenizer.ggml.model " + kind + (pre.empty() ? "" : ", pre " + pre) + ")";
-    rep.tokenizer = tokenizer_json(tokenizer::Tokenizer::load(path), desc);
+    rep.tokenizer = tokenizer_json(tokenizer::Tokenizer::load(path), desc, path, md.get_string_or("general.architecture", ""));
   }
   return rep;
 }
@@ -272,7 +274,8 @@ ordered_json hparams_json(const format::ModelConfig& c) {
   return j;
 }
 
-ordered_json tokenizer_json(const tokenizer::Tokenizer& tok, const std::string& kind) {
+ordered_json tokenizer_json(const tokenizer::Tokenizer& tok, const std::string& kind, const std::string& path,
+                            const std::string& architecture) {
   const tokenizer::SpecialIds& s = tok.special_ids();
   auto special = [&](int32_t id) -> ordered_json {
     if (id < 0) return nullptr;
@@ -288,7 +291,8 @@ ordered_json tokenizer_json(const tokenizer::Tokenizer& tok, const std::string& 
           {"eot", special(s.eot)},
           {"pad", special(s.pad)},
           {"adds_bos", adds_bos},
-          {"chat_template", !tok.config().chat_template.empty()}};
+          // The one `serve` would use (without --chat-template).
+          {"chat_template", tokenizer::choose_chat_template("", path, tok, architecture).origin}};
 }
 
 // Expert tensors "<prefix>.experts.<E>.<rest>" collapse into one row per (prefix, rest), named
@@ -389,7 +393,7 @@ Report inspect_folder(const std::string& dir) {
     if (j.is_object() && j.contains("model") && j["model"].is_object() && j["model"].contains("type") &&
         j["model"]["type"].is_string())
       kind = j["model"]["type"].get<std::string>() + " (tokenizer.json)";
-    rep.tokenizer = tokenizer_json(tok, kind);
+    rep.tokenizer = tokenizer_json(tok, kind, dir, config.architecture);
   }
   return rep;
 }

@@ -18,6 +18,7 @@
 #include "quanta/engine/scheduler.h"
 #include "quanta/kernels/kernels.h"
 #include "quanta/server/server.h"
+#include "quanta/tokenizer/builtin_templates.h"
 #include "quanta/tokenizer/chat_template.h"
 #include "quanta/tokenizer/tokenizer.h"
 
@@ -66,42 +67,33 @@ int run_serve(const ServeOptions& o) {
     throw Error("the tokenizer has " + std::to_string(tok.vocab_size()) + " tokens but the model only " +
                     std::to_string(lm.config.vocab_size), {.file = tok_path});
 
-  // The chat template: --chat-template FILE, else the model's own.
-  std::shared_ptr<tokenizer::ChatTemplate> tmpl;
+  // The chat template: --chat-template NAME|FILE, else the model's own, else a built-in for its family.
+  const tokenizer::ChosenChatTemplate chosen =
+      tokenizer::choose_chat_template(o.chat_template, tok_path, tok, lm.config.architecture);
+  auto tmpl = std::make_shared<tokenizer::ChatTemplate>(chosen.source, o.chat_template.empty() ? "chat_template" : o.chat_template);
+  std::fprintf(stderr, "quanta: chat template: %s\n", chosen.origin.c_str());
   const bool folder = std::filesystem::is_directory(tok_path);
-  try {
-    std::string source = !o.chat_template.empty() ? format::read_text_file(o.chat_template)
-                         : folder                 ? tokenizer::read_chat_template(tok_path)
-                                                  : tok.config().chat_template;
-    if (source.empty()) throw Error("the model has no chat template", {.file = tok_path});
-    tmpl = std::make_shared<tokenizer::ChatTemplate>(source, o.chat_template.empty() ? "chat_template" : o.chat_template);
-  } catch (const Error& e) {
-    if (!o.chat_template.empty()) throw;
-    std::fprintf(stderr, "quanta: no chat template (%s); /v1/chat/completions will refuse requests\n", e.what());
-  }
   server::ChatRenderer chat;
-  if (tmpl) {
-    // bos_token/eos_token as the template sees them: tokenizer_config.json's, or a GGUF's special pieces.
-    nlohmann::ordered_json specials = folder ? tokenizer::read_special_tokens(tok_path) : nlohmann::ordered_json::object();
-    if (!folder) {
-      if (tok.special_ids().bos >= 0) specials["bos_token"] = tok.token_to_piece(tok.special_ids().bos);
-      if (tok.special_ids().eos >= 0) specials["eos_token"] = tok.token_to_piece(tok.special_ids().eos);
-    }
-    chat = [tmpl, specials](const nlohmann::json& messages, const nlohmann::json& tools, bool add_generation_prompt,
-                            const nlohmann::json& extra) {
-      // As ordered JSON (the template sees keys in request order). The server refused bodies nesting
-      // deeper than kMaxJsonDepth, which bounds dump()'s recursion; parse_json checks again.
-      using nlohmann::ordered_json;
-      tokenizer::ChatInputs in;
-      in.messages = parse_json<ordered_json>(messages.dump(), {.field = "messages"});
-      if (!tools.is_null()) in.tools = parse_json<ordered_json>(tools.dump(), {.field = "tools"});
-      in.add_generation_prompt = add_generation_prompt;
-      in.variables = specials;
-      const ordered_json extra_vars = parse_json<ordered_json>(extra.dump(), {.field = "chat_template_kwargs"});
-      for (const auto& [k, v] : extra_vars.items()) in.variables[k] = v;
-      return tmpl->render(tokenizer::make_chat_context(in));
-    };
+  // bos_token/eos_token as the template sees them: tokenizer_config.json's, or a GGUF's special pieces.
+  nlohmann::ordered_json specials = folder ? tokenizer::read_special_tokens(tok_path) : nlohmann::ordered_json::object();
+  if (!folder) {
+    if (tok.special_ids().bos >= 0) specials["bos_token"] = tok.token_to_piece(tok.special_ids().bos);
+    if (tok.special_ids().eos >= 0) specials["eos_token"] = tok.token_to_piece(tok.special_ids().eos);
   }
+  chat = [tmpl, specials](const nlohmann::json& messages, const nlohmann::json& tools, bool add_generation_prompt,
+                          const nlohmann::json& extra) {
+    // As ordered JSON (the template sees keys in request order). The server refused bodies nesting
+    // deeper than kMaxJsonDepth, which bounds dump()'s recursion; parse_json checks again.
+    using nlohmann::ordered_json;
+    tokenizer::ChatInputs in;
+    in.messages = parse_json<ordered_json>(messages.dump(), {.field = "messages"});
+    if (!tools.is_null()) in.tools = parse_json<ordered_json>(tools.dump(), {.field = "tools"});
+    in.add_generation_prompt = add_generation_prompt;
+    in.variables = specials;
+    const ordered_json extra_vars = parse_json<ordered_json>(extra.dump(), {.field = "chat_template_kwargs"});
+    for (const auto& [k, v] : extra_vars.items()) in.variables[k] = v;
+    return tmpl->render(tokenizer::make_chat_context(in));
+  };
 
   // KV pool: --max-total-tokens, else the share of RAM --mem-fraction-static leaves after the weights.
   const auto& c = lm.config;
@@ -148,6 +140,7 @@ int run_serve(const ServeOptions& o) {
   sopt.port = o.port;
   sopt.model_path = o.model_path;
   sopt.tokenizer_path = tok_path;
+  sopt.chat_template = chosen.origin;
   sopt.served_model_name = o.served_model_name.empty() ? o.model_path : o.served_model_name;
   sopt.api_key = o.api_key;
   sopt.max_connections = o.max_concurrent_requests;
@@ -214,7 +207,8 @@ Command add_serve(CLI::App& app) {
   sub->add_option("--port", o->port, "Port to listen on")->capture_default_str();
   sub->add_option("--served-model-name", o->served_model_name, "Model name in the API (default: the model path)");
   sub->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on every endpoint but /health");
-  sub->add_option("--chat-template", o->chat_template, "Jinja chat template file (default: the model's own)");
+  sub->add_option("--chat-template", o->chat_template,
+                  "Jinja chat template file, or a built-in: chatml, gemma, llama3, mistral (default: the model's own, else the built-in for its family)");
   sub->add_option("--context-length", o->context_length, "Context length (default: the model's max_position_embeddings)");
   sub->add_option("--max-running-requests", o->max_running_requests, "Requests in the running batch at most")->capture_default_str();
   sub->add_option("--max-total-tokens", o->max_total_tokens, "Tokens the KV pool holds (overrides --mem-fraction-static)");

@@ -697,7 +697,10 @@ struct Server::Impl {
       handle_generate(q, r, f);
     }));
     http.Get("/get_model_info", guarded([this](const httplib::Request&, httplib::Response& res) {
-      reply(res, 200, {{"model_path", opt.model_path}, {"tokenizer_path", opt.tokenizer_path}, {"is_generation", true}});
+      reply(res, 200, {{"model_path", opt.model_path},
+                      {"tokenizer_path", opt.tokenizer_path},
+                      {"is_generation", true},
+                      {"chat_template", opt.chat_template}});
     }));
     http.Get("/get_server_info", guarded([this](const httplib::Request&, httplib::Response& res) {
       json info = opt.server_args;

@@ -25,6 +25,7 @@ struct ServerOptions {
   std::string served_model_name;
   std::string model_path;
   std::string tokenizer_path;
+  std::string chat_template;       // where the chat template came from (/get_model_info)
   std::string api_key;             // empty: no authentication
   int max_n = 16;                  // largest `n` accepted
   size_t max_body_bytes = 8 << 20;
