@@ -35,10 +35,10 @@ void run(benchmark::State& state, GgmlType type) {
   std::normal_distribution<float> normal;
   for (auto& v : x) v = normal(rng);
   const uint32_t t = static_cast<uint32_t>(type);
-  const int group = quanta::kernels::quant_dot_act_group(t);
-  const int64_t x_bytes = quanta::kernels::quant_act_bytes(group, n_in);
+  const auto layout = quanta::kernels::quant_dot_act_layout(t);
+  const int64_t x_bytes = quanta::kernels::quant_act_bytes(layout, n_in);
   std::vector<uint8_t> xq(static_cast<size_t>(x_bytes * n_tokens));
-  for (int i = 0; i < n_tokens; ++i) quanta::kernels::quantize_act(group, x.data() + i * n_in, n_in, xq.data() + i * x_bytes);
+  for (int i = 0; i < n_tokens; ++i) quanta::kernels::quantize_act(layout, x.data() + i * n_in, n_in, xq.data() + i * x_bytes);
   const auto dot = quanta::kernels::quant_dot(t);
   std::vector<float> out(static_cast<size_t>(n_tokens));
   for (auto _ : state) {
@@ -63,7 +63,7 @@ void prompt(benchmark::State& state, GgmlType type) {
   std::vector<float> x(static_cast<size_t>(n_in * n_tokens)), y(static_cast<size_t>(n_out * n_tokens));
   std::normal_distribution<float> normal;
   for (auto& v : x) v = normal(rng);
-  const int64_t x_bytes = quanta::kernels::quant_act_bytes(32, n_in);
+  const int64_t x_bytes = quanta::kernels::quant_act_bytes(quanta::kernels::ActLayout::kQ16, n_in);
   std::vector<uint8_t> xq(static_cast<size_t>(x_bytes * n_tokens));
   // As quant/gguf.cc does it, activation quantization included.
   constexpr int64_t kTileRows = 12;  // gguf.cc's 96 KB f32 tile at 2048 inputs
@@ -72,7 +72,7 @@ void prompt(benchmark::State& state, GgmlType type) {
   const auto matmul = quanta::kernels::kernels().matmul_f32;
   for (auto _ : state) {
     if (integer) {
-      for (int64_t i = 0; i < n_tokens; ++i) quanta::kernels::quantize_act(32, x.data() + i * n_in, n_in, xq.data() + i * x_bytes);
+      for (int64_t i = 0; i < n_tokens; ++i) quanta::kernels::quantize_act(quanta::kernels::ActLayout::kQ16, x.data() + i * n_in, n_in, xq.data() + i * x_bytes);
       for (int64_t o = 0; o < n_out; o += quanta::kernels::quant_gemm_rows)
         gemm(n_in, w.data() + o * row_bytes, row_bytes, quanta::kernels::quant_gemm_rows, xq.data(), x_bytes, n_tokens,
              y.data() + o, n_out);

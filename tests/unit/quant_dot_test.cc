@@ -77,20 +77,33 @@ struct Activations {
   std::vector<float> values;
 };
 
-Activations quantize(const std::vector<float>& x, int group) {
+Activations quantize(const std::vector<float>& x, ActLayout layout) {
   const int64_t n = static_cast<int64_t>(x.size());
   Activations a;
-  a.bytes.resize(static_cast<size_t>(quant_act_bytes(group, n)));
-  quantize_act(group, x.data(), n, a.bytes.data());
+  a.bytes.resize(static_cast<size_t>(quant_act_bytes(layout, n)));
+  quantize_act(layout, x.data(), n, a.bytes.data());
   for (int64_t i = 0; i < n; ++i) {
-    if (group == 256) {
-      const auto& b = reinterpret_cast<const BlockQ16K*>(a.bytes.data())[i / 256];
-      a.values.push_back(b.d * b.qs[i % 256]);
-    } else if (group == 128) {
-      a.values.push_back(q16x4_value(reinterpret_cast<const BlockQ16x4*>(a.bytes.data()), i));
-    } else {
-      const auto& b = reinterpret_cast<const BlockQ16*>(a.bytes.data())[i / 32];
-      a.values.push_back(b.d * b.qs[i % 32]);
+    switch (layout) {
+      case ActLayout::kQ16K: {
+        const auto& b = reinterpret_cast<const BlockQ16K*>(a.bytes.data())[i / 256];
+        a.values.push_back(b.d * b.qs[i % 256]);
+        break;
+      }
+      case ActLayout::kQ16Kx: {
+        const auto& b = reinterpret_cast<const BlockQ16Kx*>(a.bytes.data())[i / 256];
+        const int t = static_cast<int>(i % 128), k = 2 * static_cast<int>(i % 256 / 128) + t % 64 / 32,
+                  p = 32 * (t / 64) + t % 32;
+        a.values.push_back(b.d * static_cast<float>(256 * b.hi[k][p] + b.lo[k][p]));
+        break;
+      }
+      case ActLayout::kQ16x4:
+        a.values.push_back(q16x4_value(reinterpret_cast<const BlockQ16x4*>(a.bytes.data()), i));
+        break;
+      case ActLayout::kQ16: {
+        const auto& b = reinterpret_cast<const BlockQ16*>(a.bytes.data())[i / 32];
+        a.values.push_back(b.d * b.qs[i % 32]);
+        break;
+      }
     }
   }
   return a;
@@ -111,8 +124,7 @@ TEST_P(QuantDot, MatchesTheDequantizedDotOnEveryIsa) {
     if (static_cast<int>(isa) > static_cast<int>(host_isa())) continue;
     const QuantDotFn dot = quant_dot_for(isa, static_cast<uint32_t>(tc.type));
     ASSERT_NE(dot, nullptr) << tc.name << " has no " << isa_name(isa) << " kernel";
-    const int group = quant_dot_act_group(isa, static_cast<uint32_t>(tc.type));
-    ASSERT_TRUE(group == 128 || info.block_size % group == 0) << tc.name << " on " << isa_name(isa);
+    const ActLayout group = quant_dot_act_layout(isa, static_cast<uint32_t>(tc.type));
     ++checked_isas;
     for (int trial = 0; trial < 40; ++trial) {
       // 1 block, every block once, or a random multiset of up to 64 blocks.
@@ -232,12 +244,12 @@ TEST_P(QuantDot, PromptGemmMatchesTheDequantizedDotOnEveryIsa) {
       for (int t = 0; t < shape.tokens; ++t) {
         std::vector<float> x(static_cast<size_t>(n));
         for (float& v : x) v = normal(rng) * (rng() % 50 == 0 ? 20.0f : 1.0f);
-        tokens.push_back(quantize(x, 32));
+        tokens.push_back(quantize(x, ActLayout::kQ16));
         all.insert(all.end(), tokens.back().bytes.begin(), tokens.back().bytes.end());
       }
       const int64_t y_stride = shape.rows + 3;
       std::vector<float> y(static_cast<size_t>(y_stride * shape.tokens), -1.0f);
-      gemm(n, w.data(), row_bytes, shape.rows, all.data(), quant_act_bytes(32, n), shape.tokens, y.data(), y_stride);
+      gemm(n, w.data(), row_bytes, shape.rows, all.data(), quant_act_bytes(ActLayout::kQ16, n), shape.tokens, y.data(), y_stride);
       for (int t = 0; t < shape.tokens; ++t) {
         for (int r = 0; r < shape.rows; ++r) {
           double want = 0.0, sum_abs_x = 0.0, max_w = 0.0;
@@ -305,7 +317,7 @@ TEST(ActivationQuantization, Q16KSharesOneScaleOver256AndKeepsTheSumsOf16) {
   std::fill(x.begin() + 16, x.begin() + 32, 0.0f);  // an all-zero 16
   std::vector<BlockQ16K> q(2);
   quantize_q16k(x.data(), q.data(), 512);
-  EXPECT_EQ(quant_act_bytes(256, 512), 2 * static_cast<int64_t>(sizeof(BlockQ16K)));
+  EXPECT_EQ(quant_act_bytes(ActLayout::kQ16K, 512), 2 * static_cast<int64_t>(sizeof(BlockQ16K)));
   for (int b = 0; b < 2; ++b) {
     float amax = 0.0f;
     for (int i = 256 * b; i < 256 * (b + 1); ++i) amax = std::max(amax, std::fabs(x[i]));
@@ -332,7 +344,7 @@ TEST(ActivationQuantization, Q16x4SplitsTheCodesIntoBytesInBlockHalves) {
   x[150] = 20.0f;   // and of the second: 32767
   std::vector<BlockQ16x4> q(2);
   quantize_q16x4(x.data(), q.data(), 160);
-  EXPECT_EQ(quant_act_bytes(128, 160), 2 * static_cast<int64_t>(sizeof(BlockQ16x4)));
+  EXPECT_EQ(quant_act_bytes(ActLayout::kQ16x4, 160), 2 * static_cast<int64_t>(sizeof(BlockQ16x4)));
   EXPECT_FLOAT_EQ(q[0].d, 21.0f / 32767.0f);
   EXPECT_FLOAT_EQ(q[1].d, 20.0f / 32767.0f);
   // Element 37 is block 1, half 0, position 5: bytes 16 + 5.
@@ -354,15 +366,41 @@ TEST(ActivationQuantization, Q16x4SplitsTheCodesIntoBytesInBlockHalves) {
   }
 }
 
-TEST(ActivationQuantization, KernelsWantTheGroupsTheirBlocksNeed) {
+TEST(ActivationQuantization, Q16KxSplitsTheCodesInTheOrderOfQ4KNibbles) {
+  std::mt19937 rng(10);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(256);
+  for (float& v : x) v = normal(rng);
+  x[200] = -9.0f;  // the largest magnitude: code -32767
+  std::vector<BlockQ16Kx> q(1);
+  quantize_q16kx(x.data(), q.data(), 256);
+  EXPECT_EQ(quant_act_bytes(ActLayout::kQ16Kx, 256), static_cast<int64_t>(sizeof(BlockQ16Kx)));
+  EXPECT_FLOAT_EQ(q[0].d, 9.0f / 32767.0f);
+  // Element 200 = 128 + 64 + 8: register 2 (low nibbles of the second 64 bytes), byte 32 + 8.
+  EXPECT_EQ(256 * q[0].hi[2][40] + q[0].lo[2][40], -32767);
+  int sums[8] = {};
+  for (int k = 0; k < 4; ++k)
+    for (int p = 0; p < 64; ++p) {
+      const int e = 128 * (k / 2) + 64 * (p / 32) + 32 * (k % 2) + p % 32;
+      const int code = 256 * q[0].hi[k][p] + q[0].lo[k][p];
+      EXPECT_LE(std::fabs(q[0].d * static_cast<float>(code) - x[e]), 0.5f * q[0].d * (1 + 1e-3f)) << e;
+      sums[e / 32] += code;
+    }
+  for (int j = 0; j < 8; ++j) EXPECT_EQ(q[0].xsum[j], q[0].d * static_cast<float>(sums[j])) << j;
+}
+
+TEST(ActivationQuantization, KernelsWantTheLayoutsTheirBlocksNeed) {
   for (const auto& tc : kTypes) {
     const uint32_t t = static_cast<uint32_t>(tc.type);
     const bool k = format::ggml_type_info(tc.type).block_size == 256;
-    EXPECT_EQ(quant_dot_act_group(Isa::kScalar, t), 32) << tc.name;
-    EXPECT_EQ(quant_dot_act_group(Isa::kAvx2, t), k ? 256 : 32) << tc.name;
-    // On AVX-512 Q4_0 multiplies bytes, four blocks per step.
-    for (Isa isa : {Isa::kAvx512, Isa::kAmx})
-      EXPECT_EQ(quant_dot_act_group(isa, t), k ? 256 : tc.type == GgmlType::kQ4_0 ? 128 : 32) << tc.name;
+    EXPECT_EQ(quant_dot_act_layout(Isa::kScalar, t), ActLayout::kQ16) << tc.name;
+    EXPECT_EQ(quant_dot_act_layout(Isa::kAvx2, t), k ? ActLayout::kQ16K : ActLayout::kQ16) << tc.name;
+    // On AVX-512 Q4_0 and Q4_K multiply bytes.
+    const ActLayout want = tc.type == GgmlType::kQ4_0 ? ActLayout::kQ16x4
+                           : tc.type == GgmlType::kQ4_K ? ActLayout::kQ16Kx
+                           : k                          ? ActLayout::kQ16K
+                                                        : ActLayout::kQ16;
+    for (Isa isa : {Isa::kAvx512, Isa::kAmx}) EXPECT_EQ(quant_dot_act_layout(isa, t), want) << tc.name;
   }
 }
 

@@ -32,7 +32,7 @@ struct BlockQ16 {
 };
 
 // 256 activations under one scale, for the K-quant kernels, which sum a
-// whole super-block in int32 (quant_dot_act_group): x[i] ~ d * qs[i], d = max|x| /
+// whole super-block in int32 (ActLayout::kQ16K): x[i] ~ d * qs[i], d = max|x| /
 // 32767 over the 256, and the sums of each 16 for the weights' minimums.
 struct BlockQ16K {
   int16_t qs[256];
@@ -41,7 +41,7 @@ struct BlockQ16K {
 };
 
 // 128 activations under one scale for the AVX-512 kernels that multiply 32-weight
-// blocks as bytes (vpdpbusd, quant_dot_act_group 128): x[i] ~ d * q[i], d = max|x| /
+// blocks as bytes (vpdpbusd, ActLayout::kQ16x4): x[i] ~ d * q[i], d = max|x| /
 // 32767 over the 128, and q = 256 hi + lo split into a signed high and an unsigned
 // low byte, each of which meets a weight code as vpdpbusd's other operand (the high
 // byte an unsigned, offset code: the kernel takes the offset times neg_hi_sum away).
@@ -56,6 +56,18 @@ struct BlockQ16x4 {
   float d;
 };
 
+// 256 activations under one scale, split into bytes as BlockQ16x4 (q = 256 hi +
+// lo, hi signed, lo unsigned), for the AVX-512 Q4_K kernel (ActLayout::kQ16Kx),
+// in the order of that block's nibbles: register k of hi/lo holds, at byte
+// p, element 128 (k / 2) + 64 (p / 32) + 32 (k % 2) + p % 32, so that the low
+// nibbles of 64 bytes of codes meet k = 0 and 2, the high nibbles k = 1 and 3.
+struct BlockQ16Kx {
+  int8_t hi[4][64];
+  uint8_t lo[4][64];
+  float xsum[8];  // d * (sum of q over elements 32 j .. 32 j + 31), for the weights' minimums
+  float d;
+};
+
 // qs[i] = round(x[i] / d) for d = max|x| / 32767 over the n values; returns d.
 float quantize_16bit(const float* x, int n, int16_t* qs);
 
@@ -65,12 +77,15 @@ void quantize_q16(const float* x, BlockQ16* out, int64_t n);
 void quantize_q16k(const float* x, BlockQ16K* out, int64_t n);
 // n elements of x (n a multiple of 32) into ceil(n / 128) units.
 void quantize_q16x4(const float* x, BlockQ16x4* out, int64_t n);
+// n elements of x (n a multiple of 256) into n / 256 blocks.
+void quantize_q16kx(const float* x, BlockQ16Kx* out, int64_t n);
 
-// Bytes of one token's n activations quantized for a kernel whose
-// quant_dot_act_group is `group` (32: BlockQ16, 128: BlockQ16x4, 256: BlockQ16K),
-// and the quantization itself.
-int64_t quant_act_bytes(int group, int64_t n);
-void quantize_act(int group, const float* x, int64_t n, void* out);
+// How a kernel wants a token's activations: the block types above.
+enum class ActLayout { kQ16, kQ16x4, kQ16K, kQ16Kx };
+
+// Bytes of one token's n activations in a layout, and the quantization itself.
+int64_t quant_act_bytes(ActLayout layout, int64_t n);
+void quantize_act(ActLayout layout, const float* x, int64_t n, void* out);
 
 // out[t] = sum_i w[i] * x_t[i] over n elements, for n_tokens tokens: w is
 // n / block_size blocks of the weight type, token t's activations (quantize_act)
@@ -82,12 +97,12 @@ using QuantDotFn = void (*)(int64_t n, const void* w, const void* xq, int64_t x_
 QuantDotFn quant_dot_for(Isa isa, uint32_t ggml_type);
 // quant_dot_for(active_isa(), ggml_type).
 QuantDotFn quant_dot(uint32_t ggml_type);
-// The `group` that kernel's activations are quantized with (quantize_act): 256
-// for the K-quants and IQ4_XS (their kernels accumulate a super-block's integer
+// The layout that kernel's activations are quantized in (quantize_act): kQ16K for
+// the K-quants and IQ4_XS (their kernels accumulate a super-block's integer
 // products, sub-block scales included, and apply one float scale per 256
-// weights), 128 for Q4_0 on AVX-512 (four blocks per step as bytes), else 32.
-int quant_dot_act_group(Isa isa, uint32_t ggml_type);
-int quant_dot_act_group(uint32_t ggml_type);
+// weights), on AVX-512 kQ16x4 for Q4_0 and kQ16Kx for Q4_K (bytes), else kQ16.
+ActLayout quant_dot_act_layout(Isa isa, uint32_t ggml_type);
+ActLayout quant_dot_act_layout(uint32_t ggml_type);
 
 // n weights (n / block_size blocks) to f32 with the dot kernels' decoders: for
 // the prompt path, which multiplies dequantized tiles. Equal to the reference
@@ -100,7 +115,7 @@ QuantDequantFn quant_dequant(uint32_t ggml_type);
 // Prompts, on tiers with an integer GEMM (AVX-512 VNNI; nullptr below):
 // y[t * y_stride + r] = sum_i w_r[i] * x_t[i] for the `rows` rows (rows <=
 // quant_gemm_rows) starting at w, row_bytes apart, and n_tokens tokens of
-// activations quantized with group 32 (quantize_act), x_bytes apart. The rows
+// activations quantized as kQ16 (quantize_act), x_bytes apart. The rows
 // are decoded once per call into 16-bit codes that every token meets in exact
 // integer sums per 16 or 32 weights.
 using QuantGemmFn = void (*)(int64_t n, const void* w, int64_t row_bytes, int rows, const void* xq, int64_t x_bytes,

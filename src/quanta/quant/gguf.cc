@@ -52,7 +52,7 @@ class GgufLinear : public LinearKernel {
         row_bytes_(format::ggml_row_bytes(info.type, info.shape[1])),
         bias_(std::move(bias)),
         dot_(kernels::quant_dot(static_cast<uint32_t>(info.type))),
-        act_group_(kernels::quant_dot_act_group(static_cast<uint32_t>(info.type))),
+        act_layout_(kernels::quant_dot_act_layout(static_cast<uint32_t>(info.type))),
         dequant_(kernels::quant_dequant(static_cast<uint32_t>(info.type))),
         gemm_(kernels::quant_gemm(static_cast<uint32_t>(info.type))) {}
 
@@ -82,9 +82,9 @@ class GgufLinear : public LinearKernel {
  private:
   void forward_dot(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const {
     // One quantized activation row per token.
-    const int64_t row_bytes = kernels::quant_act_bytes(act_group_, n_in_);
+    const int64_t row_bytes = kernels::quant_act_bytes(act_layout_, n_in_);
     std::vector<uint8_t> xq(static_cast<size_t>(row_bytes * n_tokens));
-    for (int64_t t = 0; t < n_tokens; ++t) kernels::quantize_act(act_group_, x + t * n_in_, n_in_, xq.data() + t * row_bytes);
+    for (int64_t t = 0; t < n_tokens; ++t) kernels::quantize_act(act_layout_, x + t * n_in_, n_in_, xq.data() + t * row_bytes);
     pool.parallel_for(n_out_, 16, [&](int64_t begin, int64_t end) {
       std::vector<float> out(static_cast<size_t>(n_tokens));
       for (int64_t o = begin; o < end; ++o) {
@@ -97,10 +97,10 @@ class GgufLinear : public LinearKernel {
   // The integer GEMM: activations quantized with the tokens spread over the pool,
   // then panels of rows.
   void forward_gemm(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const {
-    const int64_t row_bytes = kernels::quant_act_bytes(32, n_in_);
+    const int64_t row_bytes = kernels::quant_act_bytes(kernels::ActLayout::kQ16, n_in_);
     std::vector<uint8_t> xq(static_cast<size_t>(row_bytes * n_tokens));
     pool.parallel_for(n_tokens, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) kernels::quantize_act(32, x + t * n_in_, n_in_, xq.data() + t * row_bytes);
+      for (int64_t t = begin; t < end; ++t) kernels::quantize_act(kernels::ActLayout::kQ16, x + t * n_in_, n_in_, xq.data() + t * row_bytes);
     });
     constexpr int64_t kRows = kernels::quant_gemm_rows;
     pool.parallel_for(n_out_, kRows, [&](int64_t begin, int64_t end) {
@@ -158,7 +158,7 @@ class GgufLinear : public LinearKernel {
   size_t row_bytes_;
   Tensor bias_;  // [n_out] f32, or empty
   kernels::QuantDotFn dot_;
-  int act_group_;  // the activation scale group dot_ needs (quantize_act)
+  kernels::ActLayout act_layout_;  // the activations dot_ needs (quantize_act)
   kernels::QuantDequantFn dequant_;  // the fast decoder for tiles, or nullptr (reference)
   kernels::QuantGemmFn gemm_;        // the integer prompt GEMM, or nullptr
 };

@@ -65,19 +65,39 @@ void quantize_q16x4(const float* x, BlockQ16x4* out, int64_t n) {
   }
 }
 
-int64_t quant_act_bytes(int group, int64_t n) {
-  switch (group) {
-    case 256: return n / 256 * static_cast<int64_t>(sizeof(BlockQ16K));
-    case 128: return (n + 127) / 128 * static_cast<int64_t>(sizeof(BlockQ16x4));
-    default: return n / 32 * static_cast<int64_t>(sizeof(BlockQ16));
+void quantize_q16kx(const float* x, BlockQ16Kx* out, int64_t n) {
+  for (int64_t b = 0; b < n / 256; ++b) {
+    int16_t qs[256];
+    BlockQ16Kx& o = out[b];
+    o.d = quantize_16bit(x + 256 * b, 256, qs);
+    int32_t sums[8] = {};
+    for (int i = 0; i < 256; ++i) {
+      const int t = i % 128, k = 2 * (i / 128) + t % 64 / 32, p = 32 * (t / 64) + t % 32;
+      const int hi = qs[i] >> 8;  // arithmetic: qs = 256 hi + lo with 0 <= lo < 256
+      o.hi[k][p] = static_cast<int8_t>(hi);
+      o.lo[k][p] = static_cast<uint8_t>(qs[i] - 256 * hi);
+      sums[i / 32] += qs[i];
+    }
+    for (int j = 0; j < 8; ++j) o.xsum[j] = o.d * static_cast<float>(sums[j]);
   }
 }
 
-void quantize_act(int group, const float* x, int64_t n, void* out) {
-  switch (group) {
-    case 256: return quantize_q16k(x, static_cast<BlockQ16K*>(out), n);
-    case 128: return quantize_q16x4(x, static_cast<BlockQ16x4*>(out), n);
-    default: return quantize_q16(x, static_cast<BlockQ16*>(out), n);
+int64_t quant_act_bytes(ActLayout layout, int64_t n) {
+  switch (layout) {
+    case ActLayout::kQ16K: return n / 256 * static_cast<int64_t>(sizeof(BlockQ16K));
+    case ActLayout::kQ16Kx: return n / 256 * static_cast<int64_t>(sizeof(BlockQ16Kx));
+    case ActLayout::kQ16x4: return (n + 127) / 128 * static_cast<int64_t>(sizeof(BlockQ16x4));
+    case ActLayout::kQ16: break;
+  }
+  return n / 32 * static_cast<int64_t>(sizeof(BlockQ16));
+}
+
+void quantize_act(ActLayout layout, const float* x, int64_t n, void* out) {
+  switch (layout) {
+    case ActLayout::kQ16K: return quantize_q16k(x, static_cast<BlockQ16K*>(out), n);
+    case ActLayout::kQ16Kx: return quantize_q16kx(x, static_cast<BlockQ16Kx*>(out), n);
+    case ActLayout::kQ16x4: return quantize_q16x4(x, static_cast<BlockQ16x4*>(out), n);
+    case ActLayout::kQ16: return quantize_q16(x, static_cast<BlockQ16*>(out), n);
   }
 }
 
@@ -88,16 +108,18 @@ QuantDotFn quant_dot_for(Isa isa, uint32_t ggml_type) {
 
 QuantDotFn quant_dot(uint32_t ggml_type) { return quant_dot_for(active_isa(), ggml_type); }
 
-int quant_dot_act_group(Isa isa, uint32_t ggml_type) {
-  if (isa == Isa::kScalar) return 32;
+ActLayout quant_dot_act_layout(Isa isa, uint32_t ggml_type) {
+  if (isa == Isa::kScalar) return ActLayout::kQ16;
+  const bool bytes = isa != Isa::kAvx2;  // the AVX-512 byte kernels
   switch (ggml_type) {
-    case 10: case 11: case 12: case 13: case 14: case 23: return 256;  // Q2_K..Q6_K, IQ4_XS
-    case 2: return isa == Isa::kAvx2 ? 32 : 128;                        // Q4_0
-    default: return 32;
+    case 2: return bytes ? ActLayout::kQ16x4 : ActLayout::kQ16;                            // Q4_0
+    case 12: return bytes ? ActLayout::kQ16Kx : ActLayout::kQ16K;                          // Q4_K
+    case 10: case 11: case 13: case 14: case 23: return ActLayout::kQ16K;  // Q2_K, Q3_K, Q5_K, Q6_K, IQ4_XS
+    default: return ActLayout::kQ16;
   }
 }
 
-int quant_dot_act_group(uint32_t ggml_type) { return quant_dot_act_group(active_isa(), ggml_type); }
+ActLayout quant_dot_act_layout(uint32_t ggml_type) { return quant_dot_act_layout(active_isa(), ggml_type); }
 
 QuantDequantFn quant_dequant_for(Isa isa, uint32_t ggml_type) {
   if (isa == Isa::kScalar) return nullptr;

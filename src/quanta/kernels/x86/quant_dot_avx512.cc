@@ -152,11 +152,81 @@ void dot_q4_0(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_t
   in_fours(n_tokens, [&]<int M>(int t) { dot_q4_0_m<M>(n, wb, x + t * stride, stride, out + t); });
 }
 
+// ---- Q4_K as bytes against BlockQ16Kx ----
+//
+// A super-block's 128 bytes of nibbles are two registers; their low and high nibbles u
+// (0..15) make four, each holding two sub-blocks of 32. vpmaddubsw multiplies u with the
+// activations' signed high bytes and the unsigned low bytes with u into 16-bit sums of
+// two (at most 2 x 15 x 255, no saturation), and vpdpwssd multiplies those by the
+// sub-block scales into int32: 256 sum(sc u hi) + sum(sc u lo) is the super-block's exact
+// sum (at most 4 x 2 x 3840 x 63 x 256 < 2^31 in a lane). Per super-block and token:
+// eight vpmaddubsw, eight vpdpwssd and a float multiply-add, against eight widenings,
+// scale broadcasts, multiplies and vpdpwssd on the 16-bit path.
+
+// Lanes of the sub-block scales for register k: its bytes 0..31 are sub-block kQ4KSub[k][0],
+// 32..63 kQ4KSub[k][1].
+constexpr int kQ4KSub[4][2] = {{0, 2}, {1, 3}, {4, 6}, {5, 7}};
+
+template <int M>
+void dot_q4_k_m(int64_t n, const uint8_t* w, const BlockQ16Kx* x, int64_t stride, float* out) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  __m512i sub_index[4];
+  for (int k = 0; k < 4; ++k)
+    sub_index[k] = _mm512_inserti64x4(_mm512_set1_epi16(static_cast<int16_t>(kQ4KSub[k][0])),
+                                      _mm256_set1_epi16(static_cast<int16_t>(kQ4KSub[k][1])), 1);
+  __m512 acc[M];
+  __m256 min_acc[M];
+  for (auto& a : acc) a = _mm512_setzero_ps();
+  for (auto& a : min_acc) a = _mm256_setzero_ps();
+  for (int64_t blk = 0; blk < n / 256; ++blk, w += Q4_K::kBytes) {
+    for (int off = 0; off < Q4_K::kBytes; off += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(w) + kPrefetchBytes + off, _MM_HINT_T0);
+    uint8_t sc[8], mn[8];
+    scales_mins_k4_bytes(w + 4, sc, mn);
+    alignas(32) float mins[8];
+    mins_f32(mn, f16(w + 2), mins);
+    const __m256 min_v = _mm256_load_ps(mins);
+    const float d = f16(w);
+    int64_t sc_bytes;
+    std::memcpy(&sc_bytes, sc, 8);
+    const __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc_bytes)));
+    const __m512i r0 = _mm512_loadu_si512(w + 16), r1 = _mm512_loadu_si512(w + 80);
+    const __m512i u[4] = {_mm512_and_si512(r0, m4), _mm512_and_si512(_mm512_srli_epi16(r0, 4), m4),
+                          _mm512_and_si512(r1, m4), _mm512_and_si512(_mm512_srli_epi16(r1, 4), m4)};
+    __m512i scale[4];
+    for (int k = 0; k < 4; ++k) scale[k] = _mm512_permutexvar_epi16(sub_index[k], sc16);
+    for (int t = 0; t < M; ++t) {
+      const BlockQ16Kx& a = x[t * stride + blk];
+      __m512i hi = _mm512_setzero_si512(), lo = _mm512_setzero_si512();
+      for (int k = 0; k < 4; ++k) {
+        hi = _mm512_dpwssd_epi32(hi, _mm512_maddubs_epi16(u[k], _mm512_loadu_si512(a.hi[k])), scale[k]);
+        lo = _mm512_dpwssd_epi32(lo, _mm512_maddubs_epi16(_mm512_loadu_si512(a.lo[k]), u[k]), scale[k]);
+      }
+      const __m512i s = _mm512_add_epi32(_mm512_slli_epi32(hi, 8), lo);
+      acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * a.d), _mm512_cvtepi32_ps(s), acc[t]);
+      min_acc[t] = _mm256_fmadd_ps(min_v, _mm256_loadu_ps(a.xsum), min_acc[t]);
+    }
+  }
+  for (int t = 0; t < M; ++t) {
+    const __m256 m = min_acc[t];
+    const __m128 m4s = _mm_add_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    const __m128 m2 = _mm_add_ps(m4s, _mm_movehl_ps(m4s, m4s));
+    out[t] = _mm512_reduce_add_ps(acc[t]) - _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
+  }
+}
+
+void dot_q4_k(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_tokens, float* out) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* x = static_cast<const BlockQ16Kx*>(xq);
+  const int64_t stride = x_bytes / static_cast<int64_t>(sizeof(BlockQ16Kx));
+  in_fours(n_tokens, [&]<int M>(int t) { dot_q4_k_m<M>(n, wb, x + t * stride, stride, out + t); });
+}
+
 // ---- K-quants: a super-block summed in int32 ----
 //
 // The K-quants (and IQ4_XS) scale 16- or 32-element sub-blocks by small integers
 // under one float d per 256 weights. With the activations of those 256 under one
-// scale too (quant_dot_act_group), the whole super-block is one integer sum:
+// scale too (quant_dot_act_layout), the whole super-block is one integer sum:
 // vpdpwssd adds each group's 16-bit products (codes times integer sub-scale) into
 // int32 lanes, and one float multiply-add per 256 weights and token applies
 // d * d_x, where the per-32 path above needs a conversion and a multiply-add per
@@ -241,7 +311,7 @@ constexpr int64_t panel_window() {
   return std::is_same_v<D, Q6_K> || std::is_same_v<D, IQ4_XS> || std::is_same_v<D, Q2_K> ? 16 : 32;
 }
 
-// BlockQ16 rows (quantize_act with group 32) as panel_gemm reads them.
+// BlockQ16 rows (quantize_act as kQ16) as panel_gemm reads them.
 template <int64_t W>
 struct Q16Acts {
   const BlockQ16* x;
@@ -291,9 +361,10 @@ QuantDequantFn quant_dequant_avx512(uint32_t ggml_type) {
 }
 
 QuantDotFn quant_dot_avx512(uint32_t ggml_type) {
-  // The 256-weight blocks (K-quants, IQ4_XS) take the super-block kernels (quant_dot_act_group).
+  // The 256-weight blocks (K-quants, IQ4_XS) take the super-block kernels (quant_dot_act_layout).
   return for_ggml_type<QuantDotFn>(ggml_type, []<class D>() -> QuantDotFn {
-    if constexpr (D::kBlock == 256) return dot_super<D>;
+    if constexpr (std::is_same_v<D, Q4_K>) return dot_q4_k;
+    else if constexpr (D::kBlock == 256) return dot_super<D>;
     else if constexpr (std::is_same_v<D, Q4_0>) return dot_q4_0;
     else return dot<D>;
   });
