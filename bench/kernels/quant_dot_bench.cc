@@ -96,6 +96,7 @@ void args(benchmark::internal::Benchmark* b) {
 BENCHMARK_CAPTURE(run, Q4_0, GgmlType::kQ4_0)->Apply(args);
 BENCHMARK_CAPTURE(run, Q8_0, GgmlType::kQ8_0)->Apply(args);
 BENCHMARK_CAPTURE(run, Q4_K, GgmlType::kQ4_K)->Apply(args);
+BENCHMARK_CAPTURE(run, Q5_K, GgmlType::kQ5_K)->Apply(args);
 BENCHMARK_CAPTURE(run, Q6_K, GgmlType::kQ6_K)->Apply(args);
 BENCHMARK_CAPTURE(prompt, Q4_0, GgmlType::kQ4_0)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(prompt, Q8_0, GgmlType::kQ8_0)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);

@@ -395,9 +395,9 @@ TEST(ActivationQuantization, KernelsWantTheLayoutsTheirBlocksNeed) {
     const bool k = format::ggml_type_info(tc.type).block_size == 256;
     EXPECT_EQ(quant_dot_act_layout(Isa::kScalar, t), ActLayout::kQ16) << tc.name;
     EXPECT_EQ(quant_dot_act_layout(Isa::kAvx2, t), k ? ActLayout::kQ16K : ActLayout::kQ16) << tc.name;
-    // On AVX-512 Q4_0 and Q4_K multiply bytes.
+    // On AVX-512 Q4_0, Q4_K and Q5_K multiply bytes.
     const ActLayout want = tc.type == GgmlType::kQ4_0 ? ActLayout::kQ16x4
-                           : tc.type == GgmlType::kQ4_K ? ActLayout::kQ16Kx
+                           : tc.type == GgmlType::kQ4_K || tc.type == GgmlType::kQ5_K ? ActLayout::kQ16Kx
                            : k                          ? ActLayout::kQ16K
                                                         : ActLayout::kQ16;
     for (Isa isa : {Isa::kAvx512, Isa::kAmx}) EXPECT_EQ(quant_dot_act_layout(isa, t), want) << tc.name;

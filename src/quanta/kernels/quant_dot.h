@@ -57,7 +57,7 @@ struct BlockQ16x4 {
 };
 
 // 256 activations under one scale, split into bytes as BlockQ16x4 (q = 256 hi +
-// lo, hi signed, lo unsigned), for the AVX-512 Q4_K kernel (ActLayout::kQ16Kx),
+// lo, hi signed, lo unsigned), for the AVX-512 Q4_K / Q5_K kernel (ActLayout::kQ16Kx),
 // in the order of that block's nibbles: register k of hi/lo holds, at byte
 // p, element 128 (k / 2) + 64 (p / 32) + 32 (k % 2) + p % 32, so that the low
 // nibbles of 64 bytes of codes meet k = 0 and 2, the high nibbles k = 1 and 3.
@@ -100,7 +100,7 @@ QuantDotFn quant_dot(uint32_t ggml_type);
 // The layout that kernel's activations are quantized in (quantize_act): kQ16K for
 // the K-quants and IQ4_XS (their kernels accumulate a super-block's integer
 // products, sub-block scales included, and apply one float scale per 256
-// weights), on AVX-512 kQ16x4 for Q4_0 and kQ16Kx for Q4_K (bytes), else kQ16.
+// weights), on AVX-512 kQ16x4 for Q4_0 and kQ16Kx for Q4_K and Q5_K (bytes), else kQ16.
 ActLayout quant_dot_act_layout(Isa isa, uint32_t ggml_type);
 ActLayout quant_dot_act_layout(uint32_t ggml_type);
 

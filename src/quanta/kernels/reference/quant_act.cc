@@ -113,8 +113,8 @@ ActLayout quant_dot_act_layout(Isa isa, uint32_t ggml_type) {
   const bool bytes = isa != Isa::kAvx2;  // the AVX-512 byte kernels
   switch (ggml_type) {
     case 2: return bytes ? ActLayout::kQ16x4 : ActLayout::kQ16;                            // Q4_0
-    case 12: return bytes ? ActLayout::kQ16Kx : ActLayout::kQ16K;                          // Q4_K
-    case 10: case 11: case 13: case 14: case 23: return ActLayout::kQ16K;  // Q2_K, Q3_K, Q5_K, Q6_K, IQ4_XS
+    case 12: case 13: return bytes ? ActLayout::kQ16Kx : ActLayout::kQ16K;                 // Q4_K, Q5_K
+    case 10: case 11: case 14: case 23: return ActLayout::kQ16K;           // Q2_K, Q3_K, Q6_K, IQ4_XS
     default: return ActLayout::kQ16;
   }
 }

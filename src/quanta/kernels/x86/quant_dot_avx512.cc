@@ -152,23 +152,24 @@ void dot_q4_0(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_t
   in_fours(n_tokens, [&]<int M>(int t) { dot_q4_0_m<M>(n, wb, x + t * stride, stride, out + t); });
 }
 
-// ---- Q4_K as bytes against BlockQ16Kx ----
+// ---- Q4_K and Q5_K as bytes against BlockQ16Kx ----
 //
 // A super-block's 128 bytes of nibbles are two registers; their low and high nibbles u
-// (0..15) make four, each holding two sub-blocks of 32. vpmaddubsw multiplies u with the
+// (0..15; Q5_K adds its fifth bit, 0..31) make four, each holding two sub-blocks of 32. vpmaddubsw multiplies u with the
 // activations' signed high bytes and the unsigned low bytes with u into 16-bit sums of
-// two (at most 2 x 15 x 255, no saturation), and vpdpwssd multiplies those by the
+// two (at most 2 x 31 x 255, no saturation), and vpdpwssd multiplies those by the
 // sub-block scales into int32: 256 sum(sc u hi) + sum(sc u lo) is the super-block's exact
-// sum (at most 4 x 2 x 3840 x 63 x 256 < 2^31 in a lane). Per super-block and token:
+// sum (at most 4 x 2 x 7936 x 63 x 256 < 2^31 in a lane). Per super-block and token:
 // eight vpmaddubsw, eight vpdpwssd and a float multiply-add, against eight widenings,
 // scale broadcasts, multiplies and vpdpwssd on the 16-bit path.
 
-// Lanes of the sub-block scales for register k: its bytes 0..31 are sub-block kQ4KSub[k][0],
+// Lanes of the sub-block scales (and Q5_K's fifth bits) for register k: its bytes 0..31 are sub-block kQ4KSub[k][0],
 // 32..63 kQ4KSub[k][1].
 constexpr int kQ4KSub[4][2] = {{0, 2}, {1, 3}, {4, 6}, {5, 7}};
 
-template <int M>
-void dot_q4_k_m(int64_t n, const uint8_t* w, const BlockQ16Kx* x, int64_t stride, float* out) {
+template <bool kHighBit, int M>
+void dot_qk_m(int64_t n, const uint8_t* w, const BlockQ16Kx* x, int64_t stride, float* out) {
+  using D = QK<kHighBit>;
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   __m512i sub_index[4];
   for (int k = 0; k < 4; ++k)
@@ -178,8 +179,8 @@ void dot_q4_k_m(int64_t n, const uint8_t* w, const BlockQ16Kx* x, int64_t stride
   __m256 min_acc[M];
   for (auto& a : acc) a = _mm512_setzero_ps();
   for (auto& a : min_acc) a = _mm256_setzero_ps();
-  for (int64_t blk = 0; blk < n / 256; ++blk, w += Q4_K::kBytes) {
-    for (int off = 0; off < Q4_K::kBytes; off += 64)
+  for (int64_t blk = 0; blk < n / 256; ++blk, w += D::kBytes) {
+    for (int off = 0; off < D::kBytes; off += 64)
       _mm_prefetch(reinterpret_cast<const char*>(w) + kPrefetchBytes + off, _MM_HINT_T0);
     uint8_t sc[8], mn[8];
     scales_mins_k4_bytes(w + 4, sc, mn);
@@ -190,9 +191,19 @@ void dot_q4_k_m(int64_t n, const uint8_t* w, const BlockQ16Kx* x, int64_t stride
     int64_t sc_bytes;
     std::memcpy(&sc_bytes, sc, 8);
     const __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc_bytes)));
-    const __m512i r0 = _mm512_loadu_si512(w + 16), r1 = _mm512_loadu_si512(w + 80);
-    const __m512i u[4] = {_mm512_and_si512(r0, m4), _mm512_and_si512(_mm512_srli_epi16(r0, 4), m4),
-                          _mm512_and_si512(r1, m4), _mm512_and_si512(_mm512_srli_epi16(r1, 4), m4)};
+    const uint8_t* qs = w + (kHighBit ? 48 : 16);
+    const __m512i r0 = _mm512_loadu_si512(qs), r1 = _mm512_loadu_si512(qs + 64);
+    __m512i u[4] = {_mm512_and_si512(r0, m4), _mm512_and_si512(_mm512_srli_epi16(r0, 4), m4),
+                    _mm512_and_si512(r1, m4), _mm512_and_si512(_mm512_srli_epi16(r1, 4), m4)};
+    if constexpr (kHighBit) {
+      // Q5_K: bit j of qh[i] is the fifth bit of sub-block j's element i; qh in both halves.
+      const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16)));
+      for (int k = 0; k < 4; ++k) {
+        const __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << kQ4KSub[k][0])),
+                                               _mm256_set1_epi8(static_cast<char>(1 << kQ4KSub[k][1])), 1);
+        u[k] = _mm512_mask_add_epi8(u[k], _mm512_test_epi8_mask(qh, bit), u[k], _mm512_set1_epi8(16));
+      }
+    }
     __m512i scale[4];
     for (int k = 0; k < 4; ++k) scale[k] = _mm512_permutexvar_epi16(sub_index[k], sc16);
     for (int t = 0; t < M; ++t) {
@@ -215,11 +226,12 @@ void dot_q4_k_m(int64_t n, const uint8_t* w, const BlockQ16Kx* x, int64_t stride
   }
 }
 
-void dot_q4_k(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_tokens, float* out) {
+template <bool kHighBit>
+void dot_qk(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_tokens, float* out) {
   const auto* wb = static_cast<const uint8_t*>(w);
   const auto* x = static_cast<const BlockQ16Kx*>(xq);
   const int64_t stride = x_bytes / static_cast<int64_t>(sizeof(BlockQ16Kx));
-  in_fours(n_tokens, [&]<int M>(int t) { dot_q4_k_m<M>(n, wb, x + t * stride, stride, out + t); });
+  in_fours(n_tokens, [&]<int M>(int t) { dot_qk_m<kHighBit, M>(n, wb, x + t * stride, stride, out + t); });
 }
 
 // ---- K-quants: a super-block summed in int32 ----
@@ -363,7 +375,8 @@ QuantDequantFn quant_dequant_avx512(uint32_t ggml_type) {
 QuantDotFn quant_dot_avx512(uint32_t ggml_type) {
   // The 256-weight blocks (K-quants, IQ4_XS) take the super-block kernels (quant_dot_act_layout).
   return for_ggml_type<QuantDotFn>(ggml_type, []<class D>() -> QuantDotFn {
-    if constexpr (std::is_same_v<D, Q4_K>) return dot_q4_k;
+    if constexpr (std::is_same_v<D, Q4_K>) return dot_qk<false>;
+    else if constexpr (std::is_same_v<D, Q5_K>) return dot_qk<true>;
     else if constexpr (D::kBlock == 256) return dot_super<D>;
     else if constexpr (std::is_same_v<D, Q4_0>) return dot_q4_0;
     else return dot<D>;
