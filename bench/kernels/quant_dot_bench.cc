@@ -35,11 +35,12 @@ void run(benchmark::State& state, GgmlType type) {
   std::normal_distribution<float> normal;
   for (auto& v : x) v = normal(rng);
   const uint32_t t = static_cast<uint32_t>(type);
-  const auto layout = quanta::kernels::quant_dot_act_layout(t);
+  const auto kernel = quanta::kernels::quant_dot(t, n_tokens);
+  const auto layout = kernel.layout;
   const int64_t x_bytes = quanta::kernels::quant_act_bytes(layout, n_in);
   std::vector<uint8_t> xq(static_cast<size_t>(x_bytes * n_tokens));
   for (int i = 0; i < n_tokens; ++i) quanta::kernels::quantize_act(layout, x.data() + i * n_in, n_in, xq.data() + i * x_bytes);
-  const auto dot = quanta::kernels::quant_dot(t);
+  const auto dot = kernel.fn;
   std::vector<float> out(static_cast<size_t>(n_tokens));
   for (auto _ : state) {
     for (int64_t o = 0; o < n_out; ++o) dot(n_in, w.data() + o * row_bytes, xq.data(), x_bytes, n_tokens, out.data());

@@ -80,7 +80,7 @@ void check_gguf_fixture(const std::string& stem) {
     uint32_t id = 0;
     while (id < format::kGgmlTypeCount && format::ggml_type_name(id) != scheme) ++id;
     ASSERT_LT(id, format::kGgmlTypeCount) << scheme;
-    const int abits = scheme == "F32" || !kernels::quant_dot(id) ? 32 : 16;
+    const int abits = scheme == "F32" || !kernels::quant_dot(id).fn ? 32 : 16;
     EXPECT_EQ(layer.at("act_bits").get<int>(), abits) << name;
     // GGUF names, not Hugging Face ones.
     EXPECT_TRUE(name.rfind("blk.", 0) == 0 || name.rfind("token_embd", 0) == 0 || name.rfind("output", 0) == 0)
@@ -110,7 +110,7 @@ TEST(InspectCli, GgufTextTableAndTokenizer) {
   std::istringstream line(r.out.substr(at + 1, r.out.find('\n', at + 1) - at - 1));
   std::vector<std::string> cols;
   for (std::string w; line >> w;) cols.push_back(w);
-  const std::string abits = kernels::quant_dot(static_cast<uint32_t>(format::GgmlType::kQ4_K)) ? "16" : "32";
+  const std::string abits = kernels::quant_dot(static_cast<uint32_t>(format::GgmlType::kQ4_K)).fn ? "16" : "32";
   EXPECT_EQ(cols, (std::vector<std::string>{"blk.0.attn_q.weight", "Q4_K", "4", abits, "256", "[256,", "256]", "36864",
                                             "4.500"}));
 }

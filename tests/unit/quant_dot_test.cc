@@ -122,61 +122,67 @@ TEST_P(QuantDot, MatchesTheDequantizedDotOnEveryIsa) {
   int checked_isas = 0;
   for (Isa isa : {Isa::kAvx2, Isa::kAvx512, Isa::kAmx}) {
     if (static_cast<int>(isa) > static_cast<int>(host_isa())) continue;
-    const QuantDotFn dot = quant_dot_for(isa, static_cast<uint32_t>(tc.type));
-    ASSERT_NE(dot, nullptr) << tc.name << " has no " << isa_name(isa) << " kernel";
-    const ActLayout group = quant_dot_act_layout(isa, static_cast<uint32_t>(tc.type));
     ++checked_isas;
-    for (int trial = 0; trial < 40; ++trial) {
-      // 1 block, every block once, or a random multiset of up to 64 blocks.
-      std::vector<size_t> order;
-      if (trial < static_cast<int>(blocks.size()) && trial < 8) order = {static_cast<size_t>(trial)};
-      else if (trial == 8) for (size_t i = 0; i < blocks.size(); ++i) order.push_back(i);
-      else {
-        const size_t count = 1 + rng() % 64;
-        for (size_t i = 0; i < count; ++i) order.push_back(rng() % blocks.size());
-      }
-      std::vector<uint8_t> row;
-      for (size_t i : order) row.insert(row.end(), blocks[i].begin(), blocks[i].end());
-      const int64_t n = static_cast<int64_t>(order.size()) * info.block_size;
-
-      // Activations with outliers, like a real hidden state.
-      std::vector<float> x(static_cast<size_t>(n));
-      for (float& v : x) v = normal(rng) * (rng() % 50 == 0 ? 20.0f : 1.0f);
-      const Activations a = quantize(x, group);
-
-      std::vector<float> w(static_cast<size_t>(n));
-      format::dequantize_row(tc.type, row.data(), w.data(), n);
-      double want = 0.0, sum_abs_x = 0.0, max_w = 0.0;
-      for (int64_t i = 0; i < n; ++i) {
-        want += static_cast<double>(w[i]) * a.values[i];
-        sum_abs_x += std::fabs(a.values[i]);
-        max_w = std::max(max_w, static_cast<double>(std::fabs(w[i])));
-      }
-      const double bound = 4.0 * (static_cast<double>(n / 32) + 8) * std::ldexp(1.0, -24) * 2 * max_w * sum_abs_x;
-      float got = 0.0f;
-      dot(n, row.data(), a.bytes.data(), static_cast<int64_t>(a.bytes.size()), 1, &got);
-      EXPECT_NEAR(got, want, bound) << tc.name << " on " << isa_name(isa) << ", " << order.size() << " blocks";
-
-      // Several tokens at once (the weight decoded once per four) give each token's own dot product.
-      if (trial % 8 == 0) {
-        const int n_tokens = 1 + trial % 7;
-        std::vector<Activations> tokens;
-        std::vector<uint8_t> all;
-        for (int t = 0; t < n_tokens; ++t) {
-          std::vector<float> xt(static_cast<size_t>(n));
-          for (float& v : xt) v = normal(rng);
-          tokens.push_back(quantize(xt, group));
-          all.insert(all.end(), tokens.back().bytes.begin(), tokens.back().bytes.end());
+    // The kernels for one token and for several (different where a tier has a one-token kernel).
+    const QuantDotKernel one = quant_dot_for(isa, static_cast<uint32_t>(tc.type), 1);
+    const QuantDotKernel several = quant_dot_for(isa, static_cast<uint32_t>(tc.type), 3);
+    for (const QuantDotKernel* kernel : {&one, &several}) {
+      if (kernel == &several && several.fn == one.fn) continue;
+      const QuantDotFn dot = kernel->fn;
+      ASSERT_NE(dot, nullptr) << tc.name << " has no " << isa_name(isa) << " kernel";
+      const ActLayout group = kernel->layout;
+      for (int trial = 0; trial < 40; ++trial) {
+        // 1 block, every block once, or a random multiset of up to 64 blocks.
+        std::vector<size_t> order;
+        if (trial < static_cast<int>(blocks.size()) && trial < 8) order = {static_cast<size_t>(trial)};
+        else if (trial == 8) for (size_t i = 0; i < blocks.size(); ++i) order.push_back(i);
+        else {
+          const size_t count = 1 + rng() % 64;
+          for (size_t i = 0; i < count; ++i) order.push_back(rng() % blocks.size());
         }
-        std::vector<float> outs(static_cast<size_t>(n_tokens));
-        dot(n, row.data(), all.data(), quant_act_bytes(group, n), n_tokens, outs.data());
-        for (int t = 0; t < n_tokens; ++t) {
-          float single = 0.0f;
-          dot(n, row.data(), tokens[t].bytes.data(), quant_act_bytes(group, n), 1, &single);
-          double sum_abs = 0.0;
-          for (float v : tokens[t].values) sum_abs += std::fabs(v);
-          EXPECT_NEAR(outs[t], single, 2.0 * (static_cast<double>(n / 32) + 8) * std::ldexp(1.0, -24) * 2 * max_w * sum_abs)
-              << tc.name << " token " << t << " of " << n_tokens;
+        std::vector<uint8_t> row;
+        for (size_t i : order) row.insert(row.end(), blocks[i].begin(), blocks[i].end());
+        const int64_t n = static_cast<int64_t>(order.size()) * info.block_size;
+
+        // Activations with outliers, like a real hidden state.
+        std::vector<float> x(static_cast<size_t>(n));
+        for (float& v : x) v = normal(rng) * (rng() % 50 == 0 ? 20.0f : 1.0f);
+        const Activations a = quantize(x, group);
+
+        std::vector<float> w(static_cast<size_t>(n));
+        format::dequantize_row(tc.type, row.data(), w.data(), n);
+        double want = 0.0, sum_abs_x = 0.0, max_w = 0.0;
+        for (int64_t i = 0; i < n; ++i) {
+          want += static_cast<double>(w[i]) * a.values[i];
+          sum_abs_x += std::fabs(a.values[i]);
+          max_w = std::max(max_w, static_cast<double>(std::fabs(w[i])));
+        }
+        const double bound = 4.0 * (static_cast<double>(n / 32) + 8) * std::ldexp(1.0, -24) * 2 * max_w * sum_abs_x;
+        float got = 0.0f;
+        dot(n, row.data(), a.bytes.data(), static_cast<int64_t>(a.bytes.size()), 1, &got);
+        EXPECT_NEAR(got, want, bound) << tc.name << " on " << isa_name(isa) << ", " << order.size() << " blocks";
+
+        // Several tokens at once (the weight decoded once per four) give each token's own dot product.
+        if (trial % 8 == 0) {
+          const int n_tokens = 1 + trial % 7;
+          std::vector<Activations> tokens;
+          std::vector<uint8_t> all;
+          for (int t = 0; t < n_tokens; ++t) {
+            std::vector<float> xt(static_cast<size_t>(n));
+            for (float& v : xt) v = normal(rng);
+            tokens.push_back(quantize(xt, group));
+            all.insert(all.end(), tokens.back().bytes.begin(), tokens.back().bytes.end());
+          }
+          std::vector<float> outs(static_cast<size_t>(n_tokens));
+          dot(n, row.data(), all.data(), quant_act_bytes(group, n), n_tokens, outs.data());
+          for (int t = 0; t < n_tokens; ++t) {
+            float single = 0.0f;
+            dot(n, row.data(), tokens[t].bytes.data(), quant_act_bytes(group, n), 1, &single);
+            double sum_abs = 0.0;
+            for (float v : tokens[t].values) sum_abs += std::fabs(v);
+            EXPECT_NEAR(outs[t], single, 2.0 * (static_cast<double>(n / 32) + 8) * std::ldexp(1.0, -24) * 2 * max_w * sum_abs)
+                << tc.name << " token " << t << " of " << n_tokens;
+          }
         }
       }
     }
@@ -276,7 +282,7 @@ INSTANTIATE_TEST_SUITE_P(Types, QuantDot, ::testing::ValuesIn(kTypes),
 TEST(QuantDot, ScalarLevelHasNoKernels) {
   // The scalar level multiplies by dequantizing; a kernel there would go untested.
   for (const auto& tc : kTypes) {
-    EXPECT_EQ(quant_dot_for(Isa::kScalar, static_cast<uint32_t>(tc.type)), nullptr);
+    EXPECT_EQ(quant_dot_for(Isa::kScalar, static_cast<uint32_t>(tc.type)).fn, nullptr);
     EXPECT_EQ(quant_gemm_for(Isa::kScalar, static_cast<uint32_t>(tc.type)), nullptr);
     EXPECT_EQ(quant_gemm_for(Isa::kAvx2, static_cast<uint32_t>(tc.type)), nullptr);
   }
@@ -378,29 +384,33 @@ TEST(ActivationQuantization, Q16KxSplitsTheCodesInTheOrderOfQ4KNibbles) {
   EXPECT_FLOAT_EQ(q[0].d, 9.0f / 32767.0f);
   // Element 200 = 128 + 64 + 8: register 2 (low nibbles of the second 64 bytes), byte 32 + 8.
   EXPECT_EQ(256 * q[0].hi[2][40] + q[0].lo[2][40], -32767);
-  int sums[8] = {};
+  int sums[16] = {};
   for (int k = 0; k < 4; ++k)
     for (int p = 0; p < 64; ++p) {
       const int e = 128 * (k / 2) + 64 * (p / 32) + 32 * (k % 2) + p % 32;
       const int code = 256 * q[0].hi[k][p] + q[0].lo[k][p];
       EXPECT_LE(std::fabs(q[0].d * static_cast<float>(code) - x[e]), 0.5f * q[0].d * (1 + 1e-3f)) << e;
-      sums[e / 32] += code;
+      sums[e / 16] += code;
     }
-  for (int j = 0; j < 8; ++j) EXPECT_EQ(q[0].xsum[j], q[0].d * static_cast<float>(sums[j])) << j;
+  for (int j = 0; j < 16; ++j) EXPECT_EQ(q[0].xsum[j], q[0].d * static_cast<float>(sums[j])) << j;
 }
 
 TEST(ActivationQuantization, KernelsWantTheLayoutsTheirBlocksNeed) {
   for (const auto& tc : kTypes) {
     const uint32_t t = static_cast<uint32_t>(tc.type);
     const bool k = format::ggml_type_info(tc.type).block_size == 256;
-    EXPECT_EQ(quant_dot_act_layout(Isa::kScalar, t), ActLayout::kQ16) << tc.name;
-    EXPECT_EQ(quant_dot_act_layout(Isa::kAvx2, t), k ? ActLayout::kQ16K : ActLayout::kQ16) << tc.name;
-    // On AVX-512 Q4_0, Q4_K and Q5_K multiply bytes.
-    const ActLayout want = tc.type == GgmlType::kQ4_0 ? ActLayout::kQ16x4
-                           : tc.type == GgmlType::kQ4_K || tc.type == GgmlType::kQ5_K ? ActLayout::kQ16Kx
-                           : k                          ? ActLayout::kQ16K
-                                                        : ActLayout::kQ16;
-    for (Isa isa : {Isa::kAvx512, Isa::kAmx}) EXPECT_EQ(quant_dot_act_layout(isa, t), want) << tc.name;
+    const ActLayout words = k ? ActLayout::kQ16K : ActLayout::kQ16;
+    EXPECT_EQ(quant_dot_for(Isa::kAvx2, t).layout, words) << tc.name;
+    // On AVX-512 Q4_0, Q4_K and Q5_K multiply bytes, and Q6_K for one token.
+    for (Isa isa : {Isa::kAvx512, Isa::kAmx})
+      for (int n_tokens : {1, 2, 5}) {
+        const ActLayout want = tc.type == GgmlType::kQ4_0 ? ActLayout::kQ16x4
+                               : tc.type == GgmlType::kQ4_K || tc.type == GgmlType::kQ5_K ||
+                                       (tc.type == GgmlType::kQ6_K && n_tokens == 1)
+                                   ? ActLayout::kQ16Kx
+                                   : words;
+        EXPECT_EQ(quant_dot_for(isa, t, n_tokens).layout, want) << tc.name << ", " << n_tokens << " tokens";
+      }
   }
 }
 

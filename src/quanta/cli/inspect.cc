@@ -153,7 +153,7 @@ int ggml_act_bits(format::GgmlType t) {
     case GgmlType::kI16:
     case GgmlType::kI32:
     case GgmlType::kI64: return 0;
-    default: return kernels::quant_dot(static_cast<uint32_t>(t)) ? 16 : 32;
+    default: return kernels::quant_dot(static_cast<uint32_t>(t)).fn ? 16 : 32;
   }
 }
 

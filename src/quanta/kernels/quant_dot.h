@@ -57,14 +57,14 @@ struct BlockQ16x4 {
 };
 
 // 256 activations under one scale, split into bytes as BlockQ16x4 (q = 256 hi +
-// lo, hi signed, lo unsigned), for the AVX-512 Q4_K / Q5_K kernel (ActLayout::kQ16Kx),
+// lo, hi signed, lo unsigned), for the AVX-512 Q4_K / Q5_K / Q6_K kernels (ActLayout::kQ16Kx),
 // in the order of that block's nibbles: register k of hi/lo holds, at byte
 // p, element 128 (k / 2) + 64 (p / 32) + 32 (k % 2) + p % 32, so that the low
 // nibbles of 64 bytes of codes meet k = 0 and 2, the high nibbles k = 1 and 3.
 struct BlockQ16Kx {
   int8_t hi[4][64];
   uint8_t lo[4][64];
-  float xsum[8];  // d * (sum of q over elements 32 j .. 32 j + 31), for the weights' minimums
+  float xsum[16];  // d * (sum of q over elements 16 j .. 16 j + 15), for minimums and offsets
   float d;
 };
 
@@ -92,17 +92,21 @@ void quantize_act(ActLayout layout, const float* x, int64_t n, void* out);
 // start x_bytes * t bytes after xq. Each weight block is decoded once per four tokens.
 using QuantDotFn = void (*)(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_tokens, float* out);
 
-// The kernel for a ggml type on `isa`, or nullptr if that ISA has none for it
-// (the scalar level has none: its matmul dequantizes).
-QuantDotFn quant_dot_for(Isa isa, uint32_t ggml_type);
-// quant_dot_for(active_isa(), ggml_type).
-QuantDotFn quant_dot(uint32_t ggml_type);
-// The layout that kernel's activations are quantized in (quantize_act): kQ16K for
-// the K-quants and IQ4_XS (their kernels accumulate a super-block's integer
-// products, sub-block scales included, and apply one float scale per 256
-// weights), on AVX-512 kQ16x4 for Q4_0 and kQ16Kx for Q4_K and Q5_K (bytes), else kQ16.
-ActLayout quant_dot_act_layout(Isa isa, uint32_t ggml_type);
-ActLayout quant_dot_act_layout(uint32_t ggml_type);
+// A dot kernel and the layout its activations are quantized in (quantize_act).
+struct QuantDotKernel {
+  QuantDotFn fn = nullptr;
+  ActLayout layout = ActLayout::kQ16;
+};
+
+// The kernel for a ggml type on `isa` with n_tokens tokens per call ({nullptr} if that
+// ISA has none: the scalar level multiplies by dequantizing). Layouts: kQ16K for the
+// K-quants and IQ4_XS (their kernels accumulate a super-block's integer products,
+// sub-block scales included, and apply one float scale per 256 weights), else kQ16;
+// on AVX-512 the byte kernels, kQ16x4 for Q4_0 and kQ16Kx for Q4_K, Q5_K, and Q6_K
+// for one token (its 16-bit kernel shares more of the decoding across several).
+QuantDotKernel quant_dot_for(Isa isa, uint32_t ggml_type, int n_tokens = 1);
+// quant_dot_for(active_isa(), ...).
+QuantDotKernel quant_dot(uint32_t ggml_type, int n_tokens = 1);
 
 // n weights (n / block_size blocks) to f32 with the dot kernels' decoders: for
 // the prompt path, which multiplies dequantized tiles. Equal to the reference
@@ -127,7 +131,8 @@ QuantGemmFn quant_gemm(uint32_t ggml_type);
 // Provided by the AVX2 and AVX-512 translation units (the AMX tier uses the AVX-512 ones).
 QuantDotFn quant_dot_avx2(uint32_t ggml_type);
 QuantDequantFn quant_dequant_avx2(uint32_t ggml_type);
-QuantDotFn quant_dot_avx512(uint32_t ggml_type);
+// `bytes`: the byte kernel of Q4_0, Q4_K, Q5_K or Q6_K, else the 16-bit one.
+QuantDotFn quant_dot_avx512(uint32_t ggml_type, bool bytes);
 QuantDequantFn quant_dequant_avx512(uint32_t ggml_type);
 QuantGemmFn quant_gemm_avx512(uint32_t ggml_type);
 

@@ -51,14 +51,13 @@ class GgufLinear : public LinearKernel {
         n_in_(info.shape[1]),
         row_bytes_(format::ggml_row_bytes(info.type, info.shape[1])),
         bias_(std::move(bias)),
-        dot_(kernels::quant_dot(static_cast<uint32_t>(info.type))),
-        act_layout_(kernels::quant_dot_act_layout(static_cast<uint32_t>(info.type))),
+        has_dot_(kernels::quant_dot(static_cast<uint32_t>(info.type)).fn != nullptr),
         dequant_(kernels::quant_dequant(static_cast<uint32_t>(info.type))),
         gemm_(kernels::quant_gemm(static_cast<uint32_t>(info.type))) {}
 
   void forward(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const override {
     const int64_t min_tiles = kernels::tiles_usable(kernels::active_isa()) ? kernels::kTileMinTokens : kTileMinTokens;
-    if (dot_ && n_tokens < min_tiles)
+    if (has_dot_ && n_tokens < min_tiles)
       forward_dot(x, n_tokens, y, pool);
     else if (gemm_ && !kernels::tiles_usable(kernels::active_isa()))
       forward_gemm(x, n_tokens, y, pool);
@@ -82,13 +81,14 @@ class GgufLinear : public LinearKernel {
  private:
   void forward_dot(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const {
     // One quantized activation row per token.
-    const int64_t row_bytes = kernels::quant_act_bytes(act_layout_, n_in_);
+    const kernels::QuantDotKernel dot = kernels::quant_dot(static_cast<uint32_t>(type_), static_cast<int>(n_tokens));
+    const int64_t row_bytes = kernels::quant_act_bytes(dot.layout, n_in_);
     std::vector<uint8_t> xq(static_cast<size_t>(row_bytes * n_tokens));
-    for (int64_t t = 0; t < n_tokens; ++t) kernels::quantize_act(act_layout_, x + t * n_in_, n_in_, xq.data() + t * row_bytes);
+    for (int64_t t = 0; t < n_tokens; ++t) kernels::quantize_act(dot.layout, x + t * n_in_, n_in_, xq.data() + t * row_bytes);
     pool.parallel_for(n_out_, 16, [&](int64_t begin, int64_t end) {
       std::vector<float> out(static_cast<size_t>(n_tokens));
       for (int64_t o = begin; o < end; ++o) {
-        dot_(n_in_, weights_ + o * row_bytes_, xq.data(), row_bytes, static_cast<int>(n_tokens), out.data());
+        dot.fn(n_in_, weights_ + o * row_bytes_, xq.data(), row_bytes, static_cast<int>(n_tokens), out.data());
         for (int64_t t = 0; t < n_tokens; ++t) y[t * n_out_ + o] = out[static_cast<size_t>(t)];
       }
     });
@@ -157,8 +157,7 @@ class GgufLinear : public LinearKernel {
   int64_t n_out_, n_in_;
   size_t row_bytes_;
   Tensor bias_;  // [n_out] f32, or empty
-  kernels::QuantDotFn dot_;
-  kernels::ActLayout act_layout_;  // the activations dot_ needs (quantize_act)
+  bool has_dot_;  // the type has dot kernels on this tier (kernels::quant_dot)
   kernels::QuantDequantFn dequant_;  // the fast decoder for tiles, or nullptr (reference)
   kernels::QuantGemmFn gemm_;        // the integer prompt GEMM, or nullptr
 };

@@ -70,15 +70,15 @@ void quantize_q16kx(const float* x, BlockQ16Kx* out, int64_t n) {
     int16_t qs[256];
     BlockQ16Kx& o = out[b];
     o.d = quantize_16bit(x + 256 * b, 256, qs);
-    int32_t sums[8] = {};
+    int32_t sums[16] = {};
     for (int i = 0; i < 256; ++i) {
       const int t = i % 128, k = 2 * (i / 128) + t % 64 / 32, p = 32 * (t / 64) + t % 32;
       const int hi = qs[i] >> 8;  // arithmetic: qs = 256 hi + lo with 0 <= lo < 256
       o.hi[k][p] = static_cast<int8_t>(hi);
       o.lo[k][p] = static_cast<uint8_t>(qs[i] - 256 * hi);
-      sums[i / 32] += qs[i];
+      sums[i / 16] += qs[i];
     }
-    for (int j = 0; j < 8; ++j) o.xsum[j] = o.d * static_cast<float>(sums[j]);
+    for (int j = 0; j < 16; ++j) o.xsum[j] = o.d * static_cast<float>(sums[j]);
   }
 }
 
@@ -101,25 +101,18 @@ void quantize_act(ActLayout layout, const float* x, int64_t n, void* out) {
   }
 }
 
-QuantDotFn quant_dot_for(Isa isa, uint32_t ggml_type) {
-  if (isa == Isa::kScalar) return nullptr;
-  return isa == Isa::kAvx2 ? quant_dot_avx2(ggml_type) : quant_dot_avx512(ggml_type);
+QuantDotKernel quant_dot_for(Isa isa, uint32_t ggml_type, int n_tokens) {
+  if (isa == Isa::kScalar) return {};
+  const bool super_block = ggml_type >= 10 && ggml_type <= 14 || ggml_type == 23;  // Q2_K..Q6_K, IQ4_XS
+  const ActLayout words = super_block ? ActLayout::kQ16K : ActLayout::kQ16;
+  if (isa == Isa::kAvx2) return {quant_dot_avx2(ggml_type), words};
+  // Q4_0, Q4_K, Q5_K and (one token) Q6_K multiply bytes; measured in bench_quant_dot.
+  const bool bytes = ggml_type == 2 || ggml_type == 12 || ggml_type == 13 || (ggml_type == 14 && n_tokens == 1);
+  if (!bytes) return {quant_dot_avx512(ggml_type, false), words};
+  return {quant_dot_avx512(ggml_type, true), ggml_type == 2 ? ActLayout::kQ16x4 : ActLayout::kQ16Kx};
 }
 
-QuantDotFn quant_dot(uint32_t ggml_type) { return quant_dot_for(active_isa(), ggml_type); }
-
-ActLayout quant_dot_act_layout(Isa isa, uint32_t ggml_type) {
-  if (isa == Isa::kScalar) return ActLayout::kQ16;
-  const bool bytes = isa != Isa::kAvx2;  // the AVX-512 byte kernels
-  switch (ggml_type) {
-    case 2: return bytes ? ActLayout::kQ16x4 : ActLayout::kQ16;                            // Q4_0
-    case 12: case 13: return bytes ? ActLayout::kQ16Kx : ActLayout::kQ16K;                 // Q4_K, Q5_K
-    case 10: case 11: case 14: case 23: return ActLayout::kQ16K;           // Q2_K, Q3_K, Q6_K, IQ4_XS
-    default: return ActLayout::kQ16;
-  }
-}
-
-ActLayout quant_dot_act_layout(uint32_t ggml_type) { return quant_dot_act_layout(active_isa(), ggml_type); }
+QuantDotKernel quant_dot(uint32_t ggml_type, int n_tokens) { return quant_dot_for(active_isa(), ggml_type, n_tokens); }
 
 QuantDequantFn quant_dequant_for(Isa isa, uint32_t ggml_type) {
   if (isa == Isa::kScalar) return nullptr;

@@ -199,7 +199,7 @@ struct Q6_K {  // { u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d }
 // ---- Q4_K, Q5_K and IQ4_XS ----
 // Like Q2_K, Q3_K and Q6_K above, they multiply the integer sub-scales into the codes
 // (times(group, k), which the including unit defines too) and give the block's d as
-// every group's scale, so a kernel can sum the whole block in int32 (quant_dot_act_layout).
+// every group's scale, so a kernel can sum the whole block in int32 (ActLayout::kQ16K).
 
 // The 8 six-bit scales and 8 mins of a Q4_K/Q5_K block (get_scale_min_k4 for j = 0..7)
 // as bytes, from the 12 scale bytes read as three words w0 w1 w2: scales 0-3 and

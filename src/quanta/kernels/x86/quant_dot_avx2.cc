@@ -174,7 +174,7 @@ QuantDequantFn quant_dequant_avx2(uint32_t ggml_type) {
 }
 
 QuantDotFn quant_dot_avx2(uint32_t ggml_type) {
-  // The 256-weight blocks (K-quants, IQ4_XS) take the super-block kernels (quant_dot_act_layout).
+  // The 256-weight blocks (K-quants, IQ4_XS) take the super-block kernels (ActLayout::kQ16K).
   return for_ggml_type<QuantDotFn>(ggml_type, []<class D>() -> QuantDotFn {
     if constexpr (D::kBlock == 256) return dot_super<D>;
     else return dot<D>;

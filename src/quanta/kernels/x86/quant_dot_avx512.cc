@@ -175,10 +175,11 @@ void dot_qk_m(int64_t n, const uint8_t* w, const BlockQ16Kx* x, int64_t stride, 
   for (int k = 0; k < 4; ++k)
     sub_index[k] = _mm512_inserti64x4(_mm512_set1_epi16(static_cast<int16_t>(kQ4KSub[k][0])),
                                       _mm256_set1_epi16(static_cast<int16_t>(kQ4KSub[k][1])), 1);
-  __m512 acc[M];
-  __m256 min_acc[M];
+  // Minimum j (per 32) on the activations' sums of 16 2 j and 2 j + 1.
+  const __m512i pairs = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  __m512 acc[M], min_acc[M];
   for (auto& a : acc) a = _mm512_setzero_ps();
-  for (auto& a : min_acc) a = _mm256_setzero_ps();
+  for (auto& a : min_acc) a = _mm512_setzero_ps();
   for (int64_t blk = 0; blk < n / 256; ++blk, w += D::kBytes) {
     for (int off = 0; off < D::kBytes; off += 64)
       _mm_prefetch(reinterpret_cast<const char*>(w) + kPrefetchBytes + off, _MM_HINT_T0);
@@ -186,7 +187,7 @@ void dot_qk_m(int64_t n, const uint8_t* w, const BlockQ16Kx* x, int64_t stride, 
     scales_mins_k4_bytes(w + 4, sc, mn);
     alignas(32) float mins[8];
     mins_f32(mn, f16(w + 2), mins);
-    const __m256 min_v = _mm256_load_ps(mins);
+    const __m512 min_v = _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(_mm256_load_ps(mins)));
     const float d = f16(w);
     int64_t sc_bytes;
     std::memcpy(&sc_bytes, sc, 8);
@@ -215,15 +216,10 @@ void dot_qk_m(int64_t n, const uint8_t* w, const BlockQ16Kx* x, int64_t stride, 
       }
       const __m512i s = _mm512_add_epi32(_mm512_slli_epi32(hi, 8), lo);
       acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * a.d), _mm512_cvtepi32_ps(s), acc[t]);
-      min_acc[t] = _mm256_fmadd_ps(min_v, _mm256_loadu_ps(a.xsum), min_acc[t]);
+      min_acc[t] = _mm512_fmadd_ps(min_v, _mm512_loadu_ps(a.xsum), min_acc[t]);
     }
   }
-  for (int t = 0; t < M; ++t) {
-    const __m256 m = min_acc[t];
-    const __m128 m4s = _mm_add_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    const __m128 m2 = _mm_add_ps(m4s, _mm_movehl_ps(m4s, m4s));
-    out[t] = _mm512_reduce_add_ps(acc[t]) - _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
-  }
+  for (int t = 0; t < M; ++t) out[t] = _mm512_reduce_add_ps(_mm512_sub_ps(acc[t], min_acc[t]));
 }
 
 template <bool kHighBit>
@@ -234,11 +230,80 @@ void dot_qk(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_tok
   in_fours(n_tokens, [&]<int M>(int t) { dot_qk_m<kHighBit, M>(n, wb, x + t * stride, stride, out + t); });
 }
 
+// ---- Q6_K as bytes against BlockQ16Kx ----
+//
+// The same products on 6-bit codes u = q + 32 (0..63): each half of 128 weights is a
+// register of ql's low nibbles and one of its high nibbles with qh's two bits added, in
+// element order, then reordered into BlockQ16Kx's by 128-bit lanes. Sub-scales are signed
+// and per 16; the offset 32 comes off in float against the activations' sums of 16. The
+// int32 sums are taken per half (2 x 2 x 16128 x 128 x 256 + 2 x 2 x 32130 x 128 < 2^31:
+// a whole block would overflow) and added as floats.
+
+template <int M>
+void dot_q6_k_m(int64_t n, const uint8_t* w, const BlockQ16Kx* x, int64_t stride, float* out) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+  // Register k's 16-weight sub-blocks: bytes 0..15, 16..31 are 2 A and 2 A + 1, bytes 32..63
+  // 2 B and 2 B + 1, for (A, B) = kQ4KSub[k].
+  __m512i sub_index[4];
+  for (int k = 0; k < 4; ++k) {
+    const int a = 2 * kQ4KSub[k][0], b = 2 * kQ4KSub[k][1];
+    sub_index[k] = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(a + 1)), _mm_set1_epi16(static_cast<int16_t>(a)))),
+        _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(b + 1)), _mm_set1_epi16(static_cast<int16_t>(b))), 1);
+  }
+  __m512 acc[M], offset_acc[M];
+  for (auto& a : acc) a = _mm512_setzero_ps();
+  for (auto& a : offset_acc) a = _mm512_setzero_ps();
+  for (int64_t blk = 0; blk < n / 256; ++blk, w += Q6_K::kBytes) {
+    for (int off = 0; off < Q6_K::kBytes; off += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(w) + kPrefetchBytes + off, _MM_HINT_T0);
+    const float d = f16(w + 208);
+    const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 192));
+    const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(sc8));
+    // 32 d sc_j, against d_x * (sum of 16) for the offset.
+    const __m512 offset_v = _mm512_mul_ps(_mm512_set1_ps(32.0f * d), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc8)));
+    __m512i u[4], scale[4];
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = _mm512_loadu_si512(w + 64 * h);
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 128 + 32 * h));
+      // Bits 0-1 of qh go to elements 0..31, 2-3 to 32..63, 4-5 to 64..95, 6-7 to 96..127.
+      const __m512i qh2 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+      const __m512i low = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_slli_epi16(qh2, 4), m30));
+      const __m512i high = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), _mm512_and_si512(qh2, m30));
+      u[2 * h] = _mm512_shuffle_i64x2(low, high, 0x44);      // elements 0..31 and 64..95 of the half
+      u[2 * h + 1] = _mm512_shuffle_i64x2(low, high, 0xEE);  // 32..63 and 96..127
+    }
+    for (int k = 0; k < 4; ++k) scale[k] = _mm512_permutexvar_epi16(sub_index[k], sc16);
+    for (int t = 0; t < M; ++t) {
+      const BlockQ16Kx& a = x[t * stride + blk];
+      __m512 sum = _mm512_setzero_ps();
+      for (int h = 0; h < 2; ++h) {
+        __m512i hi = _mm512_setzero_si512(), lo = _mm512_setzero_si512();
+        for (int k = 2 * h; k < 2 * h + 2; ++k) {
+          hi = _mm512_dpwssd_epi32(hi, _mm512_maddubs_epi16(u[k], _mm512_loadu_si512(a.hi[k])), scale[k]);
+          lo = _mm512_dpwssd_epi32(lo, _mm512_maddubs_epi16(_mm512_loadu_si512(a.lo[k]), u[k]), scale[k]);
+        }
+        sum = _mm512_add_ps(sum, _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_slli_epi32(hi, 8), lo)));
+      }
+      acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * a.d), sum, acc[t]);
+      offset_acc[t] = _mm512_fmadd_ps(offset_v, _mm512_loadu_ps(a.xsum), offset_acc[t]);
+    }
+  }
+  for (int t = 0; t < M; ++t) out[t] = _mm512_reduce_add_ps(_mm512_sub_ps(acc[t], offset_acc[t]));
+}
+
+void dot_q6_k(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_tokens, float* out) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* x = static_cast<const BlockQ16Kx*>(xq);
+  const int64_t stride = x_bytes / static_cast<int64_t>(sizeof(BlockQ16Kx));
+  in_fours(n_tokens, [&]<int M>(int t) { dot_q6_k_m<M>(n, wb, x + t * stride, stride, out + t); });
+}
+
 // ---- K-quants: a super-block summed in int32 ----
 //
 // The K-quants (and IQ4_XS) scale 16- or 32-element sub-blocks by small integers
 // under one float d per 256 weights. With the activations of those 256 under one
-// scale too (quant_dot_act_layout), the whole super-block is one integer sum:
+// scale too (ActLayout::kQ16K), the whole super-block is one integer sum:
 // vpdpwssd adds each group's 16-bit products (codes times integer sub-scale) into
 // int32 lanes, and one float multiply-add per 256 weights and token applies
 // d * d_x, where the per-32 path above needs a conversion and a multiply-add per
@@ -372,13 +437,17 @@ QuantDequantFn quant_dequant_avx512(uint32_t ggml_type) {
   return for_ggml_type<QuantDequantFn>(ggml_type, []<class D>() -> QuantDequantFn { return dequant<D>; });
 }
 
-QuantDotFn quant_dot_avx512(uint32_t ggml_type) {
-  // The 256-weight blocks (K-quants, IQ4_XS) take the super-block kernels (quant_dot_act_layout).
-  return for_ggml_type<QuantDotFn>(ggml_type, []<class D>() -> QuantDotFn {
-    if constexpr (std::is_same_v<D, Q4_K>) return dot_qk<false>;
-    else if constexpr (std::is_same_v<D, Q5_K>) return dot_qk<true>;
-    else if constexpr (D::kBlock == 256) return dot_super<D>;
-    else if constexpr (std::is_same_v<D, Q4_0>) return dot_q4_0;
+QuantDotFn quant_dot_avx512(uint32_t ggml_type, bool bytes) {
+  // The 256-weight blocks (K-quants, IQ4_XS) take the super-block kernels (ActLayout::kQ16K).
+  return for_ggml_type<QuantDotFn>(ggml_type, [bytes]<class D>() -> QuantDotFn {
+    if (bytes) {
+      if constexpr (std::is_same_v<D, Q4_0>) return dot_q4_0;
+      if constexpr (std::is_same_v<D, Q4_K>) return dot_qk<false>;
+      if constexpr (std::is_same_v<D, Q5_K>) return dot_qk<true>;
+      if constexpr (std::is_same_v<D, Q6_K>) return dot_q6_k;
+      return nullptr;
+    }
+    if constexpr (D::kBlock == 256) return dot_super<D>;
     else return dot<D>;
   });
 }
