@@ -17,7 +17,9 @@ void RequestLog::on_delta(size_t choice, const Delta& d) {
     if (!first_token_ || d.first_token_time < *first_token_) first_token_ = d.first_token_time;
     if (!last_token_ || d.last_token_time > *last_token_) last_token_ = d.last_token_time;
   }
-  if (choice == 0) {
+  // Choice 0's counts, or another's until it reports: a client that hangs up after the first
+  // event of another choice still gets the prompt logged.
+  if (choice == 0 || prompt_tokens == 0) {
     prompt_tokens = d.prompt_tokens;
     cached_tokens = d.cached_tokens;
   }

@@ -103,7 +103,7 @@ void quantize_act(ActLayout layout, const float* x, int64_t n, void* out) {
 
 QuantDotKernel quant_dot_for(Isa isa, uint32_t ggml_type, int n_tokens) {
   if (isa == Isa::kScalar) return {};
-  const bool super_block = ggml_type >= 10 && ggml_type <= 14 || ggml_type == 23;  // Q2_K..Q6_K, IQ4_XS
+  const bool super_block = (ggml_type >= 10 && ggml_type <= 14) || ggml_type == 23;  // Q2_K..Q6_K, IQ4_XS
   const ActLayout words = super_block ? ActLayout::kQ16K : ActLayout::kQ16;
   if (isa == Isa::kAvx2) return {quant_dot_avx2(ggml_type), words};
   // Q4_0, Q4_K, Q5_K and (one token) Q6_K multiply bytes; measured in bench_quant_dot.
