@@ -1,0 +1,105 @@
+// Inputs that made quanta slow to the point of hanging (issue #16, second round): each is
+// built here and must finish within a small multiple of the time a linear pass takes, or be
+// refused with an Error. The time bounds are generous (tests may share a loaded machine);
+// the old quadratic paths took 30 s to minutes on the same inputs.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "quanta/core/error.h"
+#include "quanta/tokenizer/tokenizer.h"
+#include "test_util.h"
+
+namespace quanta {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// ----- GGUF vocabulary ------------------------------------------------------------------------
+
+// A minimal GGUF v3 writer: metadata only, no tensors (as llama.cpp's vocab-only files).
+struct GgufBytes {
+  std::string out;
+  uint64_t n_kv = 0;
+  template <class T>
+  void pod(T v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); }
+  void str(const std::string& s) {
+    pod<uint64_t>(s.size());
+    out += s;
+  }
+  void key(const std::string& k, uint32_t type) {
+    ++n_kv;
+    str(k);
+    pod<uint32_t>(type);
+  }
+  void kv_string(const std::string& k, const std::string& v) {
+    key(k, 8);
+    str(v);
+  }
+  void kv_strings(const std::string& k, const std::vector<std::string>& v) {
+    key(k, 9);
+    pod<uint32_t>(8);
+    pod<uint64_t>(v.size());
+    for (const auto& s : v) str(s);
+  }
+  template <class T>
+  void kv_array(const std::string& k, uint32_t elem_type, const std::vector<T>& v) {
+    key(k, 9);
+    pod<uint32_t>(elem_type);
+    pod<uint64_t>(v.size());
+    for (T x : v) pod<T>(x);
+  }
+  std::string file() const {
+    GgufBytes h;
+    h.out = "GGUF";
+    h.pod<uint32_t>(3);
+    h.pod<uint64_t>(0);
+    h.pod<uint64_t>(n_kv);
+    return h.out + out;
+  }
+};
+
+std::string spm_vocab(const std::vector<std::string>& tokens) {
+  GgufBytes g;
+  g.kv_string("general.architecture", "llama");
+  g.kv_string("tokenizer.ggml.model", "llama");
+  g.kv_strings("tokenizer.ggml.tokens", tokens);
+  std::vector<float> scores;
+  std::vector<int32_t> types;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    scores.push_back(-static_cast<float>(i));
+    types.push_back(i == 0 ? 2 : i < 3 ? 3 : 1);  // unknown, control, normal
+  }
+  g.kv_array<float>("tokenizer.ggml.scores", 6, scores);
+  g.kv_array<int32_t>("tokenizer.ggml.token_type", 5, types);
+  g.key("tokenizer.ggml.bos_token_id", 4);
+  g.pod<uint32_t>(1);
+  g.key("tokenizer.ggml.eos_token_id", 4);
+  g.pod<uint32_t>(2);
+  return g.file();
+}
+
+TEST(HostileInput, GgufVocabularyWithOneHugeToken) {
+  // 29 s before: every byte of the token was a cut, each hashing both halves.
+  const std::string path = test::temp_dir() + "/huge-token.gguf";
+  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>", "\xE2\x96\x81", "a", "b", "ab", "ba", "\xE2\x96\x81" "ab"};
+  for (int i = 0; i < 100; ++i) tokens.push_back("x" + std::to_string(i));  // past libstdc++'s small-map linear scan
+  std::string huge;
+  for (int i = 0; i < 200000; ++i) huge += "ab";
+  tokens.push_back(huge);
+  test::write_file(path, spm_vocab(tokens));
+  auto t0 = std::chrono::steady_clock::now();
+  tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(path);
+  EXPECT_LT(seconds_since(t0), 3.0);
+  // The merges still work: "abab" is a, b, ab, ... merged by score into known pieces.
+  EXPECT_EQ(tok.encode("ab", false), (std::vector<int32_t>{8}));  // "▁ab"
+}
+
+}  // namespace
+}  // namespace quanta
