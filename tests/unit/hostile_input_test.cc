@@ -11,11 +11,15 @@
 #include <vector>
 
 #include "quanta/core/error.h"
+#include "quanta/core/json.h"
+#include "quanta/tokenizer/chat_template.h"
 #include "quanta/tokenizer/tokenizer.h"
 #include "test_util.h"
 
 namespace quanta {
 namespace {
+
+using nlohmann::ordered_json;
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -99,6 +103,50 @@ TEST(HostileInput, GgufVocabularyWithOneHugeToken) {
   EXPECT_LT(seconds_since(t0), 3.0);
   // The merges still work: "abab" is a, b, ab, ... merged by score into known pieces.
   EXPECT_EQ(tok.encode("ab", false), (std::vector<int32_t>{8}));  // "▁ab"
+}
+
+// ----- JSON objects with many keys ------------------------------------------------------------
+
+std::string many_keys(int n) {
+  std::string s = "{";
+  for (int i = 0; i < n; ++i) s += (i ? ",\"k" : "\"k") + std::to_string(i) + "\":" + std::to_string(i);
+  return s + "}";
+}
+
+TEST(HostileInput, OrderedJsonWithManyKeysParsesInLinearTime) {
+  const std::string text = many_keys(200000);  // over a minute before (ordered_map's linear key search)
+  auto t0 = std::chrono::steady_clock::now();
+  ordered_json j = parse_json<ordered_json>(text);
+  EXPECT_LT(seconds_since(t0), 3.0);
+  ASSERT_EQ(j.size(), 200000u);
+  EXPECT_EQ(j.begin().key(), "k0");
+  EXPECT_EQ(j["k199999"], 199999);
+}
+
+TEST(HostileInput, OrderedJsonKeepsNlohmannsSemantics) {
+  const std::string text = R"({"b": 1, "a": [1, {"y": null, "x": true}, "s", 2.5, -3], "b": {"c": 18446744073709551615}})";
+  EXPECT_EQ(parse_json<ordered_json>(text).dump(), ordered_json::parse(text).dump());  // repeated key: first place, last value
+  for (std::string bad : {"{\"a\":", "[1,]", "", "{} x"})
+    test::expect_error([&] { parse_json<ordered_json>(bad, {.field = "f"}); }, {"invalid JSON", "f"});
+}
+
+TEST(HostileInput, ChatContextWithManyKeysIsLinear) {
+  tokenizer::ChatInputs in;
+  in.messages = ordered_json::array();
+  in.messages.push_back(parse_json<ordered_json>(many_keys(200000)));
+  in.messages[0]["reasoning_content"] = "r";  // aliased: every key copied into a new object
+  in.variables = parse_json<ordered_json>(many_keys(200000));
+  auto t0 = std::chrono::steady_clock::now();
+  ordered_json ctx = tokenizer::make_chat_context(in);
+  EXPECT_LT(seconds_since(t0), 3.0);
+  EXPECT_EQ(ctx.size(), 4u + 200000u);
+  const ordered_json& m = ctx["messages"][0];
+  ASSERT_EQ(m.size(), 200002u);
+  EXPECT_EQ(m.begin().key(), "thinking");
+  EXPECT_EQ(m.back(), "r");
+  ordered_json merged = {{"a", 1}, {"b", 2}};
+  assign_keys(merged, {{"b", 3}, {"c", 4}});
+  EXPECT_EQ(merged.dump(), R"({"a":1,"b":3,"c":4})");
 }
 
 }  // namespace

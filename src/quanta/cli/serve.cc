@@ -91,7 +91,7 @@ int run_serve(const ServeOptions& o) {
     in.add_generation_prompt = add_generation_prompt;
     in.variables = specials;
     const ordered_json extra_vars = parse_json<ordered_json>(extra.dump(), {.field = "chat_template_kwargs"});
-    for (const auto& [k, v] : extra_vars.items()) in.variables[k] = v;
+    if (extra_vars.is_object()) assign_keys(in.variables, extra_vars);
     return tmpl->render(tokenizer::make_chat_context(in));
   };
 
