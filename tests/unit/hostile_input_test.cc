@@ -149,5 +149,51 @@ TEST(HostileInput, ChatContextWithManyKeysIsLinear) {
   EXPECT_EQ(merged.dump(), R"({"a":1,"b":3,"c":4})");
 }
 
+// ----- chat templates -------------------------------------------------------------------------
+
+std::string template_kind(const tokenizer::ChatTemplate& t, const ordered_json& ctx) {
+  try {
+    t.render(ctx);
+    return "";
+  } catch (const tokenizer::TemplateError& e) {
+    return e.kind();
+  }
+}
+
+TEST(HostileInput, RealTemplateWithARoleOfManyKeysEnds) {
+  // A chat request as the server receives it: the role of one message a dict of 200000 keys.
+  // Before, parsing it as ordered JSON ran for minutes before the template (and its step
+  // limit) started.
+  const std::string shared = test::shared_data_path();
+  if (shared.empty()) GTEST_SKIP() << "../shared/data is absent";
+  const std::string source = test::read_file(shared + "/chat-templates/CohereForAI-c4ai-command-r7b-12-2024-tool_use.jinja");
+  tokenizer::ChatTemplate tmpl(source, "command-r7b");
+  const std::string body = R"([{"role": "system", "content": "s"}, {"role": )" + many_keys(200000) +
+                           R"(, "content": "hi"}, {"role": "user", "content": "hello"}])";
+  auto t0 = std::chrono::steady_clock::now();
+  tokenizer::ChatInputs in;
+  in.messages = parse_json<ordered_json>(body, {.field = "messages"});
+  in.add_generation_prompt = true;
+  std::string kind = template_kind(tmpl, tokenizer::make_chat_context(in));
+  EXPECT_LT(seconds_since(t0), 5.0);
+  EXPECT_TRUE(kind == "" || kind == "LimitError") << kind;
+}
+
+TEST(HostileInput, WorkOnHugeStringsCountsAsSteps) {
+  // Comparing, searching, printing and dumping a 1 MB string once per iteration was charged one
+  // step each: a render ran far past the limit's intent (minutes for 8 MB request bodies).
+  ordered_json ctx = {{"s", std::string(1 << 20, 'x')}, {"d", {{"k", std::string(1 << 20, 'x')}}}};
+  for (const char* body : {"{% if s == s ~ '' %}{% endif %}",  // == on equal-length strings
+                           "{% if 'y' in s %}{% endif %}",     // substring search
+                           "{% if s < s ~ 'y' %}{% endif %}",  // ordering
+                           "{{ (d|string)|length }}",          // str() of a dict
+                           "{{ (d|tojson)|length }}"}) {       // json.dumps of a string
+    tokenizer::ChatTemplate tmpl(std::string("{% for i in range(20000) %}") + body + "{% endfor %}");
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(template_kind(tmpl, ctx), "LimitError") << body;
+    EXPECT_LT(seconds_since(t0), 2.0) << body;
+  }
+}
+
 }  // namespace
 }  // namespace quanta
