@@ -189,3 +189,45 @@ def test_300_connections_at_once_are_all_served():
         assert requests.get(s.url("/health"), timeout=HTTP_TIMEOUT).status_code == 200
     finally:
         s.stop()
+
+
+def slowloris(port: int, n: int, stop: threading.Event) -> list[socket.socket]:
+    """n connections that send a request's header one byte a second, never finishing it."""
+    header = b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + b"X-Pad: " + b"a" * 4000
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
+
+    def drip():
+        i = 0
+        while not stop.is_set() and i < len(header):
+            for sock in socks:
+                try:
+                    sock.send(header[i : i + 1])
+                except OSError:
+                    pass
+            i += 1
+            stop.wait(1.0)
+
+    threading.Thread(target=drip, daemon=True).start()
+    return socks
+
+
+def test_slowloris_does_not_starve_a_normal_client():
+    """200 connections dripping a header a byte a second; a normal completion still returns within 5 s.
+    (httplib gives each connection a thread: --max-concurrent-requests + 16 of them, 272 by default, so
+    200 slow connections leave threads free; as many as there are threads would starve the server.)"""
+    s = Server([])
+    stop = threading.Event()
+    socks = []
+    try:
+        socks = slowloris(s.port, 200, stop)
+        time.sleep(3)  # every slow connection holds a worker by now
+        t0 = time.monotonic()
+        r = post(s, "/v1/completions", {"model": MODEL, "prompt": "hi", "max_tokens": 8, "temperature": 0})
+        elapsed = time.monotonic() - t0
+        assert r.status_code == 200, r.text
+        assert elapsed < 5.0, elapsed
+    finally:
+        stop.set()
+        for sock in socks:
+            sock.close()
+        s.stop()
