@@ -168,6 +168,11 @@ int run_serve(const ServeOptions& o) {
     if (finished) return;
     std::fprintf(stderr, "quanta: shutting down: finishing the requests in flight (up to %g s)\n", o.shutdown_grace);
     srv.drain();
+    // A signal that came before run() started listening found nothing to stop: stop it now.
+    while (!finished) {
+      srv.stop();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
   });
   bool ok = srv.run();
   finished = true;
