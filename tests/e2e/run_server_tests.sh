@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the server end-to-end tests (tests/e2e/test_server.py) against a quanta binary.
+# Runs the server end-to-end tests (tests/e2e/test_server.py, test_server_survival.py) against a quanta binary.
 #
 #   tests/e2e/run_server_tests.sh [QUANTA_BINARY] [pytest args...]
 #
@@ -36,4 +36,4 @@ fi
 
 export QUANTA_BINARY="$binary"
 cd "$repo"
-exec "$venv/bin/python" -m pytest -p no:cacheprovider -q "$here/test_server.py" "$@"
+exec "$venv/bin/python" -m pytest -p no:cacheprovider -q "$here/test_server.py" "$here/test_server_survival.py" "$@"

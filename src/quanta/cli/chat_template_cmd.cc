@@ -80,8 +80,8 @@ int run_chat_template(const ChatTemplateOptions& o) {
     std::string key = var.substr(0, eq), value = var.substr(eq + 1);
     check_json_depth(value, {.field = "--var " + key});
     try {
-      in.variables[key] = ordered_json::parse(value);
-    } catch (const nlohmann::json::exception&) {
+      in.variables[key] = parse_ordered_json(value, {});  // linear in the number of keys (core/json.h)
+    } catch (const Error&) {
       throw Error("the value of " + key + " is not JSON (a string needs quotes: " + key + "='\"text\"')", {.field = "--var"});
     }
   }

@@ -2,11 +2,14 @@
 #include <sys/sysinfo.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "quanta/cli/commands.h"
@@ -37,11 +40,14 @@ struct ServeOptions {
   int max_running_requests = 64;
   int max_concurrent_requests = 256;
   int threads = 0;
+  double shutdown_grace = 30;
 };
 
-server::Server* g_server = nullptr;
+// SIGTERM/SIGINT only raise a flag (a handler may do little else); a watcher thread drains.
+// A second signal while draining exits at once.
+std::atomic<int> g_signals{0};
 void on_signal(int) {
-  if (g_server) g_server->stop();
+  if (g_signals.fetch_add(1) > 0) std::_Exit(1);
 }
 
 int run_serve(const ServeOptions& o) {
@@ -91,7 +97,7 @@ int run_serve(const ServeOptions& o) {
     in.add_generation_prompt = add_generation_prompt;
     in.variables = specials;
     const ordered_json extra_vars = parse_json<ordered_json>(extra.dump(), {.field = "chat_template_kwargs"});
-    for (const auto& [k, v] : extra_vars.items()) in.variables[k] = v;
+    if (extra_vars.is_object()) assign_keys(in.variables, extra_vars);
     return tmpl->render(tokenizer::make_chat_context(in));
   };
 
@@ -151,13 +157,27 @@ int run_serve(const ServeOptions& o) {
                       {"max_concurrent_requests", o.max_concurrent_requests}, {"log_level", o.log_level},
                       {"chunked_prefill_size", so.chunked_prefill_size}, {"tp_size", 1}, {"device", "cpu"},
                       {"threads", pool.size()}, {"isa", kernels::isa_name(kernels::active_isa())}};
+  sopt.shutdown_grace_sec = o.shutdown_grace;
   server::Server srv(scheduler, tok, chat, lm.generation, sopt);
-  g_server = &srv;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGPIPE, SIG_IGN);
+  std::atomic<bool> finished{false};
+  std::thread watcher([&] {
+    while (!finished && g_signals == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (finished) return;
+    std::fprintf(stderr, "quanta: shutting down: finishing the requests in flight (up to %g s)\n", o.shutdown_grace);
+    srv.drain();
+    // A signal that came before run() started listening found nothing to stop: stop it now.
+    while (!finished) {
+      srv.stop();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
   bool ok = srv.run();
-  g_server = nullptr;
+  finished = true;
+  watcher.join();
+  if (ok) std::fprintf(stderr, "quanta: stopped\n");
   return ok ? 0 : 1;
 }
 
@@ -223,6 +243,10 @@ Command add_serve(CLI::App& app) {
                   "Generation requests in flight (running or queued) at most; more are answered 503")
       ->capture_default_str();
   sub->add_option("--threads", o->threads, "Threads (default: the number of physical cores)");
+  sub->add_option("--shutdown-grace", o->shutdown_grace,
+                  "On SIGTERM/SIGINT: seconds requests in flight may run on before they end with an error")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 86400.0));
   // Unknown flags are collected and answered with the nearest valid one.
   sub->allow_extras();
   return [o, sub] {

@@ -1,6 +1,7 @@
 #include "quanta/server/server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <cstdio>
@@ -148,6 +149,9 @@ struct Server::Impl {
   Metrics metrics;
   httplib::Server http;
   std::atomic<int> active{0};  // generation requests in flight
+  std::atomic<bool> draining{false};  // drain(): refuse new work
+  std::atomic<bool> aborting{false};  // drain()'s grace is over: end the requests in flight
+  static constexpr const char* kShuttingDown = "the server is shutting down";
 
   // One generation request from arrival to its last byte: holds its place in
   // `active` and writes its log line when the last holder (the handler, or the
@@ -295,7 +299,11 @@ struct Server::Impl {
     bool first = true;
     auto prev = Clock::now();
     for (;;) {
-      auto d = g.next(std::chrono::milliseconds(client ? 20 : 1000));
+      auto d = g.next(std::chrono::milliseconds(client ? 20 : 100));
+      if (aborting) {
+        if (log) log->abort_unfinished(kShuttingDown);
+        throw ApiError{503, kShuttingDown, ""};
+      }
       if (client && client->closed()) {
         if (log) log->abort_unfinished(kClientGone);
         throw ApiError{499, kClientGone, ""};
@@ -387,6 +395,15 @@ struct Server::Impl {
         return sink.write(line.data(), line.size());
       };
       while (n_done < gs.size()) {
+        if (aborting) {  // drain()'s grace is over: an error event, then the usual end of stream
+          for (auto& g : gs) g->cancel();
+          flight->log.abort_unfinished(kShuttingDown);
+          send(error_body(503, kShuttingDown));
+          static const char kEnd[] = "data: [DONE]\n\n";
+          sink.write(kEnd, sizeof kEnd - 1);
+          sink.done();
+          return true;
+        }
         bool progressed = false;
         for (size_t i = 0; i < gs.size(); ++i) {
           if (done[i]) continue;
@@ -656,6 +673,7 @@ struct Server::Impl {
       }
       const std::string error = answer_errors(res, [&] {
         if (!authorized(req)) throw ApiError{401, kAuthError, ""};
+        if (draining) throw ApiError{503, kShuttingDown, ""};
         if (flight->position > opt.max_connections) {
           res.set_header("Retry-After", "1");
           throw ApiError{503, "too many concurrent requests (the limit is " + std::to_string(opt.max_connections) +
@@ -669,7 +687,10 @@ struct Server::Impl {
   }
 
   void routes() {
-    http.Get("/health", guarded([](const httplib::Request&, httplib::Response& res) { res.set_content("", "text/plain"); }, false));
+    http.Get("/health", guarded([this](const httplib::Request&, httplib::Response& res) {
+      if (draining) throw ApiError{503, kShuttingDown, ""};  // not ready: load balancers move on
+      res.set_content("", "text/plain");
+    }, false));
     http.Get("/health_generate", guarded([this](const httplib::Request&, httplib::Response& res) {
       Plan p;
       p.prompt = {tok.special_ids().bos >= 0 ? tok.special_ids().bos : 0};
@@ -727,9 +748,18 @@ struct Server::Impl {
     http.Get("/metrics", guarded([this](const httplib::Request&, httplib::Response& res) {
       res.set_content(metrics.render(scheduler.stats()), "text/plain; version=0.0.4");
     }));
+    // httplib's own errors (malformed HTTP, URI too long, body too large, no route) come with an
+    // empty body; they get the JSON error every other error has.
     http.set_error_handler([this](const httplib::Request&, httplib::Response& res) {
-      if (res.status == 413) return reply(res, 413, error_body(413, "request body too large"));
-      if (res.status == 404 && res.body.empty()) return reply(res, 404, error_body(404, "no such endpoint"));
+      if (!res.body.empty()) return;
+      switch (res.status) {
+        case 404: return reply(res, 404, error_body(404, "no such endpoint"));
+        case 413: return reply(res, 413, error_body(413, "request body too large"));
+        case 414: return reply(res, 414, error_body(414, "request URI too long"));
+        case 400: return reply(res, 400, error_body(400, "malformed HTTP request"));
+        default:
+          if (res.status >= 400) reply(res, res.status, error_body(res.status, "HTTP error " + std::to_string(res.status)));
+      }
     });
     http.set_payload_max_length(opt.max_body_bytes);
   }
@@ -742,6 +772,18 @@ Server::Server(engine::Scheduler& scheduler, const tokenizer::Tokenizer& tok, Ch
   // over it, /health and /metrics are still answered at once.
   const int threads = impl_->opt.max_connections + 16;
   impl_->http.new_task_queue = [threads] { return new WorkerPool(static_cast<size_t>(threads)); };
+  const ServerOptions& o = impl_->opt;
+  impl_->http.set_read_timeout(o.read_timeout_sec, 0);
+  impl_->http.set_write_timeout(o.write_timeout_sec, 0);
+  impl_->http.set_keep_alive_timeout(o.keep_alive_timeout_sec);
+  impl_->http.set_keep_alive_max_count(static_cast<size_t>(o.keep_alive_max));
+  // The listening socket, to raise its backlog after bind: Debian's httplib is a compiled
+  // library, so CPPHTTPLIB_LISTEN_BACKLOG cannot be changed, but listen() may be called again.
+  impl_->http.set_socket_options([this](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);  // httplib's default, replaced here
+    listen_fd_ = sock;
+  });
   impl_->routes();
 }
 
@@ -759,11 +801,30 @@ bool Server::run() {
     return false;
   }
   bound_port_ = port;
+  if (listen_fd_ >= 0 && ::listen(listen_fd_, impl_->opt.listen_backlog) != 0)
+    std::fprintf(stderr, "quanta: warning: cannot raise the listen backlog to %d\n", impl_->opt.listen_backlog);
   std::fprintf(stderr, "quanta: serving '%s' on http://%s:%d\n", impl_->opt.served_model_name.c_str(),
                impl_->opt.host.c_str(), port);
   return impl_->http.listen_after_bind();
 }
 
 void Server::stop() { impl_->http.stop(); }
+
+void Server::drain() {
+  Impl& m = *impl_;
+  m.draining = true;
+  auto wait_idle = [&](double seconds) {
+    const auto deadline = Clock::now() + std::chrono::duration<double>(seconds);
+    while (m.active > 0 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  };
+  wait_idle(m.opt.shutdown_grace_sec);
+  if (m.active > 0) {
+    std::fprintf(stderr, "quanta: %d requests still running after %.0f s; ending them\n", m.active.load(),
+                 m.opt.shutdown_grace_sec);
+    m.aborting = true;
+    wait_idle(5);  // each notices within a scheduler step
+  }
+  m.http.stop();
+}
 
 }  // namespace quanta::server

@@ -31,6 +31,13 @@ struct ServerOptions {
   size_t max_body_bytes = 8 << 20;
   int max_connections = 256;       // generation requests in flight beyond this get 503
   bool log_requests = true;        // one JSON line per generation request on stderr (request_log.h)
+  // Connections. httplib serves each on a worker thread; these bound how long one can hold it.
+  int listen_backlog = 1024;       // httplib's 5 reset connections under a burst of 300
+  int read_timeout_sec = 5;        // per receive, while reading a request
+  int write_timeout_sec = 10;      // per send; a client that stops reading a stream is dropped
+  int keep_alive_timeout_sec = 5;  // idle time between requests on one connection
+  int keep_alive_max = 100;        // requests per connection
+  double shutdown_grace_sec = 30;  // drain(): how long requests in flight may run on
   nlohmann::json server_args;      // echoed by /get_server_info
 };
 
@@ -47,7 +54,12 @@ class Server {
 
   // Binds and serves until stop(); returns false (with a message on stderr) if it cannot bind.
   bool run();
+  // Stops at once: requests in flight are not waited for.
   void stop();
+  // Graceful shutdown (SIGTERM, SIGINT): /health and new generation requests answer 503 at once;
+  // requests in flight run on for up to options.shutdown_grace_sec, then end with an error (an
+  // error event on a stream). Then the listener stops and run() returns. Blocks until then.
+  void drain();
   // The port actually bound (useful with port 0).
   int port() const { return bound_port_.load(); }
 
@@ -55,6 +67,7 @@ class Server {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::atomic<int> bound_port_{0};
+  int listen_fd_ = -1;
 };
 
 }  // namespace quanta::server

@@ -92,10 +92,10 @@ ordered_json make_chat_context(const ChatInputs& in) {
       continue;
     }
     // {"thinking": r, **message, "reasoning_content": r}: keys keep their first position.
-    ordered_json aliased = ordered_json::object();
-    aliased["thinking"] = *reasoning;
-    for (auto it = m.begin(); it != m.end(); ++it) aliased[it.key()] = it.value();
-    aliased["reasoning_content"] = *reasoning;
+    // assign_keys, not operator[]: ordered_json searches keys linearly (core/json.h).
+    ordered_json aliased = {{"thinking", *reasoning}};
+    assign_keys(aliased, m);
+    assign_keys(aliased, {{"reasoning_content", *reasoning}});
     messages.push_back(std::move(aliased));
   }
   ordered_json ctx = ordered_json::object();
@@ -103,8 +103,7 @@ ordered_json make_chat_context(const ChatInputs& in) {
   ctx["tools"] = in.tools;
   ctx["documents"] = in.documents;
   ctx["add_generation_prompt"] = in.add_generation_prompt;
-  if (in.variables.is_object())
-    for (auto it = in.variables.begin(); it != in.variables.end(); ++it) ctx[it.key()] = it.value();
+  if (in.variables.is_object()) assign_keys(ctx, in.variables);
   return ctx;
 }
 

@@ -163,17 +163,42 @@ std::vector<std::pair<std::pair<std::string, std::string>, uint32_t>> generate_m
     double score;
     int64_t len_left, len_right;
   };
+  // A cut can only match if both parts have the byte length of some entry. Real vocabularies
+  // have a few dozen lengths, so a token of 400 KB costs a few dozen lookups instead of one
+  // per byte, each hashing the whole token (29 s). The bytes hashed are also capped, so a
+  // crafted vocabulary of every length is refused instead of taking hours.
+  std::vector<size_t> lengths;  // distinct entry lengths, ascending
+  {
+    size_t longest = 0;
+    for (const auto& t : tokens) longest = std::max(longest, t.size());
+    std::vector<bool> seen(longest + 1);
+    for (const auto& t : tokens) seen[t.size()] = true;
+    for (size_t n = 1; n <= longest; ++n)
+      if (seen[n]) lengths.push_back(n);
+  }
+  std::vector<bool> is_length;
+  if (!lengths.empty()) is_length.assign(lengths.back() + 1, false);
+  for (size_t n : lengths) is_length[n] = true;
+  constexpr uint64_t kMaxHashedBytes = uint64_t{1} << 32;  // real vocabularies: < 10^8
+  uint64_t hashed = 0;
   std::vector<Cand> cands;
   std::vector<Cand> local;
   for (size_t t = 0; t < tokens.size(); ++t) {
     if (vocab[tokens[t]] != static_cast<int32_t>(t)) continue;  // the dict holds each spelling once
     std::string_view s = tokens[t];
     local.clear();
-    for (size_t cut = 1; cut < s.size(); ++cut) {
+    for (size_t cut : lengths) {
+      if (cut >= s.size()) break;
+      if (!is_length[s.size() - cut]) continue;
       if ((static_cast<uint8_t>(s[cut]) & 0xC0) == 0x80) continue;  // split between characters only
+      hashed += s.size();
+      if (hashed > kMaxHashedBytes)
+        throw Error("the vocabulary is too large to derive its merges from (over " +
+                    std::to_string(kMaxHashedBytes) + " bytes of lookups)");
       auto l = vocab.find(s.substr(0, cut));
       auto r = vocab.find(s.substr(cut));
       if (l == vocab.end() || r == vocab.end()) continue;
+      hashed += s.size();  // code_points below
       local.push_back(Cand{static_cast<uint32_t>(l->second), static_cast<uint32_t>(r->second), scores[t],
                            code_points(s.substr(0, cut)), code_points(s.substr(cut))});
     }

@@ -27,6 +27,8 @@ void charge(int64_t steps) {
     throw PyError("LimitError", "template took more than " + std::to_string(g_budget->max_steps) + " steps");
 }
 
+void charge_bytes(size_t n) { charge(static_cast<int64_t>(n / 64)); }
+
 void check_bytes(size_t n) {
   if (g_budget && n > g_budget->max_bytes)
     throw PyError("LimitError", "string longer than " + std::to_string(g_budget->max_bytes) + " bytes");
@@ -580,7 +582,10 @@ void repr_into(std::string& out, const Value& v) {
   charge(1);
   check_bytes(out.size());
   switch (v.kind()) {
-    case Kind::kString: out += v.is_markup() ? "Markup(" + repr_string(v.str()) + ")" : repr_string(v.str()); return;
+    case Kind::kString:
+      charge(static_cast<int64_t>(v.str().size() / 8));  // escaping walks code points: dearer than a copy
+      out += v.is_markup() ? "Markup(" + repr_string(v.str()) + ")" : repr_string(v.str());
+      return;
     case Kind::kList:
       switch (v.seq()) {
         case Seq::kList: repr_seq(out, v.items(), "[", "]", false); return;
@@ -639,7 +644,10 @@ bool py_equal(const Value& a, const Value& b) {
   switch (a.kind()) {
     case Kind::kUndefined:
     case Kind::kNone: return true;
-    case Kind::kString: return a.str() == b.str();
+    case Kind::kString:
+      if (a.str().size() != b.str().size()) return false;
+      charge_bytes(a.str().size());
+      return a.str() == b.str();
     case Kind::kList: {
       auto family = [](Seq s) { return s == Seq::kDictItems || s == Seq::kDictKeys ? Seq::kDictKeys : s; };
       if (a.seq() == Seq::kGenerator || b.seq() == Seq::kGenerator || a.seq() == Seq::kDictValues)
@@ -690,7 +698,10 @@ bool py_compare(const std::string& op, const Value& a, const Value& b) {
     if (a.is_float() || b.is_float()) return order(a.as_float(), b.as_float());
     return order(a.as_int(), b.as_int());
   }
-  if (a.is_string() && b.is_string()) return order(a.str(), b.str());
+  if (a.is_string() && b.is_string()) {
+    charge_bytes(std::min(a.str().size(), b.str().size()));
+    return order(a.str(), b.str());
+  }
   if (a.is_list() && b.is_list() && a.seq() == b.seq() && (a.seq() == Seq::kList || a.seq() == Seq::kTuple)) {
     const auto &x = a.items(), &y = b.items();
     for (size_t i = 0; i < x.size() && i < y.size(); ++i)
@@ -746,6 +757,8 @@ bool py_contains(const Value& container, const Value& item) {
     case Kind::kString:
       if (!item.is_string())
         throw_type_error("'in <string>' requires string as left operand, not " + type_name(item));
+      // std::string::find is O(haystack * needle) at worst.
+      charge(static_cast<int64_t>(container.str().size() / 64 + 1) * static_cast<int64_t>(item.str().size() / 64 + 1));
       return container.str().find(item.str()) != std::string::npos;
     case Kind::kList:
       for (const Value& x : container.items())
@@ -955,7 +968,10 @@ void json_into(std::string& out, const Value& v, const JsonOptions& o, int level
     case Kind::kBool: out += v.as_bool() ? "true" : "false"; return;
     case Kind::kInt: out += std::to_string(v.as_int()); return;
     case Kind::kFloat: out += json_float(v.as_float()); return;
-    case Kind::kString: json_string(out, v.str(), o.ensure_ascii); return;
+    case Kind::kString:
+      charge(static_cast<int64_t>(v.str().size() / 8));  // as repr_into
+      json_string(out, v.str(), o.ensure_ascii);
+      return;
     case Kind::kList: {
       if (v.seq() != Seq::kList && v.seq() != Seq::kTuple) break;
       if (v.items().empty()) {

@@ -61,6 +61,9 @@ class BudgetScope {
 };
 // Each throws PyError("LimitError", ...) past the budget; without one they do nothing.
 void charge(int64_t steps);
+// One step per 64 bytes a builtin reads or writes (printing, comparing, searching strings), so
+// a loop over one huge string ends at the step limit instead of running for minutes.
+void charge_bytes(size_t n);
 void check_bytes(size_t n);
 void check_items(size_t n);
 
