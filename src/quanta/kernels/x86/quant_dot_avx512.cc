@@ -47,6 +47,16 @@ inline Group times(Group g, int k) {
 
 constexpr int kPrefetchBytes = 2048;
 
+// A QuantDotFn over a kernel for M <= 4 tokens: kernel.template operator()<M>(w, x, stride,
+// out) with the row as bytes and token t's activation blocks at x + t * stride.
+template <class Block, class Kernel>
+void over_tokens(const void* w, const void* xq, int64_t x_bytes, int n_tokens, float* out, Kernel kernel) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* x = static_cast<const Block*>(xq);
+  const int64_t stride = x_bytes / static_cast<int64_t>(sizeof(Block));
+  in_fours(n_tokens, [&]<int M>(int t) { kernel.template operator()<M>(wb, x + t * stride, stride, out + t); });
+}
+
 // out[t] for M tokens (M <= 4) whose activation blocks start at x + t * stride.
 // One token keeps two accumulators, alternating by group, so that successive
 // multiply-adds do not wait on each other.
@@ -82,10 +92,8 @@ void dot_m(int64_t n, const uint8_t* w, const BlockQ16* x, int64_t stride, float
 
 template <class D>
 void dot(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_tokens, float* out) {
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const auto* x = static_cast<const BlockQ16*>(xq);
-  const int64_t stride = x_bytes / static_cast<int64_t>(sizeof(BlockQ16));
-  in_fours(n_tokens, [&]<int M>(int t) { dot_m<D, M>(n, wb, x + t * stride, stride, out + t); });
+  over_tokens<BlockQ16>(w, xq, x_bytes, n_tokens, out,
+                   [n]<int M>(auto wb, auto x, int64_t stride, float* o) { dot_m<D, M>(n, wb, x, stride, o); });
 }
 
 // ---- Q4_0 as bytes: four blocks per step against BlockQ16x4 ----
@@ -146,10 +154,8 @@ void dot_q4_0_m(int64_t n, const uint8_t* w, const BlockQ16x4* x, int64_t stride
 }
 
 void dot_q4_0(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_tokens, float* out) {
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const auto* x = static_cast<const BlockQ16x4*>(xq);
-  const int64_t stride = x_bytes / static_cast<int64_t>(sizeof(BlockQ16x4));
-  in_fours(n_tokens, [&]<int M>(int t) { dot_q4_0_m<M>(n, wb, x + t * stride, stride, out + t); });
+  over_tokens<BlockQ16x4>(w, xq, x_bytes, n_tokens, out,
+                   [n]<int M>(auto wb, auto x, int64_t stride, float* o) { dot_q4_0_m<M>(n, wb, x, stride, o); });
 }
 
 // ---- Q4_K and Q5_K as bytes against BlockQ16Kx ----
@@ -224,10 +230,8 @@ void dot_qk_m(int64_t n, const uint8_t* w, const BlockQ16Kx* x, int64_t stride, 
 
 template <bool kHighBit>
 void dot_qk(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_tokens, float* out) {
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const auto* x = static_cast<const BlockQ16Kx*>(xq);
-  const int64_t stride = x_bytes / static_cast<int64_t>(sizeof(BlockQ16Kx));
-  in_fours(n_tokens, [&]<int M>(int t) { dot_qk_m<kHighBit, M>(n, wb, x + t * stride, stride, out + t); });
+  over_tokens<BlockQ16Kx>(w, xq, x_bytes, n_tokens, out,
+                   [n]<int M>(auto wb, auto x, int64_t stride, float* o) { dot_qk_m<kHighBit, M>(n, wb, x, stride, o); });
 }
 
 // ---- Q6_K as bytes against BlockQ16Kx ----
@@ -293,10 +297,8 @@ void dot_q6_k_m(int64_t n, const uint8_t* w, const BlockQ16Kx* x, int64_t stride
 }
 
 void dot_q6_k(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_tokens, float* out) {
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const auto* x = static_cast<const BlockQ16Kx*>(xq);
-  const int64_t stride = x_bytes / static_cast<int64_t>(sizeof(BlockQ16Kx));
-  in_fours(n_tokens, [&]<int M>(int t) { dot_q6_k_m<M>(n, wb, x + t * stride, stride, out + t); });
+  over_tokens<BlockQ16Kx>(w, xq, x_bytes, n_tokens, out,
+                   [n]<int M>(auto wb, auto x, int64_t stride, float* o) { dot_q6_k_m<M>(n, wb, x, stride, o); });
 }
 
 // ---- K-quants: a super-block summed in int32 ----
@@ -352,10 +354,8 @@ void dot_super_m(int64_t n, const uint8_t* w, const BlockQ16K* x, int64_t stride
 
 template <class D>
 void dot_super(int64_t n, const void* w, const void* xq, int64_t x_bytes, int n_tokens, float* out) {
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const auto* x = static_cast<const BlockQ16K*>(xq);
-  const int64_t stride = x_bytes / static_cast<int64_t>(sizeof(BlockQ16K));
-  in_fours(n_tokens, [&]<int M>(int t) { dot_super_m<D, M>(n, wb, x + t * stride, stride, out + t); });
+  over_tokens<BlockQ16K>(w, xq, x_bytes, n_tokens, out,
+                   [n]<int M>(auto wb, auto x, int64_t stride, float* o) { dot_super_m<D, M>(n, wb, x, stride, o); });
 }
 
 // ---- dequantization for the prompt path ----
