@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <string>
 
 #include "quanta/core/error.h"
 
@@ -15,10 +17,15 @@ void SamplingParams::validate() const {
   if (!(repetition_penalty > 0.0) || !std::isfinite(repetition_penalty)) bad("repetition_penalty", "must be a finite number > 0");
   if (!(frequency_penalty >= -2.0 && frequency_penalty <= 2.0)) bad("frequency_penalty", "must be in [-2, 2]");
   if (!(presence_penalty >= -2.0 && presence_penalty <= 2.0)) bad("presence_penalty", "must be in [-2, 2]");
+  if (min_new_tokens < 0) bad("min_tokens", "must be >= 0");
+  for (const auto& [tok, bias] : logit_bias) {
+    if (tok < 0) bad("logit_bias", "token " + std::to_string(tok) + " is not a token id");
+    if (!(bias >= -100.0f && bias <= 100.0f)) bad("logit_bias", "the bias of token " + std::to_string(tok) + " must be in [-100, 100]");
+  }
 }
 
-Sampler::Sampler(const SamplingParams& params, const std::vector<int32_t>& prompt)
-    : params_(params), rng_(params.seed) {
+Sampler::Sampler(const SamplingParams& params, const std::vector<int32_t>& prompt, std::vector<int32_t> stop_tokens)
+    : params_(params), stop_tokens_(std::move(stop_tokens)), rng_(params.seed) {
   params_.validate();
   for (int32_t t : prompt) ++seen_[t];
 }
@@ -38,6 +45,11 @@ void Sampler::apply_penalties(float* logits, int64_t vocab) const {
       logits[tok] -= static_cast<float>(params_.frequency_penalty * n + params_.presence_penalty);
     }
   }
+  for (const auto& [tok, bias] : params_.logit_bias)
+    if (tok < vocab) logits[tok] += bias;
+  if (n_drawn_ < params_.min_new_tokens)
+    for (int32_t tok : stop_tokens_)
+      if (tok >= 0 && tok < vocab) logits[tok] = -std::numeric_limits<float>::infinity();
 }
 
 int32_t Sampler::sample(float* logits, int64_t vocab) {
@@ -93,7 +105,32 @@ int32_t Sampler::sample(float* logits, int64_t vocab) {
   }
   ++seen_[chosen];
   ++output_counts_[chosen];
+  ++n_drawn_;
   return chosen;
+}
+
+ScoredToken score_token(const float* logits, int64_t vocab, int32_t token, int top_k) {
+  const float mx = *std::max_element(logits, logits + vocab);
+  double sum = 0.0;
+  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i] - mx));
+  const double log_sum = static_cast<double>(mx) + std::log(sum);
+  auto lp = [&](int32_t t) { return static_cast<float>(static_cast<double>(logits[t]) - log_sum); };
+  ScoredToken s;
+  s.token = token;
+  s.logprob = lp(token);
+  const int64_t k = std::min<int64_t>(std::max(top_k, 0), vocab);
+  if (k > 0) {
+    // The k largest, found in one pass with a small sorted list (k <= 20 in the APIs).
+    std::vector<int32_t> best;
+    auto better = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+    for (int32_t i = 0; i < vocab; ++i) {
+      if (static_cast<int64_t>(best.size()) == k && !better(i, best.back())) continue;
+      best.insert(std::upper_bound(best.begin(), best.end(), i, better), i);
+      if (static_cast<int64_t>(best.size()) > k) best.pop_back();
+    }
+    for (int32_t t : best) s.top.push_back({t, lp(t)});
+  }
+  return s;
 }
 
 }  // namespace quanta::engine

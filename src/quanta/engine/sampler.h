@@ -2,7 +2,8 @@
 //
 // Order: repetition penalty (over prompt and output, as transformers and SGLang:
 // positive logits divided, negative multiplied), frequency and presence
-// penalties (over output tokens, OpenAI's definition), then temperature;
+// penalties (over output tokens, OpenAI's definition), logit_bias (added, OpenAI's), the
+// min_new_tokens ban (the stop tokens cannot be drawn before that many outputs), then temperature;
 // temperature 0 (or top_k 1) is greedy argmax. Then softmax, top-k, top-p
 // (keep the smallest prefix of the sorted distribution whose mass reaches
 // top_p), min-p (drop tokens below min_p times the top probability),
@@ -12,6 +13,7 @@
 #include <cstdint>
 #include <random>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace quanta::engine {
@@ -25,6 +27,8 @@ struct SamplingParams {
   double frequency_penalty = 0.0;
   double presence_penalty = 0.0;
   uint64_t seed = 0;
+  std::vector<std::pair<int32_t, float>> logit_bias;  // (token, bias in [-100, 100]) added to its logit
+  int64_t min_new_tokens = 0;  // the stop tokens given to the Sampler are banned until this many outputs
 
   bool greedy() const { return temperature == 0.0 || top_k == 1; }
   // Throws quanta::Error naming the parameter when a value is out of range.
@@ -33,7 +37,8 @@ struct SamplingParams {
 
 class Sampler {
  public:
-  Sampler(const SamplingParams& params, const std::vector<int32_t>& prompt);
+  // `stop_tokens`: those banned while fewer than params.min_new_tokens tokens were drawn (EOS, stop_token_ids).
+  Sampler(const SamplingParams& params, const std::vector<int32_t>& prompt, std::vector<int32_t> stop_tokens = {});
 
   // Picks the next token from `logits` (modified in place) and records it.
   int32_t sample(float* logits, int64_t vocab);
@@ -42,10 +47,26 @@ class Sampler {
   void apply_penalties(float* logits, int64_t vocab) const;
 
   SamplingParams params_;
+  std::vector<int32_t> stop_tokens_;
+  int64_t n_drawn_ = 0;
   std::mt19937_64 rng_;
   std::unordered_map<int32_t, int> seen_;          // prompt + output tokens (repetition penalty)
   std::unordered_map<int32_t, int> output_counts_;  // output tokens (frequency/presence)
   std::vector<std::pair<float, int32_t>> scratch_;
 };
+
+struct TokenLogprob {
+  int32_t token;
+  float logprob;
+};
+
+// One position scored: its token's log-probability under softmax(logits) and the top_k most
+// likely tokens (ties by id), computed in double from the raw logits.
+struct ScoredToken {
+  int32_t token = -1;
+  float logprob = 0.0f;
+  std::vector<TokenLogprob> top;
+};
+ScoredToken score_token(const float* logits, int64_t vocab, int32_t token, int top_k);
 
 }  // namespace quanta::engine

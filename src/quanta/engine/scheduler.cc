@@ -28,7 +28,19 @@ struct Scheduler::Active {
   int64_t n_generated = 0;
   int64_t cached_tokens = 0;    // of the first admission
   bool ever_admitted = false;
+  std::vector<ScoredToken> prompt_scores;  // gathered during prefill when the prompt is scored
+  bool first_event_sent = false;           // the scores go out with the first event
+
+  // Prompt positions [prompt_logprobs_from, prompt_len - 1) still to be scored (their logits are needed).
+  bool scoring_prompt() const {
+    return !first_event_sent && req.prompt_logprobs_from >= 0 && req.prompt_logprobs_from < prompt_len - 1;
+  }
 };
+
+namespace {
+// Rows of logits one step may hold for scored prompts: bounds the buffer (rows * vocab floats).
+constexpr int64_t kMaxScoredRows = 128;
+}  // namespace
 
 Scheduler::Scheduler(const model::DecoderModel& model, ThreadPool& pool, SchedulerOptions options)
     : model_(model),
@@ -61,11 +73,14 @@ std::shared_ptr<RequestHandle> Scheduler::submit(GenerateRequest request) {
     throw Error("prompt (" + std::to_string(request.prompt.size()) + " tokens) plus max_tokens (" +
                     std::to_string(request.max_new_tokens) + ") exceeds the context length of " +
                     std::to_string(options_.context_length), {.field = "max_tokens"});
+  if (request.max_new_tokens < 0) throw Error("must be >= 0", {.field = "max_tokens"});
   for (int32_t t : request.prompt)
     if (t < 0 || t >= model_.config().vocab_size)
       throw Error("token id " + std::to_string(t) + " is outside the vocabulary", {.field = "input_ids"});
+  std::vector<int32_t> stops = request.stop_token_ids;  // banned until min_new_tokens
+  if (!request.ignore_eos) stops.insert(stops.end(), options_.eos_token_ids.begin(), options_.eos_token_ids.end());
   auto a = std::make_unique<Active>();
-  a->sampler = std::make_unique<Sampler>(request.sampling, request.prompt);  // validates sampling
+  a->sampler = std::make_unique<Sampler>(request.sampling, request.prompt, std::move(stops));  // validates sampling
   a->tokens = request.prompt;
   a->prompt_len = static_cast<int64_t>(request.prompt.size());
   a->req = std::move(request);
@@ -110,8 +125,14 @@ void Scheduler::loop() {
 
 bool Scheduler::admit(Active& a) {
   // Reuse the longest cached prefix, always leaving one token to compute so the
-  // step yields logits for the last prompt token.
-  a.kv.blocks = radix_.match(a.tokens, static_cast<int64_t>(a.tokens.size()) - 1);
+  // step yields logits for the last prompt token, and the scored part of a prompt
+  // (cached blocks have no logits; a preempted request scores its prompt anew).
+  int64_t reusable = static_cast<int64_t>(a.tokens.size()) - 1;
+  if (a.scoring_prompt()) {
+    reusable = std::min(reusable, a.req.prompt_logprobs_from);
+    a.prompt_scores.clear();
+  }
+  a.kv.blocks = radix_.match(a.tokens, reusable);
   a.kv.n_tokens = static_cast<int64_t>(a.kv.blocks.size()) * kv_.block_size();
   const int64_t pending = static_cast<int64_t>(a.tokens.size()) - a.kv.n_tokens;
   const int64_t need = (a.kv.n_tokens + pending + kv_.block_size() - 1) / kv_.block_size() -
@@ -210,28 +231,46 @@ void Scheduler::step(std::unique_lock<std::mutex>& lock) {
   }
 
   // One forward pass: one token per decoding request, prompt chunks within budget.
+  // A scored prompt runs up to its first scored position without logits, then in
+  // chunks of at most kMaxScoredRows with logits for every position.
   std::vector<model::SequenceStep> steps;
   std::vector<Active*> stepped;
-  int64_t budget = options_.chunked_prefill_size;
+  std::vector<int64_t> first_row;  // of each step in the logits
+  int64_t budget = options_.chunked_prefill_size, rows = 0, scored_rows = kMaxScoredRows;
   for (auto& ap : running_) {
     Active& a = *ap;
     const int64_t pending = static_cast<int64_t>(a.tokens.size()) - a.kv.n_tokens;
     int64_t n = pending;
+    bool all_logits = false;
     if (pending > 1) {  // prefill
       if (budget <= 0) continue;
       n = std::min(pending, budget);
+      if (a.scoring_prompt()) {
+        if (a.kv.n_tokens < a.req.prompt_logprobs_from) {
+          n = std::min(n, a.req.prompt_logprobs_from - a.kv.n_tokens);
+        } else {
+          if (scored_rows <= 0) continue;
+          n = std::min(n, scored_rows);
+          scored_rows -= n;
+          all_logits = true;
+        }
+      }
       budget -= n;
     }
-    steps.push_back({&a.kv, a.tokens.data() + a.kv.n_tokens, n, false});
+    steps.push_back({&a.kv, a.tokens.data() + a.kv.n_tokens, n, all_logits});
     stepped.push_back(&a);
+    first_row.push_back(rows);
+    rows += all_logits ? n : 1;
   }
 
   if (!steps.empty()) {
     const int64_t vocab = model_.config().vocab_size;
     const int64_t n_sampled = options_.sample_vocab > 0 ? std::min(vocab, options_.sample_vocab) : vocab;
-    // Kept across steps: a fresh [batch, vocab] buffer each step is tens of MB mapped and faulted in anew.
-    if (logits_.size() < steps.size() * static_cast<size_t>(vocab)) logits_.resize(steps.size() * static_cast<size_t>(vocab));
+    // Kept across steps: a fresh [rows, vocab] buffer each step is tens of MB mapped and faulted in anew.
+    if (logits_.size() < static_cast<size_t>(rows * vocab)) logits_.resize(static_cast<size_t>(rows * vocab));
     float* logits = logits_.data();
+    std::vector<int64_t> start_pos(stepped.size());  // where each step's tokens began
+    for (size_t i = 0; i < stepped.size(); ++i) start_pos[i] = stepped[i]->kv.n_tokens;
     std::string error;
     try {
       model_.forward(steps, kv_, logits, pool_);
@@ -245,34 +284,41 @@ void Scheduler::step(std::unique_lock<std::mutex>& lock) {
         done.push_back(&a);
         continue;
       }
-      if (a.kv.n_tokens < static_cast<int64_t>(a.tokens.size())) continue;  // mid-prefill chunk
-      float* row = logits + static_cast<int64_t>(i) * vocab;
-      TokenEvent ev;
-      std::vector<float> logprobs;
-      if (a.req.top_logprobs >= 0) {  // log-softmax of the raw logits, before sampling changes them
-        logprobs.assign(row, row + n_sampled);
-        float m = *std::max_element(logprobs.begin(), logprobs.end());
-        double z = 0;
-        for (float l : logprobs) z += std::exp(static_cast<double>(l - m));
-        float lz = m + static_cast<float>(std::log(z));
-        for (float& l : logprobs) l -= lz;
+      const int64_t n_rows = steps[i].all_logits ? steps[i].n_tokens : 1;
+      float* rows0 = logits + first_row[i] * vocab;
+      if (steps[i].all_logits) {  // a scored prompt chunk: position p predicts prompt token p + 1
+        for (int64_t j = 0; j < n_rows; ++j) {
+          const int64_t pos = start_pos[i] + j;
+          if (pos < a.req.prompt_logprobs_from || pos + 1 >= a.prompt_len) continue;
+          a.prompt_scores.push_back(score_token(rows0 + j * vocab, n_sampled, a.tokens[static_cast<size_t>(pos + 1)],
+                                                std::max(a.req.top_logprobs, 0)));
+        }
       }
+      if (a.kv.n_tokens < static_cast<int64_t>(a.tokens.size())) continue;  // mid-prefill chunk
+      float* row = rows0 + (n_rows - 1) * vocab;
+      TokenEvent ev;
+      if (!a.first_event_sent) {
+        a.first_event_sent = true;
+        ev.prompt_logprobs = std::move(a.prompt_scores);
+      }
+      ev.prompt_tokens = a.prompt_len;
+      ev.cached_tokens = a.cached_tokens;
+      if (a.req.max_new_tokens == 0) {  // the prompt only: no token drawn
+        ev.finish = FinishReason::kLength;
+        if (a.req.on_event) a.req.on_event(ev);
+        done.push_back(&a);
+        continue;
+      }
+      std::vector<float> raw;  // the logits before sampling changes them, for the log-probabilities
+      if (a.req.top_logprobs >= 0) raw.assign(row, row + n_sampled);
       int32_t tok = a.sampler->sample(row, n_sampled);
       a.tokens.push_back(tok);
       ++a.n_generated;
       ev.token = tok;
-      if (!logprobs.empty()) {
-        ev.logprob = logprobs[static_cast<size_t>(tok)];
-        if (a.req.top_logprobs > 0) {
-          std::vector<int32_t> ids(static_cast<size_t>(n_sampled));
-          for (int32_t t = 0; t < n_sampled; ++t) ids[static_cast<size_t>(t)] = t;
-          const int64_t k = std::min<int64_t>(a.req.top_logprobs, n_sampled);
-          std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t x, int32_t y) {
-            return logprobs[static_cast<size_t>(x)] > logprobs[static_cast<size_t>(y)] ||
-                   (logprobs[static_cast<size_t>(x)] == logprobs[static_cast<size_t>(y)] && x < y);
-          });
-          for (int64_t j = 0; j < k; ++j) ev.top.push_back({ids[static_cast<size_t>(j)], logprobs[static_cast<size_t>(ids[static_cast<size_t>(j)])]});
-        }
+      if (!raw.empty()) {
+        ScoredToken st = score_token(raw.data(), n_sampled, tok, a.req.top_logprobs);
+        ev.logprob = st.logprob;
+        ev.top = std::move(st.top);
       }
       bool stop = std::find(a.req.stop_token_ids.begin(), a.req.stop_token_ids.end(), tok) != a.req.stop_token_ids.end();
       if (!a.req.ignore_eos)
@@ -280,8 +326,6 @@ void Scheduler::step(std::unique_lock<std::mutex>& lock) {
       if (stop) ev.finish = FinishReason::kStop;
       else if (a.n_generated >= a.req.max_new_tokens || static_cast<int64_t>(a.tokens.size()) >= options_.context_length)
         ev.finish = FinishReason::kLength;
-      ev.prompt_tokens = a.prompt_len;
-      ev.cached_tokens = a.cached_tokens;
       ev.completion_tokens = a.n_generated;
       if (a.req.on_event) a.req.on_event(ev);
       if (ev.finish != FinishReason::kNone) done.push_back(&a);

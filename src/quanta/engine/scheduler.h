@@ -36,11 +36,6 @@ namespace quanta::engine {
 enum class FinishReason { kNone, kStop, kLength, kAbort };
 const char* finish_reason_name(FinishReason r);
 
-struct TokenLogprob {
-  int32_t token;
-  float logprob;
-};
-
 // What the scheduler reports for each generated token (and once more at the end).
 struct TokenEvent {
   int32_t token = -1;              // -1 on a final event that carries no token
@@ -51,15 +46,22 @@ struct TokenEvent {
   int64_t prompt_tokens = 0;
   int64_t cached_tokens = 0;       // prompt tokens served by the prefix cache
   int64_t completion_tokens = 0;
+  // On the request's first event (its first token, or the final event when max_new_tokens is 0),
+  // when prompt_logprobs_from >= 0: prompt tokens prompt_logprobs_from + 1 .. end, each scored by
+  // the positions before it (the first of the range has nothing before it in scope).
+  std::vector<ScoredToken> prompt_logprobs;
 };
 
 struct GenerateRequest {
   std::vector<int32_t> prompt;
   SamplingParams sampling;
-  int64_t max_new_tokens = 128;
+  int64_t max_new_tokens = 128;  // 0: only the prompt is run (scored, with prompt_logprobs_from)
   std::vector<int32_t> stop_token_ids;  // besides the model's EOS unless ignore_eos
   bool ignore_eos = false;
   int top_logprobs = -1;  // -1: no logprobs; 0: only the chosen token's; k: also top k
+  // >= 0: score the prompt from this position on (top_logprobs alternatives each, at least 0). The
+  // prefix cache holds no logits, so at most this many prompt tokens come from it.
+  int64_t prompt_logprobs_from = -1;
   // Called on the scheduler thread; must be quick (queue, do not block).
   std::function<void(const TokenEvent&)> on_event;
 };
@@ -136,7 +138,7 @@ class Scheduler {
   // Scheduler-thread state.
   std::deque<std::unique_ptr<Active>> waiting_;
   std::vector<std::unique_ptr<Active>> running_;
-  std::vector<float> logits_;  // [batch, vocab] of the last step; grows to the largest batch
+  std::vector<float> logits_;  // [rows, vocab] of the last step; grows to the largest step
   std::thread thread_;
 };
 

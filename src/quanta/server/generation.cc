@@ -42,6 +42,7 @@ std::optional<Delta> Generation::next(std::chrono::milliseconds timeout) {
   for (size_t i = 0; i < events.size(); ++i) {
     const engine::TokenEvent& ev = events[i];
     if (finished_) break;
+    if (!ev.prompt_logprobs.empty()) d.prompt_logprobs = ev.prompt_logprobs;
     if (ev.token >= 0) {
       if (d.tokens.empty()) d.first_token_time = times[i];
       d.last_token_time = times[i];

@@ -22,6 +22,7 @@ struct Delta {
   std::string text;                    // new text, safe to show
   std::vector<int32_t> tokens;         // tokens that produced it
   std::vector<engine::TokenEvent> events;  // their events (logprobs)
+  std::vector<engine::ScoredToken> prompt_logprobs;  // in the first Delta, when the prompt was scored
   engine::FinishReason finish = engine::FinishReason::kNone;
   std::string matched_stop;            // the stop string that ended it, if any
   std::string error;
@@ -41,6 +42,8 @@ class Generation {
   std::optional<Delta> next(std::chrono::milliseconds timeout);
   // Stops generating (client gone); the scheduler frees the KV within a step.
   void cancel();
+  // For /abort_request: cancelling it ends the generation with finish kAbort.
+  std::shared_ptr<engine::RequestHandle> handle() const { return handle_; }
   std::chrono::steady_clock::time_point start() const { return start_; }
 
  private:

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <random>
 #include <thread>
+#include <unordered_map>
 
 #include "quanta/core/error.h"
 #include "quanta/core/json.h"
@@ -136,6 +137,8 @@ struct Plan {
   bool include_usage = false;
   bool skip_special = true;
   std::optional<uint64_t> seed;
+  int best_of = 1;  // generations run; the n with the highest cumulative log-probability are returned
+  std::string rid;  // the client's request id (/abort_request), if given
 };
 
 }  // namespace
@@ -160,8 +163,18 @@ struct Server::Impl {
     Impl& impl;
     RequestLog log;
     int position;  // 1-based count of requests in flight at arrival
+    // Guarded by impl.registry_mu: the ids it answers to in /abort_request, and its generations.
+    std::vector<std::string> ids;
+    std::vector<std::shared_ptr<engine::RequestHandle>> handles;
     explicit InFlight(Impl& i) : impl(i), position(++i.active) {}
     ~InFlight() {
+      {
+        std::lock_guard<std::mutex> lock(impl.registry_mu);
+        for (const auto& id : ids) {
+          auto it = impl.registry.find(id);
+          if (it != impl.registry.end() && it->second == this) impl.registry.erase(it);
+        }
+      }
       --impl.active;
       if (log.status < 400) log.abort_unfinished("the client went away");
       if (impl.opt.log_requests) {
@@ -171,6 +184,30 @@ struct Server::Impl {
     }
   };
   using Flight = std::shared_ptr<InFlight>;
+  // Requests in flight by their response id and the client's rid, for /abort_request.
+  std::mutex registry_mu;
+  std::unordered_map<std::string, InFlight*> registry;
+
+  // Makes the request abortable by its response id and by `rid` (a rid already in flight is a 400).
+  void register_ids(const Flight& f, const std::string& rid) {
+    std::lock_guard<std::mutex> lock(registry_mu);
+    if (!rid.empty() && registry.count(rid))
+      throw ApiError{400, "the rid '" + rid + "' is already in use by a request in flight", "rid"};
+    for (const std::string& id : {f->log.id, rid})
+      if (!id.empty() && !registry.count(id)) registry[id] = f.get(), f->ids.push_back(id);
+  }
+  void attach(const Flight& f, const std::vector<std::unique_ptr<Generation>>& gens) {
+    std::lock_guard<std::mutex> lock(registry_mu);
+    for (const auto& g : gens) f->handles.push_back(g->handle());
+  }
+  // Cancels the request with this id: its generations end with finish_reason abort. Returns whether it was found.
+  bool abort_request(const std::string& id) {
+    std::lock_guard<std::mutex> lock(registry_mu);
+    auto it = registry.find(id);
+    if (it == registry.end()) return false;
+    for (const auto& h : it->second->handles) h->cancel();
+    return true;
+  }
 
   Impl(engine::Scheduler& s, const tokenizer::Tokenizer& t, ChatRenderer c, format::GenerationDefaults d,
        ServerOptions o)
@@ -249,9 +286,33 @@ struct Server::Impl {
       if (!b.j["stop_token_ids"].is_array()) throw ApiError{400, "'stop_token_ids' must be a list of integers", "stop_token_ids"};
       p.base.stop_token_ids = token_ids(b.j["stop_token_ids"], "stop_token_ids");
     }
+    // OpenAI's and vLLM's min_tokens, SGLang's min_new_tokens.
+    const char* min_key = b.has("min_new_tokens") ? "min_new_tokens" : "min_tokens";
+    sp.min_new_tokens = b.integer(min_key, 0, 0, INT32_MAX);
+    if (b.has("logit_bias")) {
+      const json& lb = b.j["logit_bias"];
+      if (!lb.is_object()) throw ApiError{400, "'logit_bias' must be an object of token id -> bias", "logit_bias"};
+      const int64_t vocab = scheduler.options().sample_vocab > 0 ? scheduler.options().sample_vocab : tok.vocab_size();
+      for (const auto& [key, bias] : lb.items()) {
+        size_t used = 0;
+        long long id = -1;
+        try {
+          id = std::stoll(key, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used != key.size() || id < 0 || id >= vocab)
+          throw ApiError{400, "'logit_bias' key '" + key + "' is not a token id in [0, " + std::to_string(vocab) + ")", "logit_bias"};
+        if (!bias.is_number() || !(bias.get<double>() >= -100.0 && bias.get<double>() <= 100.0))
+          throw ApiError{400, "'logit_bias' of token " + key + " must be a number in [-100, 100]", "logit_bias"};
+        sp.logit_bias.push_back({static_cast<int32_t>(id), bias.get<float>()});
+      }
+    }
   }
 
-  void set_max_tokens(Plan& p, std::optional<int64_t> requested, const std::string& param = "max_tokens") {
+  // allow_zero: 0 runs the prompt only (scoring it). Also checks min_tokens against the maximum.
+  void set_max_tokens(Plan& p, std::optional<int64_t> requested, const std::string& param = "max_tokens",
+                      bool allow_zero = false) {
     const int64_t ctx = scheduler.options().context_length;
     const int64_t room = ctx - static_cast<int64_t>(p.prompt.size());
     if (room <= 0)
@@ -259,17 +320,22 @@ struct Server::Impl {
                               " tokens, which does not fit the context length of " + std::to_string(ctx),
                      "messages"};
     int64_t n = requested.value_or(room);
-    if (n <= 0) throw ApiError{400, "'" + param + "' must be at least 1", param};
+    if (n < (allow_zero ? 0 : 1))
+      throw ApiError{400, "'" + param + "' must be at least " + (allow_zero ? "0" : "1"), param};
     if (n > room)
       throw ApiError{400, "'" + param + "' is " + std::to_string(n) + ", but the prompt (" + std::to_string(p.prompt.size()) +
                               " tokens) leaves room for " + std::to_string(room) + " in the context of " + std::to_string(ctx),
                      param};
     p.base.max_new_tokens = n;
+    if (p.base.sampling.min_new_tokens > n)
+      throw ApiError{400, "'min_tokens' (" + std::to_string(p.base.sampling.min_new_tokens) + ") exceeds '" + param +
+                              "' (" + std::to_string(n) + ")", "min_tokens"};
   }
 
-  std::vector<std::unique_ptr<Generation>> start(const Plan& p) {
+  std::vector<std::unique_ptr<Generation>> start(const Plan& p, const Flight& flight = nullptr) {
+    if (flight) register_ids(flight, p.rid);
     std::vector<std::unique_ptr<Generation>> gens;
-    for (int i = 0; i < p.n; ++i) {
+    for (int i = 0; i < std::max(p.n, p.best_of); ++i) {
       engine::GenerateRequest r = p.base;
       r.prompt = p.prompt;
       // Each choice draws from its own stream; a fixed seed still fixes all of them.
@@ -280,6 +346,7 @@ struct Server::Impl {
         throw ApiError{400, e.message(), e.context().field};
       }
     }
+    if (flight) attach(flight, gens);
     return gens;
   }
 
@@ -288,6 +355,7 @@ struct Server::Impl {
     std::string text;
     std::vector<int32_t> tokens;
     std::vector<engine::TokenEvent> events;
+    std::vector<engine::ScoredToken> prompt_logprobs;
     Delta last;
   };
   static constexpr const char* kClientGone = "the client disconnected";
@@ -320,6 +388,7 @@ struct Server::Impl {
       r.text += d->text;
       r.tokens.insert(r.tokens.end(), d->tokens.begin(), d->tokens.end());
       r.events.insert(r.events.end(), d->events.begin(), d->events.end());
+      if (!d->prompt_logprobs.empty()) r.prompt_logprobs = std::move(d->prompt_logprobs);
       if (d->finish != engine::FinishReason::kNone) {
         r.last = std::move(*d);
         metrics.e2e_latency.observe(std::chrono::duration<double>(now - g.start()).count());
@@ -359,19 +428,32 @@ struct Server::Impl {
     return {{"content", content}};
   }
 
-  json completion_logprobs(const std::vector<engine::TokenEvent>& events) {
+  // OpenAI's completions logprobs. With `prompt` (echo), its tokens come first, as OpenAI and vLLM
+  // give them: the first with null (nothing predicts it), the others from `scores` (prompt tokens
+  // 1..). text_offset counts the token strings' bytes from `offset`.
+  json completion_logprobs(const std::vector<engine::TokenEvent>& events, size_t offset = 0,
+                           const std::vector<int32_t>* prompt = nullptr,
+                           const std::vector<engine::ScoredToken>* scores = nullptr) {
     json tokens = json::array(), lps = json::array(), tops = json::array(), offsets = json::array();
-    size_t offset = 0;
-    for (const auto& ev : events) {
-      std::string piece = tok.decode(std::vector<int32_t>{ev.token});
+    auto add = [&](int32_t id, json lp, json top) {
+      std::string piece = tok.decode(std::vector<int32_t>{id});
       tokens.push_back(piece);
-      lps.push_back(ev.logprob);
-      json top = json::object();
-      for (const auto& t : ev.top) top[tok.decode(std::vector<int32_t>{t.token})] = t.logprob;
-      tops.push_back(top);
+      lps.push_back(std::move(lp));
+      tops.push_back(std::move(top));
       offsets.push_back(offset);
       offset += piece.size();
-    }
+    };
+    auto top_of = [&](const std::vector<engine::TokenLogprob>& top) {
+      json t = json::object();
+      for (const auto& e : top) t[tok.decode(std::vector<int32_t>{e.token})] = e.logprob;
+      return t;
+    };
+    if (prompt)
+      for (size_t i = 0; i < prompt->size(); ++i) {
+        if (i == 0 || !scores || i - 1 >= scores->size()) add((*prompt)[i], nullptr, nullptr);
+        else add((*prompt)[i], (*scores)[i - 1].logprob, top_of((*scores)[i - 1].top));
+      }
+    for (const auto& ev : events) add(ev.token, ev.logprob, top_of(ev.top));
     return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
   }
 
@@ -456,10 +538,17 @@ struct Server::Impl {
       if (type != "text")
         throw ApiError{400, "response_format '" + type + "' is not supported yet (only 'text')", "response_format"};
     }
-    if (b.boolean("echo", false)) throw ApiError{400, "'echo' is not supported", "echo"};
+    const bool echo = b.boolean("echo", false);
+    if (echo && is_chat) throw ApiError{400, "'echo' is for /v1/completions", "echo"};
     read_sampling(b, p);
     p.n = static_cast<int>(b.integer("n", 1, 1, opt.max_n));
     p.stream = b.boolean("stream", false);
+    p.rid = b.string("rid", "");
+    if (!is_chat) {
+      p.best_of = static_cast<int>(b.integer("best_of", p.n, 1, opt.max_n));
+      if (p.best_of < p.n) throw ApiError{400, "'best_of' must be at least 'n' (" + std::to_string(p.n) + ")", "best_of"};
+      if (p.best_of > p.n && p.stream) throw ApiError{400, "'best_of' greater than 'n' cannot be streamed", "best_of"};
+    }
     if (b.has("stream_options")) {
       if (!j["stream_options"].is_object()) throw ApiError{400, "'stream_options' must be an object", "stream_options"};
       p.include_usage = Body{j["stream_options"]}.boolean("include_usage", false);
@@ -473,6 +562,9 @@ struct Server::Impl {
       top_logprobs = static_cast<int>(b.integer("logprobs", 0, 0, 20));
     }
     p.base.top_logprobs = top_logprobs;
+    if (p.best_of > p.n) p.base.top_logprobs = std::max(top_logprobs, 0);  // ranks by the chosen tokens' log-probs
+    if (echo && top_logprobs >= 0) p.base.prompt_logprobs_from = 0;  // every prompt token scored
+    std::string prompt_text;  // what echo prepends
 
     if (is_chat) {
       if (!b.has("messages") || !j["messages"].is_array() || j["messages"].empty())
@@ -496,9 +588,11 @@ struct Server::Impl {
       const json* one = &pr;
       if (pr.is_array() && pr.size() == 1 && (pr[0].is_string() || pr[0].is_array())) one = &pr[0];
       if (one->is_string()) {
-        p.prompt = tok.encode(one->get<std::string>(), true);
+        prompt_text = one->get<std::string>();
+        p.prompt = tok.encode(prompt_text, true);
       } else if (one->is_array() && !one->empty()) {
         p.prompt = token_ids(*one, "prompt");
+        if (echo) prompt_text = tok.decode(p.prompt, p.skip_special);
       } else {
         throw ApiError{400, "'prompt' must be a string or a list of token ids", "prompt"};
       }
@@ -506,15 +600,17 @@ struct Server::Impl {
     if (p.prompt.empty()) throw ApiError{400, "the prompt is empty", is_chat ? "messages" : "prompt"};
     std::optional<int64_t> max_tokens;
     const char* mt_key = is_chat && b.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-    if (b.has(mt_key)) max_tokens = b.integer(mt_key, 0, 1);
+    if (b.has(mt_key)) max_tokens = b.integer(mt_key, 0, echo ? 0 : 1);
     else if (!is_chat) max_tokens = 16;  // OpenAI's default for completions
-    set_max_tokens(p, max_tokens, mt_key);
+    set_max_tokens(p, max_tokens, mt_key, echo);  // 0 with echo: the prompt scored, nothing generated
 
     const std::string id = flight->log.id;
-    flight->log.set_choices(static_cast<size_t>(p.n));
+    flight->log.set_choices(static_cast<size_t>(std::max(p.n, p.best_of)));
     const int64_t created = unix_time();
     const std::string object = is_chat ? "chat.completion" : "text_completion";
-    auto gens = start(p);
+    auto gens = start(p, flight);
+    const bool prompt_logprobs = p.base.prompt_logprobs_from >= 0;
+    const std::vector<int32_t> prompt_ids = p.prompt;
 
     if (p.stream) {
       const std::string chunk_object = is_chat ? "chat.completion.chunk" : "text_completion";
@@ -534,12 +630,15 @@ struct Server::Impl {
                  choice["delta"] = json::object();
                  if (!d.text.empty()) choice["delta"]["content"] = d.text;
                } else {
-                 choice["text"] = d.text;
+                 choice["text"] = echo && first ? prompt_text + d.text : d.text;
                }
-               if (with_logprobs && !d.events.empty())
-                 choice["logprobs"] = is_chat ? chat_logprobs(d.events) : completion_logprobs(d.events);
+               if (is_chat && with_logprobs && !d.events.empty()) choice["logprobs"] = chat_logprobs(d.events);
+               if (!is_chat && with_logprobs && (!d.events.empty() || (echo && first)))
+                 choice["logprobs"] = echo && first ? completion_logprobs(d.events, 0, &prompt_ids, &d.prompt_logprobs)
+                                                    : completion_logprobs(d.events);
                if (d.finish != engine::FinishReason::kNone) choice["finish_reason"] = finish_name(d);
-               if (!d.text.empty() || d.finish != engine::FinishReason::kNone || (with_logprobs && !d.events.empty()))
+               if (!d.text.empty() || d.finish != engine::FinishReason::kNone || (with_logprobs && !d.events.empty()) ||
+                   (echo && first))
                  out.push_back({{"id", id}, {"object", chunk_object}, {"created", created}, {"model", opt.served_model_name},
                                 {"choices", {choice}}});
                return out;
@@ -552,18 +651,34 @@ struct Server::Impl {
       return;
     }
 
-    json choices = json::array();
+    std::vector<Result> results;
     std::vector<Delta> lasts;
     const ClientConnection client(req.remote_addr, req.remote_port, req.local_addr, req.local_port);
     for (size_t i = 0; i < gens.size(); ++i) {
-      Result r = collect(*gens[i], &flight->log, i, &client);
-      if (!r.last.error.empty()) throw ApiError{500, r.last.error, ""};
+      results.push_back(collect(*gens[i], &flight->log, i, &client));
+      if (!results.back().last.error.empty()) throw ApiError{500, results.back().last.error, ""};
+      lasts.push_back(results.back().last);
+    }
+    if (p.best_of > p.n) {  // the n candidates with the highest cumulative log-probability, best first
+      auto total = [](const Result& r) {
+        double t = 0;
+        for (const auto& ev : r.events) t += ev.logprob;
+        return t;
+      };
+      std::stable_sort(results.begin(), results.end(), [&](const Result& x, const Result& y) { return total(x) > total(y); });
+      results.resize(static_cast<size_t>(p.n));
+    }
+    json choices = json::array();
+    for (size_t i = 0; i < results.size(); ++i) {
+      const Result& r = results[i];
       json choice = {{"index", i}, {"finish_reason", finish_name(r.last)}, {"logprobs", nullptr}};
       if (is_chat) choice["message"] = {{"role", "assistant"}, {"content", r.text}};
-      else choice["text"] = r.text;
-      if (top_logprobs >= 0) choice["logprobs"] = is_chat ? chat_logprobs(r.events) : completion_logprobs(r.events);
+      else choice["text"] = echo ? prompt_text + r.text : r.text;
+      if (top_logprobs >= 0)
+        choice["logprobs"] = is_chat ? chat_logprobs(r.events)
+                             : echo  ? completion_logprobs(r.events, 0, &prompt_ids, prompt_logprobs ? &r.prompt_logprobs : nullptr)
+                                     : completion_logprobs(r.events);
       choices.push_back(choice);
-      lasts.push_back(std::move(r.last));
     }
     reply(res, 200, {{"id", id}, {"object", object}, {"created", created}, {"model", opt.served_model_name},
                      {"choices", choices}, {"usage", usage(lasts)}});
@@ -587,34 +702,84 @@ struct Server::Impl {
       throw ApiError{400, "give 'text' or 'input_ids'", "text"};
     }
     if (p.prompt.empty()) throw ApiError{400, "the prompt is empty", "text"};
-    set_max_tokens(p, sp.has("max_new_tokens") ? std::optional<int64_t>(sp.integer("max_new_tokens", 128, 1))
-                                                : std::optional<int64_t>(128), "max_new_tokens");
+    // 0 new tokens: the prompt only (scored with return_logprob), as SGLang allows.
+    set_max_tokens(p, sp.has("max_new_tokens") ? std::optional<int64_t>(sp.integer("max_new_tokens", 128, 0))
+                                                : std::optional<int64_t>(128), "max_new_tokens", true);
     p.stream = b.boolean("stream", false);
+    p.rid = b.string("rid", "");
+    // SGLang's log-probabilities: of the output tokens, and of the prompt from logprob_start_len
+    // (-1: only its last token, with no value, as SGLang gives it); top_logprobs_num alternatives each.
+    const bool return_logprob = b.boolean("return_logprob", false);
+    const int64_t prompt_len = static_cast<int64_t>(p.prompt.size());
+    const int64_t start_len = b.integer("logprob_start_len", -1, -1, prompt_len - 1);
+    const int top_n = static_cast<int>(b.integer("top_logprobs_num", 0, 0, 20));
+    const bool with_text = b.boolean("return_text_in_logprobs", false);
+    if (return_logprob) {
+      p.base.top_logprobs = top_n;
+      p.base.prompt_logprobs_from = start_len < 0 ? prompt_len - 1 : start_len;
+    }
+    if (!p.rid.empty()) flight->log.id = p.rid;  // SGLang's meta_info.id is the rid
     const std::string id = flight->log.id;
     flight->log.set_choices(1);
+    // (logprob, token id, text or null) triples; a null logprob where nothing predicts the token.
+    auto triple = [this, with_text](json lp, int32_t token) {
+      return json::array({std::move(lp), token, with_text ? json(tok.decode(std::vector<int32_t>{token})) : json(nullptr)});
+    };
+    auto tops = [triple](const std::vector<engine::TokenLogprob>& top) {
+      json t = json::array();
+      for (const auto& e : top) t.push_back(triple(e.logprob, e.token));
+      return t;
+    };
+    const std::vector<int32_t> prompt_ids = p.prompt;
+    const int64_t from = p.base.prompt_logprobs_from;
+    auto add_logprobs = [=](json& m, const std::vector<engine::ScoredToken>& prompt_scores,
+                            const std::vector<engine::TokenEvent>& events) {
+      json in = json::array({triple(nullptr, prompt_ids[static_cast<size_t>(from)])}), in_top = json::array({nullptr});
+      for (const auto& sc : prompt_scores) {
+        in.push_back(triple(sc.logprob, sc.token));
+        in_top.push_back(tops(sc.top));
+      }
+      json out = json::array(), out_top = json::array();
+      for (const auto& ev : events) {
+        out.push_back(triple(ev.logprob, ev.token));
+        out_top.push_back(tops(ev.top));
+      }
+      m["input_token_logprobs"] = in;
+      m["output_token_logprobs"] = out;
+      if (top_n > 0) {
+        m["input_top_logprobs"] = in_top;
+        m["output_top_logprobs"] = out_top;
+      }
+    };
     auto meta = [id](const Delta& d, double latency) {
       json fr = nullptr;
       if (d.finish == engine::FinishReason::kLength) fr = {{"type", "length"}, {"length", d.completion_tokens}};
-      else if (d.finish == engine::FinishReason::kAbort) fr = {{"type", "abort"}, {"message", d.error}};
+      else if (d.finish == engine::FinishReason::kAbort)
+        fr = {{"type", "abort"}, {"message", d.error.empty() ? "the request was aborted" : d.error}};
       else if (d.finish == engine::FinishReason::kStop)
         fr = d.matched_stop.empty() ? json{{"type", "stop"}, {"matched", nullptr}} : json{{"type", "stop"}, {"matched", d.matched_stop}};
       return json{{"id", id}, {"finish_reason", fr}, {"prompt_tokens", d.prompt_tokens},
                   {"completion_tokens", d.completion_tokens}, {"cached_tokens", d.cached_tokens},
                   {"e2e_latency", latency}};
     };
-    auto gens = start(p);
+    auto gens = start(p, flight);
     if (p.stream) {
-      // SGLang streams the text so far in each chunk.
+      // SGLang streams the text so far in each chunk (and the log-probabilities so far).
       auto text = std::make_shared<std::string>();
       auto ids = std::make_shared<std::vector<int32_t>>();
+      auto events = std::make_shared<std::vector<engine::TokenEvent>>();
+      auto prompt_scores = std::make_shared<std::vector<engine::ScoredToken>>();
       auto t0 = Clock::now();
       stream(res, flight, std::move(gens),
              [=](size_t, const Delta& d, bool) {
                *text += d.text;
                ids->insert(ids->end(), d.tokens.begin(), d.tokens.end());
+               events->insert(events->end(), d.events.begin(), d.events.end());
+               if (!d.prompt_logprobs.empty()) *prompt_scores = d.prompt_logprobs;
                if (d.text.empty() && d.finish == engine::FinishReason::kNone) return std::vector<json>{};
-               return std::vector<json>{{{"text", *text}, {"output_ids", *ids},
-                                         {"meta_info", meta(d, std::chrono::duration<double>(Clock::now() - t0).count())}}};
+               json m = meta(d, std::chrono::duration<double>(Clock::now() - t0).count());
+               if (return_logprob) add_logprobs(m, *prompt_scores, *events);
+               return std::vector<json>{{{"text", *text}, {"output_ids", *ids}, {"meta_info", m}}};
              },
              [](const std::vector<Delta>&) -> std::optional<json> { return std::nullopt; });
       return;
@@ -623,7 +788,9 @@ struct Server::Impl {
     Result r = collect(*gens[0], &flight->log, 0, &client);
     if (!r.last.error.empty()) throw ApiError{500, r.last.error, ""};
     double latency = std::chrono::duration<double>(Clock::now() - gens[0]->start()).count();
-    reply(res, 200, {{"text", r.text}, {"output_ids", r.tokens}, {"meta_info", meta(r.last, latency)}});
+    json m = meta(r.last, latency);
+    if (return_logprob) add_logprobs(m, r.prompt_logprobs, r.events);
+    reply(res, 200, {{"text", r.text}, {"output_ids", r.tokens}, {"meta_info", m}});
   }
 
   // Runs a handler, answering its failures as OpenAI-style errors (never a crash).
@@ -708,6 +875,33 @@ struct Server::Impl {
                                   {"owned_by", "quanta"}, {"root", opt.model_path},
                                   {"max_model_len", scheduler.options().context_length}}}}});
     }));
+    // One model: its entry, or 404 for any other id.
+    http.Get(R"(/v1/models/(.+))", guarded([this](const httplib::Request& req, httplib::Response& res) {
+      const std::string want = req.matches[1];
+      if (want != opt.served_model_name && want != opt.model_path)
+        throw ApiError{404, "The model '" + want + "' does not exist; this server serves '" + opt.served_model_name + "'",
+                       "model"};
+      reply(res, 200, {{"id", opt.served_model_name}, {"object", "model"}, {"created", unix_time()},
+                       {"owned_by", "quanta"}, {"root", opt.model_path},
+                       {"max_model_len", scheduler.options().context_length}});
+    }));
+    // SGLang's: ends the request with this rid (or response id); its stream ends with finish_reason abort.
+    http.Post("/abort_request", guarded([this](const httplib::Request& req, httplib::Response& res) {
+      json j = parse_body(req);
+      Body b{j};
+      if (b.boolean("abort_all", false)) {
+        std::vector<std::string> ids;
+        {
+          std::lock_guard<std::mutex> lock(registry_mu);
+          for (const auto& [id, f] : registry) ids.push_back(id);
+        }
+        for (const auto& id : ids) abort_request(id);
+        return reply(res, 200, {{"aborted", !ids.empty()}});
+      }
+      if (!b.has("rid") || !j["rid"].is_string() || j["rid"].get<std::string>().empty())
+        throw ApiError{400, "'rid' must be the id of a request (a string)", "rid"};
+      reply(res, 200, {{"rid", j["rid"]}, {"aborted", abort_request(j["rid"].get<std::string>())}});
+    }));
     http.Post("/v1/completions", generation("cmpl-", [this](const httplib::Request& q, httplib::Response& r, const Flight& f) {
       handle_completion(q, r, false, f);
     }));
@@ -738,12 +932,23 @@ struct Server::Impl {
       json j = parse_body(req);
       Body b{j};
       std::string text = b.has("content") ? b.string("content", "") : b.string("prompt", "");
-      reply(res, 200, {{"tokens", tok.encode(text, b.boolean("add_special", false))}});
+      // add_special (SGLang) or add_special_tokens (vLLM, lm-eval's remote tokenizer).
+      const bool add = b.has("add_special_tokens") ? b.boolean("add_special_tokens", false) : b.boolean("add_special", false);
+      const std::vector<int32_t> ids = tok.encode(text, add);
+      reply(res, 200, {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", scheduler.options().context_length}});
     }));
     http.Post("/detokenize", guarded([this](const httplib::Request& req, httplib::Response& res) {
       json j = parse_body(req);
       if (!j.contains("tokens") || !j["tokens"].is_array()) throw ApiError{400, "'tokens' must be a list of ids", "tokens"};
-      reply(res, 200, {{"content", tok.decode(token_ids(j["tokens"], "tokens", tok.vocab_size()))}});
+      const std::string text = tok.decode(token_ids(j["tokens"], "tokens", tok.vocab_size()));
+      reply(res, 200, {{"content", text}, {"prompt", text}});  // SGLang's field, vLLM's
+    }));
+    // vLLM's, which lm-eval's remote tokenizer reads: the special tokens as text.
+    http.Get("/tokenizer_info", guarded([this](const httplib::Request&, httplib::Response& res) {
+      auto piece = [this](int32_t id) { return id >= 0 ? json(tok.decode(std::vector<int32_t>{id})) : json(nullptr); };
+      const tokenizer::SpecialIds& sp = tok.special_ids();
+      reply(res, 200, {{"eos_token", piece(sp.eos)}, {"bos_token", piece(sp.bos)}, {"pad_token", piece(sp.pad)},
+                       {"model_max_length", scheduler.options().context_length}});
     }));
     http.Get("/metrics", guarded([this](const httplib::Request&, httplib::Response& res) {
       res.set_content(metrics.render(scheduler.stats()), "text/plain; version=0.0.4");
