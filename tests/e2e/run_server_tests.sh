@@ -36,4 +36,7 @@ fi
 
 export QUANTA_BINARY="$binary"
 cd "$repo"
-exec "$venv/bin/python" -m pytest -p no:cacheprovider -q "$here/test_server.py" "$here/test_server_survival.py" "$@"
+# $QUANTA_E2E_TESTS: the test files to run (default: the two suites on the tiny fixture).
+files=()
+for f in ${QUANTA_E2E_TESTS:-test_server.py test_server_survival.py}; do files+=("$here/$f"); done
+exec "$venv/bin/python" -m pytest -p no:cacheprovider -q "${files[@]}" "$@"

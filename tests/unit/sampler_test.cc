@@ -111,5 +111,45 @@ TEST(Sampler, RejectsOutOfRangeParameters) {
   EXPECT_THROW(p.validate(), Error);
 }
 
+
+TEST(Sampler, LogitBiasForcesOrBansAToken) {
+  SamplingParams p;
+  p.temperature = 0.0;
+  p.logit_bias = {{3, 100.0f}};
+  EXPECT_EQ(draw(p, {0.1f, 3.0f, 2.9f, -1.0f}, 1)[0], 3);
+  p.logit_bias = {{1, -100.0f}};
+  EXPECT_EQ(draw(p, {0.1f, 3.0f, 2.9f, -1.0f}, 1)[0], 2);
+  p.logit_bias = {{1, 101.0f}};
+  EXPECT_THROW(p.validate(), Error);
+}
+
+TEST(Sampler, MinNewTokensBansStopTokensUntilReached) {
+  SamplingParams p;
+  p.temperature = 0.0;
+  p.min_new_tokens = 2;
+  Sampler s(p, {}, {1});
+  const std::vector<float> logits = {0.1f, 3.0f, 2.9f, -1.0f};
+  std::vector<int32_t> got;
+  for (int i = 0; i < 3; ++i) {
+    std::vector<float> l = logits;
+    got.push_back(s.sample(l.data(), 4));
+  }
+  EXPECT_EQ(got, (std::vector<int32_t>{2, 2, 1}));
+}
+
+TEST(Sampler, ScoreTokenIsLogSoftmaxWithTopK) {
+  const std::vector<float> logits = {1.0f, 3.0f, 2.0f, 3.0f};
+  double z = 0;
+  for (float l : logits) z += std::exp(static_cast<double>(l));
+  ScoredToken s = score_token(logits.data(), 4, 2, 3);
+  EXPECT_NEAR(s.logprob, 2.0 - std::log(z), 1e-6);
+  ASSERT_EQ(s.top.size(), 3u);
+  EXPECT_EQ(s.top[0].token, 1);  // ties by id
+  EXPECT_EQ(s.top[1].token, 3);
+  EXPECT_EQ(s.top[2].token, 2);
+  EXPECT_NEAR(s.top[2].logprob, s.logprob, 1e-7);
+  EXPECT_TRUE(score_token(logits.data(), 4, 0, 0).top.empty());
+}
+
 }  // namespace
 }  // namespace quanta::engine

@@ -1,0 +1,158 @@
+"""End-to-end tests of echo/prompt log-probabilities, sampling extras and /abort_request on the default model.
+
+Run by tests/e2e/run_server_tests.sh with QUANTA_E2E_TESTS=test_server_logprobs.py (CTest: server_e2e_logprobs).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import pytest
+import requests
+from openai import OpenAI
+
+from test_server import DEFAULT_MODEL, HTTP_TIMEOUT, MODEL, Server, assert_error, post, sse_events
+
+TEXT = "The quick brown fox jumps over the lazy dog. It was a sunny day in the small town"
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    if not DEFAULT_MODEL.is_file():
+        pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/fetch-default-model.sh (scripts/test.sh does)")
+    s = Server([], context=512, model=DEFAULT_MODEL)
+    yield s
+    alive = s.proc.poll() is None
+    s.stop()
+    assert alive, "the server died during the tests"
+
+
+@pytest.fixture(scope="module")
+def client(gemma):
+    return OpenAI(base_url=gemma.url("/v1"), api_key="unused", max_retries=0, timeout=HTTP_TIMEOUT)
+
+
+def test_echo_logprobs_max_tokens_0_score_the_prompt(gemma, client):
+    ids = post(gemma, "/tokenize", {"prompt": TEXT, "add_special_tokens": True}).json()["tokens"]
+    out = client.completions.create(model=MODEL, prompt=TEXT, echo=True, logprobs=1, max_tokens=0)
+    c = out.choices[0]
+    assert c.text == TEXT
+    lp = c.logprobs
+    assert len(lp.tokens) == len(ids) and lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    assert all(x < 0 for x in lp.token_logprobs[1:])
+    assert out.usage.completion_tokens == 0
+    # The same numbers from SGLang's /generate (prompt scored from position 0), and with the prompt
+    # cached by the first request (the scored part must be recomputed, not taken from the cache).
+    g = post(gemma, "/generate", {"input_ids": ids, "return_logprob": True, "logprob_start_len": 0,
+                                  "sampling_params": {"max_new_tokens": 0}}).json()["meta_info"]
+    assert [t[1] for t in g["input_token_logprobs"]] == ids
+    assert g["input_token_logprobs"][0][0] is None
+    for a, b in zip(lp.token_logprobs[1:], [t[0] for t in g["input_token_logprobs"][1:]]):
+        assert abs(a - b) < 1e-4
+    # Each prompt log-prob is the next token's under a greedy continuation of the shorter prefix.
+    k = len(ids) // 2
+    nxt = post(gemma, "/generate", {"input_ids": ids[:k], "return_logprob": True,
+                                    "sampling_params": {"max_new_tokens": 1, "temperature": 0}}).json()["meta_info"]
+    top = client.completions.create(model=MODEL, prompt=ids[:k], max_tokens=1, temperature=0, logprobs=1)
+    assert abs(nxt["output_token_logprobs"][0][0] - top.choices[0].logprobs.token_logprobs[0]) < 1e-4
+
+
+def test_echo_logprobs_then_generation(gemma, client):
+    out = client.completions.create(model=MODEL, prompt=TEXT, echo=True, logprobs=2, max_tokens=3, temperature=0)
+    c = out.choices[0]
+    assert c.text.startswith(TEXT) and len(c.text) > len(TEXT)
+    n_prompt = out.usage.prompt_tokens
+    assert len(c.logprobs.tokens) == n_prompt + 3
+    assert all(len(t) <= 2 for t in c.logprobs.top_logprobs[1:])
+
+
+def test_echo_stream_starts_with_the_prompt(gemma):
+    r = requests.post(gemma.url("/v1/completions"), stream=True, timeout=HTTP_TIMEOUT, json={
+        "prompt": TEXT, "echo": True, "logprobs": 0, "max_tokens": 2, "temperature": 0, "stream": True})
+    ev = sse_events(r)
+    assert ev[0]["choices"][0]["text"].startswith(TEXT)
+    assert ev[0]["choices"][0]["logprobs"]["token_logprobs"][0] is None
+
+
+def test_logit_bias_forces_a_token(gemma, client):
+    plain = client.completions.create(model=MODEL, prompt="Hello", max_tokens=4, temperature=0)
+    forced_id = 1000
+    piece = post(gemma, "/detokenize", {"tokens": [forced_id]}).json()["prompt"]
+    out = client.completions.create(model=MODEL, prompt="Hello", max_tokens=4, temperature=0,
+                                    logit_bias={str(forced_id): 100})
+    assert out.choices[0].text == piece * 4 != plain.choices[0].text
+    assert_error(post(gemma, "/v1/completions", {"prompt": "a", "logit_bias": {"1": 101}}), 400, "logit_bias")
+    assert_error(post(gemma, "/v1/completions", {"prompt": "a", "logit_bias": {"x": 1}}), 400, "logit_bias")
+
+
+def test_stop_token_ids_min_tokens_ignore_eos(gemma, client):
+    base = post(gemma, "/generate", {"text": "Hello", "sampling_params": {"max_new_tokens": 6, "temperature": 0}}).json()
+    second = base["output_ids"][1]
+    stopped = post(gemma, "/generate", {"text": "Hello", "sampling_params": {
+        "max_new_tokens": 6, "temperature": 0, "stop_token_ids": [second]}}).json()
+    assert stopped["output_ids"] == base["output_ids"][:2]
+    assert stopped["meta_info"]["finish_reason"]["type"] == "stop"
+    # min_tokens bans the stop token for the first 3 outputs.
+    later = post(gemma, "/generate", {"text": "Hello", "sampling_params": {
+        "max_new_tokens": 6, "temperature": 0, "stop_token_ids": [second], "min_new_tokens": 3}}).json()
+    assert len(later["output_ids"]) >= 3 and second not in later["output_ids"][:3]
+    # EOS forced by a bias: it ends the answer unless ignore_eos.
+    eos = 1
+    out = client.completions.create(model=MODEL, prompt="Hi", max_tokens=5, temperature=0, logit_bias={str(eos): 100})
+    assert out.choices[0].finish_reason == "stop" and out.usage.completion_tokens == 1
+    out = client.completions.create(model=MODEL, prompt="Hi", max_tokens=5, temperature=0, logit_bias={str(eos): 100},
+                                    extra_body={"ignore_eos": True})
+    assert out.choices[0].finish_reason == "length" and out.usage.completion_tokens == 5
+    out = client.completions.create(model=MODEL, prompt="Hi", max_tokens=5, temperature=0, logit_bias={str(eos): 100},
+                                    extra_body={"min_tokens": 3})
+    assert out.usage.completion_tokens == 4
+    assert_error(post(gemma, "/v1/completions", {"prompt": "a", "max_tokens": 2, "min_tokens": 3}), 400, "min_tokens")
+
+
+def test_best_of_returns_n_best(gemma, client):
+    out = client.completions.create(model=MODEL, prompt="Once upon", max_tokens=4, n=2, best_of=4, temperature=1,
+                                    seed=3, logprobs=0)
+    assert [c.index for c in out.choices] == [0, 1]
+    totals = [sum(c.logprobs.token_logprobs) for c in out.choices]
+    assert totals[0] >= totals[1]
+    assert out.usage.completion_tokens == 16  # all four candidates ran
+    assert_error(post(gemma, "/v1/completions", {"prompt": "a", "n": 3, "best_of": 2}), 400, "best_of")
+    assert_error(post(gemma, "/v1/completions", {"prompt": "a", "n": 1, "best_of": 2, "stream": True}), 400, "best_of")
+
+
+def test_skip_special_tokens(gemma):
+    ids = post(gemma, "/tokenize", {"prompt": "Hi", "add_special_tokens": True}).json()["tokens"]
+    body = {"prompt": ids, "echo": True, "max_tokens": 0}
+    assert "<bos>" not in post(gemma, "/v1/completions", body).json()["choices"][0]["text"]
+    body["skip_special_tokens"] = False
+    assert post(gemma, "/v1/completions", body).json()["choices"][0]["text"].startswith("<bos>")
+
+
+def test_abort_request_ends_stream_with_abort(gemma):
+    events = []
+
+    def run():
+        r = requests.post(gemma.url("/generate"), stream=True, timeout=HTTP_TIMEOUT, json={
+            "text": "Tell me a long story", "rid": "story-1", "stream": True,
+            "sampling_params": {"max_new_tokens": 400, "temperature": 0, "ignore_eos": True}})
+        events.extend(sse_events(r))
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(1.5)
+    r = post(gemma, "/abort_request", {"rid": "story-1"})
+    assert r.status_code == 200 and r.json()["aborted"] is True
+    t.join(timeout=30)
+    assert events and events[-1]["meta_info"]["finish_reason"]["type"] == "abort"
+    assert events[-1]["meta_info"]["id"] == "story-1"
+    assert events[-1]["meta_info"]["completion_tokens"] < 400
+    assert post(gemma, "/abort_request", {"rid": "story-1"}).json()["aborted"] is False
+    assert_error(post(gemma, "/abort_request", {}), 400, "rid")
+
+
+def test_models_by_id(gemma):
+    r = requests.get(gemma.url(f"/v1/models/{MODEL}"), timeout=HTTP_TIMEOUT)
+    assert r.status_code == 200 and r.json()["id"] == MODEL
+    assert_error(requests.get(gemma.url("/v1/models/nope"), timeout=HTTP_TIMEOUT), 404, "model")
