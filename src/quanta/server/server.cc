@@ -702,14 +702,14 @@ struct Server::Impl {
       throw ApiError{400, "give 'text' or 'input_ids'", "text"};
     }
     if (p.prompt.empty()) throw ApiError{400, "the prompt is empty", "text"};
-    // 0 new tokens: the prompt only (scored with return_logprob), as SGLang allows.
-    set_max_tokens(p, sp.has("max_new_tokens") ? std::optional<int64_t>(sp.integer("max_new_tokens", 128, 0))
-                                                : std::optional<int64_t>(128), "max_new_tokens", true);
+    // 0 new tokens with return_logprob: the prompt only, scored.
+    const bool return_logprob = b.boolean("return_logprob", false);
+    set_max_tokens(p, sp.has("max_new_tokens") ? std::optional<int64_t>(sp.integer("max_new_tokens", 128, return_logprob ? 0 : 1))
+                                                : std::optional<int64_t>(128), "max_new_tokens", return_logprob);
     p.stream = b.boolean("stream", false);
     p.rid = b.string("rid", "");
     // SGLang's log-probabilities: of the output tokens, and of the prompt from logprob_start_len
     // (-1: only its last token, with no value, as SGLang gives it); top_logprobs_num alternatives each.
-    const bool return_logprob = b.boolean("return_logprob", false);
     const int64_t prompt_len = static_cast<int64_t>(p.prompt.size());
     const int64_t start_len = b.integer("logprob_start_len", -1, -1, prompt_len - 1);
     const int top_n = static_cast<int>(b.integer("top_logprobs_num", 0, 0, 20));
