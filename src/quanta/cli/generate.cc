@@ -14,6 +14,7 @@
 #include "quanta/cli/commands.h"
 #include "quanta/cli/quant_options.h"
 #include "quanta/core/error.h"
+#include "quanta/core/parse.h"
 #include "quanta/core/thread_pool.h"
 #include "quanta/engine/loader.h"
 #include "quanta/engine/sampler.h"
@@ -53,17 +54,11 @@ std::vector<int32_t> parse_ids(const std::string& text) {
   std::string cur;
   auto flush = [&] {
     if (cur.empty()) return;
-    size_t used = 0;
-    long long v = -1;
-    try {
-      v = std::stoll(cur, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != cur.size() || v < 0 || v > INT32_MAX)
+    const std::optional<int64_t> v = parse_non_negative(cur, INT32_MAX);
+    if (!v)
       throw Error("'" + cur + "' is not a token id (expected non-negative integers separated by commas or spaces)",
                   {.field = "--prompt-ids"});
-    ids.push_back(static_cast<int32_t>(v));
+    ids.push_back(static_cast<int32_t>(*v));
     cur.clear();
   };
   for (char ch : text) {

@@ -8,6 +8,7 @@
 
 #include "quanta/cli/commands.h"
 #include "quanta/core/error.h"
+#include "quanta/core/parse.h"
 #include "quanta/tokenizer/tokenizer.h"
 
 namespace quanta::cli {
@@ -66,16 +67,10 @@ int run_detokenize(const DetokenizeOptions& o) {
     std::string cur;
     auto flush = [&] {
       if (cur.empty()) return;
-      size_t used = 0;
-      long long v = -1;
-      try {
-        v = std::stoll(cur, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used != cur.size() || v < 0 || v > INT32_MAX)
+      const std::optional<int64_t> v = parse_non_negative(cur, INT32_MAX);
+      if (!v)
         throw Error("'" + cur + "' is not a token id (expected non-negative integers)", {.field = "IDS"});
-      ids.push_back(static_cast<int32_t>(v));
+      ids.push_back(static_cast<int32_t>(*v));
       cur.clear();
     };
     for (char ch : arg) {

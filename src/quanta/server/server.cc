@@ -11,6 +11,7 @@
 
 #include "quanta/core/error.h"
 #include "quanta/core/json.h"
+#include "quanta/core/parse.h"
 #include "quanta/server/client_connection.h"
 #include "quanta/server/generation.h"
 #include "quanta/server/metrics.h"
@@ -188,6 +189,12 @@ struct Server::Impl {
   std::mutex registry_mu;
   std::unordered_map<std::string, InFlight*> registry;
 
+  // The one model this server serves, as /v1/models lists it.
+  json model_entry() const {
+    return {{"id", opt.served_model_name}, {"object", "model"}, {"created", unix_time()}, {"owned_by", "quanta"},
+            {"root", opt.model_path}, {"max_model_len", scheduler.options().context_length}};
+  }
+
   // Makes the request abortable by its response id and by `rid` (a rid already in flight is a 400).
   void register_ids(const Flight& f, const std::string& rid) {
     std::lock_guard<std::mutex> lock(registry_mu);
@@ -262,11 +269,6 @@ struct Server::Impl {
     sp.frequency_penalty = b.number("frequency_penalty", 0.0);
     sp.presence_penalty = b.number("presence_penalty", 0.0);
     if (b.has("seed")) p.seed = static_cast<uint64_t>(b.integer("seed", 0));
-    try {
-      sp.validate();
-    } catch (const Error& e) {
-      throw ApiError{400, e.message(), e.context().field};
-    }
     p.base.ignore_eos = b.boolean("ignore_eos", false);
     p.skip_special = b.boolean("skip_special_tokens", true);
     if (b.has("stop")) {
@@ -294,19 +296,17 @@ struct Server::Impl {
       if (!lb.is_object()) throw ApiError{400, "'logit_bias' must be an object of token id -> bias", "logit_bias"};
       const int64_t vocab = scheduler.options().sample_vocab > 0 ? scheduler.options().sample_vocab : tok.vocab_size();
       for (const auto& [key, bias] : lb.items()) {
-        size_t used = 0;
-        long long id = -1;
-        try {
-          id = std::stoll(key, &used);
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        if (used != key.size() || id < 0 || id >= vocab)
+        const std::optional<int64_t> id = parse_non_negative(key, vocab - 1);
+        if (!id)
           throw ApiError{400, "'logit_bias' key '" + key + "' is not a token id in [0, " + std::to_string(vocab) + ")", "logit_bias"};
-        if (!bias.is_number() || !(bias.get<double>() >= -100.0 && bias.get<double>() <= 100.0))
-          throw ApiError{400, "'logit_bias' of token " + key + " must be a number in [-100, 100]", "logit_bias"};
-        sp.logit_bias.push_back({static_cast<int32_t>(id), bias.get<float>()});
+        if (!bias.is_number()) throw ApiError{400, "'logit_bias' of token " + key + " must be a number", "logit_bias"};
+        sp.logit_bias.push_back({static_cast<int32_t>(*id), bias.get<float>()});  // its range: validate()
       }
+    }
+    try {
+      sp.validate();
+    } catch (const Error& e) {
+      throw ApiError{400, e.message(), e.context().field};
     }
   }
 
@@ -870,10 +870,7 @@ struct Server::Impl {
       res.set_content("", "text/plain");
     }, false));
     http.Get("/v1/models", guarded([this](const httplib::Request&, httplib::Response& res) {
-      reply(res, 200, {{"object", "list"},
-                       {"data", {{{"id", opt.served_model_name}, {"object", "model"}, {"created", unix_time()},
-                                  {"owned_by", "quanta"}, {"root", opt.model_path},
-                                  {"max_model_len", scheduler.options().context_length}}}}});
+      reply(res, 200, {{"object", "list"}, {"data", json::array({model_entry()})}});
     }));
     // One model: its entry, or 404 for any other id.
     http.Get(R"(/v1/models/(.+))", guarded([this](const httplib::Request& req, httplib::Response& res) {
@@ -881,9 +878,7 @@ struct Server::Impl {
       if (want != opt.served_model_name && want != opt.model_path)
         throw ApiError{404, "The model '" + want + "' does not exist; this server serves '" + opt.served_model_name + "'",
                        "model"};
-      reply(res, 200, {{"id", opt.served_model_name}, {"object", "model"}, {"created", unix_time()},
-                       {"owned_by", "quanta"}, {"root", opt.model_path},
-                       {"max_model_len", scheduler.options().context_length}});
+      reply(res, 200, model_entry());
     }));
     // SGLang's: ends the request with this rid (or response id); its stream ends with finish_reason abort.
     http.Post("/abort_request", guarded([this](const httplib::Request& req, httplib::Response& res) {
