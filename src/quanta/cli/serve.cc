@@ -31,7 +31,7 @@ namespace {
 
 struct ServeOptions {
   std::string model_path, tokenizer_path, host = "127.0.0.1", served_model_name, api_key, chat_template,
-      device = "cpu", log_level = "info";
+      device = "cpu", log_level = "info", reasoning_parser, tool_call_parser;
   engine::LoadOptions load;
   int port = 30000;
   int tp_size = 1;
@@ -61,6 +61,9 @@ int run_serve(const ServeOptions& o) {
   const std::vector<std::string> levels = {"debug", "info", "warning", "error", "critical"};
   if (std::find(levels.begin(), levels.end(), o.log_level) == levels.end())
     throw Error("'" + o.log_level + "' is not a log level (debug, info, warning, error, critical)", {.field = "--log-level"});
+  // Parser names checked before the model loads (they throw naming the flag).
+  if (!o.tool_call_parser.empty()) server::tool_call_format(o.tool_call_parser);
+  server::reasoning_format(o.reasoning_parser);
   if (o.max_concurrent_requests < 1) throw Error("must be at least 1", {.field = "--max-concurrent-requests"});
   kernels::active_isa();
   ThreadPool pool(o.threads > 0 ? o.threads : ThreadPool::physical_cores());
@@ -158,6 +161,14 @@ int run_serve(const ServeOptions& o) {
                       {"chunked_prefill_size", so.chunked_prefill_size}, {"tp_size", 1}, {"device", "cpu"},
                       {"threads", pool.size()}, {"isa", kernels::isa_name(kernels::active_isa())}};
   sopt.shutdown_grace_sec = o.shutdown_grace;
+  // Tool calls in the syntax the chat template teaches, unless --tool-call-parser names one.
+  sopt.tool_call_parser = o.tool_call_parser.empty() ? server::detect_tool_call_format(chosen.source)
+                                                     : server::tool_call_format(o.tool_call_parser);
+  sopt.reasoning_parser = server::reasoning_format(o.reasoning_parser);
+  sopt.server_args["tool_call_parser"] = server::format_name(sopt.tool_call_parser);
+  sopt.server_args["reasoning_parser"] = server::format_name(sopt.reasoning_parser);
+  std::fprintf(stderr, "quanta: tool-call parser: %s, reasoning parser: %s\n", server::format_name(sopt.tool_call_parser),
+               server::format_name(sopt.reasoning_parser));
   server::Server srv(scheduler, tok, chat, lm.generation, sopt);
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
@@ -229,6 +240,10 @@ Command add_serve(CLI::App& app) {
   sub->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on every endpoint but /health");
   sub->add_option("--chat-template", o->chat_template,
                   "Jinja chat template file, or a built-in: chatml, gemma, llama3, mistral (default: the model's own, else the built-in for its family)");
+  sub->add_option("--tool-call-parser", o->tool_call_parser,
+                  "Tool-call syntax: qwen25 (hermes), llama3, mistral, none (default: from the chat template)");
+  sub->add_option("--reasoning-parser", o->reasoning_parser,
+                  "Split <think>...</think> into reasoning_content: qwen3, qwen3-thinking, deepseek-r1 (default: none)");
   sub->add_option("--context-length", o->context_length, "Context length (default: the model's max_position_embeddings)");
   sub->add_option("--max-running-requests", o->max_running_requests, "Requests in the running batch at most")->capture_default_str();
   sub->add_option("--max-total-tokens", o->max_total_tokens, "Tokens the KV pool holds (overrides --mem-fraction-static)");

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <random>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -141,6 +142,92 @@ struct Plan {
   int best_of = 1;  // generations run; the n with the highest cumulative log-probability are returned
   std::string rid;  // the client's request id (/abort_request), if given
 };
+
+// A chat request's tools: what the template is given and whether the answer is read for calls.
+struct ChatTools {
+  json for_template;       // null: no tools (none given, or tool_choice "none")
+  bool parse_calls = false;
+  bool parallel = true;    // parallel_tool_calls: false keeps the first call only
+};
+
+ChatTools read_tools(const Body& b, ToolCallFormat parser) {
+  ChatTools t;
+  t.parallel = b.boolean("parallel_tool_calls", true);
+  std::set<std::string> names;
+  if (b.has("tools")) {
+    const json& tools = b.j["tools"];
+    if (!tools.is_array()) throw ApiError{400, "'tools' must be a list", "tools"};
+    for (size_t i = 0; i < tools.size(); ++i) {
+      const std::string at = "tools[" + std::to_string(i) + "]";
+      const json& tool = tools[i];
+      if (!tool.is_object() || !tool.contains("type") || tool["type"] != "function")
+        throw ApiError{400, "'" + at + ".type' must be \"function\"", at + ".type"};
+      if (!tool.contains("function") || !tool["function"].is_object())
+        throw ApiError{400, "'" + at + ".function' must be an object", at + ".function"};
+      const json& f = tool["function"];
+      if (!f.contains("name") || !f["name"].is_string() || f["name"].get_ref<const std::string&>().empty())
+        throw ApiError{400, "'" + at + ".function.name' must be a non-empty string", at + ".function.name"};
+      if (f.contains("parameters") && !f["parameters"].is_null() && !f["parameters"].is_object())
+        throw ApiError{400, "'" + at + ".function.parameters' must be a JSON Schema object", at + ".function.parameters"};
+      names.insert(f["name"].get<std::string>());
+    }
+  }
+  std::string choice = names.empty() ? "none" : "auto";
+  if (b.has("tool_choice")) {
+    const json& tc = b.j["tool_choice"];
+    if (tc.is_string() && (tc == "none" || tc == "auto" || tc == "required")) {
+      choice = tc.get<std::string>();
+    } else if (tc.is_object() && tc.contains("function") && tc["function"].is_object() && tc["function"].contains("name") &&
+               tc["function"]["name"].is_string()) {
+      const std::string name = tc["function"]["name"].get<std::string>();
+      if (!names.count(name))
+        throw ApiError{400, "'tool_choice' names the function '" + name + "', which is not in 'tools'", "tool_choice"};
+      choice = "function";
+    } else {
+      throw ApiError{400, "'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                     "tool_choice"};
+    }
+    if (choice != "none" && names.empty()) throw ApiError{400, "'tool_choice' needs 'tools'", "tool_choice"};
+  }
+  if (choice == "none") return t;
+  if (choice == "required" || choice == "function")
+    throw ApiError{400, "tool_choice '" + (choice == "function" ? std::string("{function}") : choice) +
+                            "' needs constrained decoding, which quanta does not do yet; use \"auto\"", "tool_choice"};
+  t.for_template = b.j["tools"];
+  t.parse_calls = parser != ToolCallFormat::kNone;
+  return t;
+}
+
+// Messages as a chat template expects them: OpenAI gives an assistant's tool-call arguments as JSON
+// text, templates (like transformers') expect the object.
+json template_messages(const json& messages) {
+  json out = messages;
+  for (json& m : out) {
+    if (!m.is_object() || !m.contains("tool_calls") || !m["tool_calls"].is_array()) continue;
+    for (json& c : m["tool_calls"]) {
+      if (!c.is_object() || !c.contains("function") || !c["function"].is_object()) continue;
+      json& f = c["function"];
+      if (!f.contains("arguments") || !f["arguments"].is_string()) continue;
+      try {
+        json args = parse_json(f["arguments"].get<std::string>());
+        if (args.is_object()) f["arguments"] = std::move(args);
+      } catch (const Error&) {
+        // not JSON: the template gets the text as it was
+      }
+    }
+  }
+  return out;
+}
+
+void append_parts(ChatParts& into, ChatParts from) {
+  into.reasoning += from.reasoning;
+  into.content += from.content;
+  for (auto& c : from.calls) into.calls.push_back(std::move(c));
+}
+
+json tool_call_json(const ToolCall& c) {
+  return {{"id", c.id}, {"type", "function"}, {"function", {{"name", c.name}, {"arguments", c.arguments}}}};
+}
 
 }  // namespace
 
@@ -565,6 +652,8 @@ struct Server::Impl {
     if (p.best_of > p.n) p.base.top_logprobs = std::max(top_logprobs, 0);  // ranks by the chosen tokens' log-probs
     if (echo && top_logprobs >= 0) p.base.prompt_logprobs_from = 0;  // every prompt token scored
     std::string prompt_text;  // what echo prepends
+    ChatTools tools;
+    bool separate_reasoning = false;
 
     if (is_chat) {
       if (!b.has("messages") || !j["messages"].is_array() || j["messages"].empty())
@@ -575,9 +664,13 @@ struct Server::Impl {
       if (!chat) throw ApiError{400, "this model has no chat template; use /v1/completions", "messages"};
       json extra = b.has("chat_template_kwargs") ? j["chat_template_kwargs"] : json::object();
       if (!extra.is_object()) throw ApiError{400, "'chat_template_kwargs' must be an object", "chat_template_kwargs"};
+      tools = read_tools(b, opt.tool_call_parser);
+      if (tools.parse_calls && needs_special_tokens(opt.tool_call_parser) && !b.has("skip_special_tokens"))
+        p.skip_special = false;  // the calls' markers are special tokens
+      separate_reasoning = b.boolean("separate_reasoning", true) && opt.reasoning_parser != ReasoningFormat::kNone;
       std::string text;
       try {
-        text = chat(j["messages"], b.has("tools") ? j["tools"] : json(nullptr), true, extra);
+        text = chat(template_messages(j["messages"]), tools.for_template, true, extra);
       } catch (const Error& e) {
         throw ApiError{400, std::string("chat template: ") + e.what(), "messages"};
       }
@@ -612,7 +705,14 @@ struct Server::Impl {
     const bool prompt_logprobs = p.base.prompt_logprobs_from >= 0;
     const std::vector<int32_t> prompt_ids = p.prompt;
 
+    // Each chat answer read for reasoning and tool calls as it streams.
+    const ChatOutputParser parser(separate_reasoning ? opt.reasoning_parser : ReasoningFormat::kNone,
+                                  tools.parse_calls ? opt.tool_call_parser : ToolCallFormat::kNone);
+    const bool parallel_calls = tools.parallel;
+
     if (p.stream) {
+      auto parsers = std::make_shared<std::vector<ChatOutputParser>>(gens.size(), parser);
+      auto calls_sent = std::make_shared<std::vector<int>>(gens.size(), 0);
       const std::string chunk_object = is_chat ? "chat.completion.chunk" : "text_completion";
       const bool with_logprobs = top_logprobs >= 0;
       const bool include_usage = p.include_usage;
@@ -620,6 +720,7 @@ struct Server::Impl {
              [=, this](size_t i, const Delta& d, bool first) {
                std::vector<json> out;
                json choice = {{"index", i}, {"finish_reason", nullptr}, {"logprobs", nullptr}};
+               bool has_delta = !d.text.empty();
                if (is_chat) {
                  if (first) {
                    json c0 = choice;
@@ -627,8 +728,22 @@ struct Server::Impl {
                    out.push_back({{"id", id}, {"object", chunk_object}, {"created", created}, {"model", opt.served_model_name},
                                   {"choices", {c0}}});
                  }
-                 choice["delta"] = json::object();
-                 if (!d.text.empty()) choice["delta"]["content"] = d.text;
+                 ChatParts parts = (*parsers)[i].feed(d.text);
+                 if (d.finish != engine::FinishReason::kNone) append_parts(parts, (*parsers)[i].finish());
+                 json delta = json::object();
+                 if (!parts.reasoning.empty()) delta["reasoning_content"] = parts.reasoning;
+                 if (!parts.content.empty()) delta["content"] = parts.content;
+                 json calls = json::array();
+                 for (const ToolCall& c : parts.calls) {
+                   int& sent = (*calls_sent)[i];
+                   if (!parallel_calls && sent > 0) break;
+                   json call = tool_call_json(c);
+                   call["index"] = sent++;
+                   calls.push_back(std::move(call));
+                 }
+                 if (!calls.empty()) delta["tool_calls"] = std::move(calls);
+                 has_delta = !delta.empty();
+                 choice["delta"] = std::move(delta);
                } else {
                  choice["text"] = echo && first ? prompt_text + d.text : d.text;
                }
@@ -636,8 +751,10 @@ struct Server::Impl {
                if (!is_chat && with_logprobs && (!d.events.empty() || (echo && first)))
                  choice["logprobs"] = echo && first ? completion_logprobs(d.events, 0, &prompt_ids, &d.prompt_logprobs)
                                                     : completion_logprobs(d.events);
-               if (d.finish != engine::FinishReason::kNone) choice["finish_reason"] = finish_name(d);
-               if (!d.text.empty() || d.finish != engine::FinishReason::kNone || (with_logprobs && !d.events.empty()) ||
+               if (d.finish != engine::FinishReason::kNone)
+                 choice["finish_reason"] = is_chat && (*calls_sent)[i] > 0 && d.finish != engine::FinishReason::kAbort
+                                               ? "tool_calls" : finish_name(d);
+               if (has_delta || d.finish != engine::FinishReason::kNone || (with_logprobs && !d.events.empty()) ||
                    (echo && first))
                  out.push_back({{"id", id}, {"object", chunk_object}, {"created", created}, {"model", opt.served_model_name},
                                 {"choices", {choice}}});
@@ -672,8 +789,24 @@ struct Server::Impl {
     for (size_t i = 0; i < results.size(); ++i) {
       const Result& r = results[i];
       json choice = {{"index", i}, {"finish_reason", finish_name(r.last)}, {"logprobs", nullptr}};
-      if (is_chat) choice["message"] = {{"role", "assistant"}, {"content", r.text}};
-      else choice["text"] = echo ? prompt_text + r.text : r.text;
+      if (is_chat) {
+        ChatOutputParser answer = parser;
+        ChatParts parts = answer.feed(r.text);
+        append_parts(parts, answer.finish());
+        if (!parallel_calls && parts.calls.size() > 1) parts.calls.resize(1);
+        json message = {{"role", "assistant"},
+                        {"content", parts.content.empty() && !parts.calls.empty() ? json(nullptr) : json(parts.content)}};
+        if (separate_reasoning) message["reasoning_content"] = parts.reasoning.empty() ? json(nullptr) : json(parts.reasoning);
+        if (!parts.calls.empty()) {
+          json calls = json::array();
+          for (const ToolCall& c : parts.calls) calls.push_back(tool_call_json(c));
+          message["tool_calls"] = std::move(calls);
+          if (r.last.finish != engine::FinishReason::kAbort) choice["finish_reason"] = "tool_calls";
+        }
+        choice["message"] = std::move(message);
+      } else {
+        choice["text"] = echo ? prompt_text + r.text : r.text;
+      }
       if (top_logprobs >= 0)
         choice["logprobs"] = is_chat ? chat_logprobs(r.events)
                              : echo  ? completion_logprobs(r.events, 0, &prompt_ids, prompt_logprobs ? &r.prompt_logprobs : nullptr)

@@ -15,6 +15,7 @@
 
 #include "quanta/engine/scheduler.h"
 #include "quanta/format/hf_config.h"
+#include "quanta/server/chat_output.h"
 #include "quanta/tokenizer/tokenizer.h"
 
 namespace quanta::server {
@@ -38,6 +39,8 @@ struct ServerOptions {
   int keep_alive_timeout_sec = 5;  // idle time between requests on one connection
   int keep_alive_max = 100;        // requests per connection
   double shutdown_grace_sec = 30;  // drain(): how long requests in flight may run on
+  ToolCallFormat tool_call_parser = ToolCallFormat::kNone;    // how chat answers write tool calls
+  ReasoningFormat reasoning_parser = ReasoningFormat::kNone;  // how they write reasoning
   nlohmann::json server_args;      // echoed by /get_server_info
 };
 
