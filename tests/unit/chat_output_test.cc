@@ -161,6 +161,31 @@ TEST(ChatOutput, MistralBothSyntaxes) {
   EXPECT_EQ(s.content, "[TOOL_CALLS]broken[ARGS]{\"x\":");
 }
 
+TEST(ChatOutput, GptOssHarmonyChannels) {
+  const std::string answer =
+      "<|channel|>analysis<|message|>User asks for the weather.<|end|><|start|>assistant<|channel|>final<|message|>It is sunny.";
+  Split s = parse_every_way(ReasoningFormat::kGptOss, ToolCallFormat::kGptOss, answer);
+  EXPECT_EQ(s.reasoning, "User asks for the weather.");
+  EXPECT_EQ(s.content, "It is sunny.");
+  // Without the reasoning parser, the analysis is part of the content.
+  s = parse_every_way(ReasoningFormat::kNone, ToolCallFormat::kGptOss, answer);
+  EXPECT_EQ(s.reasoning, "");
+  EXPECT_EQ(s.content, "User asks for the weather.It is sunny.");
+  // A call as the model writes it, and as the template writes it (recipient before the channel;
+  // <|call|> is an end-of-generation token, so the text may stop before it).
+  s = parse_every_way(ReasoningFormat::kGptOss, ToolCallFormat::kGptOss,
+                      "<|channel|>analysis<|message|>Need the tool.<|end|><|start|>assistant<|channel|>commentary "
+                      "to=functions.get_weather <|constrain|>json<|message|>{\"city\": \"Paris\"}<|call|>"
+                      "<|start|>assistant to=functions.get_time<|channel|>commentary json<|message|>{}");
+  EXPECT_EQ(s.reasoning, "Need the tool.");
+  EXPECT_EQ(s.content, "");
+  EXPECT_EQ(s.calls, (Calls{{"get_weather", R"({"city":"Paris"})"}, {"get_time", "{}"}}));
+  // Not harmony at all: content, once it is clear.
+  s = parse_every_way(ReasoningFormat::kGptOss, ToolCallFormat::kGptOss, "Plain words.");
+  EXPECT_EQ(s.content, "Plain words.");
+  EXPECT_EQ(detect_tool_call_format("{{- '<|start|>assistant<|channel|>final<|message|>' }}"), ToolCallFormat::kGptOss);
+}
+
 TEST(ChatOutput, DeeplyNestedArgumentsAreRefusedNotRecursed) {
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
   ChatOutputParser p(ReasoningFormat::kNone, ToolCallFormat::kQwen25);

@@ -165,6 +165,9 @@ int run_serve(const ServeOptions& o) {
   sopt.tool_call_parser = o.tool_call_parser.empty() ? server::detect_tool_call_format(chosen.source)
                                                      : server::tool_call_format(o.tool_call_parser);
   sopt.reasoning_parser = server::reasoning_format(o.reasoning_parser);
+  // A harmony template's answers carry their reasoning in the analysis channel.
+  if (o.reasoning_parser.empty() && sopt.tool_call_parser == server::ToolCallFormat::kGptOss)
+    sopt.reasoning_parser = server::ReasoningFormat::kGptOss;
   sopt.server_args["tool_call_parser"] = server::format_name(sopt.tool_call_parser);
   sopt.server_args["reasoning_parser"] = server::format_name(sopt.reasoning_parser);
   std::fprintf(stderr, "quanta: tool-call parser: %s, reasoning parser: %s\n", server::format_name(sopt.tool_call_parser),

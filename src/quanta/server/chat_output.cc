@@ -18,6 +18,11 @@ constexpr std::string_view kQwenOpen = "<tool_call>", kQwenClose = "</tool_call>
 constexpr std::string_view kPythonTag = "<|python_tag|>";
 constexpr std::string_view kMistralCalls = "[TOOL_CALLS]", kMistralArgs = "[ARGS]", kMistralCallId = "[CALL_ID]";
 
+// Harmony's markers (gpt-oss): a message is [<|start|>ROLE][ to=RECIPIENT]<|channel|>NAME[ to=…][ json|<|constrain|>json]<|message|>TEXT END.
+constexpr std::string_view kHarmonyMessage = "<|message|>", kHarmonyChannel = "<|channel|>";
+constexpr std::string_view kHarmonyEnds[] = {"<|end|>", "<|call|>", "<|return|>", "<|start|>"};
+constexpr size_t kMaxHarmonyHeader = 512;  // a header longer than this is not one
+
 bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
 
 std::string_view trim(std::string_view s) {
@@ -162,9 +167,10 @@ bool parse_mistral(std::string_view s, std::vector<ToolCall>& calls) {
 
 ReasoningFormat reasoning_format(const std::string& name, const char* flag) {
   if (name.empty() || name == "none") return ReasoningFormat::kNone;
+  if (name == "gpt-oss") return ReasoningFormat::kGptOss;
   if (name == "qwen3" || name == "glm45") return ReasoningFormat::kQwen3;
   if (name == "deepseek-r1" || name == "qwen3-thinking") return ReasoningFormat::kDeepSeekR1;
-  throw Error("unknown reasoning parser '" + name + "' (known: qwen3, qwen3-thinking, deepseek-r1, glm45, none)",
+  throw Error("unknown reasoning parser '" + name + "' (known: qwen3, qwen3-thinking, deepseek-r1, glm45, gpt-oss, none)",
               {.field = flag});
 }
 
@@ -173,13 +179,15 @@ ToolCallFormat tool_call_format(const std::string& name, const char* flag) {
   if (name == "qwen25" || name == "qwen" || name == "qwen3" || name == "hermes") return ToolCallFormat::kQwen25;
   if (name == "llama3") return ToolCallFormat::kLlama3;
   if (name == "mistral") return ToolCallFormat::kMistral;
-  throw Error("unknown tool-call parser '" + name + "' (known: qwen25, hermes, llama3, mistral, none)", {.field = flag});
+  if (name == "gpt-oss") return ToolCallFormat::kGptOss;
+  throw Error("unknown tool-call parser '" + name + "' (known: qwen25, hermes, llama3, mistral, gpt-oss, none)", {.field = flag});
 }
 
 const char* format_name(ReasoningFormat f) {
   switch (f) {
     case ReasoningFormat::kQwen3: return "qwen3";
     case ReasoningFormat::kDeepSeekR1: return "deepseek-r1";
+    case ReasoningFormat::kGptOss: return "gpt-oss";
     default: return "none";
   }
 }
@@ -189,11 +197,13 @@ const char* format_name(ToolCallFormat f) {
     case ToolCallFormat::kQwen25: return "qwen25";
     case ToolCallFormat::kLlama3: return "llama3";
     case ToolCallFormat::kMistral: return "mistral";
+    case ToolCallFormat::kGptOss: return "gpt-oss";
     default: return "none";
   }
 }
 
 ToolCallFormat detect_tool_call_format(std::string_view t) {
+  if (t.find(kHarmonyChannel) != std::string_view::npos) return ToolCallFormat::kGptOss;
   if (t.find(kQwenOpen) != std::string_view::npos) return ToolCallFormat::kQwen25;
   if (t.find(kMistralCalls) != std::string_view::npos) return ToolCallFormat::kMistral;
   // Llama 3.1+ templates answer tool results as role ipython and mention <|python_tag|>.
@@ -202,25 +212,97 @@ ToolCallFormat detect_tool_call_format(std::string_view t) {
   return ToolCallFormat::kNone;
 }
 
-bool needs_special_tokens(ToolCallFormat f) { return f == ToolCallFormat::kLlama3 || f == ToolCallFormat::kMistral; }
+bool needs_special_tokens(ToolCallFormat f) {
+  return f == ToolCallFormat::kLlama3 || f == ToolCallFormat::kMistral || f == ToolCallFormat::kGptOss;
+}
 
 ChatOutputParser::ChatOutputParser(ReasoningFormat reasoning, ToolCallFormat tools)
     : reasoning_(reasoning),
       tools_(tools),
-      thinking_(reasoning == ReasoningFormat::kNone ? Thinking::kDone : Thinking::kUndecided) {}
+      thinking_(reasoning == ReasoningFormat::kNone ? Thinking::kDone : Thinking::kUndecided),
+      harmony_(reasoning == ReasoningFormat::kGptOss || tools == ToolCallFormat::kGptOss) {}
 
 ChatParts ChatOutputParser::feed(std::string_view text) {
   ChatParts out;
   held_.append(text);
-  reason(false, out);
+  if (harmony_) harmony(false, out);
+  else reason(false, out);
   return out;
 }
 
 ChatParts ChatOutputParser::finish() {
   ChatParts out;
+  if (harmony_) {
+    harmony(true, out);
+    return out;
+  }
   reason(true, out);
   answer({}, true, out);
   return out;
+}
+
+void ChatOutputParser::harmony(bool at_end, ChatParts& out) {
+  for (;;) {
+    if (!in_message_) {  // a header, up to <|message|>
+      const size_t body = held_.find(kHarmonyMessage);
+      if (body == std::string::npos) {
+        if (!at_end && held_.size() <= kMaxHarmonyHeader) return;
+        out.content += held_;  // not harmony after all
+        held_.clear();
+        return;
+      }
+      const std::string_view header(held_.data(), body);
+      channel_.clear();
+      recipient_.clear();
+      if (const size_t c = header.find(kHarmonyChannel); c != std::string_view::npos) {
+        std::string_view name = header.substr(c + kHarmonyChannel.size());
+        size_t n = 0;
+        while (n < name.size() && !is_space(name[n]) && name[n] != '<') ++n;
+        channel_ = name.substr(0, n);
+      }
+      if (const size_t to = header.find("to="); to != std::string_view::npos) {
+        std::string_view r = header.substr(to + 3);
+        size_t n = 0;
+        while (n < r.size() && !is_space(r[n]) && r[n] != '<') ++n;
+        recipient_ = r.substr(0, n);
+      }
+      held_.erase(0, body + kHarmonyMessage.size());
+      in_message_ = true;
+      continue;
+    }
+    // The message's text, up to the first end marker.
+    size_t end = std::string::npos, end_len = 0;
+    for (std::string_view m : kHarmonyEnds)
+      if (size_t at = held_.find(m); at < end) end = at, end_len = m == "<|start|>" ? 0 : m.size();
+    const bool is_call = starts_with(recipient_, "functions.") && tools_ == ToolCallFormat::kGptOss;
+    if (is_call) {
+      if (end == std::string::npos && !at_end) return;
+      const std::string body = held_.substr(0, end == std::string::npos ? held_.size() : end);
+      ordered_json j;
+      if (parse_object(trim(body), j) && j.is_object()) {
+        out.calls.push_back({call_id(), recipient_.substr(10), j.dump(-1, ' ', false, ordered_json::error_handler_t::replace)});
+      } else {
+        out.content += body;  // not a call after all
+      }
+    } else {
+      size_t take = end;
+      if (end == std::string::npos) {
+        size_t hold = 0;
+        if (!at_end)
+          for (std::string_view m : kHarmonyEnds) hold = std::max(hold, partial_marker(held_, m));
+        take = held_.size() - hold;
+      }
+      const bool reasoning = channel_ == "analysis" && reasoning_ == ReasoningFormat::kGptOss;
+      (reasoning ? out.reasoning : out.content).append(held_, 0, take);
+      if (end == std::string::npos) {
+        held_.erase(0, take);
+        return;
+      }
+    }
+    held_.erase(0, end == std::string::npos ? held_.size() : end + end_len);
+    in_message_ = false;
+    if (end == std::string::npos) return;
+  }
 }
 
 // The reasoning step: decides whether the text opens with <think> (or, for DeepSeek-R1, was

@@ -16,12 +16,14 @@ enum class ReasoningFormat {
   kNone,
   kQwen3,          // `<think>…</think>` when the answer starts with <think>
   kDeepSeekR1,     // the prompt opened <think>: everything up to </think> is reasoning
+  kGptOss,         // harmony: the analysis channel
 };
 enum class ToolCallFormat {
   kNone,
   kQwen25,   // Qwen 2.5/3, Hermes: <tool_call>{"name": …, "arguments": {…}}</tool_call>
   kLlama3,   // Llama 3.1+: the whole answer is [<|python_tag|>]{"name": …, "parameters": {…}}[; {…}]
   kMistral,  // [TOOL_CALLS][{"name": …, "arguments": {…}}, …] or [TOOL_CALLS]name[ARGS]{…}
+  kGptOss,   // harmony: <|channel|>commentary to=functions.NAME …<|message|>{…}<|call|>
 };
 
 // By SGLang's names; an unknown name throws quanta::Error naming `flag` and the known names.
@@ -46,6 +48,10 @@ struct ChatParts {
   std::vector<ToolCall> calls;
 };
 
+// gpt-oss writes its answer as harmony messages (`<|channel|>NAME …<|message|>TEXT<|end|>`, the next
+// one opened by `<|start|>assistant`): either format kGptOss reads them, the final channel (and
+// commentary addressed to no tool) as content, analysis as reasoning if the reasoning format is
+// kGptOss (else as content), commentary to `functions.NAME` as calls if the tool format is.
 class ChatOutputParser {
  public:
   ChatOutputParser(ReasoningFormat reasoning, ToolCallFormat tools);
@@ -61,6 +67,7 @@ class ChatOutputParser {
   void emit_content(std::string_view text, ChatParts& out);
   void add_calls(std::string_view raw, std::string_view body, ChatParts& out);
   void end_content(ChatParts& out);
+  void harmony(bool at_end, ChatParts& out);
 
   ReasoningFormat reasoning_;
   ToolCallFormat tools_;
@@ -73,6 +80,9 @@ class ChatOutputParser {
   std::string answer_;         // answer text the tool-call step has not placed yet
   std::string content_ws_;     // trailing whitespace of the content, dropped before a call
   bool called_ = false;        // a call was read
+  // Harmony: inside a message's text, of this channel and recipient (empty: none).
+  bool harmony_ = false, in_message_ = false;
+  std::string channel_, recipient_;
 };
 
 }  // namespace quanta::server

@@ -653,6 +653,7 @@ struct Server::Impl {
     if (echo && top_logprobs >= 0) p.base.prompt_logprobs_from = 0;  // every prompt token scored
     std::string prompt_text;  // what echo prepends
     ChatTools tools;
+    ToolCallFormat calls_format = ToolCallFormat::kNone;  // how the chat answer is read for calls
     bool separate_reasoning = false;
 
     if (is_chat) {
@@ -665,8 +666,11 @@ struct Server::Impl {
       json extra = b.has("chat_template_kwargs") ? j["chat_template_kwargs"] : json::object();
       if (!extra.is_object()) throw ApiError{400, "'chat_template_kwargs' must be an object", "chat_template_kwargs"};
       tools = read_tools(b, opt.tool_call_parser);
-      if (tools.parse_calls && needs_special_tokens(opt.tool_call_parser) && !b.has("skip_special_tokens"))
-        p.skip_special = false;  // the calls' markers are special tokens
+      // Harmony (gpt-oss) answers are always read: their channels are the answer's structure.
+      calls_format = tools.parse_calls || opt.tool_call_parser == ToolCallFormat::kGptOss ? opt.tool_call_parser
+                                                                                          : ToolCallFormat::kNone;
+      if (needs_special_tokens(calls_format) && !b.has("skip_special_tokens"))
+        p.skip_special = false;  // the markers are special tokens
       separate_reasoning = b.boolean("separate_reasoning", true) && opt.reasoning_parser != ReasoningFormat::kNone;
       std::string text;
       try {
@@ -706,8 +710,7 @@ struct Server::Impl {
     const std::vector<int32_t> prompt_ids = p.prompt;
 
     // Each chat answer read for reasoning and tool calls as it streams.
-    const ChatOutputParser parser(separate_reasoning ? opt.reasoning_parser : ReasoningFormat::kNone,
-                                  tools.parse_calls ? opt.tool_call_parser : ToolCallFormat::kNone);
+    const ChatOutputParser parser(separate_reasoning ? opt.reasoning_parser : ReasoningFormat::kNone, calls_format);
     const bool parallel_calls = tools.parallel;
 
     if (p.stream) {
