@@ -5,12 +5,7 @@
 // or end in quanta::tokenizer::TemplateError: a crash, a sanitizer report, a hang, another
 // exception type or a runaway allocation is a bug.
 //
-// Build (clang from Debian, libclang-rt-14-dev):
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Isrc src/quanta/core/error.cc \
-//     src/quanta/tokenizer/chat_template.cc src/quanta/tokenizer/jinja_*.cc \
-//     tests/fuzz/chat_template_fuzz.cc -lutf8proc -o /tmp/chat_template_fuzz
-//   /tmp/chat_template_fuzz -max_len=4096 -timeout=10 -dict=tests/fuzz/chat_template.dict \
-//     tests/fuzz/corpus/chat_template
+// Build and run: tests/fuzz/run.sh (clang++ -fsanitize=fuzzer,address,undefined).
 #include <cstddef>
 #include <cstdint>
 #include <string>

@@ -6,7 +6,7 @@
 // and every tensor is dequantized (or viewed), so what the reader validated is
 // what the dequantizers rely on.
 //
-// Build and run: tests/fuzz/run_gguf_fuzz.sh (clang++ -fsanitize=fuzzer,address,undefined).
+// Build and run: tests/fuzz/run.sh (clang++ -fsanitize=fuzzer,address,undefined).
 #include <cstddef>
 #include <cstdint>
 #include <vector>

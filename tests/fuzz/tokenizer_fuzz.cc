@@ -11,13 +11,7 @@
 // Bad input must end in quanta::Error (a clear message), never in a crash, a
 // sanitizer report, or any other exception.
 //
-// Build (clang from Debian, libclang-rt-14-dev):
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
-//     -DQUANTA_SOURCE_DIR='"'$PWD'"' src/quanta/core/error.cc src/quanta/core/mapped_file.cc \
-//     src/quanta/core/tensor.cc src/quanta/core/dtype.cc src/quanta/format/gguf.cc \
-//     src/quanta/format/ggml_types.cc src/quanta/tokenizer/*.cc tests/fuzz/tokenizer_fuzz.cc \
-//     -lpcre2-8 -lutf8proc -o /tmp/tokenizer_fuzz
-//   /tmp/tokenizer_fuzz -max_len=4096 -timeout=10 tests/fuzz/corpus/tokenizer
+// Build and run: tests/fuzz/run.sh (clang++ -fsanitize=fuzzer,address,undefined).
 #include <cstddef>
 #include <cstdint>
 #include <string>

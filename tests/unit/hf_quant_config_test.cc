@@ -190,5 +190,34 @@ TEST(HfQuantConfig, CompressedTensorsRefusalsNameTheGroupAndField) {
             "config_groups.g.weights.strategy");
 }
 
+// Patterns from a downloaded config are bounded: a deeply nested one is refused (std::regex recursed
+// once per parenthesis and overflowed the stack), and one that backtracks without end is an error at
+// its match limit, not a hang (found by tests/fuzz config; the inputs are in tests/fuzz/regressions).
+TEST(HfQuantConfig, HostileRegexesAreRefusedNotRecursedOrHung) {
+  auto resolve_error = [](const std::string& text, const std::string& prefix) -> std::string {
+    try {
+      HfQuantConfig(nlohmann::ordered_json::parse(text), "config.json").resolve(prefix);
+    } catch (const Error& e) {
+      return e.context().field;
+    }
+    return "(no error)";
+  };
+  const std::string deep = "re:" + std::string(30000, '(') + "a" + std::string(30000, ')');
+  const std::string ct = R"({"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": {
+      "group_0": {"targets": [")" + deep + R"("], "weights": {"num_bits": 4, "strategy": "group", "group_size": 128}}}})";
+  EXPECT_EQ(resolve_error(ct, "model.layers.0.mlp.down_proj"), "config_groups.group_0.targets");
+  const std::string hang = R"({"quant_method": "compressed-tensors", "format": "pack-quantized",
+      "ignore": ["re:(.|.)*\\d{9}"], "config_groups": {
+      "group_0": {"targets": ["Linear"], "weights": {"num_bits": 4, "strategy": "group", "group_size": 128}}}})";
+  EXPECT_EQ(resolve_error(hang, "model.layers.0.mlp.down_proj"), "ignore");
+  const std::string gptq = R"({"quant_method": "gptq", "bits": 4, "group_size": 128, "dynamic": {"-:(a|": {}}})";
+  EXPECT_EQ(resolve_error(gptq, "model.layers.0.mlp.down_proj"), "dynamic");
+  // Python's re.match semantics stay: anchored at the start only.
+  const HfQuantConfig ok = config(R"({"quant_method": "gptq", "bits": 4, "group_size": 128,
+      "dynamic": {"-:.*mlp\\.down": {}}})");
+  EXPECT_EQ(ok.resolve("model.layers.0.mlp.down_proj").bits, 16);  // float
+  EXPECT_EQ(ok.resolve("model.layers.0.mlp.up_proj").bits, 4);
+}
+
 }  // namespace
 }  // namespace quanta::quant

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <regex>
+#include <memory>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 #include "quanta/core/error.h"
 #include "quanta/core/json.h"
@@ -30,19 +33,39 @@ bool is_embedding(const std::string& prefix) {
   return prefix.size() >= 12 && prefix.compare(prefix.size() - 12, 12, "embed_tokens") == 0;
 }
 
-// A Python regex as std::regex (ECMAScript covers what these configs use).
-std::regex compile(const std::string& pattern, const std::string& file, const std::string& field) {
-  try {
-    return std::regex(pattern);
-  } catch (const std::regex_error& e) {
-    throw Error("'" + pattern + "' is not a regular expression quanta can read (" + e.what() + ")",
-                {.file = file, .field = field});
-  }
-}
-
-// Python's re.match: anchored at the start, not at the end.
-bool match_at_start(const std::regex& re, const std::string& s) {
-  return std::regex_search(s, re, std::regex_constants::match_continuous);
+// Python's re.match (at_start) or re.search of `pattern` in `s`, by PCRE2, whose syntax is
+// Python's for what these configs use. Both steps are bounded: compiling checks nesting without
+// recursion (std::regex recursed per parenthesis and overflowed the stack on a deep pattern),
+// and matching stops at a backtracking limit (a pattern like (.*)*x would otherwise hang a load).
+bool regex_matches(const std::string& pattern, const std::string& s, bool at_start, const std::string& file,
+                   const std::string& field) {
+  auto fail = [&](const std::string& why) {
+    return Error("'" + pattern.substr(0, 200) + "' is not a regular expression quanta can use (" + why + ")",
+                 {.file = file, .field = field});
+  };
+  auto message = [](int code) {
+    PCRE2_UCHAR buf[256];
+    pcre2_get_error_message(code, buf, sizeof buf);
+    return std::string(reinterpret_cast<const char*>(buf));
+  };
+  int err = 0;
+  PCRE2_SIZE at = 0;
+  std::unique_ptr<pcre2_code, decltype(&pcre2_code_free)> code(
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF, &err, &at, nullptr),
+      pcre2_code_free);
+  if (!code) throw fail(message(err) + " at offset " + std::to_string(at));
+  std::unique_ptr<pcre2_match_context, decltype(&pcre2_match_context_free)> ctx(pcre2_match_context_create(nullptr),
+                                                                                pcre2_match_context_free);
+  std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> data(
+      pcre2_match_data_create_from_pattern(code.get(), nullptr), pcre2_match_data_free);
+  if (!ctx || !data) throw fail("out of memory");
+  pcre2_set_match_limit(ctx.get(), 1'000'000);
+  pcre2_set_depth_limit(ctx.get(), 10'000);
+  const int rc = pcre2_match(code.get(), reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), 0,
+                             at_start ? PCRE2_ANCHORED : 0, data.get(), ctx.get());
+  if (rc >= 0) return true;
+  if (rc == PCRE2_ERROR_NOMATCH) return false;
+  throw fail("matching '" + s + "': " + message(rc));
 }
 
 bool has_regex_chars(const std::string& s) { return s.find_first_of("*+?[](){}|^$\\") != std::string::npos; }
@@ -215,7 +238,7 @@ LayerQuant HfQuantConfig::resolve_gptq(const std::string& prefix) const {
     for (const auto& [key, over] : qc_["dynamic"].items()) {
       const bool negative = key.rfind("-:", 0) == 0;
       const std::string pat = negative || key.rfind("+:", 0) == 0 ? key.substr(2) : key;
-      if (!match_at_start(compile(pat, file_, "dynamic"), prefix)) continue;
+      if (!regex_matches(pat, prefix, true, file_, "dynamic")) continue;
       if (negative) return float_layer("dynamic '" + key + "'");
       if (!over.is_object()) fail("dynamic", "dynamic entry '" + key + "' must be an object");
       q.bits = static_cast<int>(int_field(over, {"bits"}, q.bits, file_));
@@ -250,7 +273,7 @@ LayerQuant HfQuantConfig::resolve_auto_round(const std::string& prefix) const {
       key_used = prefix;
     } else {
       for (const auto& [key, val] : ordered.items())
-        if (has_regex_chars(key) && std::regex_search(prefix, compile(key, file_, "extra_config"))) {
+        if (has_regex_chars(key) && regex_matches(key, prefix, false, file_, "extra_config")) {
           over = &val;
           key_used = key;
           break;
@@ -297,7 +320,7 @@ LayerQuant HfQuantConfig::resolve_compressed_tensors(const std::string& prefix) 
       if (!t.is_string()) fail(field, field + " entries must be strings");
       const std::string s = t.get<std::string>();
       if (s.rfind("re:", 0) == 0) {
-        if (match_at_start(compile(s.substr(3), file_, field), prefix)) return true;
+        if (regex_matches(s.substr(3), prefix, true, file_, field)) return true;
       } else if (s == prefix || (s == "Linear" && !is_embedding(prefix))) {
         return true;
       }
