@@ -156,3 +156,38 @@ def test_models_by_id(gemma):
     r = requests.get(gemma.url(f"/v1/models/{MODEL}"), timeout=HTTP_TIMEOUT)
     assert r.status_code == 200 and r.json()["id"] == MODEL
     assert_error(requests.get(gemma.url("/v1/models/nope"), timeout=HTTP_TIMEOUT), 404, "model")
+
+
+def test_a_list_of_prompts_answers_each_as_alone(gemma, client):
+    prompts = ["The capital of France is", "One, two, three,", TEXT]
+    alone = [client.completions.create(model=MODEL, prompt=q, max_tokens=5, temperature=0) for q in prompts]
+    both = client.completions.create(model=MODEL, prompt=prompts, max_tokens=5, temperature=0, n=2)
+    assert [c.index for c in both.choices] == list(range(6))
+    for k, a in enumerate(alone):
+        assert both.choices[2 * k].text == a.choices[0].text
+        assert both.choices[2 * k + 1].text == a.choices[0].text
+    assert both.usage.prompt_tokens == sum(a.usage.prompt_tokens for a in alone)
+    assert both.usage.completion_tokens == 2 * sum(a.usage.completion_tokens for a in alone)
+    # Token-id prompts, echo with prompt log-probs (lm-eval's batched log-likelihood requests).
+    ids = [post(gemma, "/tokenize", {"prompt": q, "add_special_tokens": True}).json()["tokens"] for q in prompts[:2]]
+    scored = client.completions.create(model=MODEL, prompt=ids, echo=True, logprobs=0, max_tokens=0)
+    for k, c in enumerate(scored.choices):
+        one = client.completions.create(model=MODEL, prompt=ids[k], echo=True, logprobs=0, max_tokens=0).choices[0]
+        assert c.text == one.text and c.logprobs.tokens == one.logprobs.tokens
+        assert c.logprobs.token_logprobs[0] is None
+        for x, y in zip(c.logprobs.token_logprobs[1:], one.logprobs.token_logprobs[1:]):
+            assert abs(x - y) < 1e-4
+    # Streamed: every prompt's choices arrive under their index.
+    r = requests.post(gemma.url("/v1/completions"), stream=True, timeout=HTTP_TIMEOUT, json={
+        "prompt": prompts[:2], "max_tokens": 5, "temperature": 0, "stream": True})
+    texts = {}
+    for ev in sse_events(r):
+        for c in ev["choices"]:
+            texts[c["index"]] = texts.get(c["index"], "") + c["text"]
+    assert texts == {0: alone[0].choices[0].text, 1: alone[1].choices[0].text}
+
+
+@pytest.mark.parametrize("prompt,param", [
+    (["ok", 5], "prompt[1]"), (["ok", []], "prompt[1]"), (["x"] * 129, "prompt"), ([[1, 2], [-1]], "prompt[1]")])
+def test_bad_prompt_lists_are_a_400_naming_the_entry(gemma, prompt, param):
+    assert_error(post(gemma, "/v1/completions", {"prompt": prompt, "max_tokens": 1}), 400, param)

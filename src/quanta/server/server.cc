@@ -141,7 +141,13 @@ struct Plan {
   std::optional<uint64_t> seed;
   int best_of = 1;  // generations run; the n with the highest cumulative log-probability are returned
   std::string rid;  // the client's request id (/abort_request), if given
+  // /v1/completions given a list of prompts: each gets max(n, best_of) generations, in order
+  // (empty: `prompt` alone).
+  std::vector<std::vector<int32_t>> prompts;
 };
+
+// Prompts in one /v1/completions request at most (OpenAI takes a list of strings or of token lists).
+constexpr size_t kMaxPrompts = 128;
 
 // A chat request's tools: what the template is given and whether the answer is read for calls.
 struct ChatTools {
@@ -422,17 +428,22 @@ struct Server::Impl {
   std::vector<std::unique_ptr<Generation>> start(const Plan& p, const Flight& flight = nullptr) {
     if (flight) register_ids(flight, p.rid);
     std::vector<std::unique_ptr<Generation>> gens;
-    for (int i = 0; i < std::max(p.n, p.best_of); ++i) {
-      engine::GenerateRequest r = p.base;
-      r.prompt = p.prompt;
-      // Each choice draws from its own stream; a fixed seed still fixes all of them.
-      r.sampling.seed = p.seed ? *p.seed + static_cast<uint64_t>(i) : std::random_device{}();
-      try {
-        gens.push_back(std::make_unique<Generation>(scheduler, tok, std::move(r), p.stop, p.skip_special));
-      } catch (const Error& e) {
-        throw ApiError{400, e.message(), e.context().field};
+    const int per_prompt = std::max(p.n, p.best_of);
+    const std::vector<std::vector<int32_t>> one{p.prompt};
+    const auto& prompts = p.prompts.empty() ? one : p.prompts;
+    for (size_t k = 0; k < prompts.size(); ++k)
+      for (int i = 0; i < per_prompt; ++i) {
+        engine::GenerateRequest r = p.base;
+        r.prompt = prompts[k];
+        // Each choice draws from its own stream; a fixed seed still fixes all of them.
+        const uint64_t stream = k * static_cast<uint64_t>(per_prompt) + static_cast<uint64_t>(i);
+        r.sampling.seed = p.seed ? *p.seed + stream : std::random_device{}();
+        try {
+          gens.push_back(std::make_unique<Generation>(scheduler, tok, std::move(r), p.stop, p.skip_special));
+        } catch (const Error& e) {
+          throw ApiError{400, e.message(), e.context().field};
+        }
       }
-    }
     if (flight) attach(flight, gens);
     return gens;
   }
@@ -488,11 +499,12 @@ struct Server::Impl {
     return d.finish == engine::FinishReason::kLength ? "length" : d.finish == engine::FinishReason::kAbort ? "abort" : "stop";
   }
 
-  json usage(const std::vector<Delta>& lasts) {
-    int64_t completion = 0;
+  // lasts: every generation's last Delta, `per_prompt` of them for each prompt in turn.
+  json usage(const std::vector<Delta>& lasts, size_t per_prompt = 0) {
+    int64_t completion = 0, prompt = 0, cached = 0;
     for (const auto& d : lasts) completion += d.completion_tokens;
-    int64_t prompt = lasts.empty() ? 0 : lasts[0].prompt_tokens;
-    int64_t cached = lasts.empty() ? 0 : lasts[0].cached_tokens;
+    if (per_prompt == 0) per_prompt = std::max<size_t>(lasts.size(), 1);
+    for (size_t i = 0; i < lasts.size(); i += per_prompt) prompt += lasts[i].prompt_tokens, cached += lasts[i].cached_tokens;
     return {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion},
             {"prompt_tokens_details", {{"cached_tokens", cached}}}};
   }
@@ -651,7 +663,7 @@ struct Server::Impl {
     p.base.top_logprobs = top_logprobs;
     if (p.best_of > p.n) p.base.top_logprobs = std::max(top_logprobs, 0);  // ranks by the chosen tokens' log-probs
     if (echo && top_logprobs >= 0) p.base.prompt_logprobs_from = 0;  // every prompt token scored
-    std::string prompt_text;  // what echo prepends
+    std::vector<std::string> prompt_texts;  // what echo prepends, per prompt
     ChatTools tools;
     ToolCallFormat calls_format = ToolCallFormat::kNone;  // how the chat answer is read for calls
     bool separate_reasoning = false;
@@ -682,19 +694,34 @@ struct Server::Impl {
     } else {
       if (!b.has("prompt")) throw ApiError{400, "'prompt' is required", "prompt"};
       const json& pr = j["prompt"];
-      const json* one = &pr;
-      if (pr.is_array() && pr.size() == 1 && (pr[0].is_string() || pr[0].is_array())) one = &pr[0];
-      if (one->is_string()) {
-        prompt_text = one->get<std::string>();
-        p.prompt = tok.encode(prompt_text, true);
-      } else if (one->is_array() && !one->empty()) {
-        p.prompt = token_ids(*one, "prompt");
-        if (echo) prompt_text = tok.decode(p.prompt, p.skip_special);
-      } else {
-        throw ApiError{400, "'prompt' must be a string or a list of token ids", "prompt"};
+      // A string, a list of token ids, or a list of either (several prompts).
+      const bool several = pr.is_array() && !pr.empty() && (pr[0].is_string() || pr[0].is_array());
+      if (several && pr.size() > kMaxPrompts)
+        throw ApiError{400, "'prompt' holds " + std::to_string(pr.size()) + " prompts; at most " + std::to_string(kMaxPrompts),
+                       "prompt"};
+      for (size_t k = 0; k < (several ? pr.size() : 1); ++k) {
+        const json& one = several ? pr[k] : pr;
+        const std::string field = several ? "prompt[" + std::to_string(k) + "]" : "prompt";
+        std::vector<int32_t> ids;
+        std::string text;
+        if (one.is_string()) {
+          text = one.get<std::string>();
+          ids = tok.encode(text, true);
+        } else if (one.is_array() && !one.empty()) {
+          ids = token_ids(one, field);
+          if (echo) text = tok.decode(ids, p.skip_special);
+        } else {
+          throw ApiError{400, "'" + field + "' must be a string or a list of token ids", field};
+        }
+        if (ids.empty()) throw ApiError{400, "the prompt is empty", field};
+        if (ids.size() > p.prompt.size()) p.prompt = ids;  // the longest bounds max_tokens
+        p.prompts.push_back(std::move(ids));
+        prompt_texts.push_back(std::move(text));
       }
+      if (p.prompts.size() == 1) p.prompts.clear();
     }
     if (p.prompt.empty()) throw ApiError{400, "the prompt is empty", is_chat ? "messages" : "prompt"};
+    if (prompt_texts.empty()) prompt_texts.emplace_back();
     std::optional<int64_t> max_tokens;
     const char* mt_key = is_chat && b.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
     if (b.has(mt_key)) max_tokens = b.integer(mt_key, 0, echo ? 0 : 1);
@@ -702,12 +729,14 @@ struct Server::Impl {
     set_max_tokens(p, max_tokens, mt_key, echo);  // 0 with echo: the prompt scored, nothing generated
 
     const std::string id = flight->log.id;
-    flight->log.set_choices(static_cast<size_t>(std::max(p.n, p.best_of)));
+    const size_t per_prompt = static_cast<size_t>(std::max(p.n, p.best_of));
+    flight->log.set_choices(std::max<size_t>(p.prompts.size(), 1) * per_prompt);
     const int64_t created = unix_time();
     const std::string object = is_chat ? "chat.completion" : "text_completion";
     auto gens = start(p, flight);
     const bool prompt_logprobs = p.base.prompt_logprobs_from >= 0;
-    const std::vector<int32_t> prompt_ids = p.prompt;
+    const std::vector<std::vector<int32_t>> prompt_ids =
+        p.prompts.empty() ? std::vector<std::vector<int32_t>>{p.prompt} : p.prompts;
 
     // Each chat answer read for reasoning and tool calls as it streams.
     const ChatOutputParser parser(separate_reasoning ? opt.reasoning_parser : ReasoningFormat::kNone, calls_format);
@@ -748,11 +777,11 @@ struct Server::Impl {
                  has_delta = !delta.empty();
                  choice["delta"] = std::move(delta);
                } else {
-                 choice["text"] = echo && first ? prompt_text + d.text : d.text;
+                 choice["text"] = echo && first ? prompt_texts[i / per_prompt] + d.text : d.text;
                }
                if (is_chat && with_logprobs && !d.events.empty()) choice["logprobs"] = chat_logprobs(d.events);
                if (!is_chat && with_logprobs && (!d.events.empty() || (echo && first)))
-                 choice["logprobs"] = echo && first ? completion_logprobs(d.events, 0, &prompt_ids, &d.prompt_logprobs)
+                 choice["logprobs"] = echo && first ? completion_logprobs(d.events, 0, &prompt_ids[i / per_prompt], &d.prompt_logprobs)
                                                     : completion_logprobs(d.events);
                if (d.finish != engine::FinishReason::kNone)
                  choice["finish_reason"] = is_chat && (*calls_sent)[i] > 0 && d.finish != engine::FinishReason::kAbort
@@ -766,7 +795,7 @@ struct Server::Impl {
              [=, this](const std::vector<Delta>& lasts) -> std::optional<json> {
                if (!include_usage) return std::nullopt;
                return json{{"id", id}, {"object", chunk_object}, {"created", created}, {"model", opt.served_model_name},
-                           {"choices", json::array()}, {"usage", usage(lasts)}};
+                           {"choices", json::array()}, {"usage", usage(lasts, per_prompt)}};
              });
       return;
     }
@@ -779,14 +808,23 @@ struct Server::Impl {
       if (!results.back().last.error.empty()) throw ApiError{500, results.back().last.error, ""};
       lasts.push_back(results.back().last);
     }
-    if (p.best_of > p.n) {  // the n candidates with the highest cumulative log-probability, best first
+    std::vector<size_t> prompt_of(results.size());  // which prompt each result answers
+    for (size_t i = 0; i < results.size(); ++i) prompt_of[i] = i / per_prompt;
+    if (p.best_of > p.n) {  // of each prompt's candidates, the n with the highest cumulative log-probability, best first
       auto total = [](const Result& r) {
         double t = 0;
         for (const auto& ev : r.events) t += ev.logprob;
         return t;
       };
-      std::stable_sort(results.begin(), results.end(), [&](const Result& x, const Result& y) { return total(x) > total(y); });
-      results.resize(static_cast<size_t>(p.n));
+      std::vector<Result> best;
+      prompt_of.clear();
+      for (size_t k = 0; k < results.size(); k += per_prompt) {
+        const auto first = results.begin() + static_cast<std::ptrdiff_t>(k);
+        std::stable_sort(first, first + static_cast<std::ptrdiff_t>(per_prompt),
+                         [&](const Result& x, const Result& y) { return total(x) > total(y); });
+        for (int i = 0; i < p.n; ++i) best.push_back(std::move(results[k + static_cast<size_t>(i)])), prompt_of.push_back(k / per_prompt);
+      }
+      results = std::move(best);
     }
     json choices = json::array();
     for (size_t i = 0; i < results.size(); ++i) {
@@ -808,16 +846,16 @@ struct Server::Impl {
         }
         choice["message"] = std::move(message);
       } else {
-        choice["text"] = echo ? prompt_text + r.text : r.text;
+        choice["text"] = echo ? prompt_texts[prompt_of[i]] + r.text : r.text;
       }
       if (top_logprobs >= 0)
         choice["logprobs"] = is_chat ? chat_logprobs(r.events)
-                             : echo  ? completion_logprobs(r.events, 0, &prompt_ids, prompt_logprobs ? &r.prompt_logprobs : nullptr)
+                             : echo  ? completion_logprobs(r.events, 0, &prompt_ids[prompt_of[i]], prompt_logprobs ? &r.prompt_logprobs : nullptr)
                                      : completion_logprobs(r.events);
       choices.push_back(choice);
     }
     reply(res, 200, {{"id", id}, {"object", object}, {"created", created}, {"model", opt.served_model_name},
-                     {"choices", choices}, {"usage", usage(lasts)}});
+                     {"choices", choices}, {"usage", usage(lasts, per_prompt)}});
   }
 
   // SGLang's native POST /generate.
