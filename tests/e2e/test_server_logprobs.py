@@ -191,3 +191,37 @@ def test_a_list_of_prompts_answers_each_as_alone(gemma, client):
     (["ok", 5], "prompt[1]"), (["ok", []], "prompt[1]"), (["x"] * 129, "prompt"), ([[1, 2], [-1]], "prompt[1]")])
 def test_bad_prompt_lists_are_a_400_naming_the_entry(gemma, prompt, param):
     assert_error(post(gemma, "/v1/completions", {"prompt": prompt, "max_tokens": 1}), 400, param)
+
+
+def test_generate_batches_and_n(gemma):
+    prompts = ["The capital of France is", "One, two, three,"]
+    greedy = {"max_new_tokens": 4, "temperature": 0}
+    alone = [post(gemma, "/generate", {"text": q, "sampling_params": greedy}).json() for q in prompts]
+    assert isinstance(alone[0], dict)
+    both = post(gemma, "/generate", {"text": prompts, "sampling_params": {**greedy, "n": 2}}).json()
+    assert isinstance(both, list) and len(both) == 4
+    assert [o["text"] for o in both] == [alone[0]["text"]] * 2 + [alone[1]["text"]] * 2
+    ids = [post(gemma, "/tokenize", {"prompt": q, "add_special_tokens": True}).json()["tokens"] for q in prompts]
+    by_ids = post(gemma, "/generate", {"input_ids": ids, "sampling_params": greedy, "return_logprob": True}).json()
+    assert [o["output_ids"] for o in by_ids] == [a["output_ids"] for a in alone]
+    for k, o in enumerate(by_ids):  # logprob_start_len -1: each prompt's own last token
+        assert o["meta_info"]["input_token_logprobs"] == [[None, ids[k][-1], None]]
+    # Sampled with a seed: n streams differ from each other but repeat with the same seed.
+    sampled = {"max_new_tokens": 8, "temperature": 1.0, "n": 3, "seed": 11}
+    a = post(gemma, "/generate", {"text": prompts[0], "sampling_params": sampled}).json()
+    b = post(gemma, "/generate", {"text": prompts[0], "sampling_params": sampled}).json()
+    assert [o["text"] for o in a] == [o["text"] for o in b]
+    assert len({o["text"] for o in a}) > 1
+    r = requests.post(gemma.url("/generate"), stream=True, timeout=HTTP_TIMEOUT,
+                      json={"text": prompts, "sampling_params": greedy, "stream": True})
+    last = {}
+    for ev in sse_events(r):
+        last[ev["index"]] = ev["text"]
+    assert last == {0: alone[0]["text"], 1: alone[1]["text"]}
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"text": ["ok", 3]}, "text[1]"), ({"text": []}, "text"), ({"input_ids": [[1], "x"]}, "input_ids[1]"),
+    ({"input_ids": [[1], []]}, "input_ids[1]"), ({"text": "ok", "sampling_params": {"n": 0}}, "n")])
+def test_bad_generate_batches_are_a_400_naming_the_field(gemma, body, param):
+    assert_error(post(gemma, "/generate", body), 400, param)

@@ -144,6 +144,7 @@ struct Plan {
   // /v1/completions given a list of prompts: each gets max(n, best_of) generations, in order
   // (empty: `prompt` alone).
   std::vector<std::vector<int32_t>> prompts;
+  bool score_last_prompt_token = false;  // /generate's logprob_start_len -1: each prompt's last token
 };
 
 // Prompts in one /v1/completions request at most (OpenAI takes a list of strings or of token lists).
@@ -435,6 +436,7 @@ struct Server::Impl {
       for (int i = 0; i < per_prompt; ++i) {
         engine::GenerateRequest r = p.base;
         r.prompt = prompts[k];
+        if (p.score_last_prompt_token) r.prompt_logprobs_from = static_cast<int64_t>(prompts[k].size()) - 1;
         // Each choice draws from its own stream; a fixed seed still fixes all of them.
         const uint64_t stream = k * static_cast<uint64_t>(per_prompt) + static_cast<uint64_t>(i);
         r.sampling.seed = p.seed ? *p.seed + stream : std::random_device{}();
@@ -867,15 +869,31 @@ struct Server::Impl {
     if (!sp_json.is_object()) throw ApiError{400, "'sampling_params' must be an object", "sampling_params"};
     Body sp{sp_json};
     read_sampling(sp, p);
-    if (b.has("input_ids")) {
-      if (!j["input_ids"].is_array()) throw ApiError{400, "'input_ids' must be a list of token ids", "input_ids"};
-      p.prompt = token_ids(j["input_ids"], "input_ids");
-    } else if (b.has("text")) {
-      p.prompt = tok.encode(b.string("text", ""), true);
-    } else {
-      throw ApiError{400, "give 'text' or 'input_ids'", "text"};
+    // One prompt, or a batch: `text` a list of strings, `input_ids` a list of token lists.
+    const char* key = b.has("input_ids") ? "input_ids" : b.has("text") ? "text" : nullptr;
+    if (!key) throw ApiError{400, "give 'text' or 'input_ids'", "text"};
+    const json& in = j[key];
+    const bool batch = key == std::string("text") ? in.is_array() : in.is_array() && !in.empty() && in[0].is_array();
+    if (batch && (in.empty() || in.size() > kMaxPrompts))
+      throw ApiError{400, std::string("'") + key + "' must hold 1 to " + std::to_string(kMaxPrompts) + " prompts", key};
+    std::vector<std::vector<int32_t>> prompts;
+    for (size_t k = 0; k < (batch ? in.size() : 1); ++k) {
+      const json& one = batch ? in[k] : in;
+      const std::string field = batch ? std::string(key) + "[" + std::to_string(k) + "]" : std::string(key);
+      if (key == std::string("input_ids")) {
+        if (!one.is_array()) throw ApiError{400, "'" + field + "' must be a list of token ids", field};
+        prompts.push_back(token_ids(one, field));
+      } else {
+        if (!one.is_string()) throw ApiError{400, "'" + field + "' must be a string", field};
+        prompts.push_back(tok.encode(one.get<std::string>(), true));
+      }
+      if (prompts.back().empty()) throw ApiError{400, "the prompt is empty", field};
+      if (prompts.back().size() > p.prompt.size()) p.prompt = prompts.back();  // the longest bounds max_new_tokens
     }
-    if (p.prompt.empty()) throw ApiError{400, "the prompt is empty", "text"};
+    size_t shortest = SIZE_MAX;
+    for (const auto& q : prompts) shortest = std::min(shortest, q.size());
+    if (batch) p.prompts = prompts;
+    p.n = static_cast<int>(sp.integer("n", 1, 1, opt.max_n));
     // 0 new tokens with return_logprob: the prompt only, scored.
     const bool return_logprob = b.boolean("return_logprob", false);
     set_max_tokens(p, sp.has("max_new_tokens") ? std::optional<int64_t>(sp.integer("max_new_tokens", 128, return_logprob ? 0 : 1))
@@ -884,17 +902,18 @@ struct Server::Impl {
     p.rid = b.string("rid", "");
     // SGLang's log-probabilities: of the output tokens, and of the prompt from logprob_start_len
     // (-1: only its last token, with no value, as SGLang gives it); top_logprobs_num alternatives each.
-    const int64_t prompt_len = static_cast<int64_t>(p.prompt.size());
-    const int64_t start_len = b.integer("logprob_start_len", -1, -1, prompt_len - 1);
+    const int64_t start_len = b.integer("logprob_start_len", -1, -1, static_cast<int64_t>(shortest) - 1);
     const int top_n = static_cast<int>(b.integer("top_logprobs_num", 0, 0, 20));
     const bool with_text = b.boolean("return_text_in_logprobs", false);
     if (return_logprob) {
       p.base.top_logprobs = top_n;
-      p.base.prompt_logprobs_from = start_len < 0 ? prompt_len - 1 : start_len;
+      p.base.prompt_logprobs_from = start_len;
+      p.score_last_prompt_token = start_len < 0;
     }
     if (!p.rid.empty()) flight->log.id = p.rid;  // SGLang's meta_info.id is the rid
     const std::string id = flight->log.id;
-    flight->log.set_choices(1);
+    const size_t n_gens = prompts.size() * static_cast<size_t>(p.n);
+    flight->log.set_choices(n_gens);
     // (logprob, token id, text or null) triples; a null logprob where nothing predicts the token.
     auto triple = [this, with_text](json lp, int32_t token) {
       return json::array({std::move(lp), token, with_text ? json(tok.decode(std::vector<int32_t>{token})) : json(nullptr)});
@@ -904,11 +923,13 @@ struct Server::Impl {
       for (const auto& e : top) t.push_back(triple(e.logprob, e.token));
       return t;
     };
-    const std::vector<int32_t> prompt_ids = p.prompt;
-    const int64_t from = p.base.prompt_logprobs_from;
-    auto add_logprobs = [=](json& m, const std::vector<engine::ScoredToken>& prompt_scores,
+    const int per_prompt = p.n;
+    // Generation i answers prompt i / n.
+    auto add_logprobs = [=](json& m, size_t i, const std::vector<engine::ScoredToken>& prompt_scores,
                             const std::vector<engine::TokenEvent>& events) {
-      json in = json::array({triple(nullptr, prompt_ids[static_cast<size_t>(from)])}), in_top = json::array({nullptr});
+      const std::vector<int32_t>& ids = prompts[i / static_cast<size_t>(per_prompt)];
+      const size_t from = start_len < 0 ? ids.size() - 1 : static_cast<size_t>(start_len);
+      json in = json::array({triple(nullptr, ids[from])}), in_top = json::array({nullptr});
       for (const auto& sc : prompt_scores) {
         in.push_back(triple(sc.logprob, sc.token));
         in_top.push_back(tops(sc.top));
@@ -939,32 +960,44 @@ struct Server::Impl {
     auto gens = start(p, flight);
     if (p.stream) {
       // SGLang streams the text so far in each chunk (and the log-probabilities so far).
-      auto text = std::make_shared<std::string>();
-      auto ids = std::make_shared<std::vector<int32_t>>();
-      auto events = std::make_shared<std::vector<engine::TokenEvent>>();
-      auto prompt_scores = std::make_shared<std::vector<engine::ScoredToken>>();
+      // Several generations: each chunk carries its "index", as SGLang's do.
+      struct SoFar {
+        std::string text;
+        std::vector<int32_t> ids;
+        std::vector<engine::TokenEvent> events;
+        std::vector<engine::ScoredToken> prompt_scores;
+      };
+      auto so_far = std::make_shared<std::vector<SoFar>>(n_gens);
       auto t0 = Clock::now();
       stream(res, flight, std::move(gens),
-             [=](size_t, const Delta& d, bool) {
-               *text += d.text;
-               ids->insert(ids->end(), d.tokens.begin(), d.tokens.end());
-               events->insert(events->end(), d.events.begin(), d.events.end());
-               if (!d.prompt_logprobs.empty()) *prompt_scores = d.prompt_logprobs;
+             [=](size_t i, const Delta& d, bool) {
+               SoFar& g = (*so_far)[i];
+               g.text += d.text;
+               g.ids.insert(g.ids.end(), d.tokens.begin(), d.tokens.end());
+               g.events.insert(g.events.end(), d.events.begin(), d.events.end());
+               if (!d.prompt_logprobs.empty()) g.prompt_scores = d.prompt_logprobs;
                if (d.text.empty() && d.finish == engine::FinishReason::kNone) return std::vector<json>{};
                json m = meta(d, std::chrono::duration<double>(Clock::now() - t0).count());
-               if (return_logprob) add_logprobs(m, *prompt_scores, *events);
-               return std::vector<json>{{{"text", *text}, {"output_ids", *ids}, {"meta_info", m}}};
+               if (return_logprob) add_logprobs(m, i, g.prompt_scores, g.events);
+               json chunk = {{"text", g.text}, {"output_ids", g.ids}, {"meta_info", m}};
+               if (n_gens > 1) chunk["index"] = i;
+               return std::vector<json>{std::move(chunk)};
              },
              [](const std::vector<Delta>&) -> std::optional<json> { return std::nullopt; });
       return;
     }
     const ClientConnection client(req.remote_addr, req.remote_port, req.local_addr, req.local_port);
-    Result r = collect(*gens[0], &flight->log, 0, &client);
-    if (!r.last.error.empty()) throw ApiError{500, r.last.error, ""};
-    double latency = std::chrono::duration<double>(Clock::now() - gens[0]->start()).count();
-    json m = meta(r.last, latency);
-    if (return_logprob) add_logprobs(m, r.prompt_logprobs, r.events);
-    reply(res, 200, {{"text", r.text}, {"output_ids", r.tokens}, {"meta_info", m}});
+    json outs = json::array();
+    for (size_t i = 0; i < gens.size(); ++i) {
+      Result r = collect(*gens[i], &flight->log, i, &client);
+      if (!r.last.error.empty()) throw ApiError{500, r.last.error, ""};
+      double latency = std::chrono::duration<double>(Clock::now() - gens[i]->start()).count();
+      json m = meta(r.last, latency);
+      if (return_logprob) add_logprobs(m, i, r.prompt_logprobs, r.events);
+      outs.push_back({{"text", r.text}, {"output_ids", r.tokens}, {"meta_info", m}});
+    }
+    // One object for one generation; a list (prompt by prompt, n each) for a batch or n > 1, as SGLang.
+    reply(res, 200, n_gens == 1 ? outs[0] : outs);
   }
 
   // Runs a handler, answering its failures as OpenAI-style errors (never a crash).
