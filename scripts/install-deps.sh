@@ -7,6 +7,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   libpcre2-dev libutf8proc-dev libcpp-httplib-dev python3 python3-venv
+  openmpi-bin libopenmpi-dev
 )
 
 missing=()

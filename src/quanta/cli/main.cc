@@ -5,6 +5,7 @@
 
 #include "quanta/cli/commands.h"
 #include "quanta/core/error.h"
+#include "quanta/dist/comm.h"
 #include "quanta/kernels/kernels.h"
 
 namespace {
@@ -25,6 +26,13 @@ std::string version_text() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Under mpirun (tensor parallelism), join the MPI world before anything else.
+  try {
+    quanta::dist::init(argc, argv);
+  } catch (const quanta::Error& e) {
+    std::fprintf(stderr, "quanta: error: %s\n", e.what());
+    return 1;
+  }
   CLI::App app{"quanta: runs already-quantized language models fast on the CPU."};
   app.require_subcommand(1);
   app.set_version_flag("--version", version_text);

@@ -1,0 +1,141 @@
+#include "quanta/dist/comm.h"
+
+#include <mpi.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "quanta/core/error.h"
+#include "quanta/core/thread_pool.h"
+
+namespace quanta::dist {
+
+namespace {
+
+class SingleProcess : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  void all_reduce_sum(float*, int64_t) override {}
+  void broadcast(void*, size_t, int) override {}
+  void gather(const float* send, int64_t n, float* recv, int) override {
+    if (recv != send) std::memcpy(recv, send, static_cast<size_t>(n) * sizeof(float));
+  }
+};
+
+// Fails loudly: an MPI error inside a step leaves the ranks out of step, so the job ends
+// (MPI_ERRORS_ARE_FATAL is the default handler; this names the call for the log).
+void check(int rc, const char* call) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  throw Error(std::string(call) + " failed: " + std::string(text, static_cast<size_t>(len)));
+}
+
+class Mpi : public Communicator {
+ public:
+  Mpi() {
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void all_reduce_sum(float* data, int64_t n) override {
+    const auto t0 = std::chrono::steady_clock::now();
+    check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+    reduce_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ++reduce_calls;
+  }
+  void broadcast(void* data, size_t n_bytes, int root) override {
+    check(MPI_Bcast(data, static_cast<int>(n_bytes), MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
+  }
+  void broadcast_idle(void* data, size_t n_bytes, int root) override {
+    MPI_Request req;
+    check(MPI_Ibcast(data, static_cast<int>(n_bytes), MPI_BYTE, root, MPI_COMM_WORLD, &req), "MPI_Ibcast");
+    if (rank_ == root) return check(MPI_Wait(&req, MPI_STATUS_IGNORE), "MPI_Wait");
+    // Poll quickly while steps come back to back, then back off to 2 ms while idle.
+    int done = 0, polls = 0;
+    while (true) {
+      check(MPI_Test(&req, &done, MPI_STATUS_IGNORE), "MPI_Test");
+      if (done) return;
+      if (++polls > 2000) std::this_thread::sleep_for(std::chrono::microseconds(polls > 20000 ? 2000 : 50));
+    }
+  }
+  void gather(const float* send, int64_t n, float* recv, int root) override {
+    check(MPI_Gather(send, static_cast<int>(n), MPI_FLOAT, recv, static_cast<int>(n), MPI_FLOAT, root, MPI_COMM_WORLD),
+          "MPI_Gather");
+  }
+
+ private:
+  int rank_ = 0, size_ = 1;
+};
+
+Communicator* g_world = nullptr;
+std::vector<std::string> g_argv;
+
+void finalize_at_exit() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+}  // namespace
+
+Communicator& world() {
+  static SingleProcess single;
+  return g_world ? *g_world : single;
+}
+
+bool launched_by_mpi() {
+  // Open MPI's mpirun, and the PMI launchers (MPICH's hydra, Slurm's srun).
+  return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") || std::getenv("PMIX_RANK");
+}
+
+void init(int argc, char** argv) {
+  set_command_line(argc, argv);
+  if (!launched_by_mpi() || g_world) return;
+  int provided = 0;
+  // Serialized: the server's scheduler thread, not main, runs the steps on rank 0.
+  check(MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided), "MPI_Init_thread");
+  if (provided < MPI_THREAD_SERIALIZED) throw Error("this MPI library does not allow calls from more than one thread");
+  std::atexit(finalize_at_exit);
+  static Mpi mpi;
+  g_world = &mpi;
+}
+
+void set_command_line(int argc, char** argv) {
+  g_argv.assign(argv, argv + argc);
+}
+
+void relaunch_under_mpirun(int n) {
+  if (g_argv.empty()) throw Error("the command line is unknown; cannot relaunch under mpirun", {.field = "--tp-size"});
+  // Open MPI refuses root unless both variables are set (containers and CI run as root);
+  // the shared-memory transport's single-copy mode needs ptrace rights containers lack.
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
+  setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 0);
+  char self[4096];
+  const ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  std::string exe = len > 0 ? std::string(self, static_cast<size_t>(len)) : g_argv[0];
+  std::vector<std::string> args = {"mpirun", "-np", std::to_string(n), "--oversubscribe", "--bind-to", "none", exe};
+  args.insert(args.end(), g_argv.begin() + 1, g_argv.end());
+  std::vector<char*> cargs;
+  for (auto& a : args) cargs.push_back(a.data());
+  cargs.push_back(nullptr);
+  std::fflush(nullptr);
+  execvp("mpirun", cargs.data());
+  throw Error("cannot start mpirun (" + std::string(std::strerror(errno)) +
+                  "); install Open MPI (openmpi-bin) or start quanta under mpirun -np " + std::to_string(n),
+              {.field = "--tp-size"});
+}
+
+int default_threads() {
+  return std::max(1, ThreadPool::physical_cores() / world().size());
+}
+
+}  // namespace quanta::dist
