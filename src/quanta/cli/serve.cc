@@ -68,7 +68,14 @@ int run_serve(const ServeOptions& o) {
 
   std::fprintf(stderr, "quanta: loading %s\n", o.model_path.c_str());
   engine::LoadedModel lm = engine::load_model(o.model_path, {}, o.load);
-  if (engine::is_follower()) return lm.model->follow(pool), 0;  // tensor parallelism: rank 0 runs the command
+  if (engine::is_follower()) {
+    // Tensor parallelism: rank 0 serves. mpirun passes SIGTERM to every rank; the others
+    // leave when rank 0, done draining, destroys its model.
+    std::signal(SIGTERM, SIG_IGN);
+    std::signal(SIGINT, SIG_IGN);
+    lm.model->follow(pool);
+    return 0;
+  }
   const std::string tok_path = o.tokenizer_path.empty() ? o.model_path : o.tokenizer_path;
   tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(tok_path);
   if (tok.vocab_size() > lm.config.vocab_size)
