@@ -20,7 +20,7 @@ std::string fixture(const std::string& rel) { return test::source_path("tests/go
 std::string default_model() { return test::source_path("models/gemma-3-270m-q4_k_m.gguf"); }
 
 test::RunResult generate(const std::string& model, int tp, int n_new = 12) {
-  return test::run_quanta({"generate", "--model-path", model, "--prompt", "The capital of France is", "--max-new-tokens",
+  return test::run_quanta({"generate", "--model-path", model, "--prompt-ids", "2 5 9 3 7 11", "--max-new-tokens",
                            std::to_string(n_new), "--temperature", "0", "--quiet", "--tp-size", std::to_string(tp)});
 }
 
@@ -70,7 +70,7 @@ TEST(TensorParallelCli, RefusesBlocksThatDoNotDivide) {
   // q_dim 256 over 2 ranks: o_proj's input halves are 128, not whole Q4_K blocks of 256.
   const auto r = generate(fixture("gguf/llama-k-q4_k_m.gguf"), 2);
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.err.find("parts of whole q4_K blocks of 256"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("parts of whole Q4_K blocks of 256"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("o_proj"), std::string::npos) << r.err;
 }
 
@@ -97,7 +97,7 @@ const char* kMpiEnv = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 TEST(TensorParallelCli, RefusesTpSizeOtherThanTheMpiWorld) {
   const auto [rc, out] = shell(std::string(kMpiEnv) + "mpirun -np 2 --oversubscribe " + QUANTA_BINARY +
-                               " generate --quiet --max-new-tokens 1 --prompt hi --tp-size 3 --model-path " +
+                               " generate --quiet --max-new-tokens 1 --prompt-ids 2,5 --tp-size 3 --model-path " +
                                fixture("llama-gqa-f32"));
   EXPECT_NE(rc, 0);
   EXPECT_NE(out.find("--tp-size 3 does not match the MPI world of 2 ranks"), std::string::npos) << out;
@@ -107,7 +107,7 @@ TEST(TensorParallelCli, KilledRankEndsTheJob) {
   // A long generation; rank 1 is found by its MPI rank and a marker in its environment.
   const std::string dir = test::temp_dir(), mark = "QUANTA_TP_TEST_MARK=" + std::to_string(getpid());
   const std::string cmd = "(" + mark + " " + QUANTA_BINARY + " generate --quiet --ignore-eos --max-new-tokens 100000 " +
-                          "--prompt hi --threads 1 --tp-size 2 --model-path " + fixture("llama-gqa-f32") + " > " + dir +
+                          "--prompt-ids 2,5,9 --threads 1 --tp-size 2 --model-path " + fixture("llama-gqa-f32") + " > " + dir +
                           "/out.txt 2>&1; echo $? > " + dir + "/rc) &";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   auto find_rank1 = [&]() -> int {

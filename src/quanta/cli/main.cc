@@ -59,17 +59,19 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  // Under tensor parallelism the other ranks say which they are.
+  const std::string who = quanta::dist::world().rank() == 0 ? "quanta" : "quanta rank " + std::to_string(quanta::dist::world().rank());
   try {
     for (auto& [sub, run] : commands)
       if (sub->parsed()) return run();
   } catch (const quanta::Error& e) {
-    std::fprintf(stderr, "quanta: error: %s\n", e.what());
+    std::fprintf(stderr, "%s: error: %s\n", who.c_str(), e.what());
     return 1;
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "quanta: error: out of memory\n");
+    std::fprintf(stderr, "%s: error: out of memory\n", who.c_str());
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "quanta: error: %s\n", e.what());
+    std::fprintf(stderr, "%s: error: %s\n", who.c_str(), e.what());
     return 1;
   }
   return 1;
