@@ -66,7 +66,8 @@ int run_serve(const ServeOptions& o) {
   kernels::active_isa();
   ThreadPool pool(o.threads > 0 ? o.threads : dist::default_threads());
 
-  std::fprintf(stderr, "quanta: loading %s\n", o.model_path.c_str());
+  engine::relaunch_for_tp(o.model_path, o.load);  // --tp-size: refused, or restarted under mpirun, before any output
+  if (!engine::is_follower()) std::fprintf(stderr, "quanta: loading %s\n", o.model_path.c_str());
   engine::LoadedModel lm = engine::load_model(o.model_path, {}, o.load);
   if (engine::is_follower()) {
     // Tensor parallelism: rank 0 serves. mpirun passes SIGTERM to every rank; the others

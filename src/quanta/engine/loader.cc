@@ -12,18 +12,23 @@ namespace quanta::engine {
 
 bool is_follower() { return dist::world().rank() != 0; }
 
+void relaunch_for_tp(const std::string& path, const LoadOptions& options) {
+  namespace fs = std::filesystem;
+  if (options.tp_size < 1) throw Error("must be at least 1", {.field = "--tp-size"});
+  if (options.tp_size == 1 || dist::launched_by_mpi()) return;
+  if (!fs::exists(path)) throw Error("model path does not exist", {.file = path});
+  // Refuse a model that does not split here, once, before starting any rank.
+  const format::ModelConfig config = fs::is_directory(path) ? format::load_model_config(path)
+                                                            : format::gguf_model_config(format::GgufFile(path));
+  model::DecoderModel::check_tp_split(config, options.tp_size);
+  dist::relaunch_under_mpirun(options.tp_size);
+}
+
 LoadedModel load_model(const std::string& path, const model::LoadProgress& progress_in, const LoadOptions& options) {
   namespace fs = std::filesystem;
   if (!fs::exists(path)) throw Error("model path does not exist", {.file = path});
-  if (options.tp_size < 1) throw Error("must be at least 1", {.field = "--tp-size"});
+  relaunch_for_tp(path, options);
   dist::Communicator& comm = dist::world();
-  if (options.tp_size > 1 && !dist::launched_by_mpi()) {
-    // Refuse a model that does not split here, once, before starting any rank.
-    const format::ModelConfig config = fs::is_directory(path) ? format::load_model_config(path)
-                                                              : format::gguf_model_config(format::GgufFile(path));
-    model::DecoderModel::check_tp_split(config, options.tp_size);
-    dist::relaunch_under_mpirun(options.tp_size);
-  }
   if (comm.size() != options.tp_size)
     throw Error("--tp-size " + std::to_string(options.tp_size) + " does not match the MPI world of " +
                     std::to_string(comm.size()) + " ranks this process was started in",

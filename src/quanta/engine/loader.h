@@ -42,6 +42,11 @@ struct LoadOptions {
 LoadedModel load_model(const std::string& path, const model::LoadProgress& progress = {},
                        const LoadOptions& options = {});
 
+// With options.tp_size > 1 outside an MPI world: checks that the model splits, then
+// re-executes the command under mpirun (does not return). Otherwise does nothing.
+// load_model calls it; a command may call it earlier, before printing anything.
+void relaunch_for_tp(const std::string& path, const LoadOptions& options);
+
 // Whether this process is a rank other than 0 of a tensor-parallel job.
 bool is_follower();
 
