@@ -223,7 +223,15 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
   }
 
   m->final_norm_ = load_vector(source, "model.norm.weight", hidden);
-  if (c.tie_word_embeddings) {
+  // Vocab-parallel lm_head when the vocabulary splits: each rank computes its slice of
+  // the logits, gathered on rank 0 (a tied one is a row range of the embedding's weights,
+  // a view of the same memory where the format allows). Otherwise rank 0 computes all.
+  m->vocab_split_ = n_ranks > 1 && c.vocab_size % n_ranks == 0;
+  if (m->vocab_split_) {
+    m->lm_head_ = linear(c.tie_word_embeddings ? "model.embed_tokens" : "lm_head", hidden, c.vocab_size, false,
+                         ParallelRole::kColumn);
+    if (!c.tie_word_embeddings) report(m->lm_head_->weight_bytes());
+  } else if (c.tie_word_embeddings) {
     // One kernel (one copy of the table) serves both.
     m->lm_head_ = m->embedding_;
   } else if (rank == 0) {
@@ -389,7 +397,7 @@ void DecoderModel::forward(const std::vector<SequenceStep>& steps, KvPool& kv_po
     for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
   }
   for (const SequenceStep& st : steps) st.kv->n_tokens += st.n_tokens;
-  if (!logits) return;  // a follower rank
+  if (!logits && !vocab_split_) return;  // a follower rank without a share of the logits
 
   // Final norm and lm_head on the rows that want logits: gathered, then one matmul.
   std::vector<int64_t> rows;
@@ -404,7 +412,21 @@ void DecoderModel::forward(const std::vector<SequenceStep>& steps, KvPool& kv_po
   for (int64_t i = 0; i < n_rows; ++i)
     kernels::rms_norm(x.data() + rows[static_cast<size_t>(i)] * hidden, final_norm_.data<float>(),
                       h.data() + i * hidden, 1, hidden, eps, gemma);
-  lm_head_->forward(h.data(), n_rows, logits, pool);
+  if (vocab_split_) {
+    // This rank's vocabulary slice of every row, then rank 0 interleaves the slices.
+    const int64_t n_ranks = comm_->size(), v_part = c.vocab_size / n_ranks;
+    std::vector<float> part = buffer(n_rows * v_part);
+    lm_head_->forward(h.data(), n_rows, part.data(), pool);
+    std::vector<float> all = buffer(comm_->rank() == 0 ? n_ranks * n_rows * v_part : 0);
+    comm_->gather(part.data(), n_rows * v_part, all.data());
+    if (comm_->rank() != 0) return;
+    for (int64_t r = 0; r < n_ranks; ++r)
+      for (int64_t i = 0; i < n_rows; ++i)
+        std::memcpy(logits + i * c.vocab_size + r * v_part, all.data() + (r * n_rows + i) * v_part,
+                    static_cast<size_t>(v_part) * sizeof(float));
+  } else {
+    lm_head_->forward(h.data(), n_rows, logits, pool);
+  }
   if (c.final_logit_softcap > 0.0f) {
     const float cap = c.final_logit_softcap;
     for (int64_t i = 0; i < n_rows * c.vocab_size; ++i) logits[i] = cap * std::tanh(logits[i] / cap);

@@ -55,7 +55,8 @@ class DecoderModel {
   // shard of every attention and MLP Linear: heads of q/k/v/o (KV heads replicated
   // when fewer than ranks, as SGLang does), rows of gate/up and columns of down;
   // the partial outputs of o_proj and down_proj are summed by one all-reduce each.
-  // Embedding and lm_head are whole on every rank; only rank 0 computes logits.
+  // The embedding is whole on every rank; lm_head is split by vocabulary (logits gathered
+  // on rank 0) when the vocabulary divides, else whole on rank 0 alone.
   static std::unique_ptr<DecoderModel> load(const format::ModelConfig& config,
                                             const format::TensorSource& source,
                                             const quant::QuantMethod& method,
@@ -68,7 +69,7 @@ class DecoderModel {
 
   // Ranks other than 0: run every step rank 0 runs, as rank 0 broadcasts them (tokens,
   // positions, block tables), on a KV pool of the same blocks, until rank 0's model is
-  // destroyed. Computes no logits.
+  // destroyed. Computes its slice of the logits when lm_head is split.
   void follow(ThreadPool& pool) const;
 
   const format::ModelConfig& config() const { return config_; }
@@ -106,6 +107,7 @@ class DecoderModel {
   dist::Communicator* comm_ = nullptr;  // null: one process
   // This rank's share of the heads and of the MLP's intermediate features.
   int64_t n_heads_ = 0, n_kv_heads_ = 0, d_ff_ = 0;
+  bool vocab_split_ = false;  // each rank computes a slice of the logits, gathered on rank 0
   bool tp() const;
 };
 
