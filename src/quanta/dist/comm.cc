@@ -1,10 +1,14 @@
 #include "quanta/dist/comm.h"
 
 #include <mpi.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -78,6 +82,24 @@ class Mpi : public Communicator {
 Communicator* g_world = nullptr;
 std::vector<std::string> g_argv;
 
+// The pid of rank 0 of the job this process launched (0 if not found): the process whose
+// environment has QUANTA_TP_LAUNCHER=launcher and OMPI_COMM_WORLD_RANK=0.
+pid_t find_rank0(const std::string& launcher) {
+  const std::string mark = "QUANTA_TP_LAUNCHER=" + launcher, rank = "OMPI_COMM_WORLD_RANK=0";
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::ifstream f(e.path() / "environ", std::ios::binary);
+    if (!f) continue;
+    std::string var;
+    bool ours = false, zero = false;
+    while (std::getline(f, var, '\0')) {
+      ours |= var == mark;
+      zero |= var == rank;
+    }
+    if (ours && zero) return static_cast<pid_t>(std::atoi(e.path().filename().c_str()));
+  }
+  return 0;
+}
+
 void finalize_at_exit() {
   int finalized = 0;
   MPI_Finalized(&finalized);
@@ -127,11 +149,37 @@ void relaunch_under_mpirun(int n) {
   std::vector<char*> cargs;
   for (auto& a : args) cargs.push_back(a.data());
   cargs.push_back(nullptr);
+  // The ranks carry this process's id, so that it can find rank 0 among them.
+  const std::string parent = std::to_string(getpid());
+  setenv("QUANTA_TP_LAUNCHER", parent.c_str(), 1);
   std::fflush(nullptr);
-  execvp("mpirun", cargs.data());
-  throw Error("cannot start mpirun (" + std::string(std::strerror(errno)) +
-                  "); install Open MPI (openmpi-bin) or start quanta under mpirun -np " + std::to_string(n),
-              {.field = "--tp-size"});
+  const pid_t child = fork();
+  if (child < 0) throw Error("cannot fork to start mpirun: " + std::string(std::strerror(errno)), {.field = "--tp-size"});
+  if (child == 0) {
+    execvp("mpirun", cargs.data());
+    std::fprintf(stderr, "quanta: error: field '--tp-size': cannot start mpirun (%s); install Open MPI (openmpi-bin) "
+                 "or start quanta under mpirun -np %d\n", std::strerror(errno), n);
+    std::_Exit(127);
+  }
+  // This process stays as the job's face: SIGTERM/SIGINT go to rank 0 alone (mpirun would
+  // end every rank at once; rank 0 drains its requests, then releases the others), a second
+  // one to mpirun, which ends the job. Exits with mpirun's status.
+  static volatile std::sig_atomic_t signals = 0;
+  auto on_signal = [](int) { signals = signals + 1; };
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGINT, on_signal);
+  int forwarded = 0;
+  while (true) {
+    int status = 0;
+    const pid_t done = waitpid(child, &status, WNOHANG);
+    if (done == child) std::_Exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    if (signals > forwarded) {
+      const pid_t rank0 = forwarded == 0 ? find_rank0(parent) : 0;
+      kill(rank0 > 0 ? rank0 : child, SIGTERM);
+      forwarded = signals;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 int default_threads() {

@@ -5,9 +5,9 @@
 // case init() made it the MPI one. Tensor parallelism of 1 therefore runs
 // today's code path with no MPI call at all.
 //
-// On one host, --tp-size N in a process that is not in an MPI world re-executes
-// the same command line under `mpirun -np N` (relaunch_under_mpirun): mpirun
-// supervises the ranks, so a rank that dies ends the whole job.
+// On one host, --tp-size N in a process that is not in an MPI world runs the same
+// command line under `mpirun -np N` (relaunch_under_mpirun): mpirun supervises the
+// ranks, so a rank that dies ends the whole job.
 #pragma once
 
 #include <cstddef>
@@ -46,9 +46,10 @@ bool launched_by_mpi();
 void init(int argc, char** argv);
 // Remembers the command line, for relaunch_under_mpirun.
 void set_command_line(int argc, char** argv);
-// Replaces this process by `mpirun -np n` running the same command line (never returns;
-// throws Error when mpirun cannot be started). Adds what Open MPI needs to run as root
-// and more ranks than cores (--oversubscribe) on small machines.
+// Runs the same command line under `mpirun -np n` and exits with its status (never
+// returns); this process stays to pass SIGTERM/SIGINT to rank 0 (a server drains, then
+// releases the other ranks). Adds what Open MPI needs to run as root and more ranks than
+// cores (--oversubscribe) on small machines.
 [[noreturn]] void relaunch_under_mpirun(int n);
 // Threads per rank when --threads is not given: physical cores / ranks, at least 1.
 int default_threads();
