@@ -184,7 +184,14 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
 
   // The embedding table is looked up row by row through the same kernel
   // interface as a Linear, so it may be stored in any format a method reads.
-  m->embedding_ = linear("model.embed_tokens", hidden, c.vocab_size, false, ParallelRole::kReplicated);
+  // Under tensor parallelism with a vocabulary that splits, lm_head is its own kernel
+  // (below) and the table is only looked up: each rank maps just the rows it reads.
+  m->vocab_split_ = n_ranks > 1 && c.vocab_size % n_ranks == 0;
+  {
+    LinearSpec spec{"model.embed_tokens", hidden, c.vocab_size, false, ParallelRole::kReplicated};
+    spec.lookup_only = m->vocab_split_;
+    m->embedding_ = method.load_linear(source, spec);
+  }
   report(m->embedding_->weight_bytes());
 
   for (int64_t i = 0; i < c.n_layers; ++i) {
@@ -226,7 +233,6 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
   // Vocab-parallel lm_head when the vocabulary splits: each rank computes its slice of
   // the logits, gathered on rank 0 (a tied one is a row range of the embedding's weights,
   // a view of the same memory where the format allows). Otherwise rank 0 computes all.
-  m->vocab_split_ = n_ranks > 1 && c.vocab_size % n_ranks == 0;
   if (m->vocab_split_) {
     m->lm_head_ = linear(c.tie_word_embeddings ? "model.embed_tokens" : "lm_head", hidden, c.vocab_size, false,
                          ParallelRole::kColumn);

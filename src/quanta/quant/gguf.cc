@@ -46,7 +46,8 @@ class GgufLinear : public LinearKernel {
   // rows [r.begin, r.end) x input features [c.begin, c.end) of the tensor: a view of the
   // mapping (a column range is a run of whole blocks inside each row, read with the
   // full row's stride).
-  GgufLinear(const format::GgufFile& file, const format::GgufTensorInfo& info, ShardRange r, ShardRange c, Tensor bias)
+  GgufLinear(const format::GgufFile& file, const format::GgufTensorInfo& info, ShardRange r, ShardRange c, Tensor bias,
+             bool prefault)
       : weights_(file.data(info) + r.begin * format::ggml_row_bytes(info.type, info.shape[1]) +
                  format::ggml_row_bytes(info.type, c.begin)),
         keepalive_(file.keepalive()),
@@ -59,7 +60,8 @@ class GgufLinear : public LinearKernel {
         has_dot_(kernels::quant_dot(static_cast<uint32_t>(info.type)).fn != nullptr),
         dequant_(kernels::quant_dequant(static_cast<uint32_t>(info.type))),
         gemm_(kernels::quant_gemm(static_cast<uint32_t>(info.type))) {
-    for (int64_t o = 0; o < n_out_; ++o) touch_pages(weights_ + o * row_stride_, row_bytes_);
+    if (prefault)
+      for (int64_t o = 0; o < n_out_; ++o) touch_pages(weights_ + o * row_stride_, row_bytes_);
   }
 
   void forward(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const override {
@@ -211,7 +213,7 @@ class GgufMethod : public QuantMethod {
       bias = Tensor::zeros(DType::kF32, {rows.size()});
       std::copy_n(full.data<float>() + rows.begin, rows.size(), bias.data_mut<float>());
     }
-    return std::make_unique<GgufLinear>(gguf->file(), *info, rows, cols, std::move(bias));
+    return std::make_unique<GgufLinear>(gguf->file(), *info, rows, cols, std::move(bias), !spec.lookup_only);
   }
 
  private:

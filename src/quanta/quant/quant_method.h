@@ -39,6 +39,9 @@ struct LinearSpec {
   // kernel's are the shard's. A row-parallel shard other than 0 leaves the bias out
   // (the partial outputs are summed). 1: the whole Linear.
   int64_t shard = 0, n_shards = 1;
+  // An embedding table only looked up a row at a time (lm_head is another kernel): its
+  // pages are left to be mapped on first use instead of prefaulted at load.
+  bool lookup_only = false;
 };
 
 // [begin, end) of spec's shard along its split dimension (rows for kColumn, input

@@ -109,7 +109,7 @@ class UnquantizedMethod : public QuantMethod {
     const bool by_rows = spec.role != ParallelRole::kRow;
     const ShardRange rows = by_rows ? split : ShardRange{0, spec.n_out};
     if (spec.n_shards > 1) w = by_rows ? slice_rows(w, rows) : copy_columns(w, split);
-    touch_pages(w.raw(), w.nbytes());
+    if (!spec.lookup_only) touch_pages(w.raw(), w.nbytes());
     Tensor b;
     if (spec.has_bias && (by_rows || spec.shard == 0)) {
       std::string bname = spec.prefix + ".bias";
