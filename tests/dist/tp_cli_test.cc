@@ -103,6 +103,17 @@ TEST(TensorParallelCli, RefusesTpSizeOtherThanTheMpiWorld) {
   EXPECT_NE(out.find("--tp-size 3 does not match the MPI world of 2 ranks"), std::string::npos) << out;
 }
 
+TEST(TensorParallelCli, RefusesRanksWithDifferentModels) {
+  // Same shapes, other weight types: the plan checksum differs on rank 1.
+  const std::string args = " generate --quiet --max-new-tokens 2 --prompt-ids 2,5 --tp-size 2 --model-path ";
+  const auto [rc, out] = shell(std::string(kMpiEnv) + "mpirun --oversubscribe -np 1 " + QUANTA_BINARY + args +
+                               fixture("gguf/llama-gqa-q8_0.gguf") + " : -np 1 " + QUANTA_BINARY + args +
+                               fixture("gguf/llama-gqa-q4_0.gguf"));
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("rank 1 loaded a model whose plan (shapes and formats) differs from rank 0's"), std::string::npos)
+      << out;
+}
+
 TEST(TensorParallelCli, KilledRankEndsTheJob) {
   // A long generation; rank 1 is found by its MPI rank and a marker in its environment.
   const std::string dir = test::temp_dir(), mark = "QUANTA_TP_TEST_MARK=" + std::to_string(getpid());

@@ -66,13 +66,12 @@ int main(int argc, char** argv) {
       if (sub->parsed()) return run();
   } catch (const quanta::Error& e) {
     std::fprintf(stderr, "%s: error: %s\n", who.c_str(), e.what());
-    return 1;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "%s: error: out of memory\n", who.c_str());
-    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: error: %s\n", who.c_str(), e.what());
-    return 1;
   }
+  // A failed rank takes the job down: the others may be waiting for it in a collective.
+  if (quanta::dist::world().size() > 1) quanta::dist::abort_job(1);
   return 1;
 }

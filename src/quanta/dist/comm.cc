@@ -130,6 +130,12 @@ void init(int argc, char** argv) {
   g_world = &mpi;
 }
 
+void abort_job(int code) {
+  std::fflush(nullptr);
+  if (g_world && g_world->size() > 1) MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
+}
+
 void set_command_line(int argc, char** argv) {
   g_argv.assign(argv, argv + argc);
 }

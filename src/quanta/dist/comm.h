@@ -44,6 +44,9 @@ Communicator& world();
 bool launched_by_mpi();
 // Joins the MPI world when launched_by_mpi(); otherwise does nothing. Called once by main.
 void init(int argc, char** argv);
+// Ends every rank of the job (MPI_Abort) with this exit code: how a rank that fails leaves.
+// MPI_Finalize would wait for ranks still waiting for it. Exits plainly in one process.
+[[noreturn]] void abort_job(int code);
 // Remembers the command line, for relaunch_under_mpirun.
 void set_command_line(int argc, char** argv);
 // Runs the same command line under `mpirun -np n` and exits with its status (never

@@ -80,6 +80,29 @@ void broadcast_step(dist::Communicator& comm, const std::vector<SequenceStep>& s
 
 }  // namespace
 
+// Every rank must have loaded the same model: rank 0's checksum of the plan (shapes, the
+// formats and bytes of every Linear) against each rank's own. A rank with another file
+// stops here with an error naming it (and mpirun ends the job).
+void DecoderModel::check_same_plan(dist::Communicator& comm, const DecoderModel& m) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  auto mix = [&](const std::string& s) {
+    for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+  };
+  const ModelConfig& c = m.config_;
+  for (int64_t v : {c.n_layers, c.hidden_size, c.intermediate_size, c.n_heads, c.n_kv_heads, c.d_head, c.vocab_size})
+    mix(std::to_string(v) + ",");
+  for (const auto& l : m.layers_)
+    for (const auto* lin : {l->q.get(), l->k.get(), l->v.get(), l->o.get(), l->gate.get(), l->up.get(), l->down.get()})
+      if (lin) mix(lin->format() + ":" + std::to_string(lin->n_in()) + "x" + std::to_string(lin->n_out()) + ";");
+  mix(m.embedding_->format());
+  uint64_t root = h;
+  comm.broadcast(&root, sizeof(root));
+  if (root != h)
+    throw Error("rank " + std::to_string(comm.rank()) + " loaded a model whose plan (shapes and formats) differs from "
+                    "rank 0's: every rank must load the same model file",
+                {.field = "--model-path"});
+}
+
 void DecoderModel::follow(ThreadPool& pool) const {
   if (!tp() || comm_->rank() == 0) return;
   std::unique_ptr<KvPool> kv;
@@ -245,6 +268,7 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
     m->lm_head_ = linear("lm_head", hidden, c.vocab_size, false, ParallelRole::kReplicated);
     report(m->lm_head_->weight_bytes());
   }
+  if (n_ranks > 1) check_same_plan(*comm, *m);
   m->rope_full_ = compute_rope(c.rope_full, c.d_head);
   m->rope_sliding_ = compute_rope(c.rope_sliding, c.d_head);
   if (progress) progress(total, total);

@@ -109,6 +109,7 @@ class DecoderModel {
   int64_t n_heads_ = 0, n_kv_heads_ = 0, d_ff_ = 0;
   bool vocab_split_ = false;  // each rank computes a slice of the logits, gathered on rank 0
   bool tp() const;
+  static void check_same_plan(dist::Communicator& comm, const DecoderModel& m);
 };
 
 }  // namespace quanta::model
