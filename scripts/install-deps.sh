@@ -8,6 +8,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   libpcre2-dev libutf8proc-dev libcpp-httplib-dev python3 python3-venv
   clang libclang-rt-dev   # the fuzz targets (libFuzzer, ASan, UBSan): tests/fuzz/run.sh
+  openmpi-bin libopenmpi-dev
 )
 
 missing=()

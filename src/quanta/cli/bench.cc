@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <random>
 #include <string>
@@ -15,6 +16,7 @@
 
 #include "quanta/cli/commands.h"
 #include "quanta/cli/quant_options.h"
+#include "quanta/dist/comm.h"
 #include "quanta/core/error.h"
 #include "quanta/core/thread_pool.h"
 #include "quanta/engine/loader.h"
@@ -39,7 +41,18 @@ struct Result {
   int threads;
   double avg_ts, stddev_ts;
   std::vector<double> samples_ts;
+  int tp_size = 1;
+  double allreduce_share = 0, allreduce_us = 0;  // of the measured time, on rank 0
 };
+
+// VmHWM of /proc/self/status, in MB (0 where unknown).
+double peak_rss_mb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0;
+}
 
 int run_bench(const BenchOptions& o) {
   if (o.reps < 1) throw Error("must be at least 1", {.field = "--repetitions"});
@@ -47,7 +60,14 @@ int run_bench(const BenchOptions& o) {
   engine::LoadedModel lm = engine::load_model(o.model_path, {}, o.load);
   const auto& cfg = lm.config;
   std::vector<int> thread_counts = o.threads;
-  if (thread_counts.empty()) thread_counts.push_back(ThreadPool::physical_cores());
+  if (thread_counts.empty()) thread_counts.push_back(dist::default_threads());
+  if (engine::is_follower()) {  // tensor parallelism: the other ranks follow rank 0's steps
+    ThreadPool pool(thread_counts[0]);
+    lm.model->follow(pool);
+    std::fprintf(stderr, "rank %d: peak resident memory %.1f MB\n", dist::world().rank(), peak_rss_mb());
+    return 0;
+  }
+  dist::Communicator& comm = dist::world();
 
   // Random tokens, as llama-bench uses.
   std::mt19937 rng(42);
@@ -57,10 +77,14 @@ int run_bench(const BenchOptions& o) {
   std::vector<Result> results;
   auto measure = [&](int64_t pp, int64_t tg, ThreadPool& pool) {
     Result r{pp, tg, pool.size(), 0, 0, {}};
+    double reduce_s = 0, total_s = 0;
+    int64_t reduce_calls = 0;
     for (int rep = -1; rep < o.reps; ++rep) {  // rep -1 is the warm-up
       model::KvCache cache = lm.model->make_cache(std::max<int64_t>(pp + tg, 1));
       std::vector<int32_t> tokens(static_cast<size_t>(std::max(pp, tg)));
       for (auto& t : tokens) t = token(rng);
+      const double r0 = comm.reduce_seconds;
+      const int64_t c0 = comm.reduce_calls;
       auto t0 = std::chrono::steady_clock::now();
       if (pp > 0) {
         lm.model->forward(tokens.data(), pp, cache, logits.data(), false, pool);
@@ -68,13 +92,25 @@ int run_bench(const BenchOptions& o) {
         for (int64_t i = 0; i < tg; ++i) lm.model->forward(&tokens[static_cast<size_t>(i)], 1, cache, logits.data(), false, pool);
       }
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (rep >= 0) r.samples_ts.push_back(static_cast<double>(pp + tg) / secs);
+      if (rep >= 0) {
+        r.samples_ts.push_back(static_cast<double>(pp + tg) / secs);
+        reduce_s += comm.reduce_seconds - r0;
+        reduce_calls += comm.reduce_calls - c0;
+        total_s += secs;
+      }
     }
     double sum = 0, sq = 0;
     for (double v : r.samples_ts) sum += v;
     r.avg_ts = sum / static_cast<double>(r.samples_ts.size());
     for (double v : r.samples_ts) sq += (v - r.avg_ts) * (v - r.avg_ts);
     r.stddev_ts = r.samples_ts.size() > 1 ? std::sqrt(sq / static_cast<double>(r.samples_ts.size() - 1)) : 0.0;
+    r.tp_size = comm.size();
+    r.allreduce_share = total_s > 0 ? reduce_s / total_s : 0;
+    r.allreduce_us = reduce_calls > 0 ? 1e6 * reduce_s / static_cast<double>(reduce_calls) : 0;
+    if (comm.size() > 1)
+      std::fprintf(stderr, "%s: all-reduce %.1f us per call, %lld calls, %.1f%% of the time on rank 0\n",
+                   pp ? ("pp" + std::to_string(pp)).c_str() : ("tg" + std::to_string(tg)).c_str(), r.allreduce_us,
+                   static_cast<long long>(reduce_calls), 100 * r.allreduce_share);
     results.push_back(r);
     if (!o.json) {
       std::string name = o.model_path.substr(o.model_path.find_last_of('/') + 1);
@@ -105,9 +141,12 @@ int run_bench(const BenchOptions& o) {
       out.push_back({{"model_filename", o.model_path}, {"n_prompt", r.n_prompt}, {"n_gen", r.n_gen},
                      {"n_threads", r.threads}, {"avg_ts", r.avg_ts}, {"stddev_ts", r.stddev_ts},
                      {"samples_ts", r.samples_ts}, {"isa", kernels::isa_name(kernels::active_isa())},
-                     {"model_size", lm.model->weight_bytes()}});
+                     {"model_size", lm.model->weight_bytes()}, {"tp_size", r.tp_size},
+                     {"allreduce_us_per_call", r.allreduce_us}, {"allreduce_share", r.allreduce_share},
+                     {"peak_rss_mb_rank0", peak_rss_mb()}});
     std::printf("%s\n", out.dump(2).c_str());
   }
+  std::fprintf(stderr, "rank 0: peak resident memory %.1f MB (of %d ranks)\n", peak_rss_mb(), comm.size());
   return 0;
 }
 

@@ -13,6 +13,7 @@
 
 #include "quanta/cli/commands.h"
 #include "quanta/cli/quant_options.h"
+#include "quanta/dist/comm.h"
 #include "quanta/core/error.h"
 #include "quanta/core/parse.h"
 #include "quanta/core/thread_pool.h"
@@ -90,7 +91,7 @@ int run_generate(const GenerateOptions& o) {
   const bool print_text = tok && !o.print_ids;
 
   kernels::active_isa();  // validates QUANTA_ISA before any work
-  ThreadPool pool(o.threads > 0 ? o.threads : ThreadPool::physical_cores());
+  ThreadPool pool(o.threads > 0 ? o.threads : dist::default_threads());
 
   // Ends the progress line even when loading fails, so an error stays on a line of its own.
   struct StatusLine {
@@ -108,6 +109,7 @@ int run_generate(const GenerateOptions& o) {
     std::fflush(stderr);
   };
   engine::LoadedModel lm = engine::load_model(o.model_path, progress, o.load);
+  if (engine::is_follower()) return lm.model->follow(pool), 0;  // tensor parallelism: rank 0 runs the command
   if (status.open) std::fputc('\n', stderr), status.open = false;
   const auto& cfg = lm.config;
   const auto& gen = lm.generation;

@@ -5,6 +5,7 @@
 
 #include "quanta/cli/commands.h"
 #include "quanta/core/error.h"
+#include "quanta/dist/comm.h"
 #include "quanta/kernels/kernels.h"
 
 namespace {
@@ -25,6 +26,13 @@ std::string version_text() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Under mpirun (tensor parallelism), join the MPI world before anything else.
+  try {
+    quanta::dist::init(argc, argv);
+  } catch (const quanta::Error& e) {
+    std::fprintf(stderr, "quanta: error: %s\n", e.what());
+    return 1;
+  }
   CLI::App app{"quanta: runs already-quantized language models fast on the CPU."};
   app.require_subcommand(1);
   app.set_version_flag("--version", version_text);
@@ -51,18 +59,19 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  // Under tensor parallelism the other ranks say which they are.
+  const std::string who = quanta::dist::world().rank() == 0 ? "quanta" : "quanta rank " + std::to_string(quanta::dist::world().rank());
   try {
     for (auto& [sub, run] : commands)
       if (sub->parsed()) return run();
   } catch (const quanta::Error& e) {
-    std::fprintf(stderr, "quanta: error: %s\n", e.what());
-    return 1;
+    std::fprintf(stderr, "%s: error: %s\n", who.c_str(), e.what());
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "quanta: error: out of memory\n");
-    return 1;
+    std::fprintf(stderr, "%s: error: out of memory\n", who.c_str());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "quanta: error: %s\n", e.what());
-    return 1;
+    std::fprintf(stderr, "%s: error: %s\n", who.c_str(), e.what());
   }
+  // A failed rank takes the job down: the others may be waiting for it in a collective.
+  if (quanta::dist::world().size() > 1) quanta::dist::abort_job(1);
   return 1;
 }

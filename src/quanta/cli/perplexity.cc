@@ -13,6 +13,7 @@
 
 #include "quanta/cli/commands.h"
 #include "quanta/cli/quant_options.h"
+#include "quanta/dist/comm.h"
 #include "quanta/core/error.h"
 #include "quanta/core/thread_pool.h"
 #include "quanta/engine/loader.h"
@@ -93,6 +94,8 @@ int run_ppl(const PerplexityOptions& o, ThreadPool& pool) {
   if (o.max_chunks > 0) n_chunks = std::min(n_chunks, o.max_chunks);
 
   engine::LoadedModel lm = engine::load_model(o.model_path, {}, o.load);
+
+  if (engine::is_follower()) return lm.model->follow(pool), 0;  // tensor parallelism: rank 0 runs the command
   check_vocab(lm, t.ids, o.text_file);
   const int64_t vocab = lm.config.vocab_size;
 
@@ -182,6 +185,7 @@ int run_kl(const PerplexityOptions& o, ThreadPool& pool) {
   }
   const std::optional<int32_t> bos = chunk_bos(tok);
   engine::LoadedModel lm = engine::load_model(o.model_path, {}, o.load);
+  if (engine::is_follower()) return lm.model->follow(pool), 0;  // tensor parallelism: rank 0 runs the command
   const int64_t vocab = lm.config.vocab_size;
   if (vocab != h.n_vocab)
     throw Error("has a vocabulary of " + std::to_string(h.n_vocab) + ", the model " + o.model_path + " one of " +
@@ -269,7 +273,7 @@ int run_kl(const PerplexityOptions& o, ThreadPool& pool) {
 int run_perplexity(const PerplexityOptions& o) {
   if (o.threads < 0) throw Error("must be at least 1", {.field = "--threads"});
   if (o.max_chunks == 0 || o.max_chunks < -1) throw Error("must be at least 1", {.field = "--chunks"});
-  ThreadPool pool(o.threads > 0 ? o.threads : ThreadPool::physical_cores());
+  ThreadPool pool(o.threads > 0 ? o.threads : dist::default_threads());
   return o.kl ? run_kl(o, pool) : run_ppl(o, pool);
 }
 

@@ -1,4 +1,4 @@
-// --quantization, --quantization-ignored-layers and --gguf-dequantize, shared by
+// --quantization, --quantization-ignored-layers, --gguf-dequantize and --tp-size, shared by
 // the subcommands that load a model (generate, bench, perplexity, serve).
 #pragma once
 
@@ -18,6 +18,10 @@ inline void add_quantization_options(CLI::App* sub, engine::LoadOptions& o) {
   sub->add_flag("--gguf-dequantize", o.gguf_dequantize,
                 "GGUF: dequantize every weight to f32 at load and run float kernels (SGLang's GGUF behaviour; "
                 "3-8x the memory) instead of multiplying the blocks as stored");
+  sub->add_option("--tp-size", o.tp_size,
+                  "Tensor parallelism over N ranks (MPI): on one host quanta restarts itself under mpirun -np N; "
+                  "under mpirun -np N it must equal N. Threads per rank default to cores / N")
+      ->capture_default_str();
 }
 
 }  // namespace quanta::cli

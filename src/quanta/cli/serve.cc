@@ -14,6 +14,7 @@
 
 #include "quanta/cli/commands.h"
 #include "quanta/cli/quant_options.h"
+#include "quanta/dist/comm.h"
 #include "quanta/core/error.h"
 #include "quanta/core/json.h"
 #include "quanta/core/thread_pool.h"
@@ -34,7 +35,6 @@ struct ServeOptions {
       device = "cpu", log_level = "info", reasoning_parser, tool_call_parser;
   engine::LoadOptions load;
   int port = 30000;
-  int tp_size = 1;
   double mem_fraction_static = 0.0;
   int64_t context_length = 0, max_total_tokens = 0, chunked_prefill_size = 512;
   int max_running_requests = 64;
@@ -53,8 +53,6 @@ void on_signal(int) {
 int run_serve(const ServeOptions& o) {
   if (o.device != "cpu")
     throw Error("quanta runs on the CPU; device '" + o.device + "' is not available here", {.field = "--device"});
-  if (o.tp_size != 1)
-    throw Error("tensor parallelism is not implemented yet; run with --tp-size 1", {.field = "--tp-size"});
   if (o.mem_fraction_static < 0 || o.mem_fraction_static >= 1)
     throw Error("must be in (0, 1)", {.field = "--mem-fraction-static"});
   // SGLang's levels; per-request lines are info.
@@ -66,10 +64,19 @@ int run_serve(const ServeOptions& o) {
   server::reasoning_format(o.reasoning_parser);
   if (o.max_concurrent_requests < 1) throw Error("must be at least 1", {.field = "--max-concurrent-requests"});
   kernels::active_isa();
-  ThreadPool pool(o.threads > 0 ? o.threads : ThreadPool::physical_cores());
+  ThreadPool pool(o.threads > 0 ? o.threads : dist::default_threads());
 
-  std::fprintf(stderr, "quanta: loading %s\n", o.model_path.c_str());
+  engine::relaunch_for_tp(o.model_path, o.load);  // --tp-size: refused, or restarted under mpirun, before any output
+  if (!engine::is_follower()) std::fprintf(stderr, "quanta: loading %s\n", o.model_path.c_str());
   engine::LoadedModel lm = engine::load_model(o.model_path, {}, o.load);
+  if (engine::is_follower()) {
+    // Tensor parallelism: rank 0 serves. mpirun passes SIGTERM to every rank; the others
+    // leave when rank 0, done draining, destroys its model.
+    std::signal(SIGTERM, SIG_IGN);
+    std::signal(SIGINT, SIG_IGN);
+    lm.model->follow(pool);
+    return 0;
+  }
   const std::string tok_path = o.tokenizer_path.empty() ? o.model_path : o.tokenizer_path;
   tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(tok_path);
   if (tok.vocab_size() > lm.config.vocab_size)
@@ -158,7 +165,7 @@ int run_serve(const ServeOptions& o) {
                       {"served_model_name", sopt.served_model_name}, {"context_length", context},
                       {"max_total_tokens", so.kv_blocks * block_size}, {"max_running_requests", o.max_running_requests},
                       {"max_concurrent_requests", o.max_concurrent_requests}, {"log_level", o.log_level},
-                      {"chunked_prefill_size", so.chunked_prefill_size}, {"tp_size", 1}, {"device", "cpu"},
+                      {"chunked_prefill_size", so.chunked_prefill_size}, {"tp_size", o.load.tp_size}, {"device", "cpu"},
                       {"threads", pool.size()}, {"isa", kernels::isa_name(kernels::active_isa())}};
   sopt.shutdown_grace_sec = o.shutdown_grace;
   // Tool calls in the syntax the chat template teaches, unless --tool-call-parser names one.
@@ -252,7 +259,6 @@ Command add_serve(CLI::App& app) {
   sub->add_option("--max-total-tokens", o->max_total_tokens, "Tokens the KV pool holds (overrides --mem-fraction-static)");
   sub->add_option("--mem-fraction-static", o->mem_fraction_static, "Share of RAM for weights plus the KV pool (default 0.8)");
   sub->add_option("--chunked-prefill-size", o->chunked_prefill_size, "Prompt tokens per step at most (<= 0: whole prompts)")->capture_default_str();
-  sub->add_option("--tp-size", o->tp_size, "Tensor-parallel size (only 1 for now)")->capture_default_str();
   add_quantization_options(sub, o->load);
   sub->add_option("--device", o->device, "Device (cpu)")->capture_default_str();
   sub->add_option("--log-level", o->log_level, "Log level (debug, info, warning, error, critical); info logs each request")

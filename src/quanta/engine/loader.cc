@@ -3,15 +3,38 @@
 #include <filesystem>
 
 #include "quanta/core/error.h"
+#include "quanta/dist/comm.h"
 #include "quanta/format/gguf_model.h"
 #include "quanta/format/safetensors.h"
 #include "quanta/quant/modelslim.h"
 
 namespace quanta::engine {
 
-LoadedModel load_model(const std::string& path, const model::LoadProgress& progress, const LoadOptions& options) {
+bool is_follower() { return dist::world().rank() != 0; }
+
+void relaunch_for_tp(const std::string& path, const LoadOptions& options) {
+  namespace fs = std::filesystem;
+  if (options.tp_size < 1) throw Error("must be at least 1", {.field = "--tp-size"});
+  if (options.tp_size == 1 || dist::launched_by_mpi()) return;
+  if (!fs::exists(path)) throw Error("model path does not exist", {.file = path});
+  // Refuse a model that does not split here, once, before starting any rank.
+  const format::ModelConfig config = fs::is_directory(path) ? format::load_model_config(path)
+                                                            : format::gguf_model_config(format::GgufFile(path));
+  model::DecoderModel::check_tp_split(config, options.tp_size);
+  dist::relaunch_under_mpirun(options.tp_size);
+}
+
+LoadedModel load_model(const std::string& path, const model::LoadProgress& progress_in, const LoadOptions& options) {
   namespace fs = std::filesystem;
   if (!fs::exists(path)) throw Error("model path does not exist", {.file = path});
+  relaunch_for_tp(path, options);
+  dist::Communicator& comm = dist::world();
+  if (comm.size() != options.tp_size)
+    throw Error("--tp-size " + std::to_string(options.tp_size) + " does not match the MPI world of " +
+                    std::to_string(comm.size()) + " ranks this process was started in",
+                {.field = "--tp-size"});
+  dist::Communicator* tp = options.tp_size > 1 ? &comm : nullptr;
+  const model::LoadProgress progress = comm.rank() == 0 ? progress_in : model::LoadProgress{};
   LoadedModel m;
   m.path = path;
   if (!fs::is_directory(path) && !options.quantization.empty() && options.quantization != "gguf")
@@ -25,7 +48,7 @@ LoadedModel load_model(const std::string& path, const model::LoadProgress& progr
     m.generation = format::gguf_generation_defaults(*file);
     m.source = std::make_unique<format::GgufTensorSource>(file, m.config);
     m.method = options.gguf_dequantize ? quant::make_unquantized_method() : quant::make_gguf_method();
-    m.model = model::DecoderModel::load(m.config, *m.source, *m.method, progress);
+    m.model = model::DecoderModel::load(m.config, *m.source, *m.method, progress, tp);
     return m;
   }
   m.config = format::load_model_config(path);
@@ -35,7 +58,7 @@ LoadedModel load_model(const std::string& path, const model::LoadProgress& progr
   // quantization_config, --quantization (checked against both), online methods.
   m.method = quant::make_folder_method(path, options.quantization, options.quantization_ignored_layers,
                                        m.config.layer_is_moe);
-  m.model = model::DecoderModel::load(m.config, *m.source, *m.method, progress);
+  m.model = model::DecoderModel::load(m.config, *m.source, *m.method, progress, tp);
   return m;
 }
 

@@ -30,10 +30,24 @@ struct LoadOptions {
   // --quantization-ignored-layers substrings that keep Linears float under it.
   std::string quantization;
   std::vector<std::string> quantization_ignored_layers;
+  // Tensor parallelism over this many ranks (--tp-size). Above 1, a process outside
+  // an MPI world re-executes itself under mpirun (dist::relaunch_under_mpirun) after
+  // checking that the model splits; inside one, the world must have exactly this size.
+  int tp_size = 1;
 };
 
-// Throws quanta::Error naming the file/tensor/field at the first problem.
+// Throws quanta::Error naming the file/tensor/field at the first problem. Under tensor
+// parallelism every rank loads its shard; ranks other than 0 then call
+// model->follow() instead of running the command (is_follower).
 LoadedModel load_model(const std::string& path, const model::LoadProgress& progress = {},
                        const LoadOptions& options = {});
+
+// With options.tp_size > 1 outside an MPI world: checks that the model splits, then
+// re-executes the command under mpirun (does not return). Otherwise does nothing.
+// load_model calls it; a command may call it earlier, before printing anything.
+void relaunch_for_tp(const std::string& path, const LoadOptions& options);
+
+// Whether this process is a rank other than 0 of a tensor-parallel job.
+bool is_follower();
 
 }  // namespace quanta::engine

@@ -6,6 +6,7 @@
 
 #include "quanta/core/error.h"
 #include "quanta/core/thread_pool.h"
+#include "quanta/dist/comm.h"
 #include "quanta/kernels/ops.h"
 #include "quanta/model/moe.h"
 
@@ -62,17 +63,125 @@ void add_rows(float* y, const Tensor& b, int64_t n_rows, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[t * n + i] += bv[i];
 }
 
+// A step as rank 0 sends it to the other ranks: the pool's geometry, then per sequence
+// its new tokens, first position, all_logits and block table (already reserved).
+// Sent as its length, then the numbers: a length of 0 ends follow().
+void broadcast_step(dist::Communicator& comm, const std::vector<SequenceStep>& steps, const KvPool& kv_pool) {
+  std::vector<int64_t> msg = {static_cast<int64_t>(steps.size()), kv_pool.n_blocks(), kv_pool.block_size()};
+  for (const SequenceStep& st : steps) {
+    msg.insert(msg.end(), {st.n_tokens, st.kv->n_tokens, st.all_logits ? 1 : 0, static_cast<int64_t>(st.kv->blocks.size())});
+    msg.insert(msg.end(), st.tokens, st.tokens + st.n_tokens);
+    msg.insert(msg.end(), st.kv->blocks.begin(), st.kv->blocks.end());
+  }
+  int64_t len = static_cast<int64_t>(msg.size());
+  comm.broadcast_idle(&len, sizeof(len));
+  comm.broadcast(msg.data(), msg.size() * sizeof(int64_t));
+}
+
 }  // namespace
 
-DecoderModel::~DecoderModel() = default;
+// Every rank must have loaded the same model: rank 0's checksum of the plan (shapes, the
+// formats and bytes of every Linear) against each rank's own. A rank with another file
+// stops here with an error naming it (and mpirun ends the job).
+void DecoderModel::check_same_plan(dist::Communicator& comm, const DecoderModel& m) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  auto mix = [&](const std::string& s) {
+    for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+  };
+  const ModelConfig& c = m.config_;
+  for (int64_t v : {c.n_layers, c.hidden_size, c.intermediate_size, c.n_heads, c.n_kv_heads, c.d_head, c.vocab_size})
+    mix(std::to_string(v) + ",");
+  for (const auto& l : m.layers_)
+    for (const auto* lin : {l->q.get(), l->k.get(), l->v.get(), l->o.get(), l->gate.get(), l->up.get(), l->down.get()})
+      if (lin) mix(lin->format() + ":" + std::to_string(lin->n_in()) + "x" + std::to_string(lin->n_out()) + ";");
+  mix(m.embedding_->format());
+  uint64_t root = h;
+  comm.broadcast(&root, sizeof(root));
+  if (root != h)
+    throw Error("rank " + std::to_string(comm.rank()) + " loaded a model whose plan (shapes and formats) differs from "
+                    "rank 0's: every rank must load the same model file",
+                {.field = "--model-path"});
+}
+
+void DecoderModel::follow(ThreadPool& pool) const {
+  if (!tp() || comm_->rank() == 0) return;
+  std::unique_ptr<KvPool> kv;
+  std::vector<int64_t> msg;
+  while (true) {
+    int64_t len = 0;
+    comm_->broadcast_idle(&len, sizeof(len));
+    if (len == 0) return;
+    msg.resize(static_cast<size_t>(len));
+    comm_->broadcast(msg.data(), msg.size() * sizeof(int64_t));
+    const int64_t n_steps = msg[0], n_blocks = msg[1], block_size = msg[2];
+    // Rank 0's pool, mirrored: same block ids, so shared prefix blocks hold the same keys.
+    if (!kv || kv->n_blocks() != n_blocks || kv->block_size() != block_size)
+      kv = std::make_unique<KvPool>(make_pool(n_blocks, block_size));
+    std::vector<KvSequence> seqs(static_cast<size_t>(n_steps));
+    std::vector<std::vector<int32_t>> tokens(static_cast<size_t>(n_steps));
+    std::vector<SequenceStep> steps;
+    size_t at = 3;
+    for (int64_t i = 0; i < n_steps; ++i) {
+      const int64_t n_tokens = msg[at], start = msg[at + 1], n_table = msg[at + 3];
+      const bool all_logits = msg[at + 2] != 0;
+      at += 4;
+      auto& toks = tokens[static_cast<size_t>(i)];
+      auto& seq = seqs[static_cast<size_t>(i)];
+      toks.assign(msg.begin() + static_cast<std::ptrdiff_t>(at), msg.begin() + static_cast<std::ptrdiff_t>(at + n_tokens));
+      at += static_cast<size_t>(n_tokens);
+      seq.blocks.assign(msg.begin() + static_cast<std::ptrdiff_t>(at), msg.begin() + static_cast<std::ptrdiff_t>(at + n_table));
+      at += static_cast<size_t>(n_table);
+      seq.n_tokens = start;
+      steps.push_back({&seq, toks.data(), n_tokens, all_logits});
+    }
+    forward(steps, *kv, nullptr, pool);
+  }
+}
+
+bool DecoderModel::tp() const { return comm_ && comm_->size() > 1; }
+
+DecoderModel::~DecoderModel() {
+  if (tp() && comm_->rank() == 0) {
+    int64_t stop = 0;  // a message of length 0
+    comm_->broadcast_idle(&stop, sizeof(stop));
+  }
+}
+
+void DecoderModel::check_tp_split(const ModelConfig& c, int n) {
+  if (n < 1) throw Error("must be at least 1", {.field = "--tp-size"});
+  if (n == 1) return;
+  auto refuse = [&](const std::string& what) {
+    throw Error(what + ", so the model cannot be split over --tp-size " + std::to_string(n) + " ranks",
+                {.field = "--tp-size"});
+  };
+  for (size_t i = 0; i < c.layer_is_moe.size(); ++i)
+    if (c.layer_is_moe[i])
+      refuse("layer " + std::to_string(i) + " is a mixture of experts, which tensor parallelism does not split yet");
+  if (c.n_heads % n != 0)
+    refuse("num_attention_heads (" + std::to_string(c.n_heads) + ") is not a multiple of " + std::to_string(n));
+  if (c.n_kv_heads >= n ? c.n_kv_heads % n != 0 : n % c.n_kv_heads != 0)
+    refuse("num_key_value_heads (" + std::to_string(c.n_kv_heads) + ") neither divides into " + std::to_string(n) +
+           " parts nor divides " + std::to_string(n) + " (for replicated KV heads)");
+  if (c.intermediate_size % n != 0)
+    refuse("intermediate_size (" + std::to_string(c.intermediate_size) + ") is not a multiple of " + std::to_string(n));
+}
 
 std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
                                                  const format::TensorSource& source,
                                                  const quant::QuantMethod& method,
-                                                 const LoadProgress& progress) {
+                                                 const LoadProgress& progress, dist::Communicator* comm) {
   std::unique_ptr<DecoderModel> m(new DecoderModel());
   m->config_ = config;
   const ModelConfig& c = m->config_;
+  const int64_t n_ranks = comm ? comm->size() : 1, rank = comm ? comm->rank() : 0;
+  check_tp_split(c, static_cast<int>(n_ranks));
+  m->comm_ = comm;
+  m->n_heads_ = c.n_heads / n_ranks;
+  m->n_kv_heads_ = std::max<int64_t>(1, c.n_kv_heads / n_ranks);
+  m->d_ff_ = c.intermediate_size / n_ranks;
+  // KV heads fewer than ranks: each is kept by n_ranks / n_kv_heads consecutive ranks.
+  const int64_t kv_shards = std::min(n_ranks, c.n_kv_heads);
+  const int64_t kv_shard = rank / (n_ranks / kv_shards);
   const int64_t hidden = c.hidden_size, d_ff = c.intermediate_size;
   const int64_t q_dim = c.n_heads * c.d_head, kv_dim = c.n_kv_heads * c.d_head;
 
@@ -86,13 +195,26 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
     if (progress) progress(std::min(done, total), total);
   };
   std::vector<std::string> names;  // the source's names, listed once if a layer is sparse
-  auto linear = [&](const std::string& prefix, int64_t n_in, int64_t n_out, bool bias, ParallelRole role) {
-    return method.load_linear(source, LinearSpec{prefix, n_in, n_out, bias, role});
+  auto linear = [&](const std::string& prefix, int64_t n_in, int64_t n_out, bool bias, ParallelRole role,
+                    int64_t shard = -1, int64_t n_shards = -1) {
+    LinearSpec spec{prefix, n_in, n_out, bias, role};
+    if (role != ParallelRole::kReplicated) {
+      spec.shard = shard >= 0 ? shard : rank;
+      spec.n_shards = n_shards > 0 ? n_shards : n_ranks;
+    }
+    return method.load_linear(source, spec);
   };
 
   // The embedding table is looked up row by row through the same kernel
   // interface as a Linear, so it may be stored in any format a method reads.
-  m->embedding_ = linear("model.embed_tokens", hidden, c.vocab_size, false, ParallelRole::kReplicated);
+  // Under tensor parallelism with a vocabulary that splits, lm_head is its own kernel
+  // (below) and the table is only looked up: each rank maps just the rows it reads.
+  m->vocab_split_ = n_ranks > 1 && c.vocab_size % n_ranks == 0;
+  {
+    LinearSpec spec{"model.embed_tokens", hidden, c.vocab_size, false, ParallelRole::kReplicated};
+    spec.lookup_only = m->vocab_split_;
+    m->embedding_ = method.load_linear(source, spec);
+  }
   report(m->embedding_->weight_bytes());
 
   for (int64_t i = 0; i < c.n_layers; ++i) {
@@ -114,8 +236,8 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
       layer->k_norm = load_vector(source, p + "self_attn.k_norm.weight", c.d_head);
     }
     layer->q = linear(p + "self_attn.q_proj", hidden, q_dim, c.attention_bias, ParallelRole::kColumn);
-    layer->k = linear(p + "self_attn.k_proj", hidden, kv_dim, c.attention_bias, ParallelRole::kColumn);
-    layer->v = linear(p + "self_attn.v_proj", hidden, kv_dim, c.attention_bias, ParallelRole::kColumn);
+    layer->k = linear(p + "self_attn.k_proj", hidden, kv_dim, c.attention_bias, ParallelRole::kColumn, kv_shard, kv_shards);
+    layer->v = linear(p + "self_attn.v_proj", hidden, kv_dim, c.attention_bias, ParallelRole::kColumn, kv_shard, kv_shards);
     layer->o = linear(p + "self_attn.o_proj", q_dim, hidden, c.o_proj_bias, ParallelRole::kRow);
     if (c.layer_is_moe[static_cast<size_t>(i)]) {
       if (names.empty()) names = source.names();
@@ -131,14 +253,22 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
   }
 
   m->final_norm_ = load_vector(source, "model.norm.weight", hidden);
-  if (c.tie_word_embeddings) {
-    // One kernel (one copy of the table) serves both. Under tensor parallelism the
-    // output projection will want its own column-split kernel instead.
+  // Vocab-parallel lm_head when the vocabulary splits: each rank computes its slice of
+  // the logits, gathered on rank 0 (a tied one is a row range of the embedding's weights,
+  // a view of the same memory where the format allows). Otherwise rank 0 computes all.
+  if (m->vocab_split_) {
+    m->lm_head_ = linear(c.tie_word_embeddings ? "model.embed_tokens" : "lm_head", hidden, c.vocab_size, false,
+                         ParallelRole::kColumn);
+    if (!c.tie_word_embeddings) report(m->lm_head_->weight_bytes());
+  } else if (c.tie_word_embeddings) {
+    // One kernel (one copy of the table) serves both.
     m->lm_head_ = m->embedding_;
-  } else {
-    m->lm_head_ = linear("lm_head", hidden, c.vocab_size, false, ParallelRole::kColumn);
+  } else if (rank == 0) {
+    // Whole on rank 0, which alone computes logits; the other ranks never load it.
+    m->lm_head_ = linear("lm_head", hidden, c.vocab_size, false, ParallelRole::kReplicated);
     report(m->lm_head_->weight_bytes());
   }
+  if (n_ranks > 1) check_same_plan(*comm, *m);
   m->rope_full_ = compute_rope(c.rope_full, c.d_head);
   m->rope_sliding_ = compute_rope(c.rope_sliding, c.d_head);
   if (progress) progress(total, total);
@@ -146,7 +276,7 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
 }
 
 KvPool DecoderModel::make_pool(int64_t n_blocks, int64_t block_size) const {
-  return KvPool(config_.n_layers, config_.n_kv_heads, config_.d_head, block_size, n_blocks);
+  return KvPool(config_.n_layers, n_kv_heads_, config_.d_head, block_size, n_blocks);
 }
 
 KvCache DecoderModel::make_cache(int64_t capacity) const {
@@ -156,7 +286,7 @@ KvCache DecoderModel::make_cache(int64_t capacity) const {
 
 size_t DecoderModel::weight_bytes() const {
   size_t n = embedding_->weight_bytes();
-  if (!config_.tie_word_embeddings) n += lm_head_->weight_bytes();
+  if (!config_.tie_word_embeddings && lm_head_) n += lm_head_->weight_bytes();
   for (const auto& l : layers_) n += l->weight_bytes();
   return n;
 }
@@ -169,8 +299,10 @@ void DecoderModel::forward(const int32_t* tokens, int64_t n_tokens, KvCache& cac
 void DecoderModel::forward(const std::vector<SequenceStep>& steps, KvPool& kv_pool, float* logits,
                            ThreadPool& pool) const {
   const ModelConfig& c = config_;
-  const int64_t hidden = c.hidden_size, d_ff = c.intermediate_size, d_head = c.d_head;
-  const int64_t q_dim = c.n_heads * d_head, kv_dim = c.n_kv_heads * d_head;
+  // This rank's heads and intermediate features (all of them in one process).
+  const int64_t hidden = c.hidden_size, d_ff = d_ff_, d_head = c.d_head;
+  const int64_t n_heads = n_heads_, n_kv_heads = n_kv_heads_;
+  const int64_t q_dim = n_heads * d_head, kv_dim = n_kv_heads * d_head;
   const float eps = static_cast<float>(c.rms_norm_eps);
   const bool gemma = c.gemma_norms;
 
@@ -192,6 +324,7 @@ void DecoderModel::forward(const std::vector<SequenceStep>& steps, KvPool& kv_po
                     std::to_string(kv_pool.block_size()) + " tokens needed, " + std::to_string(kv_pool.n_free()) +
                     " free", {.field = "context_length"});
   for (const SequenceStep& st : steps) kv_reserve(kv_pool, *st.kv, st.n_tokens);
+  if (tp() && comm_->rank() == 0) broadcast_step(*comm_, steps, kv_pool);
 
   // Row r of the batch: its position, and where it lands in the cache.
   std::vector<int64_t> positions(static_cast<size_t>(n_tokens));
@@ -240,13 +373,13 @@ void DecoderModel::forward(const std::vector<SequenceStep>& steps, KvPool& kv_po
     L.k->forward(h.data(), n_tokens, k.data(), pool);
     L.v->forward(h.data(), n_tokens, v.data(), pool);
     if (c.qk_norm) {
-      kernels::rms_norm(q.data(), L.q_norm.data<float>(), q.data(), n_tokens * c.n_heads, d_head, eps, gemma);
-      kernels::rms_norm(k.data(), L.k_norm.data<float>(), k.data(), n_tokens * c.n_kv_heads, d_head, eps, gemma);
+      kernels::rms_norm(q.data(), L.q_norm.data<float>(), q.data(), n_tokens * n_heads, d_head, eps, gemma);
+      kernels::rms_norm(k.data(), L.k_norm.data<float>(), k.data(), n_tokens * n_kv_heads, d_head, eps, gemma);
     }
     const RopeTable& rope = L.sliding ? rope_sliding_ : rope_full_;
-    kernels::rope(q.data(), n_tokens, q_dim, static_cast<int>(c.n_heads), static_cast<int>(d_head), rope.d_rot,
+    kernels::rope(q.data(), n_tokens, q_dim, static_cast<int>(n_heads), static_cast<int>(d_head), rope.d_rot,
                   positions.data(), rope.inv_freq.data(), rope.attention_factor, c.rope_interleaved);
-    kernels::rope(k.data(), n_tokens, kv_dim, static_cast<int>(c.n_kv_heads), static_cast<int>(d_head), rope.d_rot,
+    kernels::rope(k.data(), n_tokens, kv_dim, static_cast<int>(n_kv_heads), static_cast<int>(d_head), rope.d_rot,
                   positions.data(), rope.inv_freq.data(), rope.attention_factor, c.rope_interleaved);
     // Append keys and values to each sequence's blocks: [n_blocks, n_kv_heads, block_size, d_head].
     float* kc = kv_pool.k(static_cast<int64_t>(li));
@@ -257,18 +390,19 @@ void DecoderModel::forward(const std::vector<SequenceStep>& steps, KvPool& kv_po
         for (int64_t t = 0; t < st.n_tokens; ++t, ++r) {
           const int64_t pos = positions[static_cast<size_t>(r)];
           const int64_t block = st.kv->blocks[static_cast<size_t>(pos / bs)];
-          for (int64_t hh = 0; hh < c.n_kv_heads; ++hh) {
-            const int64_t dst = ((block * c.n_kv_heads + hh) * bs + pos % bs) * d_head;
+          for (int64_t hh = 0; hh < n_kv_heads; ++hh) {
+            const int64_t dst = ((block * n_kv_heads + hh) * bs + pos % bs) * d_head;
             std::memcpy(kc + dst, k.data() + r * kv_dim + hh * d_head, static_cast<size_t>(d_head) * sizeof(float));
             std::memcpy(vc + dst, v.data() + r * kv_dim + hh * d_head, static_cast<size_t>(d_head) * sizeof(float));
           }
         }
     }
-    kernels::AttentionShape shape{static_cast<int>(c.n_heads), static_cast<int>(c.n_kv_heads),
+    kernels::AttentionShape shape{static_cast<int>(n_heads), static_cast<int>(n_kv_heads),
                                   static_cast<int>(d_head), c.attention_scale, c.attn_logit_softcap,
                                   L.sliding ? static_cast<int>(c.sliding_window) : 0, /*causal=*/true};
     kernels::attention(kt, shape, {kc, vc, bs, q_dim, q_dim}, attn_seqs.data(), attn_seqs.size(), &pool);
     L.o->forward(attn.data(), n_tokens, proj.data(), pool);
+    if (tp()) comm_->all_reduce_sum(proj.data(), n_tokens * hidden);
     if (gemma)
       kernels::rms_norm(proj.data(), L.post_attn_norm.data<float>(), proj.data(), n_tokens, hidden, eps, true);
     for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
@@ -286,12 +420,14 @@ void DecoderModel::forward(const std::vector<SequenceStep>& steps, KvPool& kv_po
         act(gate.data() + i0, up.data() + i0, gate.data() + i0, i1 - i0);
       });
       L.down->forward(gate.data(), n_tokens, proj.data(), pool);
+      if (tp()) comm_->all_reduce_sum(proj.data(), n_tokens * hidden);
     }
     if (gemma)
       kernels::rms_norm(proj.data(), L.post_mlp_norm.data<float>(), proj.data(), n_tokens, hidden, eps, true);
     for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
   }
   for (const SequenceStep& st : steps) st.kv->n_tokens += st.n_tokens;
+  if (!logits && !vocab_split_) return;  // a follower rank without a share of the logits
 
   // Final norm and lm_head on the rows that want logits: gathered, then one matmul.
   std::vector<int64_t> rows;
@@ -306,7 +442,21 @@ void DecoderModel::forward(const std::vector<SequenceStep>& steps, KvPool& kv_po
   for (int64_t i = 0; i < n_rows; ++i)
     kernels::rms_norm(x.data() + rows[static_cast<size_t>(i)] * hidden, final_norm_.data<float>(),
                       h.data() + i * hidden, 1, hidden, eps, gemma);
-  lm_head_->forward(h.data(), n_rows, logits, pool);
+  if (vocab_split_) {
+    // This rank's vocabulary slice of every row, then rank 0 interleaves the slices.
+    const int64_t n_ranks = comm_->size(), v_part = c.vocab_size / n_ranks;
+    std::vector<float> part = buffer(n_rows * v_part);
+    lm_head_->forward(h.data(), n_rows, part.data(), pool);
+    std::vector<float> all = buffer(comm_->rank() == 0 ? n_ranks * n_rows * v_part : 0);
+    comm_->gather(part.data(), n_rows * v_part, all.data());
+    if (comm_->rank() != 0) return;
+    for (int64_t r = 0; r < n_ranks; ++r)
+      for (int64_t i = 0; i < n_rows; ++i)
+        std::memcpy(logits + i * c.vocab_size + r * v_part, all.data() + (r * n_rows + i) * v_part,
+                    static_cast<size_t>(v_part) * sizeof(float));
+  } else {
+    lm_head_->forward(h.data(), n_rows, logits, pool);
+  }
   if (c.final_logit_softcap > 0.0f) {
     const float cap = c.final_logit_softcap;
     for (int64_t i = 0; i < n_rows * c.vocab_size; ++i) logits[i] = cap * std::tanh(logits[i] / cap);

@@ -25,6 +25,9 @@
 namespace quanta {
 class ThreadPool;
 }
+namespace quanta::dist {
+class Communicator;
+}
 
 namespace quanta::model {
 
@@ -48,11 +51,26 @@ using LoadProgress = std::function<void(size_t, size_t)>;
 
 class DecoderModel {
  public:
+  // With a communicator of N > 1 ranks (tensor parallelism), this rank keeps its
+  // shard of every attention and MLP Linear: heads of q/k/v/o (KV heads replicated
+  // when fewer than ranks, as SGLang does), rows of gate/up and columns of down;
+  // the partial outputs of o_proj and down_proj are summed by one all-reduce each.
+  // The embedding is whole on every rank; lm_head is split by vocabulary (logits gathered
+  // on rank 0) when the vocabulary divides, else whole on rank 0 alone.
   static std::unique_ptr<DecoderModel> load(const format::ModelConfig& config,
                                             const format::TensorSource& source,
                                             const quant::QuantMethod& method,
-                                            const LoadProgress& progress = {});
+                                            const LoadProgress& progress = {},
+                                            dist::Communicator* comm = nullptr);
+  // Throws Error naming what does not divide when the model cannot be split n ways.
+  static void check_tp_split(const format::ModelConfig& config, int n);
+  // Rank 0 (of more than one) tells the other ranks to leave follow().
   ~DecoderModel();
+
+  // Ranks other than 0: run every step rank 0 runs, as rank 0 broadcasts them (tokens,
+  // positions, block tables), on a KV pool of the same blocks, until rank 0's model is
+  // destroyed. Computes its slice of the logits when lm_head is split.
+  void follow(ThreadPool& pool) const;
 
   const format::ModelConfig& config() const { return config_; }
   // A paged pool for this model's layers and heads.
@@ -66,7 +84,8 @@ class DecoderModel {
   // kv->n_tokens.. and are appended to its cache, growing its block table.
   // Logits rows are written in step order: n_tokens rows for a step with
   // all_logits, else one. Throws Error for a token id outside the vocabulary or
-  // a pool without room (nothing is appended then).
+  // a pool without room (nothing is appended then). Under tensor parallelism only rank 0
+  // calls it (the others are in follow()); logits are rank 0's alone.
   void forward(const std::vector<SequenceStep>& steps, KvPool& kv_pool, float* logits,
                ThreadPool& pool) const;
   // Single-sequence form of the above.
@@ -85,6 +104,12 @@ class DecoderModel {
   std::shared_ptr<quant::LinearKernel> lm_head_;  // [vocab, hidden]; the embedding's kernel when tied
   std::vector<std::unique_ptr<Layer>> layers_;
   RopeTable rope_full_, rope_sliding_;
+  dist::Communicator* comm_ = nullptr;  // null: one process
+  // This rank's share of the heads and of the MLP's intermediate features.
+  int64_t n_heads_ = 0, n_kv_heads_ = 0, d_ff_ = 0;
+  bool vocab_split_ = false;  // each rank computes a slice of the logits, gathered on rank 0
+  bool tp() const;
+  static void check_same_plan(dist::Communicator& comm, const DecoderModel& m);
 };
 
 }  // namespace quanta::model

@@ -43,17 +43,26 @@ constexpr int64_t kTileBytes = 96 * 1024;
 
 class GgufLinear : public LinearKernel {
  public:
-  GgufLinear(const format::GgufFile& file, const format::GgufTensorInfo& info, Tensor bias)
-      : weights_(file.data(info)),
+  // rows [r.begin, r.end) x input features [c.begin, c.end) of the tensor: a view of the
+  // mapping (a column range is a run of whole blocks inside each row, read with the
+  // full row's stride).
+  GgufLinear(const format::GgufFile& file, const format::GgufTensorInfo& info, ShardRange r, ShardRange c, Tensor bias,
+             bool prefault)
+      : weights_(file.data(info) + r.begin * format::ggml_row_bytes(info.type, info.shape[1]) +
+                 format::ggml_row_bytes(info.type, c.begin)),
         keepalive_(file.keepalive()),
         type_(info.type),
-        n_out_(info.shape[0]),
-        n_in_(info.shape[1]),
-        row_bytes_(format::ggml_row_bytes(info.type, info.shape[1])),
+        n_out_(r.size()),
+        n_in_(c.size()),
+        row_bytes_(format::ggml_row_bytes(info.type, c.size())),
+        row_stride_(format::ggml_row_bytes(info.type, info.shape[1])),
         bias_(std::move(bias)),
         has_dot_(kernels::quant_dot(static_cast<uint32_t>(info.type)).fn != nullptr),
         dequant_(kernels::quant_dequant(static_cast<uint32_t>(info.type))),
-        gemm_(kernels::quant_gemm(static_cast<uint32_t>(info.type))) {}
+        gemm_(kernels::quant_gemm(static_cast<uint32_t>(info.type))) {
+    if (prefault)
+      for (int64_t o = 0; o < n_out_; ++o) touch_pages(weights_ + o * row_stride_, row_bytes_);
+  }
 
   void forward(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const override {
     const int64_t min_tiles = kernels::tiles_usable(kernels::active_isa()) ? kernels::kTileMinTokens : kTileMinTokens;
@@ -75,7 +84,7 @@ class GgufLinear : public LinearKernel {
   std::string format() const override { return format::ggml_type_name(type_); }
   size_t weight_bytes() const override { return row_bytes_ * static_cast<size_t>(n_out_); }
   void dequantize_row(int64_t row, float* out) const override {
-    format::dequantize_row(type_, weights_ + row * row_bytes_, out, n_in_);
+    format::dequantize_row(type_, weights_ + row * row_stride_, out, n_in_);
   }
 
  private:
@@ -88,7 +97,7 @@ class GgufLinear : public LinearKernel {
     pool.parallel_for(n_out_, 16, [&](int64_t begin, int64_t end) {
       std::vector<float> out(static_cast<size_t>(n_tokens));
       for (int64_t o = begin; o < end; ++o) {
-        dot.fn(n_in_, weights_ + o * row_bytes_, xq.data(), row_bytes, static_cast<int>(n_tokens), out.data());
+        dot.fn(n_in_, weights_ + o * row_stride_, xq.data(), row_bytes, static_cast<int>(n_tokens), out.data());
         for (int64_t t = 0; t < n_tokens; ++t) y[t * n_out_ + o] = out[static_cast<size_t>(t)];
       }
     });
@@ -105,7 +114,7 @@ class GgufLinear : public LinearKernel {
     constexpr int64_t kRows = kernels::quant_gemm_rows;
     pool.parallel_for(n_out_, kRows, [&](int64_t begin, int64_t end) {
       for (int64_t o = begin; o < end; o += kRows)
-        gemm_(n_in_, weights_ + o * row_bytes_, static_cast<int64_t>(row_bytes_), static_cast<int>(std::min(kRows, end - o)),
+        gemm_(n_in_, weights_ + o * row_stride_, static_cast<int64_t>(row_stride_), static_cast<int>(std::min(kRows, end - o)),
               xq.data(), row_bytes, n_tokens, y + o, n_out_);
     });
   }
@@ -113,7 +122,7 @@ class GgufLinear : public LinearKernel {
   // Decodes rows [o, o + rows) to f32 into tile (rows x n_in).
   void dequantize_rows(int64_t o, int64_t rows, float* tile) const {
     for (int64_t r = 0; r < rows; ++r) {
-      const uint8_t* w = weights_ + (o + r) * row_bytes_;
+      const uint8_t* w = weights_ + (o + r) * row_stride_;
       if (dequant_) dequant_(w, tile + r * n_in_, n_in_);
       else format::dequantize_row(type_, w, tile + r * n_in_, n_in_);
     }
@@ -128,7 +137,7 @@ class GgufLinear : public LinearKernel {
         x, n_tokens, n_in_, n_out_, true, true,
         [&](int64_t n, int64_t rows, int64_t k0, int64_t len, float* out) {
           for (int64_t r = 0; r < rows; ++r) {
-            const uint8_t* w = weights_ + (n + r) * row_bytes_ + static_cast<size_t>(k0 / block) * block_bytes;
+            const uint8_t* w = weights_ + (n + r) * row_stride_ + static_cast<size_t>(k0 / block) * block_bytes;
             if (dequant_) dequant_(w, out + r * len, len);
             else format::dequantize_row(type_, w, out + r * len, len);
           }
@@ -151,11 +160,11 @@ class GgufLinear : public LinearKernel {
     });
   }
 
-  const uint8_t* weights_;  // n_out rows of row_bytes_, inside the GGUF mapping
+  const uint8_t* weights_;  // n_out rows of row_bytes_, row_stride_ apart, inside the GGUF mapping
   std::shared_ptr<const void> keepalive_;
   GgmlType type_;
   int64_t n_out_, n_in_;
-  size_t row_bytes_;
+  size_t row_bytes_, row_stride_;
   Tensor bias_;  // [n_out] f32, or empty
   bool has_dot_;  // the type has dot kernels on this tier (kernels::quant_dot)
   kernels::QuantDequantFn dequant_;  // the fast decoder for tiles, or nullptr (reference)
@@ -188,18 +197,23 @@ class GgufMethod : public QuantMethod {
                   {.file = gguf->location(), .tensor = info->name});
     if (!type.has_reference)
       throw Error("ggml type " + std::string(type.name) + " is not supported", {.file = gguf->location(), .tensor = info->name});
+    const int64_t block = type.block_size;
+    const ShardRange split = shard_range(spec, spec.role == ParallelRole::kRow ? block : 1, std::string(type.name) + " block");
+    const bool by_rows = spec.role != ParallelRole::kRow;
+    const ShardRange rows = by_rows ? split : ShardRange{0, spec.n_out};
+    const ShardRange cols = by_rows ? ShardRange{0, spec.n_in} : split;
     Tensor bias;
-    if (spec.has_bias) {
+    if (spec.has_bias && (by_rows || spec.shard == 0)) {
       const std::string bname = spec.prefix + ".bias";
-      bias = source.get(bname).to_f32();
-      if (bias.shape() != Shape{spec.n_out})
-        throw Error("shape " + shape_str(bias.shape()) + " does not match the model config, which needs " +
+      Tensor full = source.get(bname).to_f32();
+      if (full.shape() != Shape{spec.n_out})
+        throw Error("shape " + shape_str(full.shape()) + " does not match the model config, which needs " +
                         shape_str({spec.n_out}),
                     {.file = gguf->location(), .tensor = bname});
+      bias = Tensor::zeros(DType::kF32, {rows.size()});
+      std::copy_n(full.data<float>() + rows.begin, rows.size(), bias.data_mut<float>());
     }
-    const format::GgufFile& file = gguf->file();
-    touch_pages(file.data(*info), info->nbytes);
-    return std::make_unique<GgufLinear>(file, *info, std::move(bias));
+    return std::make_unique<GgufLinear>(gguf->file(), *info, rows, cols, std::move(bias), !spec.lookup_only);
   }
 
  private:

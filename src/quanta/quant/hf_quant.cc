@@ -201,6 +201,41 @@ std::string describe(const std::string& method, const LayerQuant& q, int64_t gro
   return s;
 }
 
+// Spec's shard of unpacked group-int weights: whole groups of input features for a
+// row-parallel layer (a per-channel layer splits anywhere: its one group becomes the
+// shard's), rows for a column-parallel one. Act-order across an input split is refused:
+// the shard's columns would need groups of the other shards.
+GroupIntWeights shard_group_int(const GroupIntWeights& w, const LinearSpec& spec, bool act_order) {
+  const bool by_rows = spec.role != ParallelRole::kRow;
+  const bool per_channel = w.group_size == w.n_in;
+  if (!by_rows && act_order)
+    throw Error("act-order (g_idx) weights cannot be split along their input features for tensor parallelism yet",
+                {.tensor = spec.prefix + ".g_idx", .field = "--tp-size"});
+  const ShardRange split = shard_range(spec, by_rows || per_channel ? 1 : w.group_size, "quantization group");
+  const ShardRange rows = by_rows ? split : ShardRange{0, w.n_out};
+  const ShardRange cols = by_rows ? ShardRange{0, w.n_in} : split;
+  const int64_t n_groups = w.n_in / w.group_size;
+  const ShardRange groups = by_rows || per_channel ? ShardRange{0, n_groups}
+                                                   : ShardRange{cols.begin / w.group_size, cols.end / w.group_size};
+  GroupIntWeights s;
+  s.n_out = rows.size();
+  s.n_in = cols.size();
+  s.bits = w.bits;
+  s.group_size = per_channel ? cols.size() : w.group_size;
+  s.act_int8 = w.act_int8;
+  s.format = w.format;
+  for (int64_t r = rows.begin; r < rows.end; ++r) {
+    s.q.insert(s.q.end(), w.q.begin() + r * w.n_in + cols.begin, w.q.begin() + r * w.n_in + cols.end);
+    s.scale.insert(s.scale.end(), w.scale.begin() + r * n_groups + groups.begin, w.scale.begin() + r * n_groups + groups.end);
+    if (!w.zero.empty())
+      s.zero.insert(s.zero.end(), w.zero.begin() + r * n_groups + groups.begin, w.zero.begin() + r * n_groups + groups.end);
+  }
+  if (!w.g_idx.empty() && by_rows) s.g_idx = w.g_idx;  // act-order rows keep the whole input order
+  if (!w.bias.empty() && (by_rows || spec.shard == 0))
+    s.bias.assign(w.bias.begin() + rows.begin, w.bias.begin() + rows.end);
+  return s;
+}
+
 class HfQuantMethod : public QuantMethod {
  public:
   explicit HfQuantMethod(std::unique_ptr<HfQuantConfig> cfg) : cfg_(std::move(cfg)) {}
@@ -244,6 +279,7 @@ class HfQuantMethod : public QuantMethod {
     }
 
     if (q.layout == HfLayout::kCtFp8) {
+      refuse_shard(spec, cfg_->method() + " FP8");
       Fp8LinearWeights fw;
       fw.weight = r.get("weight", {DType::kF8E4M3}, {N, K});
       Shape scale_shape{N, 1};
@@ -274,6 +310,7 @@ class HfQuantMethod : public QuantMethod {
     }
     if (q.act_dynamic8 && q.layout == HfLayout::kCtInt && q.bits == 8 && q.sym) {
       // compressed-tensors W8A8: int8 weights and per-token int8 activations.
+      refuse_shard(spec, cfg_->method() + " W8A8 int8");
       IntLinearWeights iw;
       iw.scheme = Scheme::kW8A8Dynamic;
       iw.weight = r.get("weight", {DType::kI8}, {N, K});
@@ -307,6 +344,7 @@ class HfQuantMethod : public QuantMethod {
     w.format = describe(cfg_->method(), q, G, K, act_order);
     w.act_int8 = q.act_dynamic8;
     w.bias = std::move(bias_v);
+    if (spec.n_shards > 1) w = shard_group_int(w, spec, act_order);
     return make_group_int_linear(std::move(w), g_idx_name);
   }
 

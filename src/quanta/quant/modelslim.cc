@@ -178,6 +178,7 @@ class ModelSlimMethod : public QuantMethod {
     LinearSpec s = spec;
     s.has_bias = spec.has_bias || source.has(spec.prefix + ".bias");
     if (scheme == Scheme::kFloat) return float_->load_linear(source, s);
+    refuse_shard(spec, "msModelSlim quantized");
     LayerReader r(source, spec.prefix, scheme);
     if (scheme_info(scheme).mx) return load_mx(r, scheme, s);
     return load_int(r, scheme, s, resolver_.description().group_size);
@@ -201,6 +202,7 @@ class OnlineMethod : public QuantMethod {
     bool keep = spec.prefix == "model.embed_tokens" || spec.prefix == "lm_head";
     for (const auto& pat : ignored_) keep |= spec.prefix.find(pat) != std::string::npos;
     if (keep) return float_->load_linear(source, spec);
+    refuse_shard(spec, "--quantization " + method_);
     const int64_t N = spec.n_out, K = spec.n_in;
     const std::string wname = spec.prefix + ".weight";
     const Tensor raw = source.get(wname);

@@ -33,7 +33,28 @@ struct LinearSpec {
   int64_t n_out = 0;
   bool has_bias = false;
   ParallelRole role = ParallelRole::kReplicated;
+  // Under tensor parallelism, the part of the Linear this rank keeps: shard `shard` of
+  // `n_shards` equal parts of the output features (kColumn) or of the input features
+  // (kRow). n_in and n_out stay the whole layer's (what the checkpoint holds); the
+  // kernel's are the shard's. A row-parallel shard other than 0 leaves the bias out
+  // (the partial outputs are summed). 1: the whole Linear.
+  int64_t shard = 0, n_shards = 1;
+  // An embedding table only looked up a row at a time (lm_head is another kernel): its
+  // pages are left to be mapped on first use instead of prefaulted at load.
+  bool lookup_only = false;
 };
+
+// [begin, end) of spec's shard along its split dimension (rows for kColumn, input
+// features for kRow); the whole dimension when n_shards is 1. Throws Error naming the
+// layer when the dimension does not split into n_shards parts of whole `unit`s (a
+// format's block or group, `unit_name` in the message).
+struct ShardRange {
+  int64_t begin, end;
+  int64_t size() const { return end - begin; }
+};
+ShardRange shard_range(const LinearSpec& spec, int64_t unit, const std::string& unit_name);
+// Throws Error when spec asks for a shard: `format` cannot be split for tensor parallelism yet.
+void refuse_shard(const LinearSpec& spec, const std::string& format);
 
 class LinearKernel {
  public:

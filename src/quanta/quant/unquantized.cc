@@ -1,5 +1,6 @@
 // The unquantized method: f32/bf16/f16 weights multiplied as stored.
 #include <algorithm>
+#include <cstring>
 
 #include "quanta/core/error.h"
 #include "quanta/core/mapped_file.h"
@@ -75,6 +76,26 @@ void check_tensor(const format::TensorSource& source, const std::string& name, c
                 {.file = source.file_of(name), .tensor = name});
 }
 
+// Rows [r.begin, r.end) of a 1-D or 2-D tensor: a view sharing its storage.
+Tensor slice_rows(const Tensor& t, ShardRange r) {
+  if (r.begin == 0 && r.end == t.dim(0)) return t;
+  Shape shape = t.shape();
+  shape[0] = r.size();
+  const size_t row = t.nbytes() / static_cast<size_t>(t.dim(0));
+  return Tensor::view(t.dtype(), shape, static_cast<const uint8_t*>(t.raw()) + r.begin * row, t.storage());
+}
+
+// Columns [c.begin, c.end) of a 2-D tensor, copied: the matmul kernels take dense rows.
+Tensor copy_columns(const Tensor& t, ShardRange c) {
+  Tensor out = Tensor::zeros(t.dtype(), {t.dim(0), c.size()});
+  const size_t el = dtype_bytes(t.dtype(), 1), in_row = el * static_cast<size_t>(t.dim(1));
+  const size_t out_row = el * static_cast<size_t>(c.size());
+  const auto* src = static_cast<const uint8_t*>(t.raw()) + el * static_cast<size_t>(c.begin);
+  auto* dst = static_cast<uint8_t*>(out.raw_mut());
+  for (int64_t r = 0; r < t.dim(0); ++r) std::memcpy(dst + r * out_row, src + r * in_row, out_row);
+  return out;
+}
+
 class UnquantizedMethod : public QuantMethod {
  public:
   std::string name() const override { return "unquantized"; }
@@ -84,13 +105,17 @@ class UnquantizedMethod : public QuantMethod {
     std::string wname = spec.prefix + ".weight";
     Tensor w = source.get(wname);
     check_tensor(source, wname, w, {spec.n_out, spec.n_in});
-    touch_pages(w.raw(), w.nbytes());
+    const ShardRange split = shard_range(spec, 1, "element");
+    const bool by_rows = spec.role != ParallelRole::kRow;
+    const ShardRange rows = by_rows ? split : ShardRange{0, spec.n_out};
+    if (spec.n_shards > 1) w = by_rows ? slice_rows(w, rows) : copy_columns(w, split);
+    if (!spec.lookup_only) touch_pages(w.raw(), w.nbytes());
     Tensor b;
-    if (spec.has_bias) {
+    if (spec.has_bias && (by_rows || spec.shard == 0)) {
       std::string bname = spec.prefix + ".bias";
       Tensor raw = source.get(bname);
       check_tensor(source, bname, raw, {spec.n_out});
-      b = raw.to_f32();
+      b = slice_rows(raw.to_f32(), rows);
     }
     return std::make_unique<FloatLinear>(std::move(w), std::move(b));
   }
