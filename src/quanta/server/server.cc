@@ -141,13 +141,13 @@ struct Plan {
   std::optional<uint64_t> seed;
   int best_of = 1;  // generations run; the n with the highest cumulative log-probability are returned
   std::string rid;  // the client's request id (/abort_request), if given
-  // /v1/completions given a list of prompts: each gets max(n, best_of) generations, in order
-  // (empty: `prompt` alone).
+  // A list of prompts (/v1/completions, a /generate batch): each gets max(n, best_of) generations,
+  // in order (empty: `prompt` alone).
   std::vector<std::vector<int32_t>> prompts;
   bool score_last_prompt_token = false;  // /generate's logprob_start_len -1: each prompt's last token
 };
 
-// Prompts in one /v1/completions request at most (OpenAI takes a list of strings or of token lists).
+// Prompts in one request at most (a list of strings or of token lists).
 constexpr size_t kMaxPrompts = 128;
 
 // A chat request's tools: what the template is given and whether the answer is read for calls.
