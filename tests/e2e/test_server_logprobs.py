@@ -5,9 +5,12 @@ Run by tests/e2e/run_server_tests.sh with QUANTA_E2E_TESTS=test_server_logprobs.
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -225,3 +228,21 @@ def test_generate_batches_and_n(gemma):
     ({"input_ids": [[1], []]}, "input_ids[1]"), ({"text": "ok", "sampling_params": {"n": 0}}, "n")])
 def test_bad_generate_batches_are_a_400_naming_the_field(gemma, body, param):
     assert_error(post(gemma, "/generate", body), 400, param)
+
+
+def test_echo_logprobs_equal_quanta_perplexitys_own(gemma, client, tmp_path):
+    # The same chunks scored by `quanta perplexity --per-token` and by /v1/completions echo: each
+    # scored token's log-probability agrees within 1e-4.
+    binary = gemma.cmd[0]
+    out = tmp_path / "per_token.json"
+    text = Path(__file__).resolve().parents[1] / "golden" / "data" / "persuasion-chapter-1.txt"
+    subprocess.run([binary, "perplexity", "-m", str(DEFAULT_MODEL), "-f", str(text), "-c", "64", "--chunks", "2",
+                    "-t", "1", "--per-token", str(out)], check=True, capture_output=True, timeout=HTTP_TIMEOUT)
+    chunks = json.loads(out.read_text())["chunks"]
+    assert len(chunks) == 2
+    for c in chunks:
+        lp = client.completions.create(model=MODEL, prompt=c["ids"], echo=True, logprobs=0, max_tokens=0).choices[0].logprobs
+        served = lp.token_logprobs[c["first_scored"]:]
+        assert len(served) == len(c["logprobs"]) == 31
+        for a, b in zip(served, c["logprobs"]):
+            assert abs(a - b) < 1e-4, (a, b)

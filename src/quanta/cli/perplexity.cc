@@ -38,6 +38,7 @@ struct PerplexityOptions {
   std::string kl_base;
   bool kl = false;
   bool json = false;
+  std::string per_token;  // --per-token FILE
 };
 
 // The text's ids and the BOS each chunk starts with (none when the tokenizer adds no BOS).
@@ -114,6 +115,8 @@ int run_ppl(const PerplexityOptions& o, ThreadPool& pool) {
   std::vector<uint16_t> encoded;
   std::vector<double> nll;
   std::vector<double> running;
+  ordered_json per_token = ordered_json::array();  // --per-token: each chunk's ids and scored log-probs
+  std::vector<double> chunk_logprobs;
   engine::PplAccumulator acc;
   auto t0 = std::chrono::steady_clock::now();
   engine::run_scored_chunks(
@@ -129,9 +132,18 @@ int run_ppl(const PerplexityOptions& o, ThreadPool& pool) {
           }
         });
         for (double v : nll) acc.add(v);
+        if (!o.per_token.empty())
+          for (double v : nll) chunk_logprobs.push_back(-v);
         if (writer) writer->write_rows(encoded.data(), n);
         if (j0 + n < engine::ppl_scored_per_chunk(o.n_ctx)) return;
         // End of chunk c.
+        if (!o.per_token.empty()) {
+          std::vector<int32_t> ids(t.ids.begin() + c * o.n_ctx, t.ids.begin() + (c + 1) * o.n_ctx);
+          if (t.bos) ids[0] = *t.bos;  // as the chunk ran
+          per_token.push_back({{"ids", ids}, {"first_scored", engine::ppl_first_scored(o.n_ctx) + 1},
+                               {"logprobs", chunk_logprobs}});
+          chunk_logprobs.clear();
+        }
         if (c == 0) log_eta("perplexity", seconds_since(t0), n_chunks);
         running.push_back(acc.ppl());
         if (!o.json) {
@@ -140,6 +152,13 @@ int run_ppl(const PerplexityOptions& o, ThreadPool& pool) {
         }
       });
   if (writer) writer->finish();
+  if (!o.per_token.empty()) {
+    std::FILE* f = std::fopen(o.per_token.c_str(), "w");
+    if (!f) throw Error("cannot be written", {.file = o.per_token, .field = "--per-token"});
+    const std::string text = ordered_json{{"n_ctx", o.n_ctx}, {"chunks", per_token}}.dump() + "\n";
+    const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+    if (std::fclose(f) != 0 || !ok) throw Error("could not be written in full", {.file = o.per_token, .field = "--per-token"});
+  }
   const double secs = seconds_since(t0);
   if (o.json) {
     ordered_json out = {{"model", o.model_path}, {"file", o.text_file},  {"n_ctx", o.n_ctx},
@@ -274,6 +293,8 @@ int run_perplexity(const PerplexityOptions& o) {
   if (o.threads < 0) throw Error("must be at least 1", {.field = "--threads"});
   if (o.max_chunks == 0 || o.max_chunks < -1) throw Error("must be at least 1", {.field = "--chunks"});
   ThreadPool pool(o.threads > 0 ? o.threads : dist::default_threads());
+  if (o.kl && !o.per_token.empty())
+    throw Error("is for a plain run; --kl-divergence reads the base file's positions", {.field = "--per-token"});
   return o.kl ? run_kl(o, pool) : run_ppl(o, pool);
 }
 
@@ -310,6 +331,8 @@ Command add_perplexity(CLI::App& app) {
   sub->add_option("--kl-divergence-base", o->kl_base, "Reference log-probabilities: written by a plain run, read by --kl-divergence");
   sub->add_flag("--kl-divergence", o->kl, "Compare this model with --kl-divergence-base FILE");
   sub->add_flag("--json", o->json, "Print the results as one JSON object");
+  sub->add_option("--per-token", o->per_token,
+                  "Write each chunk's token ids (as run) and the log-probability of each scored token (ids[first_scored..]) as JSON");
   return [o, sub] {
     o->n_ctx_given = sub->count("--ctx-size") > 0;
     return run_perplexity(*o);
