@@ -246,3 +246,26 @@ def test_echo_logprobs_equal_quanta_perplexitys_own(gemma, client, tmp_path):
         assert len(served) == len(c["logprobs"]) == 31
         for a, b in zip(served, c["logprobs"]):
             assert abs(a - b) < 1e-4, (a, b)
+
+
+def test_timeout_aborts_long_generations_with_their_output():
+    s = Server(["--timeout", "1"], context=2048, model=DEFAULT_MODEL)
+    try:
+        assert requests.get(s.url("/get_server_info"), timeout=HTTP_TIMEOUT).json()["timeout"] == 1
+        long = {"prompt": "Once upon a time", "max_tokens": 1500, "ignore_eos": True, "temperature": 0}
+        t0 = time.monotonic()
+        out = post(s, "/v1/completions", long).json()
+        assert time.monotonic() - t0 < 6
+        c = out["choices"][0]
+        assert c["finish_reason"] == "abort" and c["text"]
+        assert 0 < out["usage"]["completion_tokens"] < 1500
+        r = requests.post(s.url("/v1/completions"), stream=True, timeout=HTTP_TIMEOUT, json={**long, "stream": True})
+        events = sse_events(r)
+        assert events[-1]["choices"][0]["finish_reason"] == "abort"
+        # Short requests are untouched, and the server goes on.
+        short = post(s, "/v1/completions", {"prompt": "Hi", "max_tokens": 3, "temperature": 0}).json()
+        assert short["choices"][0]["finish_reason"] == "length"
+    finally:
+        alive = s.proc.poll() is None
+        s.stop()
+    assert alive

@@ -41,6 +41,7 @@ struct ServeOptions {
   int max_concurrent_requests = 256;
   int threads = 0;
   double shutdown_grace = 30;
+  double timeout = 0;
 };
 
 // SIGTERM/SIGINT only raise a flag (a handler may do little else); a watcher thread drains.
@@ -166,8 +167,9 @@ int run_serve(const ServeOptions& o) {
                       {"max_total_tokens", so.kv_blocks * block_size}, {"max_running_requests", o.max_running_requests},
                       {"max_concurrent_requests", o.max_concurrent_requests}, {"log_level", o.log_level},
                       {"chunked_prefill_size", so.chunked_prefill_size}, {"tp_size", o.load.tp_size}, {"device", "cpu"},
-                      {"threads", pool.size()}, {"isa", kernels::isa_name(kernels::active_isa())}};
+                      {"threads", pool.size()}, {"isa", kernels::isa_name(kernels::active_isa())}, {"timeout", o.timeout}};
   sopt.shutdown_grace_sec = o.shutdown_grace;
+  sopt.request_timeout_sec = o.timeout;
   // Tool calls in the syntax the chat template teaches, unless --tool-call-parser names one.
   sopt.tool_call_parser = o.tool_call_parser.empty() ? server::detect_tool_call_format(chosen.source)
                                                      : server::tool_call_format(o.tool_call_parser);
@@ -267,6 +269,10 @@ Command add_serve(CLI::App& app) {
                   "Generation requests in flight (running or queued) at most; more are answered 503")
       ->capture_default_str();
   sub->add_option("--threads", o->threads, "Threads (default: the number of physical cores)");
+  sub->add_option("--timeout", o->timeout,
+                  "Seconds a generation may run; then it ends with finish_reason abort and what it wrote (0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e7));
   sub->add_option("--shutdown-grace", o->shutdown_grace,
                   "On SIGTERM/SIGINT: seconds requests in flight may run on before they end with an error")
       ->capture_default_str()

@@ -450,6 +450,14 @@ struct Server::Impl {
     return gens;
   }
 
+  // --timeout: a generation running longer is aborted as /abort_request would (its output so far is
+  // returned, finish_reason "abort"). Cancelling twice is harmless.
+  void enforce_timeout(Generation& g) {
+    if (opt.request_timeout_sec > 0 &&
+        std::chrono::duration<double>(Clock::now() - g.start()).count() > opt.request_timeout_sec)
+      g.handle()->cancel();
+  }
+
   // Collects a whole generation (non-streaming).
   struct Result {
     std::string text;
@@ -468,6 +476,7 @@ struct Server::Impl {
     auto prev = Clock::now();
     for (;;) {
       auto d = g.next(std::chrono::milliseconds(client ? 20 : 100));
+      enforce_timeout(g);
       if (aborting) {
         if (log) log->abort_unfinished(kShuttingDown);
         throw ApiError{503, kShuttingDown, ""};
@@ -591,6 +600,7 @@ struct Server::Impl {
         for (size_t i = 0; i < gs.size(); ++i) {
           if (done[i]) continue;
           auto d = gs[i]->next(std::chrono::milliseconds(gs.size() == 1 ? 100 : 5));
+          enforce_timeout(*gs[i]);
           if (!d) continue;
           progressed = true;
           auto now = Clock::now();

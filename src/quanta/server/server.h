@@ -39,6 +39,7 @@ struct ServerOptions {
   int keep_alive_timeout_sec = 5;  // idle time between requests on one connection
   int keep_alive_max = 100;        // requests per connection
   double shutdown_grace_sec = 30;  // drain(): how long requests in flight may run on
+  double request_timeout_sec = 0;  // a generation running longer is aborted (0: no limit)
   ToolCallFormat tool_call_parser = ToolCallFormat::kNone;    // how chat answers write tool calls
   ReasoningFormat reasoning_parser = ReasoningFormat::kNone;  // how they write reasoning
   nlohmann::json server_args;      // echoed by /get_server_info
