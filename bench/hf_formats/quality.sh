@@ -13,7 +13,7 @@ bf16="$root/models/gemma-3-270m-bf16"
 text="$root/tests/golden/data/persuasion-chapter-1.txt"
 [ -f models/gemma-3-270m-q4_k_m.gguf ] || bash scripts/fetch-default-model.sh
 [ -f "$bf16/model.safetensors" ] || "$cache/tools-venv/bin/python" tools/make_gemma_bf16_folder.py --out "$bf16"
-schemes=(w8a8-int8 w8a16 fp8-dynamic w4a16 w4a16-asym)
+schemes=(w8a8-int8 w8a16 fp8-dynamic w4a16 w4a16-asym gptq-w4a16)
 OMP_NUM_THREADS=2 "$cache/venv/llmcompressor/bin/python" tools/make_gemma_hf_quants.py "${schemes[@]}" >&2
 base="$(mktemp -d)/kl-base.bin"
 out="$here/quality.json"
