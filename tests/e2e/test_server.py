@@ -167,6 +167,17 @@ def client(server):
     return OpenAI(base_url=server.url("/v1"), api_key="unused", max_retries=0, timeout=HTTP_TIMEOUT)
 
 
+def default_model_server(extra: list[str], context: int):
+    """A module's `quanta serve` of the default model: yields it, then fails the module if it died."""
+    if not DEFAULT_MODEL.is_file():
+        pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/fetch-default-model.sh (scripts/test.sh does)")
+    s = Server(extra, context=context, model=DEFAULT_MODEL)
+    yield s
+    alive = s.proc.poll() is None
+    s.stop()
+    assert alive, "the server died during the tests"
+
+
 def post(server: Server, path: str, body, **kw) -> requests.Response:
     return requests.post(server.url(path), json=body, timeout=HTTP_TIMEOUT, **kw)
 

@@ -16,20 +16,14 @@ import pytest
 import requests
 from openai import OpenAI
 
-from test_server import DEFAULT_MODEL, HTTP_TIMEOUT, MODEL, Server, assert_error, post, sse_events
+from test_server import DEFAULT_MODEL, default_model_server, HTTP_TIMEOUT, MODEL, Server, assert_error, post, sse_events
 
 TEXT = "The quick brown fox jumps over the lazy dog. It was a sunny day in the small town"
 
 
 @pytest.fixture(scope="module")
 def gemma():
-    if not DEFAULT_MODEL.is_file():
-        pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/fetch-default-model.sh (scripts/test.sh does)")
-    s = Server([], context=512, model=DEFAULT_MODEL)
-    yield s
-    alive = s.proc.poll() is None
-    s.stop()
-    assert alive, "the server died during the tests"
+    yield from default_model_server([], context=512)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 import requests
 from openai import OpenAI
 
-from test_server import DEFAULT_MODEL, HTTP_TIMEOUT, MODEL, REPO, Server, assert_error, post, sse_events
+from test_server import HTTP_TIMEOUT, MODEL, REPO, assert_error, default_model_server, post, sse_events
 
 TEMPLATE = REPO / "tests" / "e2e" / "fixtures" / "templates" / "chatml-tools.jinja"
 WEATHER = {"type": "function", "function": {
@@ -28,13 +28,7 @@ ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 @pytest.fixture(scope="module")
 def gemma():
-    if not DEFAULT_MODEL.is_file():
-        pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/fetch-default-model.sh (scripts/test.sh does)")
-    s = Server(["--chat-template", str(TEMPLATE), "--reasoning-parser", "deepseek-r1"], context=1024, model=DEFAULT_MODEL)
-    yield s
-    alive = s.proc.poll() is None
-    s.stop()
-    assert alive, "the server died during the tests"
+    yield from default_model_server(["--chat-template", str(TEMPLATE), "--reasoning-parser", "deepseek-r1"], context=1024)
 
 
 @pytest.fixture(scope="module")

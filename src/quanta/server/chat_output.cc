@@ -88,6 +88,16 @@ bool to_call(const ordered_json& j, std::vector<ToolCall>& calls) {
   return true;
 }
 
+// The word after the first `marker` in a harmony header (up to a space or the next <|…|>), "" if none.
+std::string word_after(std::string_view header, std::string_view marker) {
+  const size_t at = header.find(marker);
+  if (at == std::string_view::npos) return "";
+  const std::string_view rest = header.substr(at + marker.size());
+  size_t n = 0;
+  while (n < rest.size() && !is_space(rest[n]) && rest[n] != '<') ++n;
+  return std::string(rest.substr(0, n));
+}
+
 // Where the JSON object or array starting at s[0] ends (one past its closing bracket), or npos.
 size_t json_end(std::string_view s) {
   if (s.empty() || (s[0] != '{' && s[0] != '[')) return std::string_view::npos;
@@ -252,20 +262,8 @@ void ChatOutputParser::harmony(bool at_end, ChatParts& out) {
         return;
       }
       const std::string_view header(held_.data(), body);
-      channel_.clear();
-      recipient_.clear();
-      if (const size_t c = header.find(kHarmonyChannel); c != std::string_view::npos) {
-        std::string_view name = header.substr(c + kHarmonyChannel.size());
-        size_t n = 0;
-        while (n < name.size() && !is_space(name[n]) && name[n] != '<') ++n;
-        channel_ = name.substr(0, n);
-      }
-      if (const size_t to = header.find("to="); to != std::string_view::npos) {
-        std::string_view r = header.substr(to + 3);
-        size_t n = 0;
-        while (n < r.size() && !is_space(r[n]) && r[n] != '<') ++n;
-        recipient_ = r.substr(0, n);
-      }
+      channel_ = word_after(header, kHarmonyChannel);
+      recipient_ = word_after(header, "to=");
       held_.erase(0, body + kHarmonyMessage.size());
       in_message_ = true;
       continue;
@@ -279,11 +277,8 @@ void ChatOutputParser::harmony(bool at_end, ChatParts& out) {
       if (end == std::string::npos && !at_end) return;
       const std::string body = held_.substr(0, end == std::string::npos ? held_.size() : end);
       ordered_json j;
-      if (parse_object(trim(body), j) && j.is_object()) {
-        out.calls.push_back({call_id(), recipient_.substr(10), j.dump(-1, ' ', false, ordered_json::error_handler_t::replace)});
-      } else {
+      if (!parse_object(trim(body), j) || !to_call(ordered_json{{"name", recipient_.substr(10)}, {"arguments", j}}, out.calls))
         out.content += body;  // not a call after all
-      }
     } else {
       size_t take = end;
       if (end == std::string::npos) {
