@@ -253,14 +253,14 @@ void Pipeline::encode(std::string_view text, bool parse_special, std::vector<int
   }
 }
 
-std::string Pipeline::decode_tokens(std::vector<std::string> tokens) const {
+std::string Pipeline::decode_tokens(std::vector<std::string> tokens, bool raw) const {
   if (!has_decoder) {
     std::string out;
     for (size_t i = 0; i < tokens.size(); ++i) {
       if (i) out += ' ';
       out += tokens[i];
     }
-    return utf8_lossy(out);
+    return raw ? out : utf8_lossy(out);
   }
   std::vector<std::string> next;
   for (const DecoderStep& d : decoders) {
@@ -269,12 +269,12 @@ std::string Pipeline::decode_tokens(std::vector<std::string> tokens) const {
         // Each token's characters back to bytes (a token outside the alphabet, such
         // as an added token with a space, stands for its own UTF-8), then lossy UTF-8
         // over the whole run: tokenizers' ByteLevel::decode_chain.
-        std::string bytes, raw;
+        std::string bytes, decoded;
         for (const auto& t : tokens) {
-          if (byte_level_decode(t, raw)) bytes += raw;
+          if (byte_level_decode(t, decoded)) bytes += decoded;
           else bytes += t;
         }
-        tokens.assign(1, utf8_lossy(bytes));
+        tokens.assign(1, raw ? bytes : utf8_lossy(bytes));
         break;
       }
       case DecoderStep::Kind::kMetaspace:
@@ -291,7 +291,7 @@ std::string Pipeline::decode_tokens(std::vector<std::string> tokens) const {
         auto flush = [&] {
           if (pending.empty()) return;
           // A run of byte tokens that is not valid UTF-8 gives one U+FFFD per byte.
-          if (utf8_validate(pending) == std::string::npos) next.push_back(pending);
+          if (raw || utf8_validate(pending) == std::string::npos) next.push_back(pending);
           else
             for (size_t k = 0; k < pending.size(); ++k) next.emplace_back("\xEF\xBF\xBD");
           pending.clear();
@@ -340,7 +340,7 @@ std::string Pipeline::decode_tokens(std::vector<std::string> tokens) const {
   }
   std::string out;
   for (auto& t : tokens) out += t;
-  if (utf8_validate(out) != std::string::npos) out = utf8_lossy(out);
+  if (!raw && utf8_validate(out) != std::string::npos) out = utf8_lossy(out);
   return out;
 }
 

@@ -93,7 +93,8 @@ struct Pipeline {
   std::string normalize(std::string_view text) const;
   void pre_tokenize(std::vector<Piece>& pieces) const;
   // Runs the decoder chain over the tokens' strings; the result is valid UTF-8.
-  std::string decode_tokens(std::vector<std::string> tokens) const;
+  // raw: bytes as the tokens spell them, invalid UTF-8 kept (not replaced by U+FFFD).
+  std::string decode_tokens(std::vector<std::string> tokens, bool raw = false) const;
 };
 
 }  // namespace quanta::tokenizer

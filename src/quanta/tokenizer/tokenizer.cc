@@ -174,6 +174,24 @@ std::string Tokenizer::token_to_piece(int32_t id) const {
   throw Error("token id " + std::to_string(id) + " is not in the vocabulary");
 }
 
+std::string Tokenizer::token_bytes(int32_t id) const {
+  const Pipeline& p = impl_->pipeline;
+  std::string piece;
+  if (const AddedToken* t = p.added.by_id(id)) {
+    if (t->special) return std::string();
+    piece = t->content;
+  } else if (const std::string* s = p.model.id_to_token(id)) {
+    piece = *s;
+  } else {
+    return std::string();
+  }
+  // Decoded after an anchor that takes the first-token rules (Metaspace's dropped space, Strip).
+  const std::string alone = p.decode_tokens({"x"}, true);
+  const std::string with = p.decode_tokens({"x", piece}, true);
+  if (with.compare(0, alone.size(), alone) == 0) return with.substr(alone.size());
+  return p.decode_tokens({piece}, true);
+}
+
 std::optional<int32_t> Tokenizer::piece_to_token(std::string_view piece) const {
   const Pipeline& p = impl_->pipeline;
   if (const AddedToken* t = p.added.by_content(piece)) return t->id;

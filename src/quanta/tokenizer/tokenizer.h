@@ -69,6 +69,10 @@ class Tokenizer {
   // The vocabulary entry of `id` as stored ("Ġhello", "▁the", "<0x0A>"); throws for unknown ids.
   std::string token_to_piece(int32_t id) const;
   std::optional<int32_t> piece_to_token(std::string_view piece) const;
+  // The bytes `id` adds to a decoded text after other tokens (so without a first token's
+  // leading-space rules), invalid UTF-8 kept: a byte token of a split character is that byte.
+  // Special tokens give "". For grammars, which match tokens as bytes.
+  std::string token_bytes(int32_t id) const;
   // One past the largest id (model vocabulary and added tokens).
   int32_t vocab_size() const;
   bool is_special(int32_t id) const;
