@@ -1201,10 +1201,10 @@ BAD_BODIES = {
     "logprobs_over_20": ("/v1/completions", {"model": MODEL, "prompt": "hi", "logprobs": 21}, "logprobs"),
     "token_id_out_of_vocab": ("/v1/completions", {"model": MODEL, "prompt": [1, 2, 99999]}, None),
     "token_id_negative": ("/v1/completions", {"model": MODEL, "prompt": [1, -5]}, None),
-    "response_format_json_schema": ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
-        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}}, "response_format"),
-    "response_format_json_object": ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
-        "response_format": {"type": "json_object"}}, "response_format"),
+    "response_format_unknown_type": ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "xml"}}, "response_format.type"),
+    "response_format_schema_not_enforceable": ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"if": {}}}}}, "response_format.json_schema.schema"),
     "body_is_list": ("/v1/completions", [{"model": MODEL, "prompt": "hi"}], None),
     "generate_no_prompt": ("/generate", {"sampling_params": {"max_new_tokens": 4}}, None),
     "generate_sampling_params_not_object": ("/generate", {"text": "hi", "sampling_params": 3}, "sampling_params"),
@@ -1340,7 +1340,7 @@ def test_openai_client_errors_are_typed(client):
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4,
-            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "no such type"}}},
         )  # fmt: skip
 
 

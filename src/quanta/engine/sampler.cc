@@ -6,6 +6,7 @@
 #include <string>
 
 #include "quanta/core/error.h"
+#include "quanta/grammar/matcher.h"
 
 namespace quanta::engine {
 
@@ -52,14 +53,44 @@ void Sampler::apply_penalties(float* logits, int64_t vocab) const {
       if (tok >= 0 && tok < vocab) logits[tok] = -std::numeric_limits<float>::infinity();
 }
 
-int32_t Sampler::sample(float* logits, int64_t vocab) {
+bool Sampler::truncates(int64_t vocab) const {
+  return !params_.greedy() && ((params_.top_k > 0 && params_.top_k < vocab) || params_.top_p < 1.0 || params_.min_p > 0.0);
+}
+
+int32_t Sampler::sample(float* logits, int64_t vocab, grammar::Matcher* grammar) {
   apply_penalties(logits, vocab);
+  int32_t chosen = -1;
+  masked_ = false;
+  if (grammar && !truncates(vocab)) {
+    chosen = draw(logits, vocab);
+    if (!grammar->accepts(chosen)) chosen = -1;
+  }
+  if (grammar && chosen < 0) {
+    masked_ = true;
+    auto mask = grammar->mask();
+    const auto n_mask = static_cast<int64_t>(mask->size()) * 64;
+    bool any = false;
+    for (int64_t i = 0; i < vocab; ++i) {
+      if (i < n_mask && (((*mask)[static_cast<size_t>(i >> 6)] >> (i & 63)) & 1) && logits[i] > -std::numeric_limits<float>::infinity()) any = true;
+      else logits[i] = -std::numeric_limits<float>::infinity();
+    }
+    if (!any) return -1;
+  }
+  if (chosen < 0) chosen = draw(logits, vocab);
+  ++seen_[chosen];
+  ++output_counts_[chosen];
+  ++n_drawn_;
+  return chosen;
+}
+
+int32_t Sampler::draw(const float* logits, int64_t vocab) {
   int32_t chosen;
   if (params_.greedy()) {
     chosen = static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
   } else {
-    // Softmax of logits / temperature, sorted by probability (ties by id, so the
-    // order, and with it the draw, never depends on the sort implementation).
+    // Softmax of logits / temperature, sorted by probability when top-k/top-p/min-p need the
+    // order (ties by id, so the order, and with it the draw, never depends on the sort
+    // implementation); plain temperature sampling draws in id order, without the sort.
     const float inv_t = static_cast<float>(1.0 / params_.temperature);
     float max_l = *std::max_element(logits, logits + vocab);
     scratch_.resize(static_cast<size_t>(vocab));
@@ -74,7 +105,7 @@ int32_t Sampler::sample(float* logits, int64_t vocab) {
     if (params_.top_k > 0 && params_.top_k < vocab) {
       keep = params_.top_k;
       std::partial_sort(scratch_.begin(), scratch_.begin() + keep, scratch_.end(), by_prob);
-    } else {
+    } else if (params_.top_p < 1.0 || params_.min_p > 0.0) {
       std::sort(scratch_.begin(), scratch_.end(), by_prob);
     }
     const double top = scratch_[0].first;
@@ -103,9 +134,6 @@ int32_t Sampler::sample(float* logits, int64_t vocab) {
       }
     }
   }
-  ++seen_[chosen];
-  ++output_counts_[chosen];
-  ++n_drawn_;
   return chosen;
 }
 

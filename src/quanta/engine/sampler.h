@@ -16,6 +16,10 @@
 #include <utility>
 #include <vector>
 
+namespace quanta::grammar {
+class Matcher;
+}
+
 namespace quanta::engine {
 
 struct SamplingParams {
@@ -40,15 +44,24 @@ class Sampler {
   // `stop_tokens`: those banned while fewer than params.min_new_tokens tokens were drawn (EOS, stop_token_ids).
   Sampler(const SamplingParams& params, const std::vector<int32_t>& prompt, std::vector<int32_t> stop_tokens = {});
 
-  // Picks the next token from `logits` (modified in place) and records it.
-  int32_t sample(float* logits, int64_t vocab);
+  // Picks the next token from `logits` (modified in place) and records it. With `grammar`, only
+  // tokens it allows are drawn (the mask applies before top-k/top-p/min-p); -1 when it allows none.
+  // Greedy and plain temperature sampling draw unmasked first and keep an allowed token: a draw
+  // from p that lands in the allowed set A is distributed as p restricted to A, so the mask is
+  // built only when the draw falls outside it.
+  int32_t sample(float* logits, int64_t vocab, grammar::Matcher* grammar = nullptr);
+  // Whether the last sample() under a grammar built its mask.
+  bool last_masked() const { return masked_; }
 
  private:
   void apply_penalties(float* logits, int64_t vocab) const;
+  int32_t draw(const float* logits, int64_t vocab);
+  bool truncates(int64_t vocab) const;
 
   SamplingParams params_;
   std::vector<int32_t> stop_tokens_;
   int64_t n_drawn_ = 0;
+  bool masked_ = false;
   std::mt19937_64 rng_;
   std::unordered_map<int32_t, int> seen_;          // prompt + output tokens (repetition penalty)
   std::unordered_map<int32_t, int> output_counts_;  // output tokens (frequency/presence)

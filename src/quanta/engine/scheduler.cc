@@ -1,6 +1,7 @@
 #include "quanta/engine/scheduler.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "quanta/core/error.h"
@@ -22,6 +23,7 @@ struct Scheduler::Active {
   GenerateRequest req;
   std::shared_ptr<RequestHandle> handle;
   std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<grammar::Matcher> matcher;  // when the request is constrained
   std::vector<int32_t> tokens;  // prompt, then generated tokens
   model::KvSequence kv;         // KV of tokens[0, kv.n_tokens)
   int64_t prompt_len = 0;
@@ -81,6 +83,7 @@ std::shared_ptr<RequestHandle> Scheduler::submit(GenerateRequest request) {
   if (!request.ignore_eos) stops.insert(stops.end(), options_.eos_token_ids.begin(), options_.eos_token_ids.end());
   auto a = std::make_unique<Active>();
   a->sampler = std::make_unique<Sampler>(request.sampling, request.prompt, std::move(stops));  // validates sampling
+  if (request.grammar) a->matcher = std::make_unique<grammar::Matcher>(request.grammar);
   a->tokens = request.prompt;
   a->prompt_len = static_cast<int64_t>(request.prompt.size());
   a->req = std::move(request);
@@ -311,7 +314,24 @@ void Scheduler::step(std::unique_lock<std::mutex>& lock) {
       }
       std::vector<float> raw;  // the logits before sampling changes them, for the log-probabilities
       if (a.req.top_logprobs >= 0) raw.assign(row, row + n_sampled);
-      int32_t tok = a.sampler->sample(row, n_sampled);
+      const auto t0 = std::chrono::steady_clock::now();
+      int32_t tok = a.sampler->sample(row, n_sampled, a.matcher.get());
+      if (a.matcher) {
+        if (tok >= 0) a.matcher->advance(tok);
+        std::lock_guard<std::mutex> g(mutex_);
+        ++stats_.grammar_tokens;
+        stats_.grammar_masks += a.sampler->last_masked() ? 1 : 0;
+        stats_.grammar_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      }
+      if (tok < 0) {  // the grammar allows no token of the vocabulary
+        const bool complete = a.matcher && a.matcher->can_end();
+        ev.finish = complete ? FinishReason::kStop : FinishReason::kAbort;
+        if (!complete) ev.error = "the grammar allows no token of the vocabulary here";
+        ev.completion_tokens = a.n_generated;
+        if (a.req.on_event) a.req.on_event(ev);
+        done.push_back(&a);
+        continue;
+      }
       a.tokens.push_back(tok);
       ++a.n_generated;
       ev.token = tok;

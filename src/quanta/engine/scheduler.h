@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "quanta/engine/radix_cache.h"
+#include "quanta/grammar/matcher.h"
 #include "quanta/engine/sampler.h"
 #include "quanta/model/decoder.h"
 
@@ -62,6 +63,8 @@ struct GenerateRequest {
   // >= 0: score the prompt from this position on (top_logprobs alternatives each, at least 0). The
   // prefix cache holds no logits, so at most this many prompt tokens come from it.
   int64_t prompt_logprobs_from = -1;
+  // Constrained decoding: every token drawn continues this grammar (each request its own matcher).
+  std::shared_ptr<const grammar::CompiledGrammar> grammar;
   // Called on the scheduler thread; must be quick (queue, do not block).
   std::function<void(const TokenEvent&)> on_event;
 };
@@ -100,6 +103,9 @@ struct SchedulerStats {
   uint64_t generation_tokens = 0;
   uint64_t requests_finished = 0;
   uint64_t preemptions = 0;
+  uint64_t grammar_tokens = 0;    // tokens drawn under a grammar
+  double grammar_seconds = 0.0;   // spent checking and masking them (sampling included)
+  uint64_t grammar_masks = 0;     // of those draws, how many needed the full mask
 };
 
 class Scheduler {

@@ -11,8 +11,8 @@
 // enforce is refused naming its path, never silently dropped.
 //
 // What the grammar produces always validates; it may be narrower than the schema: no
-// properties beyond those listed, whitespace limited to one space or a newline and 20
-// indentation characters, numbers to 16 significant integer digits.
+// properties beyond those listed, whitespace limited to one space or a newline and 8 spaces
+// (small models otherwise spend their tokens on indentation), numbers to 16 integer digits.
 #include <algorithm>
 #include <cmath>
 #include <optional>
@@ -31,7 +31,7 @@ using nlohmann::ordered_json;
 // The JSON building blocks, each added to the grammar the first time it is used.
 const std::map<std::string, std::string>& primitives() {
   static const std::map<std::string, std::string> p = {
-      {"ws", R"(( " " | "\n" [ \t]{0,20} )?)"},
+      {"ws", R"(( " " | "\n" [ ]{0,8} )?)"},
       {"json-char", R"([^"\\\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} ))"},
       {"json-string", R"("\"" json-char* "\"")"},
       {"json-int", R"("-"? ( "0" | [1-9] [0-9]{0,15} ))"},

@@ -12,8 +12,12 @@ namespace {
 // rather than left to exhaust memory.
 constexpr size_t kMaxStacks = 1 << 14;
 constexpr size_t kMaxCloseSteps = 1 << 20;
-// Frames are garbage-collected past this many (those of earlier steps' walks).
-constexpr size_t kCompactFrames = 1 << 20;
+// Memoized states and frames are dropped past these (between steps), and a single walk may not
+// create more than kMaxStates states.
+constexpr size_t kResetStates = 1 << 12;
+constexpr size_t kResetFrames = 1 << 20;
+constexpr size_t kMaxStates = 1 << 15;
+constexpr int32_t kUnknown = -2;
 
 void set_bit(CompiledGrammar::Mask& m, int32_t id) { m[static_cast<size_t>(id) >> 6] |= uint64_t{1} << (id & 63); }
 }  // namespace
@@ -87,8 +91,10 @@ void CompiledGrammar::store(const std::string& state, std::shared_ptr<const Mask
 
 Matcher::Matcher(std::shared_ptr<const CompiledGrammar> grammar)
     : compiled_(std::move(grammar)), g_(compiled_->grammar()), vocab_(compiled_->vocab()) {
-  for (int32_t start : g_.alternatives[static_cast<size_t>(g_.root)]) close({start, -1, 0}, stacks_);
-  dedupe(stacks_);
+  std::vector<Stack> start;
+  for (int32_t alt : g_.alternatives[static_cast<size_t>(g_.root)]) close({alt, -1, 0}, start);
+  state_ = intern(std::move(start));
+  if (state_ < 0) ended_ = true;
 }
 
 int32_t Matcher::frame(int32_t pos, int32_t parent) {
@@ -163,28 +169,41 @@ void Matcher::step(const Stack& s, uint8_t b, std::vector<Stack>& out) {
   else out.push_back({s.pos, s.parent, s.sub + 1});
 }
 
-void Matcher::dedupe(std::vector<Stack>& v) {
-  if (v.size() < 2) return;
-  std::sort(v.begin(), v.end());
-  v.erase(std::unique(v.begin(), v.end()), v.end());
-}
-
-void Matcher::advance_byte(const std::vector<Stack>& in, uint8_t b, std::vector<Stack>& out) {
-  out.clear();
-  for (const Stack& s : in) step(s, b, out);
-  dedupe(out);
-}
-
-bool Matcher::accepts_bytes(std::string_view bytes) {
-  if (ended_) return false;
-  tmp_a_ = stacks_;
-  for (char c : bytes) {
-    advance_byte(tmp_a_, static_cast<uint8_t>(c), tmp_b_);
-    tmp_a_.swap(tmp_b_);
-    if (tmp_a_.empty()) return false;
+int32_t Matcher::intern(std::vector<Stack> stacks) {
+  if (stacks.empty()) return -1;
+  std::sort(stacks.begin(), stacks.end());
+  stacks.erase(std::unique(stacks.begin(), stacks.end()), stacks.end());
+  auto [it, added] = state_ids_.try_emplace(stacks, static_cast<int32_t>(states_.size()));
+  if (added) {
+    if (states_.size() >= kMaxStates) throw Error("grammar: too many distinct matching states (the grammar is too ambiguous)");
+    states_.push_back(std::move(stacks));
+    std::array<int32_t, 256> unknown;
+    unknown.fill(kUnknown);
+    next_.push_back(unknown);
   }
-  return true;
+  return it->second;
 }
+
+int32_t Matcher::transition(int32_t state, uint8_t b) {
+  int32_t& memo = next_[static_cast<size_t>(state)][b];
+  if (memo != kUnknown) return memo;
+  std::vector<Stack> out;
+  const std::vector<Stack> from = states_[static_cast<size_t>(state)];  // intern() may grow states_
+  for (const Stack& s : from) step(s, b, out);
+  const int32_t to = intern(std::move(out));
+  next_[static_cast<size_t>(state)][b] = to;
+  return to;
+}
+
+int32_t Matcher::run(int32_t state, std::string_view bytes) {
+  for (char c : bytes) {
+    if (state < 0) break;
+    state = transition(state, static_cast<uint8_t>(c));
+  }
+  return state;
+}
+
+bool Matcher::accepts_bytes(std::string_view bytes) { return !ended_ && run(state_, bytes) >= 0; }
 
 bool Matcher::accepts(int32_t token) {
   if (ended_ || token < 0 || token >= vocab_.size()) return false;
@@ -197,25 +216,28 @@ void Matcher::advance(int32_t token) {
   if (!accepts(token)) throw Error("grammar: token " + std::to_string(token) + " does not continue the grammar here");
   if (vocab_.is_end(token)) {
     ended_ = true;
-    stacks_.clear();
     return;
   }
-  stacks_.swap(tmp_a_);  // accepts() left the advanced stacks in tmp_a_
-  if (frames_.size() > kCompactFrames) compact();
+  state_ = run(state_, vocab_.bytes(token));
+  if (states_.size() > kResetStates || frames_.size() > kResetFrames) reset_tables();
 }
 
 bool Matcher::can_end() const {
-  return !ended_ && std::any_of(stacks_.begin(), stacks_.end(), [](const Stack& s) { return s.pos < 0; });
+  if (ended_) return false;
+  const auto& st = states_[static_cast<size_t>(state_)];
+  return std::any_of(st.begin(), st.end(), [](const Stack& s) { return s.pos < 0; });
 }
 
 bool Matcher::finished() const {
-  return ended_ || std::all_of(stacks_.begin(), stacks_.end(), [](const Stack& s) { return s.pos < 0; });
+  if (ended_) return true;
+  const auto& st = states_[static_cast<size_t>(state_)];
+  return std::all_of(st.begin(), st.end(), [](const Stack& s) { return s.pos < 0; });
 }
 
 // The stacks written out frame by frame: equal for equal states in any matcher of the grammar.
 std::string Matcher::state_key() const {
   std::vector<int32_t> v;
-  for (const Stack& s : stacks_) {
+  for (const Stack& s : states_[static_cast<size_t>(state_)]) {
     v.push_back(s.pos);
     v.push_back(s.sub);
     for (int32_t f = s.parent; f >= 0; f = frames_[static_cast<size_t>(f)].parent)
@@ -225,15 +247,14 @@ std::string Matcher::state_key() const {
   return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(int32_t));
 }
 
-void Matcher::walk(int32_t node, const std::vector<Stack>& stacks, size_t depth, CompiledGrammar::Mask& mask) {
-  const TokenVocab::Node n = vocab_.nodes_[static_cast<size_t>(node)];
+void Matcher::walk(int32_t node, int32_t state, CompiledGrammar::Mask& mask) {
+  const TokenVocab::Node& n = vocab_.nodes_[static_cast<size_t>(node)];
   for (int32_t c = n.child_begin; c < n.child_end; ++c) {
     const TokenVocab::Node& child = vocab_.nodes_[static_cast<size_t>(c)];
-    std::vector<Stack>& next = levels_[depth];
-    advance_byte(stacks, child.byte, next);
-    if (next.empty()) continue;
+    const int32_t next = transition(state, child.byte);
+    if (next < 0) continue;
     for (int32_t t = child.tok_begin; t < child.tok_end; ++t) set_bit(mask, vocab_.sorted_[static_cast<size_t>(t)]);
-    if (child.child_begin < child.child_end) walk(c, next, depth + 1, mask);
+    if (child.child_begin < child.child_end) walk(c, next, mask);
   }
 }
 
@@ -246,32 +267,33 @@ std::shared_ptr<const CompiledGrammar::Mask> Matcher::mask() {
   if (can_end())
     for (int32_t t : vocab_.end_tokens())
       if (t >= 0 && t < vocab_.size()) set_bit(*m, t);
-  levels_.resize(TokenVocab::kMaxTokenBytes + 1);  // sized once: walk() keeps references into it
-  walk(0, stacks_, 0, *m);
-  if (frames_.size() > kCompactFrames) compact();
+  walk(0, state_, *m);
+  if (states_.size() > kResetStates || frames_.size() > kResetFrames) reset_tables();
   compiled_->store(key, m);
   return m;
 }
 
-// Keeps only the frames the current stacks reach, renumbered.
-void Matcher::compact() {
+// Drops the memoized states and the frames only they used, keeping the current state.
+void Matcher::reset_tables() {
+  std::vector<Stack> current = states_[static_cast<size_t>(state_)];
   std::vector<Frame> old;
   old.swap(frames_);
   frame_ids_.clear();
   std::unordered_map<int32_t, int32_t> moved;
-  auto copy = [&](int32_t f) -> int32_t {
-    if (f < 0) return -1;
-    if (auto it = moved.find(f); it != moved.end()) return it->second;
+  for (Stack& s : current) {
     // Parents first, iteratively: chains can be as deep as the text is long.
     std::vector<int32_t> chain;
-    for (int32_t g = f; g >= 0 && !moved.count(g); g = old[static_cast<size_t>(g)].parent) chain.push_back(g);
+    for (int32_t f = s.parent; f >= 0 && !moved.count(f); f = old[static_cast<size_t>(f)].parent) chain.push_back(f);
     for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
       const int32_t p = old[static_cast<size_t>(*it)].parent;
       moved[*it] = frame(old[static_cast<size_t>(*it)].pos, p < 0 ? -1 : moved.at(p));
     }
-    return moved.at(f);
-  };
-  for (Stack& s : stacks_) s.parent = copy(s.parent);
+    if (s.parent >= 0) s.parent = moved.at(s.parent);
+  }
+  states_.clear();
+  state_ids_.clear();
+  next_.clear();
+  state_ = intern(std::move(current));
 }
 
 }  // namespace quanta::grammar

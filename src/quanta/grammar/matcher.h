@@ -14,7 +14,9 @@
 #pragma once
 
 #include <cstdint>
+#include <array>
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -70,7 +72,7 @@ class CompiledGrammar {
   std::shared_ptr<const Grammar> grammar_;
   std::shared_ptr<const TokenVocab> vocab_;
   // Least recently used first; bounded by kMaxCachedMasks.
-  static constexpr size_t kMaxCachedMasks = 256;
+  static constexpr size_t kMaxCachedMasks = 128;
   mutable std::mutex mu_;
   mutable std::list<std::pair<std::string, std::shared_ptr<const Mask>>> lru_;
   mutable std::unordered_map<std::string, decltype(lru_)::iterator> index_;
@@ -107,21 +109,26 @@ class Matcher {
   int32_t frame(int32_t pos, int32_t parent);
   void close(Stack s, std::vector<Stack>& out);
   void step(const Stack& s, uint8_t b, std::vector<Stack>& out);
-  void advance_byte(const std::vector<Stack>& in, uint8_t b, std::vector<Stack>& out);
-  static void dedupe(std::vector<Stack>& v);
-  void walk(int32_t node, const std::vector<Stack>& stacks, size_t depth, CompiledGrammar::Mask& mask);
+  // States are interned sets of stacks; transitions between them are memoized per byte, so the
+  // walks of later steps mostly follow table entries (a DFA built lazily, as far as it is used).
+  int32_t intern(std::vector<Stack> stacks);
+  int32_t transition(int32_t state, uint8_t b);
+  int32_t run(int32_t state, std::string_view bytes);
+  void walk(int32_t node, int32_t state, CompiledGrammar::Mask& mask);
   std::string state_key() const;
-  void compact();
+  void reset_tables();
 
   std::shared_ptr<const CompiledGrammar> compiled_;
   const Grammar& g_;
   const TokenVocab& vocab_;
   std::vector<Frame> frames_;
   std::unordered_map<uint64_t, int32_t> frame_ids_;
-  std::vector<Stack> stacks_;
+  std::vector<std::vector<Stack>> states_;
+  std::map<std::vector<Stack>, int32_t> state_ids_;
+  std::vector<std::array<int32_t, 256>> next_;  // kUnknown until computed; -1: no stack survives
+  int32_t state_ = -1;                          // the current state
   bool ended_ = false;
-  std::vector<std::vector<Stack>> levels_;  // per trie depth, during a walk
-  std::vector<Stack> work_, tmp_a_, tmp_b_;
+  std::vector<Stack> work_;
 };
 
 }  // namespace quanta::grammar

@@ -48,6 +48,12 @@ std::string Metrics::render(const engine::SchedulerStats& st) const {
          st.prompt_tokens ? static_cast<double>(st.cached_prompt_tokens) / static_cast<double>(st.prompt_tokens) : 0.0);
   metric("quanta_generation_tokens_total", "counter", "Generated tokens.", static_cast<double>(st.generation_tokens));
   metric("quanta_preemptions_total", "counter", "Requests preempted for lack of KV space.", static_cast<double>(st.preemptions));
+  metric("quanta_grammar_tokens_total", "counter", "Tokens drawn under a grammar (structured outputs).",
+         static_cast<double>(st.grammar_tokens));
+  metric("quanta_grammar_masks_total", "counter", "Grammar-constrained draws that built the vocabulary mask.",
+         static_cast<double>(st.grammar_masks));
+  metric("quanta_grammar_seconds_total", "counter", "Time spent drawing tokens under a grammar (checks, masks, sampling).",
+         st.grammar_seconds);
   {
     std::lock_guard<std::mutex> lock(mu);
     metric("quanta_requests_total", "counter", "HTTP generation requests received.", static_cast<double>(requests_total));

@@ -17,6 +17,7 @@
 #include "quanta/server/generation.h"
 #include "quanta/server/metrics.h"
 #include "quanta/server/request_log.h"
+#include "quanta/server/structured.h"
 #include "quanta/server/worker_pool.h"
 
 namespace quanta::server {
@@ -155,6 +156,8 @@ struct ChatTools {
   json for_template;       // null: no tools (none given, or tool_choice "none")
   bool parse_calls = false;
   bool parallel = true;    // parallel_tool_calls: false keeps the first call only
+  bool required = false;   // tool_choice "required" or a named function: the answer is a call
+  std::string only;        // the named function
 };
 
 ChatTools read_tools(const Body& b, ToolCallFormat parser) {
@@ -197,9 +200,13 @@ ChatTools read_tools(const Body& b, ToolCallFormat parser) {
     if (choice != "none" && names.empty()) throw ApiError{400, "'tool_choice' needs 'tools'", "tool_choice"};
   }
   if (choice == "none") return t;
-  if (choice == "required" || choice == "function")
-    throw ApiError{400, "tool_choice '" + (choice == "function" ? std::string("{function}") : choice) +
-                            "' needs constrained decoding, which quanta does not do yet; use \"auto\"", "tool_choice"};
+  if (choice == "required" || choice == "function") {
+    if (parser == ToolCallFormat::kNone)
+      throw ApiError{400, "tool_choice '" + choice + "' needs a tool-call parser (--tool-call-parser); this model's template names none",
+                     "tool_choice"};
+    t.required = true;
+    if (choice == "function") t.only = b.j["tool_choice"]["function"]["name"].get<std::string>();
+  }
   t.for_template = b.j["tools"];
   t.parse_calls = parser != ToolCallFormat::kNone;
   return t;
@@ -245,6 +252,7 @@ struct Server::Impl {
   format::GenerationDefaults defaults;
   ServerOptions opt;
   Metrics metrics;
+  GrammarCache grammars;
   httplib::Server http;
   std::atomic<int> active{0};  // generation requests in flight
   std::atomic<bool> draining{false};  // drain(): refuse new work
@@ -312,7 +320,55 @@ struct Server::Impl {
 
   Impl(engine::Scheduler& s, const tokenizer::Tokenizer& t, ChatRenderer c, format::GenerationDefaults d,
        ServerOptions o)
-      : scheduler(s), tok(t), chat(std::move(c)), defaults(std::move(d)), opt(std::move(o)) {}
+      : scheduler(s), tok(t), chat(std::move(c)), defaults(std::move(d)), opt(std::move(o)),
+        grammars(t, s.options().eos_token_ids) {}
+
+  // Structured outputs: SGLang's json_schema / regex / ebnf (in sampling_params, or beside the
+  // OpenAI fields) and OpenAI's response_format. `ordered` is the same object as `b.j` with its
+  // keys in the client's order (a schema's properties are generated in that order).
+  void read_constraint(const Body& b, const std::string& body, const char* within, Plan& p) {
+    if (!b.has("json_schema") && !b.has("regex") && !b.has("ebnf") && !b.has("response_format")) return;
+    const auto whole = parse_json<nlohmann::ordered_json>(body);
+    const auto& ordered = within ? whole[within] : whole;
+    std::string kind, text, field;
+    for (const char* key : {"json_schema", "regex", "ebnf"}) {
+      if (!b.has(key)) continue;
+      if (!kind.empty()) throw ApiError{400, "give one of 'json_schema', 'regex' and 'ebnf', not several", key};
+      const auto& v = ordered[key];
+      if (key == std::string("json_schema") && v.is_object()) text = v.dump();
+      else if (v.is_string()) text = v.get<std::string>();
+      else throw ApiError{400, std::string("'") + key + "' must be a string", key};
+      kind = key;
+      field = key;
+    }
+    if (b.has("response_format")) {
+      const auto& rf = ordered["response_format"];
+      const std::string type = rf.is_object() && rf.contains("type") && rf["type"].is_string() ? rf["type"].get<std::string>() : "";
+      if (type == "json_object" || type == "json_schema") {
+        if (!kind.empty()) throw ApiError{400, "'response_format' and '" + kind + "' both constrain the output; give one", "response_format"};
+        kind = type;
+        field = "response_format";
+        if (type == "json_schema") {
+          if (!rf.contains("json_schema") || !rf["json_schema"].is_object())
+            throw ApiError{400, "'response_format.json_schema' must be an object with a 'schema'", "response_format.json_schema"};
+          const auto& js = rf["json_schema"];
+          if (js.contains("strict") && !js["strict"].is_boolean() && !js["strict"].is_null())
+            throw ApiError{400, "'response_format.json_schema.strict' must be true or false", "response_format.json_schema.strict"};
+          // Without a schema any JSON value is allowed (strict or not, the output is JSON).
+          text = js.contains("schema") && !js["schema"].is_null() ? js["schema"].dump() : "true";
+          field = "response_format.json_schema.schema";
+        }
+      } else if (type != "text") {
+        throw ApiError{400, "response_format type '" + type + "' is unknown (text, json_object or json_schema)", "response_format.type"};
+      }
+    }
+    if (kind.empty()) return;
+    try {
+      p.base.grammar = grammars.get(constraint_ebnf(kind, text, field), field);
+    } catch (const Error& e) {
+      throw ApiError{400, e.message(), field};
+    }
+  }
 
   void reply(httplib::Response& res, int status, const json& body) {
     res.status = status;
@@ -643,15 +699,10 @@ struct Server::Impl {
     Body b{j};
     check_model(b);
     Plan p;
-    if (b.has("response_format")) {
-      const json& rf = j["response_format"];
-      std::string type = rf.is_object() && rf.contains("type") && rf["type"].is_string() ? rf["type"].get<std::string>() : "";
-      if (type != "text")
-        throw ApiError{400, "response_format '" + type + "' is not supported yet (only 'text')", "response_format"};
-    }
     const bool echo = b.boolean("echo", false);
     if (echo && is_chat) throw ApiError{400, "'echo' is for /v1/completions", "echo"};
     read_sampling(b, p);
+    read_constraint(b, req.body, nullptr, p);
     p.n = static_cast<int>(b.integer("n", 1, 1, opt.max_n));
     p.stream = b.boolean("stream", false);
     p.rid = b.string("rid", "");
@@ -690,6 +741,18 @@ struct Server::Impl {
       json extra = b.has("chat_template_kwargs") ? j["chat_template_kwargs"] : json::object();
       if (!extra.is_object()) throw ApiError{400, "'chat_template_kwargs' must be an object", "chat_template_kwargs"};
       tools = read_tools(b, opt.tool_call_parser);
+      if (tools.required) {
+        if (p.base.grammar)
+          throw ApiError{400, "tool_choice '" + std::string(tools.only.empty() ? "required" : "function") +
+                                  "' and a structured output format both constrain the answer; give one", "tool_choice"};
+        try {
+          // A named function is called once; "required" allows several calls unless parallel_tool_calls is false.
+          const bool several = tools.parallel && tools.only.empty();
+          p.base.grammar = grammars.get(tool_call_ebnf(tools.for_template, tools.only, opt.tool_call_parser, several), "tool_choice");
+        } catch (const Error& e) {
+          throw ApiError{400, e.message(), e.context().field.empty() ? "tool_choice" : e.context().field};
+        }
+      }
       // Harmony (gpt-oss) answers are always read: their channels are the answer's structure.
       calls_format = tools.parse_calls || opt.tool_call_parser == ToolCallFormat::kGptOss ? opt.tool_call_parser
                                                                                           : ToolCallFormat::kNone;
@@ -879,6 +942,7 @@ struct Server::Impl {
     if (!sp_json.is_object()) throw ApiError{400, "'sampling_params' must be an object", "sampling_params"};
     Body sp{sp_json};
     read_sampling(sp, p);
+    read_constraint(sp, req.body, "sampling_params", p);
     // One prompt, or a batch: `text` a list of strings, `input_ids` a list of token lists.
     const char* key = b.has("input_ids") ? "input_ids" : b.has("text") ? "text" : nullptr;
     if (!key) throw ApiError{400, "give 'text' or 'input_ids'", "text"};
