@@ -1,6 +1,7 @@
 #include "quanta/engine/sampler.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -61,12 +62,19 @@ int32_t Sampler::sample(float* logits, int64_t vocab, grammar::Matcher* grammar)
   apply_penalties(logits, vocab);
   int32_t chosen = -1;
   masked_ = false;
+  grammar_seconds_ = 0.0;
+  const auto since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  };
   if (grammar && !truncates(vocab)) {
     chosen = draw(logits, vocab);
+    const auto t0 = std::chrono::steady_clock::now();
     if (!grammar->accepts(chosen)) chosen = -1;
+    grammar_seconds_ += since(t0);
   }
   if (grammar && chosen < 0) {
     masked_ = true;
+    const auto t0 = std::chrono::steady_clock::now();
     auto mask = grammar->mask();
     const auto n_mask = static_cast<int64_t>(mask->size()) * 64;
     bool any = false;
@@ -74,6 +82,7 @@ int32_t Sampler::sample(float* logits, int64_t vocab, grammar::Matcher* grammar)
       if (i < n_mask && (((*mask)[static_cast<size_t>(i >> 6)] >> (i & 63)) & 1) && logits[i] > -std::numeric_limits<float>::infinity()) any = true;
       else logits[i] = -std::numeric_limits<float>::infinity();
     }
+    grammar_seconds_ += since(t0);
     if (!any) return -1;
   }
   if (chosen < 0) chosen = draw(logits, vocab);

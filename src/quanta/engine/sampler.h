@@ -52,6 +52,8 @@ class Sampler {
   int32_t sample(float* logits, int64_t vocab, grammar::Matcher* grammar = nullptr);
   // Whether the last sample() under a grammar built its mask.
   bool last_masked() const { return masked_; }
+  // Time the last sample() spent in the grammar (checking the draw, building and applying the mask).
+  double last_grammar_seconds() const { return grammar_seconds_; }
 
  private:
   void apply_penalties(float* logits, int64_t vocab) const;
@@ -62,6 +64,7 @@ class Sampler {
   std::vector<int32_t> stop_tokens_;
   int64_t n_drawn_ = 0;
   bool masked_ = false;
+  double grammar_seconds_ = 0.0;
   std::mt19937_64 rng_;
   std::unordered_map<int32_t, int> seen_;          // prompt + output tokens (repetition penalty)
   std::unordered_map<int32_t, int> output_counts_;  // output tokens (frequency/presence)

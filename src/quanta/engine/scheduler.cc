@@ -314,14 +314,15 @@ void Scheduler::step(std::unique_lock<std::mutex>& lock) {
       }
       std::vector<float> raw;  // the logits before sampling changes them, for the log-probabilities
       if (a.req.top_logprobs >= 0) raw.assign(row, row + n_sampled);
-      const auto t0 = std::chrono::steady_clock::now();
       int32_t tok = a.sampler->sample(row, n_sampled, a.matcher.get());
       if (a.matcher) {
+        const auto t0 = std::chrono::steady_clock::now();
         if (tok >= 0) a.matcher->advance(tok);
+        const double advance_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         std::lock_guard<std::mutex> g(mutex_);
         ++stats_.grammar_tokens;
         stats_.grammar_masks += a.sampler->last_masked() ? 1 : 0;
-        stats_.grammar_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        stats_.grammar_seconds += a.sampler->last_grammar_seconds() + advance_s;
       }
       if (tok < 0) {  // the grammar allows no token of the vocabulary
         const bool complete = a.matcher && a.matcher->can_end();

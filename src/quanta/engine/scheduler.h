@@ -104,7 +104,7 @@ struct SchedulerStats {
   uint64_t requests_finished = 0;
   uint64_t preemptions = 0;
   uint64_t grammar_tokens = 0;    // tokens drawn under a grammar
-  double grammar_seconds = 0.0;   // spent checking and masking them (sampling included)
+  double grammar_seconds = 0.0;   // spent in the grammar for them (checks, masks, advancing; not sampling)
   uint64_t grammar_masks = 0;     // of those draws, how many needed the full mask
 };
 

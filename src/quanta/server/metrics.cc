@@ -52,7 +52,7 @@ std::string Metrics::render(const engine::SchedulerStats& st) const {
          static_cast<double>(st.grammar_tokens));
   metric("quanta_grammar_masks_total", "counter", "Grammar-constrained draws that built the vocabulary mask.",
          static_cast<double>(st.grammar_masks));
-  metric("quanta_grammar_seconds_total", "counter", "Time spent drawing tokens under a grammar (checks, masks, sampling).",
+  metric("quanta_grammar_seconds_total", "counter", "Time spent in grammars: checking draws, building and applying masks, advancing matchers.",
          st.grammar_seconds);
   {
     std::lock_guard<std::mutex> lock(mu);
