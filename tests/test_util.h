@@ -10,6 +10,14 @@
 
 namespace quanta::test {
 
+// Wall-clock bounds of hang checks stretch under the sanitizer build (scripts/sanitize.sh), which
+// runs several times slower; they bound hangs, not speed.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr double kTimeScale = 8.0;
+#else
+inline constexpr double kTimeScale = 1.0;
+#endif
+
 // Path of a file relative to the repository root.
 std::string source_path(const std::string& relative);
 // Path of the shared data folder (../shared/data next to the checkout), "" if absent.

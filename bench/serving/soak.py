@@ -5,8 +5,10 @@ Starts the server on the default model (Gemma 3 270M Q4_K_M GGUF, with a Gemma c
 template since the GGUF carries none), then runs --clients threads, each with its own
 official `openai` client, sending requests back to back until --duration is over: chat
 and completions, streaming and not, greedy and seeded sampling, half of them on one of
-a few long shared prefixes (prefix-cache hits), and some streams hung up on after a few
-chunks. Every answer is checked (status, finish reason, token counts). Meanwhile it
+a few long shared prefixes (prefix-cache hits), some streams hung up on after a few
+chunks, and faults over raw sockets (--fault-share): malformed requests (truncated or
+deeply nested JSON, out-of-range fields, bad schemas and regexes, invalid UTF-8), which
+must be answered 4xx, and well-formed ones sent a few bytes at a time with pauses. Every answer is checked (status, finish reason, token counts). Meanwhile it
 samples the server's resident memory (/proc/PID/status), threads, open files and
 /metrics. At the end it waits for the server to go idle and checks that no KV block is
 still held outside the prefix cache and that every request was logged once.
@@ -125,6 +127,8 @@ class Stats:
         self.lock = threading.Lock()
         self.ok = 0
         self.disconnected = 0  # streams we hung up on, by design
+        self.malformed = 0     # requests sent broken on purpose (answered 4xx, as they must be)
+        self.slow = 0          # requests sent a few bytes at a time
         self.failures: list[str] = []
         self.completion_tokens = 0
         self.cached_requests = 0
@@ -139,6 +143,56 @@ class Stats:
     def fail(self, what: str):
         with self.lock:
             self.failures.append(what)
+
+
+# Broken on purpose: each must get a 4xx with an OpenAI-style error, and nothing else may suffer.
+MALFORMED = [
+    b'{"model": "soak", "prompt": "hi", "max_tokens": ',                      # truncated JSON
+    b'{"model": "soak", "prompt": "hi", "max_tokens": 18446744073709551615}',  # 2^64 - 1
+    b'{"model": "soak", "prompt": "hi", "n": 1000000000}',
+    b'{"model": "soak", "messages": "not a list"}',
+    b'[' * 100000,                                                            # deep nesting
+    b'{"model": "soak", "prompt": "hi", "response_format": {"type": "json_schema", "json_schema": {"schema": {"not": {}}}}}',
+    b'{"model": "soak", "prompt": "hi", "regex": "(a"}',
+    b'\xff\xfe not UTF-8',
+]
+
+
+def raw_post(port: int, path: str, body: bytes, rng: random.Random, slow: bool) -> tuple[int, bytes]:
+    """POSTs body over a raw socket (slowly: in pieces with pauses), returns (status, response body)."""
+    data = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+    with socket.create_connection(("127.0.0.1", port), timeout=900) as sock:
+        if slow:
+            pieces = rng.randint(3, 8)
+            step = max(1, len(data) // pieces)
+            for i in range(0, len(data), step):
+                sock.sendall(data[i:i + step])
+                time.sleep(rng.uniform(0.05, 0.4))
+        else:
+            sock.sendall(data)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+    head, _, rest = out.partition(b"\r\n\r\n")
+    return int(head.split()[1]), rest
+
+
+def fault_request(port: int, rng: random.Random, stats: Stats) -> None:
+    """A malformed request (must be answered 4xx) or a well-formed one sent slowly (must be answered 200)."""
+    if rng.random() < 0.5:
+        status, body = raw_post(port, rng.choice(["/v1/completions", "/v1/chat/completions", "/generate"]),
+                                rng.choice(MALFORMED), rng, slow=rng.random() < 0.3)
+        if not 400 <= status < 500 or b'"error"' not in body:
+            raise AssertionError(f"malformed request answered {status}: {body[:200]!r}")
+        stats.add(malformed=1)
+        return
+    body = json.dumps({"model": "soak", "prompt": text(rng, rng.randint(5, 20)), "max_tokens": rng.randint(4, 16),
+                       "temperature": 0}).encode()
+    status, answer = raw_post(port, "/v1/completions", body, rng, slow=True)
+    if status != 200 or json.loads(answer)["choices"][0]["finish_reason"] not in ("stop", "length"):
+        raise AssertionError(f"slow request answered {status}: {answer[:200]!r}")
+    stats.add(slow=1, ok=1)
 
 
 def one_request(client, rng: random.Random, model: str, stats: Stats, hangup_share: float) -> None:
@@ -218,6 +272,8 @@ def main() -> int:
     # seen: a batch cap the load reaches during warm-up keeps that high-water mark out of the RSS comparison.
     ap.add_argument("--max-running-requests", type=int, default=32, help="server running batch at most")
     ap.add_argument("--hangup-share", type=float, default=0.2, help="share of streams hung up on mid-way")
+    ap.add_argument("--fault-share", type=float, default=0.1,
+                    help="share of requests that are malformed (4xx expected) or sent slowly, over raw sockets")
     ap.add_argument("--sample-every", type=float, default=5.0, help="seconds between samples")
     ap.add_argument("--max-rss-growth-mb", type=float, default=32.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -269,12 +325,17 @@ def run(args, OpenAI, server, base: str, log_path: str) -> int:
     stop_at = start + args.duration
     done = threading.Event()
 
+    port = int(base.rsplit(":", 1)[1])
+
     def client_loop(i: int):
         rng = random.Random(args.seed * 1000 + i)
         client = OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=900)
         while time.monotonic() < stop_at:
             try:
-                one_request(client, rng, "soak", stats, args.hangup_share)
+                if rng.random() < args.fault_share:
+                    fault_request(port, rng, stats)
+                else:
+                    one_request(client, rng, "soak", stats, args.hangup_share)
             except Exception as e:  # every failure is counted and reported
                 stats.fail(f"client {i} at {time.monotonic() - start:.0f}s: {type(e).__name__}: {e}"[:500])
 
@@ -326,14 +387,17 @@ def run(args, OpenAI, server, base: str, log_path: str) -> int:
         for line in f:
             if line.startswith('{"event":"request"'):
                 entries.append(json.loads(line))
-    attempted = stats.ok + stats.disconnected + len([f for f in stats.failures if not f.startswith("sampler")])
-    if m["quanta_requests_failed_total"] != 0:
-        stats.fail(f"the server counted {m['quanta_requests_failed_total']:.0f} failed requests")
+    attempted = stats.ok + stats.disconnected + stats.malformed + len([f for f in stats.failures if not f.startswith("sampler")])
+    # The malformed requests are the only ones that may fail (a body the server could not read at
+    # all is answered before it counts as a request, so at most that many).
+    if m["quanta_requests_failed_total"] > stats.malformed:
+        stats.fail(f"the server counted {m['quanta_requests_failed_total']:.0f} failed requests, "
+                   f"{stats.malformed} sent malformed")
     if len(entries) != m["quanta_requests_total"]:
         stats.fail(f"{len(entries)} request log lines for {m['quanta_requests_total']:.0f} requests")
     bad_status = [e for e in entries if e["status"] != 200]
-    if bad_status:
-        stats.fail(f"{len(bad_status)} logged requests with an error status, e.g. {bad_status[0]}")
+    if len(bad_status) > stats.malformed:
+        stats.fail(f"{len(bad_status)} logged requests with an error status ({stats.malformed} malformed), e.g. {bad_status[0]}")
 
     # RSS moves with the batch of the moment (activations, allocator): compare the medians of the
     # minute after warm-up and of the last minute of load, and fit a line through everything between.
@@ -368,6 +432,7 @@ def run(args, OpenAI, server, base: str, log_path: str) -> int:
         "server_threads": args.threads, "max_total_tokens": args.max_total_tokens,
         "max_running_requests": args.max_running_requests,
         "requests_attempted": attempted, "requests_ok": stats.ok, "streams_hung_up": stats.disconnected,
+        "malformed_requests_refused": stats.malformed, "slow_requests_ok": stats.slow,
         "requests_failed": len(stats.failures), "requests_logged": len(entries),
         "aborted_in_log": sum(e["finish_reason"] == "abort" for e in entries),
         "requests_with_cached_prefix": stats.cached_requests, "prefix_cache_hit_rate": m["quanta_prefix_cache_hit_rate"],

@@ -36,7 +36,7 @@ fi
 
 export QUANTA_BINARY="$binary"
 cd "$repo"
-# $QUANTA_E2E_TESTS: the test files to run (default: the two suites on the tiny fixture).
+# $QUANTA_E2E_TESTS: the test files to run (default: the three suites on the tiny fixture).
 files=()
-for f in ${QUANTA_E2E_TESTS:-test_server.py test_server_survival.py}; do files+=("$here/$f"); done
+for f in ${QUANTA_E2E_TESTS:-test_server.py test_server_survival.py test_server_fuzz.py}; do files+=("$here/$f"); done
 exec "$venv/bin/python" -m pytest -p no:cacheprovider -q "${files[@]}" "$@"

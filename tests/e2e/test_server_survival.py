@@ -231,3 +231,47 @@ def test_slowloris_does_not_starve_a_normal_client():
         for sock in socks:
             sock.close()
         s.stop()
+
+
+def test_50_clients_hanging_up_at_random_leave_kv_at_baseline():
+    """50 streaming clients, each hanging up after a random number of events (some before the first):
+    afterwards nothing runs, the KV in use is back where it was, /health is fine and the server still
+    answers exactly."""
+    import random
+
+    from test_server import kv_in_use, wait_kv_baseline
+
+    s = Server(["--max-running-requests", "16"])
+    try:
+        greedy = {"model": MODEL, "prompt": CASES["short"]["prompt"], "max_tokens": 8, "temperature": 0}
+        expected = post(s, "/v1/completions", greedy).json()["choices"][0]["text"]
+        baseline = kv_in_use(s)
+        rng = random.Random(16)
+
+        def client(k: int) -> None:
+            body = json.dumps({"model": MODEL, "prompt": CASES["short"]["prompt"], "max_tokens": 200, "temperature": 1.0,
+                               "seed": k, "ignore_eos": True, "stream": True}).encode()  # fmt: skip
+            events = rng.randint(0, 6)
+            with socket.create_connection(("127.0.0.1", s.port), timeout=HTTP_TIMEOUT) as sock:
+                sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)  # fmt: skip
+                seen = b""
+                while seen.count(b"data: ") < events:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    seen += chunk
+                if events == 0 and k % 2:
+                    sock.shutdown(socket.SHUT_RDWR)  # half of those hang up at once, the rest just close
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(50)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wait_kv_baseline(s, baseline, timeout=60)
+        assert requests.get(s.url("/health"), timeout=HTTP_TIMEOUT).status_code == 200
+        assert post(s, "/v1/completions", greedy).json()["choices"][0]["text"] == expected
+        assert s.proc.poll() is None
+    finally:
+        s.stop()

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors config tokenizer chat_template chat_output)
+[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors config tokenizer chat_template chat_output grammar)
 out="${QUANTA_FUZZ_OUT:-/tmp/quanta-fuzz}"
 mkdir -p "$out"
 cxx="$(command -v clang++-14 || command -v clang++)"
@@ -31,6 +31,7 @@ sources() {
       src/quanta/tokenizer/*.cc ;;
     chat_template) echo "${core[@]}" src/quanta/tokenizer/chat_template.cc src/quanta/tokenizer/jinja_*.cc ;;
     chat_output) echo "${core[@]}" src/quanta/server/chat_output.cc ;;
+    grammar) echo "${core[@]}" src/quanta/grammar/*.cc ;;
     *) echo "tests/fuzz/run.sh: unknown target '$1'" >&2; exit 2 ;;
   esac
 }

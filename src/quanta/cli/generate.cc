@@ -3,6 +3,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <memory>
@@ -19,9 +21,10 @@
 #include "quanta/core/thread_pool.h"
 #include "quanta/engine/loader.h"
 #include "quanta/engine/sampler.h"
+#include "quanta/grammar/grammar.h"
+#include "quanta/grammar/matcher.h"
 #include "quanta/kernels/kernels.h"
 #include "quanta/tokenizer/tokenizer.h"
-#include <filesystem>
 
 namespace quanta::cli {
 
@@ -41,7 +44,30 @@ struct GenerateOptions {
   bool ignore_eos = false;
   bool print_ids = false;
   bool quiet = false;
+  // Constrained decoding (at most one): EBNF text, a file of it, a JSON Schema, a regex.
+  std::string grammar, grammar_file, json_schema, regex;
 };
+
+// The EBNF the constraint options give ("" for none); errors name the option.
+std::string constraint_ebnf(const GenerateOptions& o) {
+  int given = !o.grammar.empty() + !o.grammar_file.empty() + !o.json_schema.empty() + !o.regex.empty();
+  if (given > 1) throw Error("give one of --grammar, --grammar-file, --json-schema and --regex", {.field = "--grammar"});
+  auto named = [](const char* flag, auto make) {
+    try {
+      return make();
+    } catch (const Error& e) {
+      throw Error(e.message(), {.field = flag});
+    }
+  };
+  if (!o.json_schema.empty()) return named("--json-schema", [&] { return grammar::json_schema_to_ebnf(o.json_schema); });
+  if (!o.regex.empty()) return named("--regex", [&] { return grammar::regex_to_ebnf(o.regex); });
+  if (!o.grammar_file.empty()) {
+    std::ifstream f(o.grammar_file, std::ios::binary);
+    if (!f) throw Error("cannot read the file", {.file = o.grammar_file, .field = "--grammar-file"});
+    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  }
+  return o.grammar;
+}
 
 // The model's tokenizer: a GGUF's vocabulary, or tokenizer.json in a folder; none otherwise.
 std::optional<tokenizer::Tokenizer> load_tokenizer(const std::string& path) {
@@ -76,7 +102,19 @@ int run_generate(const GenerateOptions& o) {
     throw Error("give the prompt as text with --prompt (or --prompt - for stdin), or as token ids with --prompt-ids",
                 {.field = "--prompt"});
   if (o.max_new_tokens < 0) throw Error("must not be negative", {.field = "--max-new-tokens"});
+  // The constraint is compiled before the model loads, so a bad one fails at once.
+  const std::string ebnf = constraint_ebnf(o);
+  std::shared_ptr<const grammar::Grammar> constraint;
+  if (!ebnf.empty()) {
+    const char* flag = !o.json_schema.empty() ? "--json-schema" : !o.regex.empty() ? "--regex" : "--grammar";
+    try {
+      constraint = grammar::compile_ebnf(ebnf, flag);
+    } catch (const Error& e) {
+      throw Error(e.message(), {.file = o.grammar_file, .field = flag});
+    }
+  }
   std::optional<tokenizer::Tokenizer> tok = load_tokenizer(o.model_path);
+  if (constraint && !tok) throw Error("constrained decoding needs the model's tokenizer (tokenizer.json)", {.file = o.model_path});
   std::vector<int32_t> prompt;
   if (!o.prompt.empty()) {
     if (!tok) throw Error("this model folder has no tokenizer.json; pass token ids with --prompt-ids", {.file = o.model_path});
@@ -140,6 +178,16 @@ int run_generate(const GenerateOptions& o) {
   int64_t capacity = static_cast<int64_t>(prompt.size()) + o.max_new_tokens;
   model::KvCache cache = lm.model->make_cache(capacity);
   std::vector<float> logits(static_cast<size_t>(cfg.vocab_size));
+  std::optional<grammar::Matcher> matcher;
+  if (constraint) {
+    std::vector<std::string> bytes(static_cast<size_t>(tok->vocab_size()));
+    for (int32_t id = 0; id < tok->vocab_size(); ++id) bytes[static_cast<size_t>(id)] = tok->token_bytes(id);
+    std::vector<int32_t> ends;
+    if (!o.ignore_eos)
+      for (int64_t e : eos) ends.push_back(static_cast<int32_t>(e));
+    matcher.emplace(std::make_shared<grammar::CompiledGrammar>(
+        constraint, std::make_shared<grammar::TokenVocab>(std::move(bytes), std::move(ends))));
+  }
   // Rows padded past the tokenizer's vocabulary are never sampled (SchedulerOptions::sample_vocab).
   const int64_t sample_vocab = tok ? std::min<int64_t>(cfg.vocab_size, tok->vocab_size()) : cfg.vocab_size;
 
@@ -148,7 +196,9 @@ int run_generate(const GenerateOptions& o) {
   auto t_gen = std::chrono::steady_clock::now();
   std::vector<int32_t> out;
   for (int64_t i = 0; i < o.max_new_tokens; ++i) {
-    int32_t tok = sampler.sample(logits.data(), sample_vocab);
+    int32_t tok = sampler.sample(logits.data(), sample_vocab, matcher ? &*matcher : nullptr);
+    if (tok < 0) break;  // the grammar is complete (or allows no token of the vocabulary)
+    if (matcher) matcher->advance(tok);
     out.push_back(tok);
     bool is_eos = false;
     for (int64_t e : eos) is_eos |= e == tok;
@@ -201,6 +251,10 @@ Command add_generate(CLI::App& app) {
   sub->add_option("--seed", o->seed, "Random seed; the same seed gives the same tokens (default: random)");
   sub->add_option("--threads", o->threads, "Threads (default: the number of physical cores)");
   add_quantization_options(sub, o->load);
+  sub->add_option("--grammar", o->grammar, "Constrain the output to this EBNF grammar (GBNF syntax, a 'root' rule)");
+  sub->add_option("--grammar-file", o->grammar_file, "Constrain the output to the EBNF grammar in this file");
+  sub->add_option("--json-schema", o->json_schema, "Constrain the output to JSON valid for this JSON Schema");
+  sub->add_option("--regex", o->regex, "Constrain the output to text that matches this regular expression");
   sub->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past end-of-sequence tokens");
   sub->add_flag("--ids", o->print_ids, "Print the generated token ids instead of text");
   sub->add_flag("--quiet", o->quiet, "No progress or speed lines on stderr");

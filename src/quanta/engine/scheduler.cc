@@ -314,11 +314,24 @@ void Scheduler::step(std::unique_lock<std::mutex>& lock) {
       }
       std::vector<float> raw;  // the logits before sampling changes them, for the log-probabilities
       if (a.req.top_logprobs >= 0) raw.assign(row, row + n_sampled);
-      int32_t tok = a.sampler->sample(row, n_sampled, a.matcher.get());
+      int32_t tok;
+      double advance_s = 0.0;
+      try {
+        tok = a.sampler->sample(row, n_sampled, a.matcher.get());
+        if (a.matcher && tok >= 0) {
+          const auto t0 = std::chrono::steady_clock::now();
+          a.matcher->advance(tok);
+          advance_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        }
+      } catch (const Error& e) {  // a grammar past its limits: this request ends, the others go on
+        ev.finish = FinishReason::kAbort;
+        ev.error = e.what();
+        ev.completion_tokens = a.n_generated;
+        if (a.req.on_event) a.req.on_event(ev);
+        done.push_back(&a);
+        continue;
+      }
       if (a.matcher) {
-        const auto t0 = std::chrono::steady_clock::now();
-        if (tok >= 0) a.matcher->advance(tok);
-        const double advance_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         std::lock_guard<std::mutex> g(mutex_);
         ++stats_.grammar_tokens;
         stats_.grammar_masks += a.sampler->last_masked() ? 1 : 0;

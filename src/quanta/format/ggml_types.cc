@@ -561,8 +561,9 @@ struct TypeRow {
   RowFn dequant;  // nullptr: no reference dequantizer
 };
 
+// Every row() has a dequantizer (not `fn != nullptr`: GCC's UBSan build cannot evaluate that in a constant).
 constexpr TypeRow row(GgmlType t, std::string_view name, int64_t block, size_t size, RowFn fn) {
-  return {{t, name, block, size, false, fn != nullptr}, fn};
+  return {{t, name, block, size, false, true}, fn};
 }
 // A retired id. Sizes as the type had; it is refused before they matter.
 constexpr TypeRow removed(GgmlType t, std::string_view name, int64_t block, size_t size) {
