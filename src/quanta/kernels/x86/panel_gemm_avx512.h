@@ -47,6 +47,42 @@ struct Panel {
     int32_t* dst = w.data() + (k / 2) * kPanelRows + r;
     for (int j = 0; j < 16; ++j) dst[j * kPanelRows] = pairs[j];
   }
+  // Codes k .. k + 31 of all 32 rows (rows[r]: row r's 32 int16, element order; zero past the
+  // rows decoded) into place: two 16 x 16 transposes of their int32 pairs in registers, then full
+  // stores, instead of 16 scattered 4-byte stores per row.
+  void put_rows(int64_t k, const __m512i* rows) {
+    int32_t* dst = w.data() + (k / 2) * kPanelRows;
+    for (int half = 0; half < 2; ++half) {
+      __m512i v[16];
+      transpose16(rows + 16 * half, v);
+      for (int j = 0; j < 16; ++j) _mm512_storeu_si512(dst + j * kPanelRows + 16 * half, v[j]);
+    }
+  }
+  // out[j][i] = a[i][j] for 16 vectors of 16 int32: 32-bit and 64-bit interleaves within the
+  // 128-bit lanes, then a 4 x 4 transpose of the lanes.
+  static void transpose16(const __m512i* a, __m512i* out) {
+    __m512i b[16], c[16];
+    for (int i = 0; i < 16; i += 2) {
+      b[i] = _mm512_unpacklo_epi32(a[i], a[i + 1]);
+      b[i + 1] = _mm512_unpackhi_epi32(a[i], a[i + 1]);
+    }
+    // c[4q + m], lane L: rows 4q .. 4q + 3 at column 4L + m.
+    for (int q = 0; q < 4; ++q) {
+      const __m512i* bq = b + 4 * q;
+      c[4 * q + 0] = _mm512_unpacklo_epi64(bq[0], bq[2]);
+      c[4 * q + 1] = _mm512_unpackhi_epi64(bq[0], bq[2]);
+      c[4 * q + 2] = _mm512_unpacklo_epi64(bq[1], bq[3]);
+      c[4 * q + 3] = _mm512_unpackhi_epi64(bq[1], bq[3]);
+    }
+    for (int m = 0; m < 4; ++m) {
+      const __m512i d0 = _mm512_shuffle_i32x4(c[m], c[4 + m], 0x44), d1 = _mm512_shuffle_i32x4(c[m], c[4 + m], 0xEE);
+      const __m512i d2 = _mm512_shuffle_i32x4(c[8 + m], c[12 + m], 0x44), d3 = _mm512_shuffle_i32x4(c[8 + m], c[12 + m], 0xEE);
+      out[m] = _mm512_shuffle_i32x4(d0, d2, 0x88);
+      out[4 + m] = _mm512_shuffle_i32x4(d0, d2, 0xDD);
+      out[8 + m] = _mm512_shuffle_i32x4(d1, d3, 0x88);
+      out[12 + m] = _mm512_shuffle_i32x4(d1, d3, 0xDD);
+    }
+  }
   void put_scale(int r, int64_t win, float scale, float offset) {
     s[win * kPanelRows + r] = scale;
     sz[win * kPanelRows + r] = offset;

@@ -408,12 +408,23 @@ void gemm(int64_t n, const void* w, int64_t row_bytes, int rows, const void* xq,
   constexpr int64_t W = panel_window<D>();
   thread_local Panel panel;
   panel.reset(n, W, rows);
-  for (int r = 0; r < rows; ++r) {
-    const uint8_t* row = static_cast<const uint8_t*>(w) + r * row_bytes;
-    for (int64_t blk = 0; blk < n / D::kBlock; ++blk)
+  // The panel's rows are read across (block by block, every row), which the hardware prefetcher
+  // does not follow: ask for all of them now, and for the next panel's (the next call's) too.
+  const auto* base = static_cast<const uint8_t*>(w);
+  const int64_t span = static_cast<int64_t>(rows) * row_bytes;
+  for (int64_t off = 0; off < span; off += 64) _mm_prefetch(reinterpret_cast<const char*>(base + off), _MM_HINT_T0);
+  for (int64_t off = 0; off < span; off += 64) _mm_prefetch(reinterpret_cast<const char*>(base + span + off), _MM_HINT_T2);
+  // Block by block, every row's groups side by side, then transposed into the panel.
+  constexpr int kGroups = D::kBlock / 32;
+  alignas(64) __m512i codes[kGroups][kPanelRows];
+  for (auto& g : codes)
+    for (int r = rows; r < kPanelRows; ++r) g[r] = _mm512_setzero_si512();
+  for (int64_t blk = 0; blk < n / D::kBlock; ++blk) {
+    for (int r = 0; r < rows; ++r) {
+      const uint8_t* row = static_cast<const uint8_t*>(w) + r * row_bytes;
       D::each(row + blk * D::kBytes, [&](int g, const Group& gr) {
         const int64_t k = blk * D::kBlock + 32 * g;
-        panel.put_codes(r, k, gr.v);
+        codes[g][r] = gr.v;
         // With a window of 32 the minimums are one per 32 (min_lo == min_hi).
         if constexpr (W == 32) {
           panel.put_scale(r, k / 32, gr.scale, gr.min_lo);
@@ -422,6 +433,8 @@ void gemm(int64_t n, const void* w, int64_t row_bytes, int rows, const void* xq,
           panel.put_scale(r, k / 16 + 1, gr.scale, gr.min_hi);
         }
       });
+    }
+    for (int g = 0; g < kGroups; ++g) panel.put_rows(blk * D::kBlock + 32 * g, codes[g]);
   }
   const Q16Acts<W> acts{static_cast<const BlockQ16*>(xq), x_bytes / static_cast<int64_t>(sizeof(BlockQ16))};
   panel_gemm<D::kMins>(panel, acts, rows, n_tokens, y, y_stride);
