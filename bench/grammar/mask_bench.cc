@@ -26,8 +26,7 @@ int main(int argc, char** argv) {
   }
   const auto tok = tokenizer::Tokenizer::load(argv[1]);
   auto t0 = Clock::now();
-  std::vector<std::string> bytes;
-  for (int32_t id = 0; id < tok.vocab_size(); ++id) bytes.push_back(tok.token_bytes(id));
+  const std::vector<std::string> bytes = tok.vocab_bytes();
   auto vocab = std::make_shared<grammar::TokenVocab>(bytes, tok.stop_ids());
   std::printf("vocabulary: %d tokens, prepared in %.0f ms\n", tok.vocab_size(),
               std::chrono::duration<double, std::milli>(Clock::now() - t0).count());

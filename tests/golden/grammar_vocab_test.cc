@@ -14,8 +14,7 @@ namespace {
 
 TEST(GrammarVocab, MasksEqualBruteForceOnTheDefaultModel) {
   const auto tok = tokenizer::Tokenizer::load(test::source_path("models/gemma-3-270m-q4_k_m.gguf"));
-  std::vector<std::string> bytes;
-  for (int32_t id = 0; id < tok.vocab_size(); ++id) bytes.push_back(tok.token_bytes(id));
+  const std::vector<std::string> bytes = tok.vocab_bytes();
   EXPECT_EQ(bytes[static_cast<size_t>(*tok.piece_to_token("<0x41>"))], "A");
   EXPECT_EQ(bytes[static_cast<size_t>(*tok.piece_to_token("\xE2\x96\x81the"))], " the");
   auto vocab = std::make_shared<TokenVocab>(bytes, tok.stop_ids());

@@ -180,13 +180,11 @@ int run_generate(const GenerateOptions& o) {
   std::vector<float> logits(static_cast<size_t>(cfg.vocab_size));
   std::optional<grammar::Matcher> matcher;
   if (constraint) {
-    std::vector<std::string> bytes(static_cast<size_t>(tok->vocab_size()));
-    for (int32_t id = 0; id < tok->vocab_size(); ++id) bytes[static_cast<size_t>(id)] = tok->token_bytes(id);
     std::vector<int32_t> ends;
     if (!o.ignore_eos)
       for (int64_t e : eos) ends.push_back(static_cast<int32_t>(e));
     matcher.emplace(std::make_shared<grammar::CompiledGrammar>(
-        constraint, std::make_shared<grammar::TokenVocab>(std::move(bytes), std::move(ends))));
+        constraint, std::make_shared<grammar::TokenVocab>(tok->vocab_bytes(), std::move(ends))));
   }
   // Rows padded past the tokenizer's vocabulary are never sampled (SchedulerOptions::sample_vocab).
   const int64_t sample_vocab = tok ? std::min<int64_t>(cfg.vocab_size, tok->vocab_size()) : cfg.vocab_size;

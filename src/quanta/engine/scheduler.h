@@ -24,8 +24,8 @@
 #include <vector>
 
 #include "quanta/engine/radix_cache.h"
-#include "quanta/grammar/matcher.h"
 #include "quanta/engine/sampler.h"
+#include "quanta/grammar/matcher.h"
 #include "quanta/model/decoder.h"
 
 namespace quanta {

@@ -324,12 +324,13 @@ struct Server::Impl {
         grammars(t, s.options().eos_token_ids) {}
 
   // Structured outputs: SGLang's json_schema / regex / ebnf (in sampling_params, or beside the
-  // OpenAI fields) and OpenAI's response_format. `ordered` is the same object as `b.j` with its
-  // keys in the client's order (a schema's properties are generated in that order).
+  // OpenAI fields) and OpenAI's response_format. `b` is the request body's object `within` (or the
+  // body itself); the body is parsed again keeping its keys in the client's order, so that a
+  // schema's properties are generated in that order.
   void read_constraint(const Body& b, const std::string& body, const char* within, Plan& p) {
     if (!b.has("json_schema") && !b.has("regex") && !b.has("ebnf") && !b.has("response_format")) return;
     const auto whole = parse_json<nlohmann::ordered_json>(body);
-    const auto& ordered = within ? whole[within] : whole;
+    const auto& ordered = within && whole.contains(within) ? whole[within] : whole;
     std::string kind, text, field;
     for (const char* key : {"json_schema", "regex", "ebnf"}) {
       if (!b.has(key)) continue;

@@ -26,9 +26,7 @@ std::shared_ptr<const grammar::CompiledGrammar> GrammarCache::get(const std::str
     throw Error(e.message(), {.field = field});
   }
   if (!vocab_) {
-    std::vector<std::string> bytes(static_cast<size_t>(tok_.vocab_size()));
-    for (int32_t id = 0; id < tok_.vocab_size(); ++id) bytes[static_cast<size_t>(id)] = tok_.token_bytes(id);
-    vocab_ = std::make_shared<grammar::TokenVocab>(std::move(bytes), end_tokens_);
+    vocab_ = std::make_shared<grammar::TokenVocab>(tok_.vocab_bytes(), end_tokens_);
   }
   auto compiled = std::make_shared<grammar::CompiledGrammar>(std::move(g), vocab_);
   lru_.emplace_back(ebnf, compiled);

@@ -192,6 +192,12 @@ std::string Tokenizer::token_bytes(int32_t id) const {
   return p.decode_tokens({piece}, true);
 }
 
+std::vector<std::string> Tokenizer::vocab_bytes() const {
+  std::vector<std::string> out(static_cast<size_t>(vocab_size()));
+  for (int32_t id = 0; id < vocab_size(); ++id) out[static_cast<size_t>(id)] = token_bytes(id);
+  return out;
+}
+
 std::optional<int32_t> Tokenizer::piece_to_token(std::string_view piece) const {
   const Pipeline& p = impl_->pipeline;
   if (const AddedToken* t = p.added.by_content(piece)) return t->id;

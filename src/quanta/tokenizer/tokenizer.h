@@ -73,6 +73,8 @@ class Tokenizer {
   // leading-space rules), invalid UTF-8 kept: a byte token of a split character is that byte.
   // Special tokens give "". For grammars, which match tokens as bytes.
   std::string token_bytes(int32_t id) const;
+  // token_bytes of every id, in order.
+  std::vector<std::string> vocab_bytes() const;
   // One past the largest id (model vocabulary and added tokens).
   int32_t vocab_size() const;
   bool is_special(int32_t id) const;
