@@ -69,7 +69,7 @@ def chat(server, body, timeout=HTTP_TIMEOUT):
 
 def test_json_schema_output_always_validates(gemma):
     # 50 seeded samples at temperature 1: 5 requests of n=10, run concurrently.
-    body = {"messages": ASK, "temperature": 1.0, "n": 10, "max_tokens": 300,
+    body = {"messages": ASK, "temperature": 1.0, "n": 10, "max_tokens": 400,
             "response_format": {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}}
     with ThreadPoolExecutor(5) as pool:
         # Choice i of a request draws with seed + i: seeds 100 apart give 50 different streams.
