@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <chrono>
 #include <random>
 #include <regex>
 
@@ -259,6 +260,26 @@ TEST(Grammar, HostileGrammarsAreRefusedNotHung) {
   EXPECT_THROW(compile_ebnf(deep), Error);
   // A repeated item that can be empty would loop without matching: refused at compile time.
   EXPECT_THROW(compile_ebnf("root ::= (x x)*\nx ::= \"a\" | \"\""), Error);
+  // Nested repetitions, found by the fuzzer as a 10 s hang: stacked regex quantifiers collapse,
+  // and an EBNF that nests them anyway is refused within the work limit, not matched for seconds.
+  auto nested = compile(regex_to_ebnf("(.++++++++++++)+x"), small_vocab("ax"));
+  EXPECT_TRUE(full_match(nested, "aaax"));
+  std::string nest = "root ::= ";
+  for (int i = 0; i < 16; ++i) nest += "(";
+  nest += "\"a\"";
+  for (int i = 0; i < 16; ++i) nest += " \"a\"?)+";
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    auto g = compile(nest, small_vocab("a"));
+    Matcher m(g);
+    for (int i = 0; i < 40 && m.accepts(0); ++i) {
+      m.advance(0);
+      (void)m.mask();
+    }
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("too ambiguous"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 10.0);
   // Ambiguous but linear: after n "a" there are n + 1 ways to continue, never more.
   auto amb = compile("root ::= r\nr ::= \"a\" r | \"a\" r \"b\" | \"\"", small_vocab("ab"));
   EXPECT_TRUE(full_match(amb, std::string(300, 'a') + std::string(150, 'b')));

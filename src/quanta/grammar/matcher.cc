@@ -8,10 +8,12 @@
 namespace quanta::grammar {
 
 namespace {
-// A grammar whose stacks multiply past this (deeply ambiguous rules) is refused while matching
-// rather than left to exhaust memory.
-constexpr size_t kMaxStacks = 1 << 14;
-constexpr size_t kMaxCloseSteps = 1 << 20;
+// A grammar whose stacks multiply past this (deeply ambiguous rules, like ((a+)+)+) is refused
+// while matching rather than left to exhaust memory or time: a state holds at most kMaxStacks
+// stacks, and one operation (a check, an advance, a mask) expands at most kWorkBudget of them
+// (a cold mask of a JSON Schema over a 262k vocabulary takes well under a tenth of it).
+constexpr size_t kMaxStacks = 1 << 12;
+constexpr size_t kWorkBudget = 1 << 22;
 // Memoized states and frames are dropped past these (between steps), and a single walk may not
 // create more than kMaxStates states.
 constexpr size_t kResetStates = 1 << 12;
@@ -91,6 +93,7 @@ void CompiledGrammar::store(const std::string& state, std::shared_ptr<const Mask
 
 Matcher::Matcher(std::shared_ptr<const CompiledGrammar> grammar)
     : compiled_(std::move(grammar)), g_(compiled_->grammar()), vocab_(compiled_->vocab()) {
+  budget_ = kWorkBudget;
   std::vector<Stack> start;
   for (int32_t alt : g_.alternatives[static_cast<size_t>(g_.root)]) close({alt, -1, 0}, start);
   state_ = intern(std::move(start));
@@ -109,12 +112,12 @@ void Matcher::close(Stack s, std::vector<Stack>& out) {
   std::vector<Stack>& work = work_;
   work.clear();
   work.push_back(s);
-  size_t steps = 0;
   while (!work.empty()) {
     Stack cur = work.back();
     work.pop_back();
-    if (++steps > kMaxCloseSteps || out.size() > kMaxStacks)
+    if (budget_ == 0 || out.size() > kMaxStacks)
       throw Error("grammar: too ambiguous to match (its stacks multiply past the limit)");
+    --budget_;
     while (true) {
       if (cur.pos < 0) {
         out.push_back({-1, -1, 0});
@@ -203,7 +206,10 @@ int32_t Matcher::run(int32_t state, std::string_view bytes) {
   return state;
 }
 
-bool Matcher::accepts_bytes(std::string_view bytes) { return !ended_ && run(state_, bytes) >= 0; }
+bool Matcher::accepts_bytes(std::string_view bytes) {
+  budget_ = kWorkBudget;
+  return !ended_ && run(state_, bytes) >= 0;
+}
 
 bool Matcher::accepts(int32_t token) {
   if (ended_ || token < 0 || token >= vocab_.size()) return false;
@@ -264,6 +270,7 @@ std::shared_ptr<const CompiledGrammar::Mask> Matcher::mask() {
   std::string key = state_key();
   if (auto m = compiled_->cached(key)) return m;
   auto m = std::make_shared<CompiledGrammar::Mask>(words, 0);
+  budget_ = kWorkBudget;
   if (can_end())
     for (int32_t t : vocab_.end_tokens())
       if (t >= 0 && t < vocab_.size()) set_bit(*m, t);

@@ -129,6 +129,7 @@ class Matcher {
   int32_t state_ = -1;                          // the current state
   bool ended_ = false;
   std::vector<Stack> work_;
+  size_t budget_ = 0;  // stack expansions left to the current operation
 };
 
 }  // namespace quanta::grammar

@@ -307,8 +307,20 @@ class RegexTranslator {
   std::string sequence() {
     std::string out;
     while (!at_end() && peek() != '|' && peek() != ')') {
-      std::string a = atom(), q;
-      while (quantifier(q)) a = "(" + a + ")" + q;
+      std::string a = atom(), q, simple;
+      // Stacked * + ? collapse to one ((a+)* is a*): nested repetitions of one item are
+      // ambiguous, and their matching stacks multiply.
+      while (quantifier(q)) {
+        if (q.size() == 1 && !simple.empty()) {
+          simple = simple == "+" && q == "+" ? "+" : simple == "?" && q == "?" ? "?" : "*";
+          continue;
+        }
+        if (!simple.empty()) a = "(" + a + ")" + simple;
+        simple.clear();
+        if (q.size() == 1) simple = q;
+        else a = "(" + a + ")" + q;
+      }
+      if (!simple.empty()) a = "(" + a + ")" + simple;
       out += (out.empty() ? "" : " ") + a;
     }
     return out.empty() ? "\"\"" : out;
