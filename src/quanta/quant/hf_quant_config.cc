@@ -76,6 +76,31 @@ LayerQuant float_layer(std::string rule) {
   return q;
 }
 
+// An integer field under any of its spellings; `def` when absent.
+template <class J>
+int64_t int_field(const J& obj, std::initializer_list<const char*> keys, int64_t def, const std::string& file) {
+  for (const char* k : keys)
+    if (obj.contains(k) && !obj[k].is_null()) {
+      if (!obj[k].is_number_integer()) throw Error(std::string(k) + " must be an integer", {.file = file, .field = k});
+      return obj[k].template get<int64_t>();
+    }
+  return def;
+}
+
+template <class J>
+std::string string_field(const J& obj, const char* key, const std::string& def, const std::string& file) {
+  if (!obj.contains(key) || obj[key].is_null()) return def;
+  if (!obj[key].is_string()) throw Error(std::string(key) + " must be a string", {.file = file, .field = key});
+  return obj[key].template get<std::string>();
+}
+
+template <class J>
+bool bool_field(const J& obj, const char* key, bool def, const std::string& file) {
+  if (!obj.contains(key) || obj[key].is_null()) return def;
+  if (!obj[key].is_boolean()) throw Error(std::string(key) + " must be true or false", {.file = file, .field = key});
+  return obj[key].template get<bool>();
+}
+
 }  // namespace
 
 [[noreturn]] void HfQuantConfig::fail(const std::string& field, const std::string& message) const {
@@ -100,7 +125,7 @@ HfQuantConfig::HfQuantConfig(const Json& qc, std::string file) : qc_(qc), file_(
     const std::string f = str("checkpoint_format", str("format", "gptq"));
     if (f != "gptq" && f != "gptq_v2")
       fail("checkpoint_format", "GPTQ checkpoint format '" + f + "' is not supported (quanta reads gptq and gptq_v2)");
-    if (qc_.value("is_marlin_format", false))
+    if (bool_field(qc_, "is_marlin_format", false, file_))
       fail("is_marlin_format", "Marlin-repacked GPTQ weights are not supported (quanta reads the plain gptq layout)");
     const std::string pd = str("pack_dtype", "int32");
     if (pd != "int32") fail("pack_dtype", "GPTQ pack_dtype '" + pd + "' is not supported (only int32)");
@@ -171,24 +196,6 @@ LayerQuant HfQuantConfig::resolve(const std::string& prefix) const {
 
 namespace {
 
-// An integer field under any of its spellings; `def` when absent.
-template <class J>
-int64_t int_field(const J& obj, std::initializer_list<const char*> keys, int64_t def, const std::string& file) {
-  for (const char* k : keys)
-    if (obj.contains(k) && !obj[k].is_null()) {
-      if (!obj[k].is_number_integer()) throw Error(std::string(k) + " must be an integer", {.file = file, .field = k});
-      return obj[k].template get<int64_t>();
-    }
-  return def;
-}
-
-template <class J>
-bool bool_field(const J& obj, const char* key, bool def, const std::string& file) {
-  if (!obj.contains(key) || obj[key].is_null()) return def;
-  if (!obj[key].is_boolean()) throw Error(std::string(key) + " must be true or false", {.file = file, .field = key});
-  return obj[key].template get<bool>();
-}
-
 void check_bits_group(int bits, int64_t group, std::initializer_list<int> allowed, const std::string& method,
                       const std::string& where, const std::string& file) {
   if (std::find(allowed.begin(), allowed.end(), bits) == allowed.end()) {
@@ -226,7 +233,7 @@ LayerQuant HfQuantConfig::resolve_gptq(const std::string& prefix) const {
   q.bits = static_cast<int>(int_field(qc_, {"bits", "w_bit"}, 4, file_));
   q.group_size = int_field(qc_, {"group_size", "q_group_size"}, -1, file_);
   q.sym = bool_field(qc_, "sym", true, file_);
-  const std::string fmt = lower(qc_.value("checkpoint_format", qc_.value("format", std::string("gptq"))));
+  const std::string fmt = lower(string_field(qc_, "checkpoint_format", string_field(qc_, "format", "gptq", file_), file_));
   q.zero_minus_one = fmt == "gptq";
   q.act_order = bool_field(qc_, "desc_act", false, file_);
   q.rule = "gptq";
@@ -255,12 +262,12 @@ LayerQuant HfQuantConfig::resolve_gptq(const std::string& prefix) const {
 }
 
 LayerQuant HfQuantConfig::resolve_auto_round(const std::string& prefix) const {
-  const std::string pf = lower(qc_.value("packing_format", std::string("auto_round:auto_gptq")));
+  const std::string pf = lower(string_field(qc_, "packing_format", "auto_round:auto_gptq", file_));
   LayerQuant q;
   q.bits = static_cast<int>(int_field(qc_, {"bits"}, 4, file_));
   q.group_size = int_field(qc_, {"group_size"}, 128, file_);
   q.sym = bool_field(qc_, "sym", true, file_);
-  std::string data_type = lower(qc_.value("data_type", std::string("int")));
+  std::string data_type = lower(string_field(qc_, "data_type", "int", file_));
   int64_t act_bits = int_field(qc_, {"act_bits"}, 16, file_);
   q.rule = "auto-round " + pf;
   std::string where;
@@ -329,26 +336,26 @@ LayerQuant HfQuantConfig::resolve_compressed_tensors(const std::string& prefix) 
   };
   if (!probe && qc_.contains("ignore") && !qc_["ignore"].is_null() && matches(qc_["ignore"], "ignore"))
     return float_layer("compressed-tensors ignore");
-  const std::string global_format = lower(qc_.value("format", std::string("")));
+  const std::string global_format = lower(string_field(qc_, "format", "", file_));
   for (const auto& [name, group] : qc_["config_groups"].items()) {
     const std::string field = "config_groups." + name;
     if (probe ? prefix.substr(7) != name : !(group.is_object() && group.contains("targets") && matches(group["targets"], field + ".targets")))
       continue;
     if (!group.is_object()) fail(field, field + " must be an object");
-    std::string format = lower(group.value("format", global_format));
+    std::string format = lower(string_field(group, "format", global_format, file_));
     LayerQuant q;
     q.rule = "compressed-tensors " + name;
     const Json& w = group.contains("weights") ? group["weights"] : Json();
     if (w.is_null()) fail(field + ".weights", "a group without weight quantization is not supported");
     if (!w.is_object()) fail(field + ".weights", field + ".weights must be an object");
-    const std::string type = lower(w.value("type", std::string("int")));
+    const std::string type = lower(string_field(w, "type", "int", file_));
     if (type != "int" && type != "float")
       fail(field + ".weights.type", "compressed-tensors weight type '" + type + "' is not supported");
     q.bits = static_cast<int>(int_field(w, {"num_bits"}, 8, file_));
     q.sym = bool_field(w, "symmetric", true, file_);
     q.act_order = w.contains("actorder") && !w["actorder"].is_null() &&
                   !(w["actorder"].is_boolean() && !w["actorder"].get<bool>());
-    const std::string strategy = lower(w.value("strategy", std::string(w.contains("group_size") ? "group" : "tensor")));
+    const std::string strategy = lower(string_field(w, "strategy", w.contains("group_size") ? "group" : "tensor", file_));
     if (strategy == "group" && type == "int") {
       q.group_size = int_field(w, {"group_size"}, -1, file_);
       if (q.group_size <= 0) fail(field + ".weights.group_size", "strategy group needs a positive group_size");
@@ -379,8 +386,8 @@ LayerQuant HfQuantConfig::resolve_compressed_tensors(const std::string& prefix) 
     const Json& a = group.contains("input_activations") ? group["input_activations"] : Json();
     if (!a.is_null()) {
       const bool dyn = a.contains("dynamic") && a["dynamic"].is_boolean() && a["dynamic"].get<bool>();
-      const std::string atype = lower(a.value("type", std::string("int")));
-      const std::string astrat = lower(a.value("strategy", std::string("tensor")));
+      const std::string atype = lower(string_field(a, "type", "int", file_));
+      const std::string astrat = lower(string_field(a, "strategy", "tensor", file_));
       const bool a8sym = int_field(a, {"num_bits"}, 8, file_) == 8 && bool_field(a, "symmetric", true, file_);
       if (type == "int" && atype == "int" && a8sym && astrat == "token" && dyn) {
         q.act_dynamic8 = true;
