@@ -239,12 +239,13 @@ def test_50_clients_hanging_up_at_random_leave_kv_at_baseline():
     answers exactly."""
     import random
 
-    from test_server import kv_in_use, wait_kv_baseline
+    from test_server import kv_in_use, wait_idle, wait_kv_baseline
 
     s = Server(["--max-running-requests", "16"])
     try:
         greedy = {"model": MODEL, "prompt": CASES["short"]["prompt"], "max_tokens": 8, "temperature": 0}
         expected = post(s, "/v1/completions", greedy).json()["choices"][0]["text"]
+        wait_idle(s)  # the answered request's blocks have gone to the prefix cache
         baseline = kv_in_use(s)
         rng = random.Random(16)
 
