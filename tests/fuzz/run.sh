@@ -34,7 +34,7 @@ sources() {
       src/quanta/tokenizer/*.cc ;;
     chat_template) echo "${core[@]}" src/quanta/tokenizer/chat_template.cc src/quanta/tokenizer/jinja_*.cc ;;
     chat_output) echo "${core[@]}" src/quanta/server/chat_output.cc ;;
-    grammar) echo "${core[@]}" src/quanta/grammar/*.cc ;;
+    grammar) echo "${core[@]}" src/quanta/grammar/*.cc src/quanta/tokenizer/unicode.cc ;;
     *) echo "tests/fuzz/run.sh: unknown target '$1'" >&2; exit 2 ;;
   esac
 }

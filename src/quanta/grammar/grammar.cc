@@ -6,29 +6,12 @@
 #include <unordered_map>
 
 #include "quanta/core/error.h"
+#include "quanta/tokenizer/unicode.h"
 
 namespace quanta::grammar {
 namespace {
 
 constexpr uint32_t kMaxCodepoint = 0x10FFFF;
-
-void encode_utf8(uint32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 // The UTF-8 encodings of the code points [lo, hi] as sequences of byte ranges: the range is
 // split until the two ends share every byte but a suffix that spans whole continuation ranges
@@ -71,8 +54,8 @@ void add_utf8_range(uint32_t lo, uint32_t hi, Utf8Class& out) {
     }
   }
   std::string a, b;
-  encode_utf8(lo, a);
-  encode_utf8(hi, b);
+  tokenizer::utf8_append(a, lo);
+  tokenizer::utf8_append(b, hi);
   std::vector<std::pair<uint8_t, uint8_t>> seq;
   for (size_t k = 0; k < a.size(); ++k) seq.emplace_back(static_cast<uint8_t>(a[k]), static_cast<uint8_t>(b[k]));
   out.seqs.push_back(std::move(seq));
@@ -279,7 +262,7 @@ class Compiler {
         break;
       }
       std::string bytes;
-      encode_utf8(parse_char(), bytes);
+      tokenizer::utf8_append(bytes, parse_char());
       for (char b : bytes) seq.push_back(byte_element(static_cast<uint8_t>(b)));
     }
     return seq;
