@@ -11,6 +11,7 @@
 #include "quanta/core/error.h"
 #include "quanta/grammar/grammar.h"
 #include "quanta/grammar/matcher.h"
+#include "grammar_masks.h"
 
 namespace quanta::grammar {
 namespace {
@@ -51,28 +52,6 @@ bool full_match(const std::shared_ptr<const CompiledGrammar>& g, const std::stri
 
 std::shared_ptr<const CompiledGrammar> compile(const std::string& ebnf, std::shared_ptr<const TokenVocab> v) {
   return std::make_shared<CompiledGrammar>(compile_ebnf(ebnf), std::move(v));
-}
-
-// Walks `steps` random allowed tokens, comparing the mask with every token tried alone at each step.
-void check_masks(const std::shared_ptr<const CompiledGrammar>& g, int walks, int steps, uint32_t seed) {
-  std::mt19937 rng(seed);
-  const TokenVocab& v = g->vocab();
-  for (int w = 0; w < walks; ++w) {
-    Matcher m(g);
-    for (int s = 0; s < steps && !m.finished(); ++s) {
-      auto mask = m.mask();
-      std::vector<int32_t> allowed;
-      for (int32_t id = 0; id < v.size(); ++id) {
-        const bool bit = ((*mask)[static_cast<size_t>(id) >> 6] >> (id & 63)) & 1;
-        ASSERT_EQ(bit, m.accepts(id)) << "token " << id << " '" << v.bytes(id) << "' at step " << s;
-        if (bit) allowed.push_back(id);
-      }
-      if (allowed.empty()) break;
-      int32_t pick = allowed[std::uniform_int_distribution<size_t>(0, allowed.size() - 1)(rng)];
-      if (v.is_end(pick)) break;
-      m.advance(pick);
-    }
-  }
 }
 
 TEST(Grammar, EbnfSyntaxAndErrors) {
@@ -128,8 +107,8 @@ TEST(Grammar, Utf8ClassesMatchBytes) {
   auto g2 = compile("root ::= [\\u00E0-\\u00FF\\u65E5]*", v);
   EXPECT_TRUE(full_match(g2, "é日"));
   EXPECT_FALSE(full_match(g2, "本"));
-  check_masks(g, 5, 6, 1);
-  check_masks(g2, 5, 6, 2);
+  test::check_grammar_masks(g, 5, 6, 1);
+  test::check_grammar_masks(g2, 5, 6, 2);
 }
 
 TEST(Grammar, RegexAgreesWithStdRegex) {
@@ -149,7 +128,7 @@ TEST(Grammar, RegexAgreesWithStdRegex) {
       if (i % 3 == 0) s = std::string(1, alphabet[static_cast<size_t>(i) % alphabet.size()]) + s;
       ASSERT_EQ(full_match(g, s), std::regex_match(s, re)) << "text '" << s << "'";
     }
-    check_masks(g, 3, 5, 3);
+    test::check_grammar_masks(g, 3, 5, 3);
   }
 }
 
@@ -179,7 +158,7 @@ TEST(Grammar, JsonObjectAcceptsOnlyValidJson) {
     }
   }
   EXPECT_GT(accepted, 0);
-  check_masks(g, 4, 12, 4);
+  test::check_grammar_masks(g, 4, 12, 4);
 }
 
 TEST(Grammar, JsonSchemaObjects) {
@@ -206,7 +185,7 @@ TEST(Grammar, JsonSchemaObjects) {
   EXPECT_FALSE(full_match(g, R"({"name":"a","age":-1,"tags":["a"]})")); // minimum 0
   EXPECT_FALSE(full_match(g, R"({"name":"a","tags":["c"]})"));         // enum
   EXPECT_FALSE(full_match(g, R"({"name":"a","tags":["a"],"x":1})"));   // not listed
-  check_masks(g, 4, 16, 5);
+  test::check_grammar_masks(g, 4, 16, 5);
 }
 
 TEST(Grammar, JsonSchemaScalarsAndFormats) {
