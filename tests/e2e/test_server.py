@@ -44,6 +44,13 @@ CONTEXT = 256  # --context-length of the servers: small, so the context errors a
 API_KEY = "sk-quanta-e2e"
 STARTUP_TIMEOUT = 60.0
 HTTP_TIMEOUT = 60.0
+# A tool for the tool-call suites (test_server_tools.py, test_server_structured.py). The bounded
+# city keeps a constrained call within a small max_tokens.
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
+                                                    "unit": {"enum": ["celsius", "fahrenheit"]}},
+                   "required": ["city", "unit"]}}}
 
 # Greedy with EOS ignored: the request shape that must reproduce the reference.
 GREEDY = dict(temperature=0, max_tokens=N_GREEDY, extra_body={"ignore_eos": True})

@@ -21,7 +21,7 @@ import pytest
 import requests
 from openai import OpenAI
 
-from test_server import HTTP_TIMEOUT, MODEL, REPO, assert_error, default_model_server, post, sse_events
+from test_server import HTTP_TIMEOUT, MODEL, REPO, WEATHER, assert_error, default_model_server, post, sse_events
 
 TEMPLATE = REPO / "tests" / "e2e" / "fixtures" / "templates" / "chatml-tools.jinja"
 
@@ -132,11 +132,6 @@ def test_ebnf_and_json_schema_in_generate(gemma):
     assert re.fullmatch("[0-9]{1,3}( [0-9]{1,3}){2}", r["choices"][0]["text"]), r
 
 
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "The weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
-                                                    "unit": {"enum": ["celsius", "fahrenheit"]}},
-                   "required": ["city", "unit"]}}}
 TIME = {"type": "function", "function": {
     "name": "get_time", "parameters": {"type": "object", "properties": {"zone": {"type": "string", "maxLength": 10}},
                                        "required": ["zone"]}}}

@@ -17,12 +17,9 @@ import pytest
 import requests
 from openai import OpenAI
 
-from test_server import HTTP_TIMEOUT, MODEL, REPO, assert_error, default_model_server, post, sse_events
+from test_server import HTTP_TIMEOUT, MODEL, REPO, WEATHER, assert_error, default_model_server, post, sse_events
 
 TEMPLATE = REPO / "tests" / "e2e" / "fixtures" / "templates" / "chatml-tools.jinja"
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "The weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
