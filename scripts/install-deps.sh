@@ -9,6 +9,7 @@ packages=(
   libpcre2-dev libutf8proc-dev libcpp-httplib-dev python3 python3-venv
   clang libclang-rt-dev   # the fuzz targets (libFuzzer, ASan, UBSan): tests/fuzz/run.sh
   openmpi-bin libopenmpi-dev
+  chromium fonts-dejavu-core   # the pictures' e2e test opens quanta's HTML in headless Chromium
 )
 
 missing=()

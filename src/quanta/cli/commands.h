@@ -19,5 +19,6 @@ Command add_serve(CLI::App& app);
 Command add_inspect(CLI::App& app);
 Command add_perplexity(CLI::App& app);
 Command add_quantize(CLI::App& app);
+Command add_report(CLI::App& app);
 
 }  // namespace quanta::cli

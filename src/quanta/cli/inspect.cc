@@ -31,6 +31,8 @@
 #include "quanta/format/safetensors.h"
 #include "quanta/kernels/quant_dot.h"
 #include "quanta/quant/resolver.h"
+#include "quanta/report/quant_map.h"
+#include "quanta/report/svg.h"
 #include "quanta/tokenizer/builtin_templates.h"
 #include "quanta/tokenizer/tokenizer.h"
 
@@ -414,15 +416,6 @@ std::string shape_string(const Shape& s) {
   return out + "]";
 }
 
-std::string human_bytes(uint64_t b) {
-  char buf[32];
-  if (b >= (1ull << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(b) / (1ull << 30));
-  else if (b >= (1ull << 20)) std::snprintf(buf, sizeof buf, "%.2f MiB", static_cast<double>(b) / (1ull << 20));
-  else if (b >= (1ull << 10)) std::snprintf(buf, sizeof buf, "%.2f KiB", static_cast<double>(b) / (1ull << 10));
-  else std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(b));
-  return buf;
-}
-
 std::string value_string(const ordered_json& v) {
   if (v.is_string()) return v.get<std::string>();
   if (v.is_object()) {
@@ -528,9 +521,9 @@ void print_text(const Report& rep) {
   std::printf("\n");
   for (const std::string& s : order)
     std::printf("%-8s %5lld tensors  %s\n", s.c_str(), static_cast<long long>(per_scheme[s].first),
-                human_bytes(per_scheme[s].second).c_str());
+                report::human_bytes(static_cast<double>(per_scheme[s].second)).c_str());
   std::printf("total    %5zu tensors  %s, %lld parameters, %.3f bits per weight\n", rep.rows.size(),
-              human_bytes(total_bytes).c_str(), static_cast<long long>(total_params),
+              report::human_bytes(static_cast<double>(total_bytes)).c_str(), static_cast<long long>(total_params),
               total_params ? 8.0 * static_cast<double>(total_bytes) / static_cast<double>(total_params) : 0.0);
   if (!rep.experts.empty()) {
     std::printf("\nexperts (w13 = gate+up, w2 = down):\n");
@@ -543,13 +536,29 @@ void print_text(const Report& rep) {
 struct InspectOptions {
   std::string model_path;
   bool json = false;
+  std::string svg, html;  // files for the quantization map
 };
+
+std::vector<report::MapTensor> map_tensors(const Report& rep) {
+  std::vector<report::MapTensor> out;
+  for (const TensorRow& r : rep.rows) {
+    int64_t n = 1;
+    for (int64_t d : r.shape) n *= d;
+    out.push_back({r.tensor, r.scheme, n, r.bytes});
+  }
+  return out;
+}
 
 int run_inspect(const InspectOptions& o) {
   if (o.model_path.empty()) throw Error("give the model: quanta inspect MODEL (a GGUF file or a Hugging Face folder)");
   Report rep = inspect_path(o.model_path);
+  fs::path name(o.model_path);
+  if (!name.has_filename()) name = name.parent_path();  // "folder/"
+  const std::string title = name.filename().string() + " (" + rep.method + ")";
+  if (!o.svg.empty()) report::write_report(o.svg, report::quant_map_svg(title, map_tensors(rep)), "--svg");
+  if (!o.html.empty()) report::write_report(o.html, report::quant_map_html(title, map_tensors(rep)), "--html");
   if (o.json) std::printf("%s\n", report_json(rep).dump(2).c_str());
-  else print_text(rep);
+  else if (o.svg.empty() && o.html.empty()) print_text(rep);
   return 0;
 }
 
@@ -578,10 +587,14 @@ Command add_inspect(CLI::App& app) {
       "bits_per_weight}) and experts (per MoE layer: {prefix, w13, w2, differ}).\n"
       "Mixture-of-experts layers: a folder's per-expert tensors show as one row per projection,\n"
       "experts.*.<name> with shape [experts, ...] (schemes that differ between experts: \"A x120 + B x8\"),\n"
-      "as a GGUF's 3-D expert tensors do; the experts section gives each layer's w13 and w2 schemes.");
+      "as a GGUF's 3-D expert tensors do; the experts section gives each layer's w13 and w2 schemes.\n"
+      "--svg FILE / --html FILE draw the map: each cell coloured by scheme (stripes by share of parameters\n"
+      "where a cell's tensors differ, e.g. experts), labelled with bits per weight, with per-scheme totals.");
   sub->add_option("model", o->model_path, "GGUF file or Hugging Face folder");
   sub->add_option("--model-path", o->model_path, "Same as the positional MODEL");
   sub->add_flag("--json", o->json, "Print JSON instead of text");
+  sub->add_option("--svg", o->svg, "Write the quantization map (one row per layer, one column per projection) as SVG");
+  sub->add_option("--html", o->html, "Write the quantization map and a table of every tensor as an HTML page");
   return [o] { return run_inspect(*o); };
 }
 
