@@ -2,7 +2,9 @@
 # Quality of each quantization scheme on the real default model (Gemma 3 270M): its bf16 Hugging
 # Face folder (tools/make_gemma_bf16_folder.py) quantized by `quanta quantize`, and the online
 # --quantization methods, scored by `quanta perplexity` (llama-perplexity's method, ctx 512) on the
-# committed text, with the KL divergence of every scheme to bf16. Writes bench/quant/quality.json.
+# committed text, with the KL divergence of every scheme to bf16, and their speed by `quanta bench`
+# (pp512 / tg128, 2 threads). Writes bench/quant/quality.json and speed.json, and draws both with
+# `quanta report` into bench/quant/schemes.svg.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -17,7 +19,9 @@ for method in modelslim-w8a8-dynamic modelslim-w4a4-dynamic mxfp8 mxfp4; do
 done
 base="$(mktemp -d)/kl-base.bin"
 out="$here/quality.json"
+speed="$here/speed.json"
 echo "{" > "$out"
+echo "{" > "$speed"
 run() {  # name, model, extra args
   local name="$1" model="$2"; shift 2
   local j
@@ -28,6 +32,8 @@ run() {  # name, model, extra args
   fi
   echo "  \"$name\": $j," >> "$out"
   echo "$name: $j" | cut -c1-300 >&2
+  j="$(build/quanta bench -m "$model" -p 512 -n 128 -t 2 -r 2 --json "$@")"
+  echo "  \"$name\": $j," >> "$speed"
 }
 run bf16 "$bf16"
 run W8A8_DYNAMIC "$bf16-modelslim-w8a8-dynamic"
@@ -36,5 +42,9 @@ run W8A8_MXFP8 "$bf16-mxfp8"
 run W4A4_MXFP4 "$bf16-mxfp4"
 run online-w8a8_int8 "$bf16" --quantization w8a8_int8
 run online-mxfp8 "$bf16" --quantization mxfp8
+run "Q4_K_M GGUF (the float folder's source)" models/gemma-3-270m-q4_k_m.gguf
 echo "  \"text\": \"tests/golden/data/persuasion-chapter-1.txt\", \"ctx\": 512, \"quanta\": \"$(git rev-parse --short HEAD)\"" >> "$out"
 echo "}" >> "$out"
+echo "  \"quanta\": \"$(git rev-parse --short HEAD)\"" >> "$speed"
+echo "}" >> "$speed"
+build/quanta report "$out" "$speed" --svg "$here/schemes.svg" --title "Gemma 3 270M: every scheme against bf16"

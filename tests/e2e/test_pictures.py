@@ -227,7 +227,7 @@ def test_report_plots_bench_and_perplexity_results(tmp_path):
         mine = [p for p in points if p["data-label"] == label]
         size_mib = bench[0]["model_size"] / 2**20
         assert all(float(p["data-x"]) == pytest.approx(size_mib, rel=1e-5) for p in mine), mine
-        quality = [p for p in mine if p["data-series"] == "schemes"]
+        quality = [p for p in mine if p["data-series"] == "perplexity"]
         assert len(quality) == 1 and float(quality[0]["data-y"]) == pytest.approx(ppl["ppl"], rel=1e-5)
         for row in bench:
             test = f"pp{row['n_prompt']}" if row["n_prompt"] else f"tg{row['n_gen']}"

@@ -165,27 +165,24 @@ std::vector<report::Plot> scheme_plots(const Inputs& in) {
   const bool gib = max_size >= 1024.0 * 1024 * 1024;
   const double unit = gib ? 1024.0 * 1024 * 1024 : 1024.0 * 1024;
   const std::string size_title = std::string("weights (") + (gib ? "GiB" : "MiB") + ")";
-  // Quality: KL divergence when every scored run has one, else perplexity.
-  bool any_quality = false, all_kld = true;
-  for (const Run& r : in.runs)
-    if (std::isfinite(r.ppl)) {
-      any_quality = true;
-      all_kld &= std::isfinite(r.kld);
-    }
-  if (any_quality) {
+  // Quality: perplexity, with the float model's as a reference line, and the KL divergence to the
+  // float model for the runs that measured it.
+  for (const bool kld : {false, true}) {
     report::Plot p;
-    p.title = all_kld ? "size against KL divergence to the float model" : "size against perplexity";
+    p.title = kld ? "size against KL divergence to the float model" : "size against perplexity";
     p.x = {size_title};
-    p.y = {all_kld ? "KL divergence (mean)" : "perplexity", false, false};
-    report::PlotSeries s{"schemes"};
+    p.y = {kld ? "KL divergence (mean)" : "perplexity", false, false};
+    report::PlotSeries s{kld ? "KL divergence" : "perplexity"};
     std::vector<double> ys;
     for (const Run& r : in.runs) {
-      if (!std::isfinite(r.ppl) || r.size <= 0) continue;
-      s.points.push_back({r.size / unit, all_kld ? r.kld : r.ppl, r.name, info_of(r)});
-      ys.push_back(all_kld ? r.kld : r.ppl);
+      const double y = kld ? r.kld : r.ppl;
+      if (!std::isfinite(y) || r.size <= 0) continue;
+      s.points.push_back({r.size / unit, y, r.name, info_of(r)});
+      ys.push_back(y);
     }
+    if (s.points.empty()) continue;
     p.y.log = report::wants_log(ys);
-    if (!all_kld)
+    if (!kld)
       for (const Run& r : in.runs)
         if (std::isfinite(r.ppl_base)) {
           p.references.push_back({r.ppl_base, "float model: PPL " + num(r.ppl_base, 2)});
@@ -342,8 +339,8 @@ Command add_report(CLI::App& app) {
       "  quanta perplexity --kl-divergence-base  perplexity and KL divergence to the float model\n"
       "  bench/serving/run.py's results JSON     throughput and TTFT / ITL percentiles per concurrency\n"
       "  an object of any of these by name       e.g. bench/quant/quality.json: the keys name the points\n"
-      "A model with no bench result is sized from its files on disk. Quality is plotted as KL divergence\n"
-      "when every scored model has one, else as perplexity with the float model's as a reference line.");
+      "A model with no bench result is sized from its files on disk. Perplexity is plotted with the float\n"
+      "model's as a reference line (from --kl-divergence runs), and KL divergence where it was measured.");
   sub->add_option("inputs", o->inputs, "JSON files")->required();
   sub->add_option("--svg", o->svg, "Write the plots as one SVG file");
   sub->add_option("--html", o->html, "Write the plots and a table of the numbers as an HTML page");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 namespace quanta::report {
@@ -45,9 +46,11 @@ Scale make_scale(std::vector<double> values, bool log, bool from_zero) {
 std::vector<double> ticks(const Scale& s) {
   std::vector<double> out;
   if (s.log) {
+    // 1-2-5 in each decade, or only the decades when there are more than four.
+    const bool wide = s.hi / s.lo > 1e4;
     for (double d = s.lo; d <= s.hi * 1.0001; d *= 10)
       for (double m : {1.0, 2.0, 5.0})
-        if (d * m >= s.lo * 0.9999 && d * m <= s.hi * 1.0001) out.push_back(d * m);
+        if ((!wide || m == 1.0) && d * m >= s.lo * 0.9999 && d * m <= s.hi * 1.0001) out.push_back(d * m);
     return out;
   }
   const double raw = (s.hi - s.lo) / 5.0;
@@ -68,7 +71,9 @@ std::string tick_label(double v) {
   if (a >= 1e4) return num(v / 1e3, 0) + "k";
   if (a >= 100) return num(v, 0);
   if (a >= 1) return num(v, 2);
-  return num(v, 4);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);  // 0.05, 0.0002, 1e-05: significant digits, never "0"
+  return buf;
 }
 
 }  // namespace
@@ -114,8 +119,25 @@ void draw_plot(Svg& svg, const Plot& plot, double x0, double y0, double w, doubl
   for (const PlotReference& r : plot.references) {
     if (!usable(r.y, plot.y.log)) continue;
     svg.line(px, Y(r.y), px + pw, Y(r.y), "#555555", 1, "5,4");
-    svg.text(px + pw - 4, Y(r.y) - 4, r.label, 10, "end", {{"fill", "#555555"}, {"class", "reference"}});
+    svg.text(px + 6, Y(r.y) - 4, r.label, 10, "start", {{"fill", "#555555"}, {"class", "reference"}});
   }
+  // Point labels move down or up a line where they would overprint one already placed.
+  std::vector<std::pair<double, double>> placed;
+  auto label_y = [&](double x, double y, size_t chars) {
+    const double w = 6.0 * static_cast<double>(chars);
+    for (double dy : {-6.0, 12.0, -18.0, 24.0, -30.0, 36.0}) {
+      const double ly = y + dy;
+      bool clear = true;
+      for (const auto& [px2, py2] : placed)
+        if (std::fabs(py2 - ly) < 11 && x < px2 + w && px2 < x + w) clear = false;
+      if (clear) {
+        placed.emplace_back(x, ly);
+        return ly;
+      }
+    }
+    placed.emplace_back(x, y - 6);
+    return y - 6;
+  };
   for (size_t si = 0; si < plot.series.size(); ++si) {
     const PlotSeries& s = plot.series[si];
     const std::string& c = palette(si);
@@ -132,7 +154,8 @@ void draw_plot(Svg& svg, const Plot& plot, double x0, double y0, double w, doubl
       svg.open_group({{"class", "point"}, {"data-series", s.name}, {"data-label", p.label}, {"data-x", num(p.x, 6)},
                       {"data-y", num(p.y, 6)}, {"data-info", p.info}});
       svg.circle(X(p.x), Y(p.y), 4.5, c, {{"stroke", "#ffffff"}, {"stroke-width", "1"}}, p.info);
-      if (!p.label.empty()) svg.text(X(p.x) + 7, Y(p.y) - 6, p.label, 10, "start", {{"fill", "#333333"}});
+      if (!p.label.empty())
+        svg.text(X(p.x) + 7, label_y(X(p.x) + 7, Y(p.y), p.label.size()), p.label, 10, "start", {{"fill", "#333333"}});
       svg.close_group();
     }
   }
