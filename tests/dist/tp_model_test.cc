@@ -44,10 +44,12 @@ void expect_close(const float* a, const float* b, int64_t n, int64_t n_layers, c
   if (diff > 0) std::fprintf(stderr, "%s: max |tp - single| %.3g, max |logit| %.3g\n", what.c_str(), diff, scale);
 }
 
-void check_against_single(const std::string& path) {
+// quantization: an online --quantization method, "" for the checkpoint's own.
+void check_against_single(const std::string& path, const std::string& quantization = "") {
   ASSERT_TRUE(std::filesystem::exists(path)) << path;
   engine::LoadOptions options;
   options.tp_size = dist::world().size();
+  options.quantization = quantization;
   engine::LoadedModel lm = engine::load_model(path, {}, options);
   ThreadPool pool(1);
   if (engine::is_follower()) return lm.model->follow(pool);
@@ -93,6 +95,14 @@ TEST(TensorParallel, HfGptqGroup32) { check_against_single(fixture("hf-quant/ar-
 TEST(TensorParallel, HfAwqGroup32) { check_against_single(fixture("hf-quant/awq-autoround-qwen3")); }
 TEST(TensorParallel, HfGptqPerChannel8Bit) { check_against_single(fixture("hf-quant/gm-8bit-channel-llama")); }
 TEST(TensorParallel, HfCompressedTensorsW4A16) { check_against_single(fixture("hf-quant/lc-w4a16-gptq-llama")); }
+// msModelSlim's schemes mixed per layer (W8A8 static, W8A8_DYNAMIC, W4A4_DYNAMIC, W8A16, float):
+// dynamic activation scales of row-parallel shards are the whole row's (LinearSpec::reduce_max).
+TEST(TensorParallel, ModelSlimMixedInt) { check_against_single(fixture("modelslim-int")); }
+TEST(TensorParallel, ModelSlimMx) { check_against_single(fixture("modelslim-mx")); }
+TEST(TensorParallel, ModelSlimSmoothed) { check_against_single(fixture("modelslim-smooth")); }
+TEST(TensorParallel, HfCompressedTensorsW8A8Int8) { check_against_single(fixture("hf-quant/lc-w8a8-int8-llama")); }
+TEST(TensorParallel, OnlineW8A8Int8) { check_against_single(fixture("llama-gqa-f32"), "w8a8_int8"); }
+TEST(TensorParallel, OnlineMxfp8) { check_against_single(fixture("llama-gqa-f32"), "mxfp8"); }
 
 }  // namespace
 }  // namespace quanta

@@ -25,6 +25,7 @@ class SingleProcess : public Communicator {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   void all_reduce_sum(float*, int64_t) override {}
+  void all_reduce_max(float*, int64_t) override {}
   void broadcast(void*, size_t, int) override {}
   void gather(const float* send, int64_t n, float* recv, int) override {
     if (recv != send) std::memcpy(recv, send, static_cast<size_t>(n) * sizeof(float));
@@ -54,6 +55,9 @@ class Mpi : public Communicator {
     check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
     reduce_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ++reduce_calls;
+  }
+  void all_reduce_max(float* data, int64_t n) override {
+    check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
   }
   void broadcast(void* data, size_t n_bytes, int root) override {
     check(MPI_Bcast(data, static_cast<int>(n_bytes), MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");

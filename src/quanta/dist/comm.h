@@ -24,6 +24,8 @@ class Communicator {
   virtual int size() const = 0;
   // data[0, n) = the sum of every rank's data[0, n), on every rank.
   virtual void all_reduce_sum(float* data, int64_t n) = 0;
+  // data[0, n) = the largest of every rank's data[0, n), on every rank.
+  virtual void all_reduce_max(float* data, int64_t n) = 0;
   // root's bytes [data, data + n_bytes) copied to every rank.
   virtual void broadcast(void* data, size_t n_bytes, int root = 0) = 0;
   // As broadcast, but a waiting rank sleeps between polls instead of spinning: what

@@ -202,6 +202,8 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
       spec.shard = shard >= 0 ? shard : rank;
       spec.n_shards = n_shards > 0 ? n_shards : n_ranks;
     }
+    if (role == ParallelRole::kRow && spec.n_shards > 1)
+      spec.reduce_max = [comm](float* values, int64_t n) { comm->all_reduce_max(values, n); };
     return method.load_linear(source, spec);
   };
 

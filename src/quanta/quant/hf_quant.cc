@@ -310,7 +310,6 @@ class HfQuantMethod : public QuantMethod {
     }
     if (q.act_dynamic8 && q.layout == HfLayout::kCtInt && q.bits == 8 && q.sym) {
       // compressed-tensors W8A8: int8 weights and per-token int8 activations.
-      refuse_shard(spec, cfg_->method() + " W8A8 int8");
       IntLinearWeights iw;
       iw.scheme = Scheme::kW8A8Dynamic;
       iw.weight = r.get("weight", {DType::kI8}, {N, K});
@@ -321,7 +320,7 @@ class HfQuantMethod : public QuantMethod {
       iw.group_size = G;
       iw.act_full_range = true;  // compressed-tensors: s = amax / 127.5, x_q in [-128, 127]
       iw.bias = std::move(bias_v);
-      return make_int_linear(std::move(iw));
+      return make_int_linear(shard_int_linear(std::move(iw), spec));
     }
 
     GroupIntWeights w;

@@ -125,7 +125,7 @@ std::unique_ptr<LinearKernel> load_int(const LayerReader& r, Scheme scheme, cons
       std::memcpy(w.deq_scale.data(), dq.data<float>(), static_cast<size_t>(N) * 4);
     }
     // P.bias, if present, is already folded into quant_bias: never added again.
-    return make_int_linear(std::move(w));
+    return make_int_linear(shard_int_linear(std::move(w), spec));
   }
   const auto fl = {DType::kF32, DType::kBF16, DType::kF16};
   const Tensor scale = r.get_unshaped("weight_scale", fl, "[" + std::to_string(N) + ", 1 or in/group_size]");
@@ -140,7 +140,7 @@ std::unique_ptr<LinearKernel> load_int(const LayerReader& r, Scheme scheme, cons
                                            "unconfirmed, spec sec. 1.6.2)");
   }
   w.bias = r.bias(N);
-  return make_int_linear(std::move(w));
+  return make_int_linear(shard_int_linear(std::move(w), spec));
 }
 
 std::unique_ptr<LinearKernel> load_mx(const LayerReader& r, Scheme scheme, const LinearSpec& spec) {
@@ -163,7 +163,7 @@ std::unique_ptr<LinearKernel> load_mx(const LayerReader& r, Scheme scheme, const
   for (int64_t i = 0; i < w.scale.numel(); ++i)
     if (s[i] == 0xFF) throw r.error("weight_scale", "NaN scale (0xFF) at block " + std::to_string(i));
   w.bias = r.bias(N);
-  return make_mx_linear(std::move(w));
+  return make_mx_linear(shard_mx_linear(std::move(w), spec));
 }
 
 class ModelSlimMethod : public QuantMethod {
@@ -178,7 +178,6 @@ class ModelSlimMethod : public QuantMethod {
     LinearSpec s = spec;
     s.has_bias = spec.has_bias || source.has(spec.prefix + ".bias");
     if (scheme == Scheme::kFloat) return float_->load_linear(source, s);
-    refuse_shard(spec, "msModelSlim quantized");
     LayerReader r(source, spec.prefix, scheme);
     if (scheme_info(scheme).mx) return load_mx(r, scheme, s);
     return load_int(r, scheme, s, resolver_.description().group_size);
@@ -202,7 +201,6 @@ class OnlineMethod : public QuantMethod {
     bool keep = spec.prefix == "model.embed_tokens" || spec.prefix == "lm_head";
     for (const auto& pat : ignored_) keep |= spec.prefix.find(pat) != std::string::npos;
     if (keep) return float_->load_linear(source, spec);
-    refuse_shard(spec, "--quantization " + method_);
     const int64_t N = spec.n_out, K = spec.n_in;
     const std::string wname = spec.prefix + ".weight";
     const Tensor raw = source.get(wname);
@@ -233,7 +231,7 @@ class OnlineMethod : public QuantMethod {
                         w.scale.data_mut<uint8_t>() + n * (K / kMxBlock));
       }
       w.bias = std::move(bias);
-      return make_mx_linear(std::move(w));
+      return make_mx_linear(shard_mx_linear(std::move(w), spec));
     }
     IntLinearWeights w;
     w.scheme = Scheme::kW8A8Dynamic;
@@ -245,7 +243,7 @@ class OnlineMethod : public QuantMethod {
       w.scale[n] = s;
     }
     w.bias = std::move(bias);
-    return make_int_linear(std::move(w));
+    return make_int_linear(shard_int_linear(std::move(w), spec));
   }
 
  private:

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +40,11 @@ struct LinearSpec {
   // kernel's are the shard's. A row-parallel shard other than 0 leaves the bias out
   // (the partial outputs are summed). 1: the whole Linear.
   int64_t shard = 0, n_shards = 1;
+  // A row-parallel shard's way to make per-token statistics the whole row's: replaces
+  // values[0, n) by their maximum over the shards (an all-reduce). Kernels that scale
+  // activations by each token's max |x| (dynamic int8 / int4) use it, so that every shard
+  // quantizes with the scale one process would. Empty: nothing to combine.
+  std::function<void(float* values, int64_t n)> reduce_max;
   // An embedding table only looked up a row at a time (lm_head is another kernel): its
   // pages are left to be mapped on first use instead of prefaulted at load.
   bool lookup_only = false;
@@ -53,6 +59,10 @@ struct ShardRange {
   int64_t size() const { return end - begin; }
 };
 ShardRange shard_range(const LinearSpec& spec, int64_t unit, const std::string& unit_name);
+// Rows [r.begin, r.end) of a 1-D or 2-D tensor: a view sharing its storage.
+Tensor slice_rows(const Tensor& t, ShardRange r);
+// Columns [c.begin, c.end) of a 2-D tensor, copied: the matmul kernels take dense rows.
+Tensor copy_columns(const Tensor& t, ShardRange c);
 // Throws Error when spec asks for a shard: `format` cannot be split for tensor parallelism yet.
 void refuse_shard(const LinearSpec& spec, const std::string& format);
 

@@ -9,9 +9,19 @@
 
 namespace quanta::quant {
 
-float quantize_row_symmetric(const float* x, int64_t n, int qmax, int8_t* q) {
+namespace {
+float row_amax(const float* x, int64_t n) {
   float amax = 0.0f;
   for (int64_t k = 0; k < n; ++k) amax = std::max(amax, std::fabs(x[k]));
+  return amax;
+}
+}  // namespace
+
+float quantize_row_symmetric(const float* x, int64_t n, int qmax, int8_t* q) {
+  return quantize_row_with_max(x, n, row_amax(x, n), qmax, q);
+}
+
+float quantize_row_with_max(const float* x, int64_t n, float amax, int qmax, int8_t* q) {
   const float s = amax / static_cast<float>(qmax);
   if (!(s > 0.0f) || !std::isfinite(s)) {
     // An all-zero row quantizes to zeros (any scale gives 0); a non-finite one
@@ -93,23 +103,29 @@ class IntLinear : public LinearKernel {
     std::vector<int8_t> xq(static_cast<size_t>(n_tokens * K));
     std::vector<float> st(static_cast<size_t>(n_tokens), 1.0f);
     std::vector<std::pair<int64_t, int64_t>> minus128;  // static: (t, k) that saturated to -128
+    // Each token's max |x|: this shard's, or the whole row's when the shards combine theirs.
+    std::vector<float> amax(static_cast<size_t>(n_tokens));
+    if (act_ != IntAct::kStatic8) {
+      pool.parallel_for(n_tokens, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) amax[t] = row_amax(x + t * K, K);
+      });
+      if (w_.reduce_max) w_.reduce_max(amax.data(), n_tokens);
+    }
     pool.parallel_for(n_tokens, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         int8_t* q = xq.data() + t * K;
         if (act_ == IntAct::kStatic8) {
           quantize_row_static(x + t * K, K, w_.input_scale, w_.input_offset, q);
         } else if (w_.act_full_range) {
-          float amax = 0.0f;
-          for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(x[t * K + k]));
-          st[t] = amax / 127.5f;
-          if (amax > 0.0f && std::isfinite(amax)) {
+          st[t] = amax[t] / 127.5f;
+          if (amax[t] > 0.0f && std::isfinite(amax[t])) {
             quantize_row_static(x + t * K, K, st[t], 0.0f, q);
           } else {
             std::fill(q, q + K, int8_t{0});
-            st[t] = amax == 0.0f ? 0.0f : std::nanf("");
+            st[t] = amax[t] == 0.0f ? 0.0f : std::nanf("");
           }
         } else {
-          st[t] = quantize_row_symmetric(x + t * K, K, act_ == IntAct::kDynamic4 ? 7 : 127, q);
+          st[t] = quantize_row_with_max(x + t * K, K, amax[t], act_ == IntAct::kDynamic4 ? 7 : 127, q);
         }
       }
     });
@@ -318,6 +334,60 @@ std::unique_ptr<LinearKernel> make_int_linear(IntLinearWeights w, const kernels:
 
 std::unique_ptr<LinearKernel> make_mx_linear(MxLinearWeights w, const kernels::QuantLinearKernels& kt) {
   return std::make_unique<MxLinear>(std::move(w), kt);
+}
+
+// Spec's shard of a layer loaded whole (the per-channel vectors follow the rows; a row-parallel
+// shard keeps every row, the columns of its input features, whole scale groups of them, and
+// only shard 0 adds the bias and static W8A8's quant_bias, which the all-reduce then adds once).
+// Static and per-channel layers split anywhere; grouped ones on group boundaries.
+IntLinearWeights shard_int_linear(IntLinearWeights w, const LinearSpec& spec) {
+  if (spec.n_shards <= 1) return w;
+  const bool by_rows = spec.role != ParallelRole::kRow;
+  const int64_t N = w.weight.dim(0), K = w.weight.dim(1);
+  const bool grouped = w.group_size > 0 && w.group_size < K;
+  const ShardRange split = shard_range(spec, by_rows || !grouped ? 1 : w.group_size, "quantization group");
+  const ShardRange rows = by_rows ? split : ShardRange{0, N};
+  w.weight = by_rows ? slice_rows(w.weight, rows) : copy_columns(w.weight, split);
+  if (!w.scale.empty()) {
+    const int64_t n_groups = grouped ? K / w.group_size : 1;
+    const ShardRange groups = by_rows || !grouped ? ShardRange{0, n_groups}
+                                                  : ShardRange{split.begin / w.group_size, split.end / w.group_size};
+    std::vector<float> scale;
+    for (int64_t r = rows.begin; r < rows.end; ++r)
+      scale.insert(scale.end(), w.scale.begin() + r * n_groups + groups.begin, w.scale.begin() + r * n_groups + groups.end);
+    w.scale = std::move(scale);
+    if (!grouped) w.group_size = w.weight.dim(1);
+  }
+  if (by_rows) {
+    if (!w.bias.empty()) w.bias.assign(w.bias.begin() + rows.begin, w.bias.begin() + rows.end);
+    if (!w.quant_bias.empty()) w.quant_bias.assign(w.quant_bias.begin() + rows.begin, w.quant_bias.begin() + rows.end);
+  } else {
+    w.reduce_max = spec.reduce_max;  // dynamic activation scales over the whole row
+    if (spec.shard != 0) {  // added once, by shard 0
+      w.bias.clear();
+      std::fill(w.quant_bias.begin(), w.quant_bias.end(), 0);
+    }
+  }
+  if (by_rows && !w.deq_scale.empty()) w.deq_scale.assign(w.deq_scale.begin() + rows.begin, w.deq_scale.begin() + rows.end);
+  return w;
+}
+
+// Spec's shard of an MX layer: whole 32-element blocks of input features for a row-parallel one.
+MxLinearWeights shard_mx_linear(MxLinearWeights w, const LinearSpec& spec) {
+  if (spec.n_shards <= 1) return w;
+  const bool by_rows = spec.role != ParallelRole::kRow;
+  const ShardRange split = shard_range(spec, by_rows ? 1 : kMxBlock, "MX block");
+  if (by_rows) {
+    w.weight = slice_rows(w.weight, split);
+    w.scale = slice_rows(w.scale, split);
+    if (!w.bias.empty()) w.bias.assign(w.bias.begin() + split.begin, w.bias.begin() + split.end);
+    return w;
+  }
+  const int64_t per_byte = w.scheme == Scheme::kW8A8Mxfp8 ? 1 : 2;  // E2M1 packs two per byte
+  w.weight = copy_columns(w.weight, {split.begin / per_byte, split.end / per_byte});
+  w.scale = copy_columns(w.scale, {split.begin / kMxBlock, split.end / kMxBlock});
+  if (spec.shard != 0) w.bias.clear();
+  return w;
 }
 
 }  // namespace quanta::quant

@@ -13,6 +13,7 @@
 // Integer block sums are exact (int32); scales are applied in f32.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -35,6 +36,9 @@ struct IntLinearWeights {
   // W8A8_DYNAMIC only: compressed-tensors' per-token rule, s_t = max_k |x| / 127.5 and
   // x_q in [-128, 127], instead of msModelSlim's max_k |x| / 127 and [-127, 127].
   bool act_full_range = false;
+  // Row-parallel shards (LinearSpec::reduce_max): each token's max |x| over the whole row,
+  // so dynamic activation scales are one process's.
+  std::function<void(float*, int64_t)> reduce_max;
   // Static W8A8 only.
   float input_scale = 1.0f;
   float input_offset = 0.0f;
@@ -49,6 +53,15 @@ struct MxLinearWeights {
   std::vector<float> bias;
 };
 
+// Under tensor parallelism, spec's shard of a layer loaded whole (LinearSpec::shard):
+// rows, with their per-channel vectors, for a column-parallel layer; for a row-parallel one
+// every row, the columns of its input features (whole scale groups or MX blocks), the bias
+// and static W8A8's quant_bias on shard 0 only (the all-reduce adds them once), and
+// spec.reduce_max, so that dynamic activation scales are the whole row's. The whole layer
+// when spec asks for no split.
+IntLinearWeights shard_int_linear(IntLinearWeights w, const LinearSpec& spec);
+MxLinearWeights shard_mx_linear(MxLinearWeights w, const LinearSpec& spec);
+
 // kt: the primitive table to run on (quant_linear_kernels() unless a test picks one).
 std::unique_ptr<LinearKernel> make_int_linear(IntLinearWeights w,
                                               const kernels::QuantLinearKernels& kt = kernels::quant_linear_kernels());
@@ -58,6 +71,8 @@ std::unique_ptr<LinearKernel> make_mx_linear(MxLinearWeights w,
 // Activation quantizers, exposed for tests and online quantization.
 // Per-token symmetric: returns s_t, writes x_q in [-qmax, qmax].
 float quantize_row_symmetric(const float* x, int64_t n, int qmax, int8_t* q);
+// The same with the row's max |x| given (amax >= every |x[k]|, e.g. over all shards of a row).
+float quantize_row_with_max(const float* x, int64_t n, float amax, int qmax, int8_t* q);
 // Static asymmetric int8 with saturation to [-128, 127].
 void quantize_row_static(const float* x, int64_t n, float scale, float offset, int8_t* q);
 

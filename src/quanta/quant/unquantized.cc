@@ -76,26 +76,6 @@ void check_tensor(const format::TensorSource& source, const std::string& name, c
                 {.file = source.file_of(name), .tensor = name});
 }
 
-// Rows [r.begin, r.end) of a 1-D or 2-D tensor: a view sharing its storage.
-Tensor slice_rows(const Tensor& t, ShardRange r) {
-  if (r.begin == 0 && r.end == t.dim(0)) return t;
-  Shape shape = t.shape();
-  shape[0] = r.size();
-  const size_t row = t.nbytes() / static_cast<size_t>(t.dim(0));
-  return Tensor::view(t.dtype(), shape, static_cast<const uint8_t*>(t.raw()) + r.begin * row, t.storage());
-}
-
-// Columns [c.begin, c.end) of a 2-D tensor, copied: the matmul kernels take dense rows.
-Tensor copy_columns(const Tensor& t, ShardRange c) {
-  Tensor out = Tensor::zeros(t.dtype(), {t.dim(0), c.size()});
-  const size_t el = dtype_bytes(t.dtype(), 1), in_row = el * static_cast<size_t>(t.dim(1));
-  const size_t out_row = el * static_cast<size_t>(c.size());
-  const auto* src = static_cast<const uint8_t*>(t.raw()) + el * static_cast<size_t>(c.begin);
-  auto* dst = static_cast<uint8_t*>(out.raw_mut());
-  for (int64_t r = 0; r < t.dim(0); ++r) std::memcpy(dst + r * out_row, src + r * in_row, out_row);
-  return out;
-}
-
 class UnquantizedMethod : public QuantMethod {
  public:
   std::string name() const override { return "unquantized"; }
