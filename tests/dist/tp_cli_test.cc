@@ -52,6 +52,15 @@ TEST(TensorParallelCli, GenerateTp2EqualsTp1HfFloat) {
   EXPECT_EQ(two.out, one.out);
 }
 
+// SGLang's quantized TP examples are msModelSlim folders at --tp-size 2: the mixed one, end to end.
+TEST(TensorParallelCli, GenerateTp2EqualsTp1ModelSlimMixed) {
+  const auto one = generate(fixture("modelslim-int"), 1), two = generate(fixture("modelslim-int"), 2);
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  EXPECT_FALSE(one.out.empty());
+  EXPECT_EQ(two.out, one.out);
+}
+
 TEST(TensorParallelCli, RefusesHeadsThatDoNotDivide) {
   const auto r = generate(fixture("llama-gqa-f32"), 3);
   EXPECT_EQ(r.exit_code, 1);
@@ -78,12 +87,6 @@ TEST(TensorParallelCli, RefusesActOrderAcrossAnInputSplit) {
   const auto r = generate(fixture("hf-quant/gm-actorder-llama"), 2);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("act-order (g_idx) weights cannot be split"), std::string::npos) << r.err;
-}
-
-TEST(TensorParallelCli, RefusesFp8ByName) {
-  const auto r = generate(fixture("hf-quant/lc-fp8-dynamic-qwen3"), 2);
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.err.find("FP8 weights cannot be split for tensor parallelism yet"), std::string::npos) << r.err;
 }
 
 // Runs a shell command line, returns its exit status and combined output.

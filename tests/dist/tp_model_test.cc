@@ -100,6 +100,8 @@ TEST(TensorParallel, HfCompressedTensorsW4A16) { check_against_single(fixture("h
 TEST(TensorParallel, ModelSlimMixedInt) { check_against_single(fixture("modelslim-int")); }
 TEST(TensorParallel, ModelSlimMx) { check_against_single(fixture("modelslim-mx")); }
 TEST(TensorParallel, ModelSlimSmoothed) { check_against_single(fixture("modelslim-smooth")); }
+TEST(TensorParallel, HfCompressedTensorsFp8Dynamic) { check_against_single(fixture("hf-quant/lc-fp8-dynamic-qwen3")); }
+TEST(TensorParallel, HfCompressedTensorsFp8MixedWeightOnly) { check_against_single(fixture("hf-quant/lc-mixed-fp8w-qwen3")); }
 TEST(TensorParallel, HfCompressedTensorsW8A8Int8) { check_against_single(fixture("hf-quant/lc-w8a8-int8-llama")); }
 TEST(TensorParallel, OnlineW8A8Int8) { check_against_single(fixture("llama-gqa-f32"), "w8a8_int8"); }
 TEST(TensorParallel, OnlineMxfp8) { check_against_single(fixture("llama-gqa-f32"), "mxfp8"); }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <numeric>
 
 #include "quanta/core/dtype.h"
 #include "quanta/core/thread_pool.h"
@@ -31,6 +32,12 @@ const std::array<float, 256>& e4m3_table() {
   return t;
 }
 
+float amax_of(const float* x, int64_t n) {
+  float amax = 0.0f;
+  for (int64_t k = 0; k < n; ++k) amax = std::max(amax, std::fabs(x[k]));
+  return amax;
+}
+
 class Fp8Linear : public LinearKernel {
  public:
   explicit Fp8Linear(Fp8LinearWeights w) : w_(std::move(w)), n_out_(w_.weight.dim(0)), n_in_(w_.weight.dim(1)) {}
@@ -41,16 +48,19 @@ class Fp8Linear : public LinearKernel {
     if (w_.act != Fp8Act::kNone) {
       xa.resize(static_cast<size_t>(n_tokens * K));
       const int64_t span = w_.act == Fp8Act::kGroup ? w_.act_group : K;
+      // Per-token scales of a row-parallel shard: the whole row's max, combined first.
+      std::vector<float> token_amax;
+      if (w_.act == Fp8Act::kToken && w_.reduce_max) {
+        token_amax.resize(static_cast<size_t>(n_tokens));
+        for (int64_t t = 0; t < n_tokens; ++t) token_amax[t] = amax_of(x + t * K, K);
+        w_.reduce_max(token_amax.data(), n_tokens);
+      }
       for (int64_t t = 0; t < n_tokens; ++t)
         for (int64_t k0 = 0; k0 < K; k0 += span) {
           const int64_t len = std::min(span, K - k0);
           const float* row = x + t * K + k0;
           float s = w_.input_scale;
-          if (w_.act != Fp8Act::kStatic) {
-            float amax = 0.0f;
-            for (int64_t k = 0; k < len; ++k) amax = std::max(amax, std::fabs(row[k]));
-            s = amax / 448.0f;
-          }
+          if (w_.act != Fp8Act::kStatic) s = (token_amax.empty() ? amax_of(row, len) : token_amax[t]) / 448.0f;
           fp8_fake_quantize(row, len, s, xa.data() + t * K + k0);
         }
       x = xa.data();
@@ -110,5 +120,38 @@ class Fp8Linear : public LinearKernel {
 }  // namespace
 
 std::unique_ptr<LinearKernel> make_fp8_linear(Fp8LinearWeights w) { return std::make_unique<Fp8Linear>(std::move(w)); }
+
+Fp8LinearWeights shard_fp8_linear(Fp8LinearWeights w, const LinearSpec& spec) {
+  if (spec.n_shards <= 1) return w;
+  const bool by_rows = spec.role != ParallelRole::kRow;
+  const int64_t N = w.weight.dim(0), K = w.weight.dim(1);
+  const bool blocks = w.block_k > 0;
+  int64_t unit = 1;
+  if (by_rows && blocks) unit = w.block_n;
+  if (!by_rows) unit = std::lcm(blocks ? w.block_k : 1, w.act == Fp8Act::kGroup ? w.act_group : 1);
+  const ShardRange split = shard_range(spec, unit, by_rows && blocks ? "FP8 weight block row" : "FP8 block or activation group");
+  const int64_t nbk = blocks ? (K + w.block_k - 1) / w.block_k : 1;
+  std::vector<float> scale;
+  if (by_rows) {
+    w.weight = slice_rows(w.weight, split);
+    if (!blocks) scale.assign(w.scale.begin() + split.begin, w.scale.begin() + split.end);
+    else scale.assign(w.scale.begin() + split.begin / w.block_n * nbk, w.scale.begin() + split.end / w.block_n * nbk);
+    if (!w.bias.empty()) w.bias.assign(w.bias.begin() + split.begin, w.bias.begin() + split.end);
+  } else {
+    w.weight = copy_columns(w.weight, split);
+    if (!blocks) {
+      scale = w.scale;
+    } else {
+      const int64_t nbn = (N + w.block_n - 1) / w.block_n;
+      for (int64_t b = 0; b < nbn; ++b)
+        scale.insert(scale.end(), w.scale.begin() + b * nbk + split.begin / w.block_k,
+                     w.scale.begin() + b * nbk + split.end / w.block_k);
+    }
+    w.reduce_max = spec.reduce_max;
+    if (spec.shard != 0) w.bias.clear();
+  }
+  w.scale = std::move(scale);
+  return w;
+}
 
 }  // namespace quanta::quant

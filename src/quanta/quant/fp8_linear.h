@@ -13,6 +13,7 @@
 // f32 summation.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -31,9 +32,15 @@ struct Fp8LinearWeights {
   float input_scale = 1.0f;   // Fp8Act::kStatic
   std::vector<float> bias;    // [n_out] or empty
   std::string format;         // for inspect/logs
+  // Row-parallel shards with per-token scales (Fp8Act::kToken): each token's max |x| over the
+  // whole row (LinearSpec::reduce_max).
+  std::function<void(float*, int64_t)> reduce_max;
 };
 
 std::unique_ptr<LinearKernel> make_fp8_linear(Fp8LinearWeights w);
+// Spec's shard of a layer loaded whole (as shard_int_linear): rows at block_n boundaries, or input
+// features at block_k and act_group boundaries; per-token scales over the whole row.
+Fp8LinearWeights shard_fp8_linear(Fp8LinearWeights w, const LinearSpec& spec);
 
 // x (n values) to their FP8 activation values x_a with scale s (exposed for tests).
 void fp8_fake_quantize(const float* x, int64_t n, float s, float* out);

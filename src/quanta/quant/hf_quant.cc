@@ -279,7 +279,6 @@ class HfQuantMethod : public QuantMethod {
     }
 
     if (q.layout == HfLayout::kCtFp8) {
-      refuse_shard(spec, cfg_->method() + " FP8");
       Fp8LinearWeights fw;
       fw.weight = r.get("weight", {DType::kF8E4M3}, {N, K});
       Shape scale_shape{N, 1};
@@ -306,7 +305,7 @@ class HfQuantMethod : public QuantMethod {
                   (q.block_n > 0 ? "block " + std::to_string(q.block_n) + "x" + std::to_string(q.block_k)
                                  : std::string("per-channel")) +
                   (q.fp8_act == Fp8Act::kNone ? " A16" : " A8");
-      return make_fp8_linear(std::move(fw));
+      return make_fp8_linear(shard_fp8_linear(std::move(fw), spec));
     }
     if (q.act_dynamic8 && q.layout == HfLayout::kCtInt && q.bits == 8 && q.sym) {
       // compressed-tensors W8A8: int8 weights and per-token int8 activations.
