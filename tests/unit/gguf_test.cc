@@ -600,6 +600,11 @@ TEST(GgufBadInput, ShapeAndTypeSizeMismatch) {
   Builder big;
   big.info("big", {uint64_t{1} << 32, uint64_t{1} << 32}, 0, 0);
   expect_mentions(open_error(big.bytes(), "big", "ne"), {"overflows"});
+  // A zero dimension first makes the count 0, but the other dimensions' product overflows
+  // (a fuzz finding: the reversed shape's product overflowed in Tensor::numel).
+  Builder zero_first;
+  zero_first.info("z", {0, uint64_t{1} << 50, uint64_t{1} << 50}, 0, 0);
+  expect_mentions(open_error(zero_first.bytes(), "z", "ne"), {"overflows"});
   Builder neg;
   neg.info("neg", {uint64_t{1} << 63}, 0, 0);
   expect_mentions(open_error(neg.bytes(), "neg", "ne"), {"out of range"});

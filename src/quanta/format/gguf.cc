@@ -541,17 +541,21 @@ class GgufParser {
                   where);
     }
     where.field = "ne";
-    uint64_t numel = 1;
+    // The product of the nonzero dimensions must fit as well: with a zero among them the
+    // element count is 0, but a product taken in another order (the reversed shape) would
+    // overflow before reaching it.
+    uint64_t numel = 1, extent = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
       const uint64_t n = u64(where, "ne[" + std::to_string(d) + "]");
       if (n > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
         throw Error("ne[" + std::to_string(d) + "] = " + std::to_string(n) + " is out of range", where);
       }
       t.ne.push_back(static_cast<int64_t>(n));
-      if (__builtin_mul_overflow(numel, n, &numel) ||
-          numel > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      if (n != 0 && (__builtin_mul_overflow(extent, n, &extent) ||
+                     extent > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))) {
         throw Error("the element count of ne " + ne_str(t.ne) + "... overflows", where);
       }
+      numel *= n;  // at most extent, or 0
     }
     t.numel = static_cast<int64_t>(numel);
     t.shape.assign(t.ne.rbegin(), t.ne.rend());
