@@ -9,7 +9,10 @@ FFN_DOWN_EXP, keys {arch}.expert_count, expert_used_count,
 expert_feed_forward_length). Expert matrices are 3-D: numpy shape
 [n_expert, rows, cols], quantized to Q8_0 by gguf-py's own quantizer.
 
-Usage: python tools/make_moe_gguf_fixture.py tests/e2e/fixtures/gguf/qwen3moe-tiny.gguf
+Usage: python tools/make_moe_gguf_fixture.py tests/e2e/fixtures/gguf/qwen3moe-tiny.gguf [EXPERT_FFN]
+The tensor-parallel test's file has EXPERT_FFN 64, so that an expert's down projection splits
+into two halves of whole Q8_0 blocks:
+  python tools/make_moe_gguf_fixture.py tests/golden/fixtures/gguf/qwen3moe-ffn64-q8_0.gguf 64
 """
 import sys
 
@@ -21,7 +24,9 @@ ARCH = "qwen3moe"
 N_EMBD, N_HEAD, N_HEAD_KV, D_HEAD, N_EXPERT, N_USED, N_FF_EXP, N_VOCAB, N_LAYER = 64, 4, 2, 16, 4, 2, 32, 32, 1
 
 
-def main(out):
+def main(out, n_ff_exp=N_FF_EXP):
+    global N_FF_EXP
+    N_FF_EXP = n_ff_exp
     rng = np.random.default_rng(20261127)
     w = gguf.GGUFWriter(out, ARCH)
     w.add_name("quanta qwen3moe fixture")
@@ -75,4 +80,4 @@ def main(out):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else N_FF_EXP)

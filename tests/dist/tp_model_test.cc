@@ -103,6 +103,13 @@ TEST(TensorParallel, ModelSlimSmoothed) { check_against_single(fixture("modelsli
 TEST(TensorParallel, HfCompressedTensorsFp8Dynamic) { check_against_single(fixture("hf-quant/lc-fp8-dynamic-qwen3")); }
 TEST(TensorParallel, HfCompressedTensorsFp8MixedWeightOnly) { check_against_single(fixture("hf-quant/lc-mixed-fp8w-qwen3")); }
 TEST(TensorParallel, HfCompressedTensorsW8A8Int8) { check_against_single(fixture("hf-quant/lc-w8a8-int8-llama")); }
+// Mixtures of experts: every expert (and Qwen2-MoE's shared expert) split as a dense MLP.
+TEST(TensorParallel, MoeQwen3F32) { check_against_single(fixture("qwen3moe-f32")); }
+TEST(TensorParallel, MoeQwen2SharedExpertF32) { check_against_single(fixture("qwen2moe-f32")); }
+TEST(TensorParallel, MoeMixtralF32) { check_against_single(fixture("mixtral-f32")); }
+// GGUF 3-D expert tensors, each expert's rows or whole blocks of its columns viewed in the file
+// (the other GGUF MoE fixtures' experts are 32 or 96 wide: refused, not whole Q8_0/Q4_0 blocks).
+TEST(TensorParallel, MoeGgufQwen3Q8_0) { check_against_single(fixture("gguf/qwen3moe-ffn64-q8_0.gguf")); }
 TEST(TensorParallel, OnlineW8A8Int8) { check_against_single(fixture("llama-gqa-f32"), "w8a8_int8"); }
 TEST(TensorParallel, OnlineMxfp8) { check_against_single(fixture("llama-gqa-f32"), "mxfp8"); }
 

@@ -154,9 +154,13 @@ void DecoderModel::check_tp_split(const ModelConfig& c, int n) {
     throw Error(what + ", so the model cannot be split over --tp-size " + std::to_string(n) + " ranks",
                 {.field = "--tp-size"});
   };
-  for (size_t i = 0; i < c.layer_is_moe.size(); ++i)
-    if (c.layer_is_moe[i])
-      refuse("layer " + std::to_string(i) + " is a mixture of experts, which tensor parallelism does not split yet");
+  bool moe = false;
+  for (bool m : c.layer_is_moe) moe |= m;
+  if (moe && c.moe.expert_ffn % n != 0)
+    refuse("moe_intermediate_size (" + std::to_string(c.moe.expert_ffn) + ") is not a multiple of " + std::to_string(n));
+  if (moe && c.moe.shared_expert_ffn % n != 0)
+    refuse("shared_expert_intermediate_size (" + std::to_string(c.moe.shared_expert_ffn) + ") is not a multiple of " +
+           std::to_string(n));
   if (c.n_heads % n != 0)
     refuse("num_attention_heads (" + std::to_string(c.n_heads) + ") is not a multiple of " + std::to_string(n));
   if (c.n_kv_heads >= n ? c.n_kv_heads % n != 0 : n % c.n_kv_heads != 0)
@@ -243,7 +247,11 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
     layer->o = linear(p + "self_attn.o_proj", q_dim, hidden, c.o_proj_bias, ParallelRole::kRow);
     if (c.layer_is_moe[static_cast<size_t>(i)]) {
       if (names.empty()) names = source.names();
-      layer->moe = MoeBlock::load(c, source, names, method, p);
+      quant::MoeSpec tp;
+      tp.shard = rank;
+      tp.n_shards = n_ranks;
+      if (n_ranks > 1) tp.reduce_max = [comm](float* values, int64_t n) { comm->all_reduce_max(values, n); };
+      layer->moe = MoeBlock::load(c, source, names, method, p, tp);
     } else {
       layer->gate = linear(p + "mlp.gate_proj", hidden, d_ff, c.mlp_bias, ParallelRole::kColumn);
       layer->up = linear(p + "mlp.up_proj", hidden, d_ff, c.mlp_bias, ParallelRole::kColumn);
@@ -414,6 +422,7 @@ void DecoderModel::forward(const std::vector<SequenceStep>& steps, KvPool& kv_po
     add_rows(h.data(), L.mlp_norm_bias, n_tokens, hidden);
     if (L.moe) {
       L.moe->forward(h.data(), n_tokens, proj.data(), pool);
+      if (tp()) comm_->all_reduce_sum(proj.data(), n_tokens * hidden);
     } else {
       L.gate->forward(h.data(), n_tokens, gate.data(), pool);
       L.up->forward(h.data(), n_tokens, up.data(), pool);

@@ -79,7 +79,7 @@ MoeBlock::~MoeBlock() = default;
 
 std::unique_ptr<MoeBlock> MoeBlock::load(const format::ModelConfig& config, const format::TensorSource& source,
                                          const std::vector<std::string>& names, const quant::QuantMethod& method,
-                                         const std::string& layer_prefix) {
+                                         const std::string& layer_prefix, const quant::MoeSpec& tp) {
   std::unique_ptr<MoeBlock> b(new MoeBlock());
   b->config_ = config.moe;
   b->hidden_ = config.hidden_size;
@@ -100,6 +100,18 @@ std::unique_ptr<MoeBlock> MoeBlock::load(const format::ModelConfig& config, cons
   spec.n_experts = m.n_experts;
   spec.hidden = hidden;
   spec.d_ff = m.expert_ffn;
+  spec.shard = tp.shard;
+  spec.n_shards = std::max<int64_t>(1, tp.n_shards);
+  spec.reduce_max = tp.reduce_max;
+  b->d_ff_ = m.expert_ffn / spec.n_shards;
+  b->shared_ff_ = m.shared_expert_ffn / spec.n_shards;
+  auto linear = [&](const std::string& name, int64_t n_in, int64_t n_out, quant::ParallelRole role) {
+    LinearSpec ls{name, n_in, n_out, false, role};
+    ls.shard = spec.shard;
+    ls.n_shards = spec.n_shards;
+    if (role == quant::ParallelRole::kRow) ls.reduce_max = spec.reduce_max;
+    return method.load_linear(source, ls);
+  };
 
   // Experts first: a wrong expert count is reported as such, not as the router's shape.
   b->experts_ = method.load_experts(source, spec, names);
@@ -109,9 +121,9 @@ std::unique_ptr<MoeBlock> MoeBlock::load(const format::ModelConfig& config, cons
 
   if (m.shared_expert_ffn > 0) {
     const std::string s = base + "shared_expert.";
-    b->shared_gate_ = method.load_linear(source, {s + "gate_proj", hidden, m.shared_expert_ffn, false, ParallelRole::kColumn});
-    b->shared_up_ = method.load_linear(source, {s + "up_proj", hidden, m.shared_expert_ffn, false, ParallelRole::kColumn});
-    b->shared_down_ = method.load_linear(source, {s + "down_proj", m.shared_expert_ffn, hidden, false, ParallelRole::kRow});
+    b->shared_gate_ = linear(s + "gate_proj", hidden, m.shared_expert_ffn, ParallelRole::kColumn);
+    b->shared_up_ = linear(s + "up_proj", hidden, m.shared_expert_ffn, ParallelRole::kColumn);
+    b->shared_down_ = linear(s + "down_proj", m.shared_expert_ffn, hidden, ParallelRole::kRow);
     const std::string gname = base + "shared_expert_gate.weight";
     Tensor g = source.get(gname);  // HF [1, hidden]; GGUF ffn_gate_inp_shexp [hidden]
     if (g.numel() != hidden || (g.shape() != Shape{hidden} && g.shape() != Shape{1, hidden}))
@@ -135,7 +147,7 @@ size_t MoeBlock::weight_bytes() const {
 
 void MoeBlock::forward(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const {
   const MoeConfig& m = config_;
-  const int64_t n_exp = m.n_experts, k = m.n_experts_used, hidden = hidden_, d_ff = m.expert_ffn;
+  const int64_t n_exp = m.n_experts, k = m.n_experts_used, hidden = hidden_, d_ff = d_ff_;
   const int64_t n_slots = n_tokens * k;
   const auto& kt = kernels::kernels();
   const auto act = activation_ == format::Activation::kSilu ? kt.silu_mul : kt.gelu_tanh_mul;
@@ -194,7 +206,7 @@ void MoeBlock::forward(const float* x, int64_t n_tokens, float* y, ThreadPool& p
   });
 
   if (shared_gate_) {
-    const int64_t ff = m.shared_expert_ffn;
+    const int64_t ff = shared_ff_;
     std::vector<float> sg(static_cast<size_t>(n_tokens * ff)), su(static_cast<size_t>(n_tokens * ff)),
         sy(static_cast<size_t>(n_tokens * hidden));
     shared_gate_->forward(x, n_tokens, sg.data(), pool);

@@ -41,9 +41,12 @@ class MoeBlock {
   // The block of layer `layer_prefix` ("model.layers.3."): its router and experts under
   // mlp. (Qwen, GPTQModel's Mixtral) or block_sparse_moe. (Mixtral), projections named
   // gate_proj/up_proj/down_proj or w1/w3/w2, whichever the checkpoint has.
+  // Under tensor parallelism (tp.n_shards > 1) every expert, and the shared expert, is split
+  // as a dense MLP is: gate/up by rows, down by input features; forward then returns this
+  // rank's partial sum, which the caller all-reduces. The router is whole on every rank.
   static std::unique_ptr<MoeBlock> load(const format::ModelConfig& config, const format::TensorSource& source,
                                         const std::vector<std::string>& names, const quant::QuantMethod& method,
-                                        const std::string& layer_prefix);
+                                        const std::string& layer_prefix, const quant::MoeSpec& tp = {});
   ~MoeBlock();
 
   // y[n_tokens, hidden] = MoE(x[n_tokens, hidden]).
@@ -56,6 +59,7 @@ class MoeBlock {
   MoeBlock() = default;
   format::MoeConfig config_;
   int64_t hidden_ = 0;
+  int64_t d_ff_ = 0, shared_ff_ = 0;  // this rank's part of an expert's and the shared expert's
   format::Activation activation_ = format::Activation::kSilu;
   std::unique_ptr<quant::LinearKernel> router_;  // [n_experts, hidden]
   std::unique_ptr<quant::MoeKernel> experts_;

@@ -82,9 +82,16 @@ std::unique_ptr<MoeKernel> QuantMethod::load_experts(const format::TensorSource&
   for (int64_t e = 0; e < spec.n_experts; ++e) {
     const std::string p = head + std::to_string(e) + ".";
     ExpertLinears::Expert& ex = experts[static_cast<size_t>(e)];
-    ex.gate = load_linear(source, {p + spec.gate, spec.hidden, spec.d_ff, false, ParallelRole::kColumn});
-    ex.up = load_linear(source, {p + spec.up, spec.hidden, spec.d_ff, false, ParallelRole::kColumn});
-    ex.down = load_linear(source, {p + spec.down, spec.d_ff, spec.hidden, false, ParallelRole::kRow});
+    auto linear = [&](const std::string& name, int64_t n_in, int64_t n_out, ParallelRole role) {
+      LinearSpec ls{p + name, n_in, n_out, false, role};
+      ls.shard = spec.shard;
+      ls.n_shards = spec.n_shards;
+      if (role == ParallelRole::kRow) ls.reduce_max = spec.reduce_max;
+      return load_linear(source, ls);
+    };
+    ex.gate = linear(spec.gate, spec.hidden, spec.d_ff, ParallelRole::kColumn);
+    ex.up = linear(spec.up, spec.hidden, spec.d_ff, ParallelRole::kColumn);
+    ex.down = linear(spec.down, spec.d_ff, spec.hidden, ParallelRole::kRow);
     if (!separate_gate_up() && ex.gate->format() != ex.up->format())
       throw Error("expert " + std::to_string(e) + " of " + spec.prefix + ": gate is " + ex.gate->format() + " but up is " +
                       ex.up->format() + " (gate and up of an expert are one fused w13 and must share a scheme)",

@@ -89,7 +89,11 @@ struct MoeSpec {
   std::string gate = "gate_proj", up = "up_proj", down = "down_proj";
   int64_t n_experts = 0;
   int64_t hidden = 0;
-  int64_t d_ff = 0;  // one expert's intermediate size
+  int64_t d_ff = 0;  // one expert's intermediate size (the whole of it, as stored)
+  // Under tensor parallelism, the part of every expert this rank keeps: gate/up by rows,
+  // down by input features, as LinearSpec's shard / n_shards / reduce_max (1: whole).
+  int64_t shard = 0, n_shards = 1;
+  std::function<void(float* values, int64_t n)> reduce_max;
 };
 
 // The grouped matmuls of one layer's experts: each call multiplies the rows of the
