@@ -74,6 +74,23 @@ def fixtures() -> list[dict]:
     """Every fixture: its config, the stored dtype and the seeds. Order is fixed."""
     return [
         dict(
+            name="llama-mha6-f32",
+            about="LlamaForCausalLM, 6 q heads / 6 kv heads, intermediate 192, float32: every dimension "
+            "the tensor-parallel test splits divides by 2 and by 3 (tests/dist, tp 2 and tp 3)",
+            config=LlamaConfig(
+                **{**COMMON, "hidden_size": 96, "intermediate_size": 192},
+                num_attention_heads=6,
+                num_key_value_heads=6,
+                initializer_range=0.2,
+                rms_norm_eps=1e-6,
+                tie_word_embeddings=False,
+                bos_token_id=1,
+                eos_token_id=2,
+            ),
+            dtype="float32",
+            seed=1013,
+        ),
+        dict(
             name="llama-gqa-f32",
             about="LlamaForCausalLM, GQA 4 q heads / 2 kv heads, default RoPE (theta 10000), untied lm_head, "
             "float32; also carries a sampling generation_config.json",

@@ -90,6 +90,9 @@ TEST(TensorParallel, GgufQ4_K_DefaultModel) {
   check_against_single(test::source_path("models/gemma-3-270m-q4_k_m.gguf"));
 }
 TEST(TensorParallel, HfFloatF32) { check_against_single(fixture("llama-gqa-f32")); }
+// Heads, KV heads and intermediate size divide by 2 and 3: this one also runs at tp 3 (CTest
+// dist_tp3_models), where the vocabulary (320) does not split and rank 0 computes the logits.
+TEST(TensorParallel, HfFloatMha6) { check_against_single(fixture("llama-mha6-f32")); }
 TEST(TensorParallel, HfBf16GemmaOneKvHead) { check_against_single(fixture("gemma3-bf16")); }
 TEST(TensorParallel, HfGptqGroup32) { check_against_single(fixture("hf-quant/ar-gptq-sym-llama")); }
 TEST(TensorParallel, HfAwqGroup32) { check_against_single(fixture("hf-quant/awq-autoround-qwen3")); }

@@ -175,7 +175,7 @@ TEST_P(ModelGolden, CliGreedyOnScalarPathMatches) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ModelGolden,
-                         ::testing::Values("llama-gqa-f32", "llama-linear-tied-f32", "llama3-rope-bf16",
+                         ::testing::Values("llama-gqa-f32", "llama-mha6-f32", "llama-linear-tied-f32", "llama3-rope-bf16",
                                            "mistral-swa-f32", "qwen2-bias-yarn-f32", "qwen3-qknorm-bf16",
                                            "gemma3-f32", "gemma3-bf16", "llama-f16",
                                            // mixtures of experts (tools/make_moe_fixtures.py)
