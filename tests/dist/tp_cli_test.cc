@@ -61,6 +61,16 @@ TEST(TensorParallelCli, GenerateTp2EqualsTp1ModelSlimMixed) {
   EXPECT_EQ(two.out, one.out);
 }
 
+TEST(TensorParallelCli, ExpertParallelFlagEqualsTp1) {
+  const auto one = generate(fixture("qwen3moe-f32"), 1);
+  const auto ep = test::run_quanta({"generate", "--model-path", fixture("qwen3moe-f32"), "--prompt-ids", "2 5 9 3 7 11",
+                                    "--max-new-tokens", "12", "--temperature", "0", "--quiet", "--tp-size", "2",
+                                    "--enable-ep-moe"});
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  ASSERT_EQ(ep.exit_code, 0) << ep.err;
+  EXPECT_EQ(ep.out, one.out);
+}
+
 TEST(TensorParallelCli, RefusesHeadsThatDoNotDivide) {
   const auto r = generate(fixture("llama-gqa-f32"), 3);
   EXPECT_EQ(r.exit_code, 1);

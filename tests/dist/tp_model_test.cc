@@ -44,12 +44,14 @@ void expect_close(const float* a, const float* b, int64_t n, int64_t n_layers, c
   if (diff > 0) std::fprintf(stderr, "%s: max |tp - single| %.3g, max |logit| %.3g\n", what.c_str(), diff, scale);
 }
 
-// quantization: an online --quantization method, "" for the checkpoint's own.
-void check_against_single(const std::string& path, const std::string& quantization = "") {
+// quantization: an online --quantization method, "" for the checkpoint's own; expert_parallel:
+// --enable-ep-moe.
+void check_against_single(const std::string& path, const std::string& quantization = "", bool expert_parallel = false) {
   ASSERT_TRUE(std::filesystem::exists(path)) << path;
   engine::LoadOptions options;
   options.tp_size = dist::world().size();
   options.quantization = quantization;
+  options.expert_parallel = expert_parallel;
   engine::LoadedModel lm = engine::load_model(path, {}, options);
   ThreadPool pool(1);
   if (engine::is_follower()) return lm.model->follow(pool);
@@ -113,6 +115,10 @@ TEST(TensorParallel, MoeMixtralF32) { check_against_single(fixture("mixtral-f32"
 // GGUF 3-D expert tensors, each expert's rows or whole blocks of its columns viewed in the file
 // (the other GGUF MoE fixtures' experts are 32 or 96 wide: refused, not whole Q8_0/Q4_0 blocks).
 TEST(TensorParallel, MoeGgufQwen3Q8_0) { check_against_single(fixture("gguf/qwen3moe-ffn64-q8_0.gguf")); }
+// Expert parallelism: each rank runs its share of the experts whole (Q4_0 experts 96 wide, which
+// the default split refuses, run whole).
+TEST(TensorParallel, MoeExpertParallelQwen2SharedExpertF32) { check_against_single(fixture("qwen2moe-f32"), "", true); }
+TEST(TensorParallel, MoeExpertParallelGgufMixtralQ4_0) { check_against_single(fixture("gguf/mixtral-q4_0.gguf"), "", true); }
 TEST(TensorParallel, OnlineW8A8Int8) { check_against_single(fixture("llama-gqa-f32"), "w8a8_int8"); }
 TEST(TensorParallel, OnlineMxfp8) { check_against_single(fixture("llama-gqa-f32"), "mxfp8"); }
 

@@ -22,6 +22,9 @@ inline void add_quantization_options(CLI::App* sub, engine::LoadOptions& o) {
                   "Tensor parallelism over N ranks (MPI): on one host quanta restarts itself under mpirun -np N; "
                   "under mpirun -np N it must equal N. Threads per rank default to cores / N")
       ->capture_default_str();
+  sub->add_flag("--enable-ep-moe", o.expert_parallel,
+                "With --tp-size N: each rank keeps and runs N-th of every MoE layer's experts whole (expert "
+                "parallelism) instead of its N-th of every expert (the default)");
 }
 
 }  // namespace quanta::cli

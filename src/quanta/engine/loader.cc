@@ -20,7 +20,7 @@ void relaunch_for_tp(const std::string& path, const LoadOptions& options) {
   // Refuse a model that does not split here, once, before starting any rank.
   const format::ModelConfig config = fs::is_directory(path) ? format::load_model_config(path)
                                                             : format::gguf_model_config(format::GgufFile(path));
-  model::DecoderModel::check_tp_split(config, options.tp_size);
+  model::DecoderModel::check_tp_split(config, options.tp_size, options.expert_parallel);
   dist::relaunch_under_mpirun(options.tp_size);
 }
 
@@ -48,7 +48,7 @@ LoadedModel load_model(const std::string& path, const model::LoadProgress& progr
     m.generation = format::gguf_generation_defaults(*file);
     m.source = std::make_unique<format::GgufTensorSource>(file, m.config);
     m.method = options.gguf_dequantize ? quant::make_unquantized_method() : quant::make_gguf_method();
-    m.model = model::DecoderModel::load(m.config, *m.source, *m.method, progress, tp);
+    m.model = model::DecoderModel::load(m.config, *m.source, *m.method, progress, tp, options.expert_parallel);
     return m;
   }
   m.config = format::load_model_config(path);
@@ -58,7 +58,7 @@ LoadedModel load_model(const std::string& path, const model::LoadProgress& progr
   // quantization_config, --quantization (checked against both), online methods.
   m.method = quant::make_folder_method(path, options.quantization, options.quantization_ignored_layers,
                                        m.config.layer_is_moe);
-  m.model = model::DecoderModel::load(m.config, *m.source, *m.method, progress, tp);
+  m.model = model::DecoderModel::load(m.config, *m.source, *m.method, progress, tp, options.expert_parallel);
   return m;
 }
 

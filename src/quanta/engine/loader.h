@@ -34,6 +34,9 @@ struct LoadOptions {
   // an MPI world re-executes itself under mpirun (dist::relaunch_under_mpirun) after
   // checking that the model splits; inside one, the world must have exactly this size.
   int tp_size = 1;
+  // --enable-ep-moe: under tensor parallelism, MoE experts are partitioned over the ranks
+  // (expert parallelism) instead of each expert being split over all of them.
+  bool expert_parallel = false;
 };
 
 // Throws quanta::Error naming the file/tensor/field at the first problem. Under tensor

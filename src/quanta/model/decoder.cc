@@ -147,7 +147,7 @@ DecoderModel::~DecoderModel() {
   }
 }
 
-void DecoderModel::check_tp_split(const ModelConfig& c, int n) {
+void DecoderModel::check_tp_split(const ModelConfig& c, int n, bool expert_parallel) {
   if (n < 1) throw Error("must be at least 1", {.field = "--tp-size"});
   if (n == 1) return;
   auto refuse = [&](const std::string& what) {
@@ -156,7 +156,10 @@ void DecoderModel::check_tp_split(const ModelConfig& c, int n) {
   };
   bool moe = false;
   for (bool m : c.layer_is_moe) moe |= m;
-  if (moe && c.moe.expert_ffn % n != 0)
+  if (moe && expert_parallel && c.moe.n_experts % n != 0)
+    refuse("num_experts (" + std::to_string(c.moe.n_experts) + ") is not a multiple of " + std::to_string(n) +
+           " (--enable-ep-moe)");
+  if (moe && !expert_parallel && c.moe.expert_ffn % n != 0)
     refuse("moe_intermediate_size (" + std::to_string(c.moe.expert_ffn) + ") is not a multiple of " + std::to_string(n));
   if (moe && c.moe.shared_expert_ffn % n != 0)
     refuse("shared_expert_intermediate_size (" + std::to_string(c.moe.shared_expert_ffn) + ") is not a multiple of " +
@@ -173,12 +176,13 @@ void DecoderModel::check_tp_split(const ModelConfig& c, int n) {
 std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
                                                  const format::TensorSource& source,
                                                  const quant::QuantMethod& method,
-                                                 const LoadProgress& progress, dist::Communicator* comm) {
+                                                 const LoadProgress& progress, dist::Communicator* comm,
+                                                 bool expert_parallel) {
   std::unique_ptr<DecoderModel> m(new DecoderModel());
   m->config_ = config;
   const ModelConfig& c = m->config_;
   const int64_t n_ranks = comm ? comm->size() : 1, rank = comm ? comm->rank() : 0;
-  check_tp_split(c, static_cast<int>(n_ranks));
+  check_tp_split(c, static_cast<int>(n_ranks), expert_parallel);
   m->comm_ = comm;
   m->n_heads_ = c.n_heads / n_ranks;
   m->n_kv_heads_ = std::max<int64_t>(1, c.n_kv_heads / n_ranks);
@@ -250,6 +254,7 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
       quant::MoeSpec tp;
       tp.shard = rank;
       tp.n_shards = n_ranks;
+      tp.expert_parallel = expert_parallel;
       if (n_ranks > 1) tp.reduce_max = [comm](float* values, int64_t n) { comm->all_reduce_max(values, n); };
       layer->moe = MoeBlock::load(c, source, names, method, p, tp);
     } else {

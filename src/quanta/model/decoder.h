@@ -61,9 +61,10 @@ class DecoderModel {
                                             const format::TensorSource& source,
                                             const quant::QuantMethod& method,
                                             const LoadProgress& progress = {},
-                                            dist::Communicator* comm = nullptr);
-  // Throws Error naming what does not divide when the model cannot be split n ways.
-  static void check_tp_split(const format::ModelConfig& config, int n);
+                                            dist::Communicator* comm = nullptr, bool expert_parallel = false);
+  // Throws Error naming what does not divide when the model cannot be split n ways
+  // (expert_parallel: MoE experts partitioned over the ranks, --enable-ep-moe).
+  static void check_tp_split(const format::ModelConfig& config, int n, bool expert_parallel = false);
   // Rank 0 (of more than one) tells the other ranks to leave follow().
   ~DecoderModel();
 

@@ -103,7 +103,8 @@ std::unique_ptr<MoeBlock> MoeBlock::load(const format::ModelConfig& config, cons
   spec.shard = tp.shard;
   spec.n_shards = std::max<int64_t>(1, tp.n_shards);
   spec.reduce_max = tp.reduce_max;
-  b->d_ff_ = m.expert_ffn / spec.n_shards;
+  spec.expert_parallel = tp.expert_parallel;
+  b->d_ff_ = spec.expert_parallel ? m.expert_ffn : m.expert_ffn / spec.n_shards;
   b->shared_ff_ = m.shared_expert_ffn / spec.n_shards;
   auto linear = [&](const std::string& name, int64_t n_in, int64_t n_out, quant::ParallelRole role) {
     LinearSpec ls{name, n_in, n_out, false, role};
@@ -183,7 +184,7 @@ void MoeBlock::forward(const float* x, int64_t n_tokens, float* y, ThreadPool& p
   std::vector<int64_t> spread;
   for (int64_t e = 0; e < n_exp; ++e) {
     const int64_t n = start[static_cast<size_t>(e + 1)] - start[static_cast<size_t>(e)];
-    if (n == 0) continue;
+    if (n == 0 || !experts_->has_expert(e)) continue;  // another rank's expert: its rows stay 0 here
     if (pool.size() > 1 && n * pool.size() > n_slots) run_expert(e, pool);
     else spread.push_back(e);
   }

@@ -42,8 +42,10 @@ class MoeBlock {
   // mlp. (Qwen, GPTQModel's Mixtral) or block_sparse_moe. (Mixtral), projections named
   // gate_proj/up_proj/down_proj or w1/w3/w2, whichever the checkpoint has.
   // Under tensor parallelism (tp.n_shards > 1) every expert, and the shared expert, is split
-  // as a dense MLP is: gate/up by rows, down by input features; forward then returns this
-  // rank's partial sum, which the caller all-reduces. The router is whole on every rank.
+  // as a dense MLP is: gate/up by rows, down by input features; or, with tp.expert_parallel,
+  // the rank keeps its share of the experts whole (the shared expert is still split).
+  // forward then returns this rank's partial sum, which the caller all-reduces. The router
+  // is whole on every rank.
   static std::unique_ptr<MoeBlock> load(const format::ModelConfig& config, const format::TensorSource& source,
                                         const std::vector<std::string>& names, const quant::QuantMethod& method,
                                         const std::string& layer_prefix, const quant::MoeSpec& tp = {});

@@ -25,6 +25,7 @@ class ExpertLinears : public MoeKernel {
     experts_[static_cast<size_t>(e)].down->forward(h, n, y, pool);
   }
   int64_t n_experts() const override { return static_cast<int64_t>(experts_.size()); }
+  bool has_expert(int64_t e) const override { return experts_[static_cast<size_t>(e)].gate != nullptr; }
   std::string w13_format() const override {
     return formats([](const Expert& e) { return e.gate->format() + (e.up->format() == e.gate->format() ? "" : "+" + e.up->format()); });
   }
@@ -33,7 +34,8 @@ class ExpertLinears : public MoeKernel {
   }
   size_t weight_bytes() const override {
     size_t n = 0;
-    for (const Expert& e : experts_) n += e.gate->weight_bytes() + e.up->weight_bytes() + e.down->weight_bytes();
+    for (const Expert& e : experts_)
+      if (e.gate) n += e.gate->weight_bytes() + e.up->weight_bytes() + e.down->weight_bytes();
     return n;
   }
 
@@ -43,6 +45,7 @@ class ExpertLinears : public MoeKernel {
   std::string formats(F of) const {
     std::vector<std::string> seen;
     for (const Expert& e : experts_) {
+      if (!e.gate) continue;
       std::string f = of(e);
       if (std::find(seen.begin(), seen.end(), f) == seen.end()) seen.push_back(std::move(f));
     }
@@ -80,12 +83,15 @@ std::unique_ptr<MoeKernel> QuantMethod::load_experts(const format::TensorSource&
 
   std::vector<ExpertLinears::Expert> experts(static_cast<size_t>(spec.n_experts));
   for (int64_t e = 0; e < spec.n_experts; ++e) {
+    if (!spec.keeps_expert(e)) continue;
     const std::string p = head + std::to_string(e) + ".";
     ExpertLinears::Expert& ex = experts[static_cast<size_t>(e)];
     auto linear = [&](const std::string& name, int64_t n_in, int64_t n_out, ParallelRole role) {
       LinearSpec ls{p + name, n_in, n_out, false, role};
-      ls.shard = spec.shard;
-      ls.n_shards = spec.n_shards;
+      if (!spec.expert_parallel) {  // each expert split over the ranks, else whole here
+        ls.shard = spec.shard;
+        ls.n_shards = spec.n_shards;
+      }
       if (role == ParallelRole::kRow) ls.reduce_max = spec.reduce_max;
       return load_linear(source, ls);
     };

@@ -94,6 +94,12 @@ struct MoeSpec {
   // down by input features, as LinearSpec's shard / n_shards / reduce_max (1: whole).
   int64_t shard = 0, n_shards = 1;
   std::function<void(float* values, int64_t n)> reduce_max;
+  // Expert parallelism instead (--enable-ep-moe): shard s of n_shards keeps experts
+  // [s E / n, (s + 1) E / n) whole and none of the others.
+  bool expert_parallel = false;
+  bool keeps_expert(int64_t e) const {
+    return !expert_parallel || n_shards <= 1 || e * n_shards / n_experts == shard;
+  }
 };
 
 // The grouped matmuls of one layer's experts: each call multiplies the rows of the
@@ -103,6 +109,8 @@ struct MoeSpec {
 class MoeKernel {
  public:
   virtual ~MoeKernel() = default;
+  // Whether this rank holds expert e (expert parallelism leaves the others out).
+  virtual bool has_expert(int64_t e) const = 0;
   // gate[n, d_ff], up[n, d_ff] for rows x[n, hidden] routed to expert e.
   virtual void gate_up(int64_t e, const float* x, int64_t n, float* gate, float* up, ThreadPool& pool) const = 0;
   // y[n, hidden] for h[n, d_ff].
