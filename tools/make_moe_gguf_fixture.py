@@ -12,7 +12,7 @@ expert_feed_forward_length). Expert matrices are 3-D: numpy shape
 Usage: python tools/make_moe_gguf_fixture.py tests/e2e/fixtures/gguf/qwen3moe-tiny.gguf [EXPERT_FFN]
 The tensor-parallel test's file has EXPERT_FFN 64, so that an expert's down projection splits
 into two halves of whole Q8_0 blocks:
-  python tools/make_moe_gguf_fixture.py tests/golden/fixtures/gguf/qwen3moe-ffn64-q8_0.gguf 64
+  python tools/make_moe_gguf_fixture.py tests/dist/fixtures/qwen3moe-ffn64-q8_0.gguf 64
 """
 import sys
 

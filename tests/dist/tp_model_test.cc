@@ -114,7 +114,9 @@ TEST(TensorParallel, MoeQwen2SharedExpertF32) { check_against_single(fixture("qw
 TEST(TensorParallel, MoeMixtralF32) { check_against_single(fixture("mixtral-f32")); }
 // GGUF 3-D expert tensors, each expert's rows or whole blocks of its columns viewed in the file
 // (the other GGUF MoE fixtures' experts are 32 or 96 wide: refused, not whole Q8_0/Q4_0 blocks).
-TEST(TensorParallel, MoeGgufQwen3Q8_0) { check_against_single(fixture("gguf/qwen3moe-ffn64-q8_0.gguf")); }
+TEST(TensorParallel, MoeGgufQwen3Q8_0) {
+  check_against_single(test::source_path("tests/dist/fixtures/qwen3moe-ffn64-q8_0.gguf"));
+}
 // Expert parallelism: each rank runs its share of the experts whole (Q4_0 experts 96 wide, which
 // the default split refuses, run whole).
 TEST(TensorParallel, MoeExpertParallelQwen2SharedExpertF32) { check_against_single(fixture("qwen2moe-f32"), "", true); }

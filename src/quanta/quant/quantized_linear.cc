@@ -103,29 +103,32 @@ class IntLinear : public LinearKernel {
     std::vector<int8_t> xq(static_cast<size_t>(n_tokens * K));
     std::vector<float> st(static_cast<size_t>(n_tokens), 1.0f);
     std::vector<std::pair<int64_t, int64_t>> minus128;  // static: (t, k) that saturated to -128
-    // Each token's max |x|: this shard's, or the whole row's when the shards combine theirs.
-    std::vector<float> amax(static_cast<size_t>(n_tokens));
-    if (act_ != IntAct::kStatic8) {
-      pool.parallel_for(n_tokens, 1, [&](int64_t t0, int64_t t1) {
-        for (int64_t t = t0; t < t1; ++t) amax[t] = row_amax(x + t * K, K);
-      });
-      if (w_.reduce_max) w_.reduce_max(amax.data(), n_tokens);
+    // A row-parallel shard's dynamic scales: each token's max |x| over the whole row, combined
+    // over the shards first (one process takes it in the loop below).
+    std::vector<float> row_max;
+    if (act_ != IntAct::kStatic8 && w_.reduce_max) {
+      row_max.resize(static_cast<size_t>(n_tokens));
+      for (int64_t t = 0; t < n_tokens; ++t) row_max[t] = row_amax(x + t * K, K);
+      w_.reduce_max(row_max.data(), n_tokens);
     }
     pool.parallel_for(n_tokens, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         int8_t* q = xq.data() + t * K;
         if (act_ == IntAct::kStatic8) {
           quantize_row_static(x + t * K, K, w_.input_scale, w_.input_offset, q);
-        } else if (w_.act_full_range) {
-          st[t] = amax[t] / 127.5f;
-          if (amax[t] > 0.0f && std::isfinite(amax[t])) {
+          continue;
+        }
+        const float amax = row_max.empty() ? row_amax(x + t * K, K) : row_max[t];
+        if (w_.act_full_range) {
+          st[t] = amax / 127.5f;
+          if (amax > 0.0f && std::isfinite(amax)) {
             quantize_row_static(x + t * K, K, st[t], 0.0f, q);
           } else {
             std::fill(q, q + K, int8_t{0});
-            st[t] = amax[t] == 0.0f ? 0.0f : std::nanf("");
+            st[t] = amax == 0.0f ? 0.0f : std::nanf("");
           }
         } else {
-          st[t] = quantize_row_with_max(x + t * K, K, amax[t], act_ == IntAct::kDynamic4 ? 7 : 127, q);
+          st[t] = quantize_row_with_max(x + t * K, K, amax, act_ == IntAct::kDynamic4 ? 7 : 127, q);
         }
       }
     });
@@ -361,6 +364,7 @@ IntLinearWeights shard_int_linear(IntLinearWeights w, const LinearSpec& spec) {
   if (by_rows) {
     if (!w.bias.empty()) w.bias.assign(w.bias.begin() + rows.begin, w.bias.begin() + rows.end);
     if (!w.quant_bias.empty()) w.quant_bias.assign(w.quant_bias.begin() + rows.begin, w.quant_bias.begin() + rows.end);
+    if (!w.deq_scale.empty()) w.deq_scale.assign(w.deq_scale.begin() + rows.begin, w.deq_scale.begin() + rows.end);
   } else {
     w.reduce_max = spec.reduce_max;  // dynamic activation scales over the whole row
     if (spec.shard != 0) {  // added once, by shard 0
@@ -368,7 +372,6 @@ IntLinearWeights shard_int_linear(IntLinearWeights w, const LinearSpec& spec) {
       std::fill(w.quant_bias.begin(), w.quant_bias.end(), 0);
     }
   }
-  if (by_rows && !w.deq_scale.empty()) w.deq_scale.assign(w.deq_scale.begin() + rows.begin, w.deq_scale.begin() + rows.end);
   return w;
 }
 
