@@ -923,8 +923,8 @@ def test_bad_log_level_is_refused():
 
 @pytest.mark.parametrize("args, says", [
     (["--device", "npu"], ["--device", "npu", "CPU"]),
-    # 4 heads; the MoE fixture is refused first for its experts (not split yet)
-    (["--tp-size", "3"], ["--tp-size", "mixture of experts" if "moe" in FIXTURE.name
+    # 4 heads; the MoE fixture is refused first for its experts' width (32)
+    (["--tp-size", "3"], ["--tp-size", "moe_intermediate_size (32) is not a multiple of 3" if "moe" in FIXTURE.name
                           else "num_attention_heads (4) is not a multiple of 3"]),
     (["--attention-backend", "ascend"], ["--attention-backend", "not supported"]),
     (["--modle-path", "x"], ["--modle-path", "did you mean '--model-path'"]),
