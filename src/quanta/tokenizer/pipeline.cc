@@ -253,7 +253,7 @@ void Pipeline::encode(std::string_view text, bool parse_special, std::vector<int
   }
 }
 
-std::string Pipeline::decode_tokens(std::vector<std::string> tokens, bool raw) const {
+std::string Pipeline::decode_tokens(std::vector<std::string> tokens, bool raw, bool continuation) const {
   if (!has_decoder) {
     std::string out;
     for (size_t i = 0; i < tokens.size(); ++i) {
@@ -263,6 +263,7 @@ std::string Pipeline::decode_tokens(std::vector<std::string> tokens, bool raw) c
     return raw ? out : utf8_lossy(out);
   }
   std::vector<std::string> next;
+  bool fused = false;  // tokens[0] is the whole text so far, not one token
   for (const DecoderStep& d : decoders) {
     switch (d.kind) {
       case DecoderStep::Kind::kByteLevel: {
@@ -275,13 +276,14 @@ std::string Pipeline::decode_tokens(std::vector<std::string> tokens, bool raw) c
           else bytes += t;
         }
         tokens.assign(1, raw ? bytes : utf8_lossy(bytes));
+        fused = true;
         break;
       }
       case DecoderStep::Kind::kMetaspace:
         for (size_t i = 0; i < tokens.size(); ++i) {
           // tokenizers drops every replacement character of the first token unless
           // the scheme is "never", and turns the others into spaces.
-          bool drop = i == 0 && d.prepend_scheme != PrependScheme::kNever;
+          bool drop = i == 0 && !continuation && d.prepend_scheme != PrependScheme::kNever;
           replace_all(tokens[i], d.content, drop ? "" : " ");
         }
         break;
@@ -318,13 +320,18 @@ std::string Pipeline::decode_tokens(std::vector<std::string> tokens, bool raw) c
         std::string all;
         for (auto& t : tokens) all += t;
         tokens.assign(1, std::move(all));
+        fused = true;
         break;
       }
       case DecoderStep::Kind::kStrip:
-        for (auto& t : tokens) {
-          // Character-wise, up to `start` leading and `stop` trailing copies of content.
+        for (size_t i = 0; i < tokens.size(); ++i) {
+          // Character-wise, up to `start` leading and `stop` trailing copies of content
+          // (per token; after a Fuse the one token is the text, whose start a
+          // continuation does not have).
+          std::string& t = tokens[i];
           std::string_view v = t;
-          for (size_t k = 0; k < d.start && v.compare(0, d.content.size(), d.content) == 0 && !v.empty(); ++k)
+          const size_t start = continuation && fused && i == 0 ? 0 : d.start;
+          for (size_t k = 0; k < start && v.compare(0, d.content.size(), d.content) == 0 && !v.empty(); ++k)
             v.remove_prefix(d.content.size());
           for (size_t k = 0; k < d.stop && v.size() >= d.content.size() && !v.empty() &&
                              v.compare(v.size() - d.content.size(), d.content.size(), d.content) == 0;

@@ -94,7 +94,9 @@ struct Pipeline {
   void pre_tokenize(std::vector<Piece>& pieces) const;
   // Runs the decoder chain over the tokens' strings; the result is valid UTF-8.
   // raw: bytes as the tokens spell them, invalid UTF-8 kept (not replaced by U+FFFD).
-  std::string decode_tokens(std::vector<std::string> tokens, bool raw = false) const;
+  // continuation: the tokens follow earlier text, so the rules for the start of a
+  // text (Metaspace's dropped first space, Strip's leading cut after a Fuse) do not apply.
+  std::string decode_tokens(std::vector<std::string> tokens, bool raw = false, bool continuation = false) const;
 };
 
 }  // namespace quanta::tokenizer

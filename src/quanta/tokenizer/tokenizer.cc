@@ -149,14 +149,16 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
   return ids;
 }
 
-std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
-  const Pipeline& p = impl_->pipeline;
+namespace {
+std::string decode_ids(const Tokenizer::Impl& impl, std::span<const int32_t> ids, bool skip_special,
+                       bool continuation) {
+  const Pipeline& p = impl.pipeline;
   std::vector<std::string> tokens;
   tokens.reserve(ids.size());
   for (int32_t id : ids) {
-    if (id < 0 || id >= impl_->vocab_size)
+    if (id < 0 || id >= impl.vocab_size)
       throw Error("token id " + std::to_string(id) + " is outside the vocabulary (0.." +
-                  std::to_string(impl_->vocab_size - 1) + ")");
+                  std::to_string(impl.vocab_size - 1) + ")");
     if (const AddedToken* t = p.added.by_id(id)) {
       if (skip_special && t->special) continue;
       tokens.push_back(t->content);
@@ -164,7 +166,12 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) c
       tokens.push_back(*s);
     }
   }
-  return p.decode_tokens(std::move(tokens));
+  return p.decode_tokens(std::move(tokens), /*raw=*/false, continuation);
+}
+}  // namespace
+
+std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
+  return decode_ids(*impl_, ids, skip_special, /*continuation=*/false);
 }
 
 std::string Tokenizer::token_to_piece(int32_t id) const {
@@ -185,11 +192,7 @@ std::string Tokenizer::token_bytes(int32_t id) const {
   } else {
     return std::string();
   }
-  // Decoded after an anchor that takes the first-token rules (Metaspace's dropped space, Strip).
-  const std::string alone = p.decode_tokens({"x"}, true);
-  const std::string with = p.decode_tokens({"x", piece}, true);
-  if (with.compare(0, alone.size(), alone) == 0) return with.substr(alone.size());
-  return p.decode_tokens({piece}, true);
+  return p.decode_tokens({piece}, /*raw=*/true, /*continuation=*/true);
 }
 
 std::vector<std::string> Tokenizer::vocab_bytes() const {
@@ -231,32 +234,31 @@ StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool skip_special)
 
 std::string StreamDecoder::step(int32_t id) {
   ids_.push_back(id);
-  std::string text = tokenizer_->decode(ids_, skip_special_);
+  std::string text = decode_ids(tokenizer_->impl(), ids_, skip_special_, !at_start_);
   bool incomplete = text.size() >= kReplacement.size() &&
                     text.compare(text.size() - kReplacement.size(), kReplacement.size(), kReplacement) == 0;
   if (text.size() <= prefix_text_.size() || (incomplete && ids_.size() - prefix_count_ < kMaxPendingTokens))
     return std::string();
-  // Decoders only append to a window's text; were one to rewrite it, the cut
-  // still lands on a character boundary, so the output stays valid UTF-8.
-  size_t cut = prefix_text_.size();
-  while (cut < text.size() && (static_cast<uint8_t>(text[cut]) & 0xC0) == 0x80) ++cut;
-  std::string out = text.substr(cut);
-  // The new context: the ids that produced `out`.
-  ids_.erase(ids_.begin(), ids_.begin() + static_cast<std::ptrdiff_t>(prefix_count_));
-  prefix_count_ = ids_.size();
-  prefix_text_ = tokenizer_->decode(ids_, skip_special_);
-  return out;
+  return advance(text);
 }
 
 std::string StreamDecoder::flush() {
   if (ids_.size() <= prefix_count_) return std::string();
-  std::string text = tokenizer_->decode(ids_, skip_special_);
+  return advance(decode_ids(tokenizer_->impl(), ids_, skip_special_, !at_start_));
+}
+
+std::string StreamDecoder::advance(const std::string& text) {
+  // Decoders only append to a window's text; were one to rewrite it, the cut
+  // still lands on a character boundary, so the output stays valid UTF-8.
   size_t cut = prefix_text_.size();
   while (cut < text.size() && (static_cast<uint8_t>(text[cut]) & 0xC0) == 0x80) ++cut;
   std::string out = cut < text.size() ? text.substr(cut) : std::string();
+  // The new context: the ids that produced `out`. Once the window has moved past
+  // the first id, it is decoded as a continuation (no start-of-text rules).
+  if (prefix_count_ > 0) at_start_ = false;
   ids_.erase(ids_.begin(), ids_.begin() + static_cast<std::ptrdiff_t>(prefix_count_));
   prefix_count_ = ids_.size();
-  prefix_text_ = tokenizer_->decode(ids_, skip_special_);
+  prefix_text_ = decode_ids(tokenizer_->impl(), ids_, skip_special_, !at_start_);
   return out;
 }
 

@@ -102,8 +102,9 @@ class Tokenizer {
 // Incremental detokenization for streaming: feed ids one at a time, get the
 // text that became final. Never emits a partial UTF-8 character, never loses or
 // repeats one when a character spans tokens, and keeps the decoders' rules
-// about leading spaces (a SentencePiece model's first word) intact, because it
-// always decodes a window that starts at an earlier, already emitted token.
+// about leading spaces (a SentencePiece model's first word) intact: it decodes a
+// window that starts at an earlier, already emitted token, and once that is not
+// the first token, decodes it as a continuation of the text.
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& tokenizer, bool skip_special = false);
@@ -113,8 +114,12 @@ class StreamDecoder {
   std::string flush();
 
  private:
+  // Emits what `text` (the window's decode) adds to the context, and makes the ids behind it the new context.
+  std::string advance(const std::string& text);
+
   const Tokenizer* tokenizer_;
   bool skip_special_;
+  bool at_start_ = true;      // ids_[0] is the first id of the text
   std::vector<int32_t> ids_;  // window: ids_[0, prefix_count_) are context already emitted
   size_t prefix_count_ = 0;
   std::string prefix_text_;   // decode of the context ids
