@@ -9,6 +9,7 @@
 #include "quanta/core/thread_pool.h"
 #include "quanta/kernels/kernels.h"
 #include "quanta/kernels/tile_gemm.h"
+#include "quanta/quant/quantized_linear.h"
 
 namespace quanta::quant {
 
@@ -32,12 +33,6 @@ const std::array<float, 256>& e4m3_table() {
   return t;
 }
 
-float amax_of(const float* x, int64_t n) {
-  float amax = 0.0f;
-  for (int64_t k = 0; k < n; ++k) amax = std::max(amax, std::fabs(x[k]));
-  return amax;
-}
-
 class Fp8Linear : public LinearKernel {
  public:
   explicit Fp8Linear(Fp8LinearWeights w) : w_(std::move(w)), n_out_(w_.weight.dim(0)), n_in_(w_.weight.dim(1)) {}
@@ -52,7 +47,7 @@ class Fp8Linear : public LinearKernel {
       std::vector<float> token_amax;
       if (w_.act == Fp8Act::kToken && w_.reduce_max) {
         token_amax.resize(static_cast<size_t>(n_tokens));
-        for (int64_t t = 0; t < n_tokens; ++t) token_amax[t] = amax_of(x + t * K, K);
+        for (int64_t t = 0; t < n_tokens; ++t) token_amax[t] = abs_max(x + t * K, K);
         w_.reduce_max(token_amax.data(), n_tokens);
       }
       for (int64_t t = 0; t < n_tokens; ++t)
@@ -60,7 +55,7 @@ class Fp8Linear : public LinearKernel {
           const int64_t len = std::min(span, K - k0);
           const float* row = x + t * K + k0;
           float s = w_.input_scale;
-          if (w_.act != Fp8Act::kStatic) s = (token_amax.empty() ? amax_of(row, len) : token_amax[t]) / 448.0f;
+          if (w_.act != Fp8Act::kStatic) s = (token_amax.empty() ? abs_max(row, len) : token_amax[t]) / 448.0f;
           fp8_fake_quantize(row, len, s, xa.data() + t * K + k0);
         }
       x = xa.data();

@@ -9,16 +9,14 @@
 
 namespace quanta::quant {
 
-namespace {
-float row_amax(const float* x, int64_t n) {
+float abs_max(const float* x, int64_t n) {
   float amax = 0.0f;
   for (int64_t k = 0; k < n; ++k) amax = std::max(amax, std::fabs(x[k]));
   return amax;
 }
-}  // namespace
 
 float quantize_row_symmetric(const float* x, int64_t n, int qmax, int8_t* q) {
-  return quantize_row_with_max(x, n, row_amax(x, n), qmax, q);
+  return quantize_row_with_max(x, n, abs_max(x, n), qmax, q);
 }
 
 float quantize_row_with_max(const float* x, int64_t n, float amax, int qmax, int8_t* q) {
@@ -108,7 +106,7 @@ class IntLinear : public LinearKernel {
     std::vector<float> row_max;
     if (act_ != IntAct::kStatic8 && w_.reduce_max) {
       row_max.resize(static_cast<size_t>(n_tokens));
-      for (int64_t t = 0; t < n_tokens; ++t) row_max[t] = row_amax(x + t * K, K);
+      for (int64_t t = 0; t < n_tokens; ++t) row_max[t] = abs_max(x + t * K, K);
       w_.reduce_max(row_max.data(), n_tokens);
     }
     pool.parallel_for(n_tokens, 1, [&](int64_t t0, int64_t t1) {
@@ -118,7 +116,7 @@ class IntLinear : public LinearKernel {
           quantize_row_static(x + t * K, K, w_.input_scale, w_.input_offset, q);
           continue;
         }
-        const float amax = row_max.empty() ? row_amax(x + t * K, K) : row_max[t];
+        const float amax = row_max.empty() ? abs_max(x + t * K, K) : row_max[t];
         if (w_.act_full_range) {
           st[t] = amax / 127.5f;
           if (amax > 0.0f && std::isfinite(amax)) {

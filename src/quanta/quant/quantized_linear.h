@@ -69,6 +69,8 @@ std::unique_ptr<LinearKernel> make_mx_linear(MxLinearWeights w,
                                              const kernels::QuantLinearKernels& kt = kernels::quant_linear_kernels());
 
 // Activation quantizers, exposed for tests and online quantization.
+// max |x[k]| over the row (the dynamic scales' measure; NaNs are skipped).
+float abs_max(const float* x, int64_t n);
 // Per-token symmetric: returns s_t, writes x_q in [-qmax, qmax].
 float quantize_row_symmetric(const float* x, int64_t n, int qmax, int8_t* q);
 // The same with the row's max |x| given (amax >= every |x[k]|, e.g. over all shards of a row).
