@@ -19,6 +19,7 @@
 #include "quanta/engine/loader.h"
 #include "quanta/engine/perplexity.h"
 #include "quanta/format/hf_config.h"
+#include "quanta/report/svg.h"
 #include "quanta/tokenizer/tokenizer.h"
 
 namespace quanta::cli {
@@ -153,11 +154,8 @@ int run_ppl(const PerplexityOptions& o, ThreadPool& pool) {
       });
   if (writer) writer->finish();
   if (!o.per_token.empty()) {
-    std::FILE* f = std::fopen(o.per_token.c_str(), "w");
-    if (!f) throw Error("cannot be written", {.file = o.per_token, .field = "--per-token"});
-    const std::string text = ordered_json{{"n_ctx", o.n_ctx}, {"chunks", per_token}}.dump() + "\n";
-    const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-    if (std::fclose(f) != 0 || !ok) throw Error("could not be written in full", {.file = o.per_token, .field = "--per-token"});
+    report::write_report(o.per_token, ordered_json{{"n_ctx", o.n_ctx}, {"chunks", per_token}}.dump() + "\n",
+                         "--per-token");
   }
   const double secs = seconds_since(t0);
   if (o.json) {
