@@ -177,24 +177,22 @@ MapPlace map_place(const std::string& tensor) {
   } else if (shared) {
     if (down) p.column = "shared w2";
     else if (gate_or_up) p.column = "shared w13";
-  } else if (has(r, "attn_qkv") || has(r, "qkv_proj")) {
-    p.column = "qkv";
-  } else if (has(r, "attn_q.") || has(r, "q_proj")) {
-    p.column = "q";
-  } else if (has(r, "attn_k.") || has(r, "k_proj")) {
-    p.column = "k";
-  } else if (has(r, "attn_v.") || has(r, "v_proj")) {
-    p.column = "v";
-  } else if (has(r, "attn_output") || has(r, "o_proj")) {
-    p.column = "o";
-  } else if (has(r, "ffn_gate_up") || has(r, "gate_up_proj")) {
-    p.column = "gate_up";
-  } else if (has(r, "ffn_gate.") || has(r, "gate_proj")) {
-    p.column = "gate";
-  } else if (has(r, "ffn_up.") || has(r, "up_proj")) {
-    p.column = "up";
-  } else if (has(r, "ffn_down.") || has(r, "down_proj")) {
-    p.column = "down";
+  } else {
+    // Dense projections: the first column one of whose name fragments (GGUF, HF) the name holds.
+    static const struct {
+      const char* column;
+      const char* gguf;
+      const char* hf;
+    } kDense[] = {{"qkv", "attn_qkv", "qkv_proj"},  {"q", "attn_q.", "q_proj"},
+                  {"k", "attn_k.", "k_proj"},       {"v", "attn_v.", "v_proj"},
+                  {"o", "attn_output", "o_proj"},   {"gate_up", "ffn_gate_up", "gate_up_proj"},
+                  {"gate", "ffn_gate.", "gate_proj"}, {"up", "ffn_up.", "up_proj"},
+                  {"down", "ffn_down.", "down_proj"}};
+    for (const auto& d : kDense)
+      if (has(r, d.gguf) || has(r, d.hf)) {
+        p.column = d.column;
+        break;
+      }
   }
   return p;
 }
