@@ -208,42 +208,56 @@ class OnlineMethod : public QuantMethod {
       throw Error("expected a float weight " + shape_str({N, K}) + " to quantize, found " +
                       std::string(dtype_name(raw.dtype())) + " " + shape_str(raw.shape()),
                   {.file = source.file_of(wname), .tensor = wname});
+    // Under tensor parallelism a column-parallel rank quantizes only its own rows; a
+    // row-parallel one quantizes whole rows (int8's per-row scale needs all of a row)
+    // and keeps its columns.
+    const bool own_rows = spec.n_shards > 1 && spec.role != ParallelRole::kRow;
+    const ShardRange rows = own_rows ? shard_range(spec, 1, "row") : ShardRange{0, N};
+    LinearSpec kept = spec;
+    if (own_rows) {
+      kept.n_shards = 1;
+      kept.shard = 0;
+    }
+    const int64_t M = rows.size();
     std::vector<float> bias;
     if (spec.has_bias) {
-      Tensor b = source.get(spec.prefix + ".bias").to_f32();
-      bias.assign(b.data<float>(), b.data<float>() + b.numel());
+      const std::string bname = spec.prefix + ".bias";
+      Tensor b = source.get(bname).to_f32();
+      if (b.shape() != Shape{N})
+        throw Error("expected a bias " + shape_str({N}) + ", found " + shape_str(b.shape()),
+                    {.file = source.file_of(bname), .tensor = bname});
+      bias.assign(b.data<float>() + rows.begin, b.data<float>() + rows.end);
     }
     // One row at a time: the float weight is never copied whole.
     std::vector<float> row(static_cast<size_t>(K));
-    const auto* src = static_cast<const uint8_t*>(raw.raw());
     const size_t row_bytes = dtype_bytes(raw.dtype(), static_cast<size_t>(K));
+    const auto* src = static_cast<const uint8_t*>(raw.raw()) + rows.begin * row_bytes;
     if (method_ == "mxfp8") {
       if (K % kMxBlock != 0)
         throw Error("in_features " + std::to_string(K) + " is not a multiple of 32, which mxfp8 needs",
                     {.tensor = wname});
       MxLinearWeights w;
       w.scheme = Scheme::kW8A8Mxfp8;
-      w.weight = Tensor::zeros(DType::kU8, {N, K});
-      w.scale = Tensor::zeros(DType::kU8, {N, K / kMxBlock});
-      for (int64_t n = 0; n < N; ++n) {
+      w.weight = Tensor::zeros(DType::kU8, {M, K});
+      w.scale = Tensor::zeros(DType::kU8, {M, K / kMxBlock});
+      for (int64_t n = 0; n < M; ++n) {
         convert_to_f32(raw.dtype(), src + n * row_bytes, row.data(), static_cast<size_t>(K));
         mx_quantize_row(MxElem::kE4M3, row.data(), K, w.weight.data_mut<uint8_t>() + n * K,
                         w.scale.data_mut<uint8_t>() + n * (K / kMxBlock));
       }
       w.bias = std::move(bias);
-      return make_mx_linear(shard_mx_linear(std::move(w), spec));
+      return make_mx_linear(shard_mx_linear(std::move(w), kept));
     }
     IntLinearWeights w;
     w.scheme = Scheme::kW8A8Dynamic;
-    w.weight = Tensor::zeros(DType::kI8, {N, K});
-    w.scale.resize(static_cast<size_t>(N));
-    for (int64_t n = 0; n < N; ++n) {
+    w.weight = Tensor::zeros(DType::kI8, {M, K});
+    w.scale.resize(static_cast<size_t>(M));
+    for (int64_t n = 0; n < M; ++n) {
       convert_to_f32(raw.dtype(), src + n * row_bytes, row.data(), static_cast<size_t>(K));
-      const float s = quantize_row_symmetric(row.data(), K, 127, w.weight.data_mut<int8_t>() + n * K);
-      w.scale[n] = s;
+      w.scale[n] = quantize_row_symmetric(row.data(), K, 127, w.weight.data_mut<int8_t>() + n * K);
     }
     w.bias = std::move(bias);
-    return make_int_linear(shard_int_linear(std::move(w), spec));
+    return make_int_linear(shard_int_linear(std::move(w), kept));
   }
 
  private:
