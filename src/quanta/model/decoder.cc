@@ -218,7 +218,7 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
   // The embedding table is looked up row by row through the same kernel
   // interface as a Linear, so it may be stored in any format a method reads.
   // Under tensor parallelism with a vocabulary that splits, lm_head is its own kernel
-  // (below) and the table is only looked up: each rank maps just the rows it reads.
+  // (below) and each rank looks up only its slice of the table: it maps just those rows.
   m->vocab_split_ = n_ranks > 1 && c.vocab_size % n_ranks == 0;
   {
     LinearSpec spec{"model.embed_tokens", hidden, c.vocab_size, false, ParallelRole::kReplicated};
@@ -359,13 +359,22 @@ void DecoderModel::forward(const std::vector<SequenceStep>& steps, KvPool& kv_po
   std::vector<float> attn = buffer(n_tokens * q_dim), proj = buffer(n_tokens * hidden);
   std::vector<float> gate = buffer(n_tokens * d_ff), up = buffer(n_tokens * d_ff);
 
-  // Embedding lookup, scaled for Gemma.
+  // Embedding lookup, scaled for Gemma. With the vocabulary split, each rank looks up
+  // only the ids of its slice (so it maps only that slice's rows of the table) and
+  // one all-reduce adds the rows to the zeros of the other ranks: exact.
+  const int64_t v_part = vocab_split_ ? c.vocab_size / comm_->size() : c.vocab_size;
+  const int64_t v_begin = vocab_split_ ? comm_->rank() * v_part : 0;
   for (int64_t t = 0; t < n_tokens; ++t) {
     float* xr = x.data() + t * hidden;
-    embedding_->dequantize_row(batch_tokens[static_cast<size_t>(t)], xr);
+    const int32_t id = batch_tokens[static_cast<size_t>(t)];
+    if (id < 0 || id >= c.vocab_size)
+      throw Error("token id " + std::to_string(id) + " is outside the vocabulary (0.." + std::to_string(c.vocab_size - 1) + ")");
+    if (id < v_begin || id >= v_begin + v_part) continue;  // x starts as zeros
+    embedding_->dequantize_row(id, xr);
     if (c.embedding_scale != 1.0f)
       for (int64_t i = 0; i < hidden; ++i) xr[i] *= c.embedding_scale;
   }
+  if (vocab_split_) comm_->all_reduce_sum(x.data(), n_tokens * hidden);
 
   // Attention of each sequence reads its rows of q and writes its rows of attn.
   std::vector<kernels::AttentionSeq> attn_seqs;
