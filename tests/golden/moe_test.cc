@@ -291,5 +291,59 @@ TEST(MoeLoadErrors, TopKAboveTheExpertCount) {
   test::expect_error([&] { engine::load_model(dir); }, {"num_experts_per_tok", "config.json"});
 }
 
+// --- gpt-oss (tests/golden/fixtures/gptoss-f32, tools/make_gptoss_fixtures.py).
+
+// Its router takes the top k of the logits, then a softmax over those k (GptOssTopKRouter).
+TEST(MoeRoute, GptOssSoftmaxOverTheTopKLogits) {
+  const std::vector<float> logits = {0.5f, -1.0f, 2.0f, 0.0f, 1.0f, -3.0f};
+  format::MoeConfig c;
+  c.n_experts = 6;
+  c.n_experts_used = 3;
+  c.softmax_topk = true;
+  model::Routing r = model::route(c, logits.data(), 1);
+  ASSERT_EQ(r.expert, (std::vector<int32_t>{2, 4, 0}));
+  const double s = std::exp(2.0) + std::exp(1.0) + std::exp(0.5);
+  EXPECT_NEAR(r.weight[0], std::exp(2.0) / s, 1e-6);
+  EXPECT_NEAR(r.weight[1], std::exp(1.0) / s, 1e-6);
+  EXPECT_NEAR(r.weight[2], std::exp(0.5) / s, 1e-6);
+}
+
+TEST(GptOssLoadErrors, SinksOfTheWrongShape) {
+  const std::string dir = copy_fixture("gptoss-f32", [](nlohmann::json&) {});
+  test::edit_st(dir, [](test::Safetensors& st) {
+    auto& t = st.header["model.layers.1.self_attn.sinks"];
+    const uint64_t begin = t["data_offsets"][0].get<uint64_t>();
+    t["shape"] = {2};
+    t["data_offsets"] = {begin, begin + 8};
+  });
+  test::expect_error([&] { engine::load_model(dir); }, {"model.layers.1.self_attn.sinks", "[2]", "[4]"});
+}
+
+TEST(GptOssLoadErrors, MissingExpertBias) {
+  const std::string dir = copy_fixture("gptoss-f32", [](nlohmann::json&) {});
+  test::edit_st(dir, [](test::Safetensors& st) { st.header.erase("model.layers.1.mlp.experts.down_proj_bias"); });
+  test::expect_error([&] { engine::load_model(dir); }, {"model.layers.1.mlp.experts.down_proj_bias", "missing"});
+}
+
+TEST(GptOssLoadErrors, MissingRouterBias) {
+  const std::string dir = copy_fixture("gptoss-f32", [](nlohmann::json&) {});
+  test::edit_st(dir, [](test::Safetensors& st) { st.header.erase("model.layers.0.mlp.router.bias"); });
+  test::expect_error([&] { engine::load_model(dir); }, {"model.layers.0.mlp.router.bias", "missing"});
+}
+
+TEST(GptOssLoadErrors, FusedExpertsOfTheWrongShape) {
+  const std::string dir = copy_fixture("gptoss-f32", [](nlohmann::json&) {});
+  test::edit_st(dir, [](test::Safetensors& st) {
+    auto& t = st.header["model.layers.0.mlp.experts.gate_up_proj"];
+    t["shape"] = {4, 32, 128};  // same bytes, hidden and 2 * ffn swapped
+  });
+  test::expect_error([&] { engine::load_model(dir); }, {"model.layers.0.mlp.experts.gate_up_proj", "[4, 64, 64]"});
+}
+
+TEST(GptOssLoadErrors, NegativeSwigluLimit) {
+  const std::string dir = copy_fixture("gptoss-f32", [](nlohmann::json& c) { c["swiglu_limit"] = -7.0; });
+  test::expect_error([&] { engine::load_model(dir); }, {"swiglu_limit", "config.json", "positive"});
+}
+
 }  // namespace
 }  // namespace quanta
