@@ -61,15 +61,97 @@ def config() -> GptOssConfig:
                          "beta_slow": 1.0, "truncate": False, "original_max_position_embeddings": 8})
 
 
-def make_model():
+def gguf_config() -> GptOssConfig:
+    """The GGUF fixture's model: llama.cpp hard-codes swiglu alpha 1.702 and limit 7
+    (llama-graph.cpp; the converter writes neither), so this one keeps transformers' defaults."""
+    c = config()
+    c.swiglu_limit, c.swiglu_alpha = 7.0, 1.702
+    return c
+
+
+def make_model(cfg=None, expert_gain: float = 1.0):
     torch.manual_seed(SEED)
-    m = AutoModelForCausalLM.from_config(config(), attn_implementation="eager", dtype=torch.float32)
+    m = AutoModelForCausalLM.from_config(cfg or config(), attn_implementation="eager", dtype=torch.float32)
     with torch.no_grad():
         randomise_extras(m, {"config": m.config})
         for name, p in m.named_parameters():
             if name.endswith("_proj_bias") or name.endswith(".sinks"):
                 p.copy_(torch.randn_like(p) * 0.5)
+            if name.endswith("experts.gate_up_proj"):
+                p.mul_(expert_gain)  # louder gate/up, so that the clamp at 7 bites
     return m.eval()
+
+
+GGUF_GAIN = 4.0
+GGUF_TYPES = ("Q8_0", "MXFP4_MOE")
+
+# llama.cpp's GptOssModel reads a GPT-2 BPE tokenizer.json only; pointed at its own
+# SentencePiece reader instead (as tools/make_moe_fixtures.py does for Qwen-MoE): only the
+# tokenizer.ggml.* keys differ, every tensor and hyperparameter is the converter's.
+CONVERT = """
+import runpy, sys
+sys.path.insert(0, sys.argv[1])
+sys.path.insert(1, sys.argv[1] + "/gguf-py")
+import conversion.gpt_oss as m
+m.GptOssModel.set_vocab = lambda self: self._set_vocab_sentencepiece()
+script = sys.argv[1] + "/convert_hf_to_gguf.py"
+sys.argv = [script] + sys.argv[2:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def load_gguf_weights(model, path: Path) -> dict:
+    """The float model's state dict with every tensor replaced by the GGUF's, dequantized by gguf-py
+    (the converter's own inverse: gate/up de-interleaved into ffn_{gate,up}_exps [E, ffn, hidden],
+    down transposed into ffn_down_exps [E, hidden, ffn], biases split alike)."""
+    import gguf
+    import numpy as np
+
+    reader = gguf.GGUFReader(str(path))
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    done = set()
+    top = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
+    table = {"attn_norm": "input_layernorm", "post_attention_norm": "post_attention_layernorm",
+             "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+             "attn_output": "self_attn.o_proj", "ffn_gate_inp": "mlp.router"}
+    for t in reader.tensors:
+        w = torch.from_numpy(np.array(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32))
+        w = w.reshape([int(x) for x in reversed(list(t.shape))])
+        base, suffix = t.name.rsplit(".", 1)
+        if base in top:
+            name = top[base] + "." + suffix
+            sd[name] = w.reshape(sd[name].shape)
+            done.add(name)
+            continue
+        _, layer, part = base.split(".", 2)
+        p = f"model.layers.{layer}."
+        if part == "attn_sinks":
+            sd[p + "self_attn.sinks"] = w.reshape(sd[p + "self_attn.sinks"].shape)
+            done.add(p + "self_attn.sinks")
+        elif part in table:
+            name = p + table[part] + "." + suffix
+            sd[name] = w.reshape(sd[name].shape)
+            done.add(name)
+        elif part in ("ffn_gate_exps", "ffn_up_exps"):
+            col = slice(0, None, 2) if part == "ffn_gate_exps" else slice(1, None, 2)
+            if suffix == "weight":
+                sd[p + "mlp.experts.gate_up_proj"][:, :, col] = w.transpose(1, 2)
+                done.add(p + "mlp.experts.gate_up_proj" + part)
+            else:
+                sd[p + "mlp.experts.gate_up_proj_bias"][:, col] = w
+                done.add(p + "mlp.experts.gate_up_proj_bias" + part)
+        elif part == "ffn_down_exps":
+            if suffix == "weight":
+                sd[p + "mlp.experts.down_proj"] = w.transpose(1, 2).contiguous()
+                done.add(p + "mlp.experts.down_proj")
+            else:
+                sd[p + "mlp.experts.down_proj_bias"] = w
+                done.add(p + "mlp.experts.down_proj_bias")
+        else:
+            raise KeyError(t.name)
+    want = len(sd) + 2 * model.config.num_hidden_layers  # gate_up weight and bias come in two halves each
+    assert len(done) == want, (path.name, len(done), want)
+    return sd
 
 
 class RouteWatch:
@@ -91,6 +173,7 @@ class RouteWatch:
 
 
 def references(model) -> tuple[dict, list]:
+    # (the prompts are drawn afresh for each model, under the same seeds)
     k, vocab = model.config.num_experts_per_tok, model.config.vocab_size
     tensors, prompts = {}, []
     for i, length in enumerate(PROMPT_LENS):
@@ -158,9 +241,43 @@ def main() -> int:
         save_file(tensors, str(out / "reference.safetensors"),
                   metadata={"quanta_fixture": json.dumps({**meta, "prompts": prompts}, sort_keys=True)})
         print(f"{out.name}: clamp share {meta['clamp_share']} {prompts}")
+        if sys.argv[1:] != ["--hf-only"]:
+            gguf_fixtures(tmp)
     finally:
         shutil.rmtree(tmp)
     return 0
+
+
+def gguf_fixtures(tmp: Path) -> None:
+    """tests/golden/fixtures/gguf/gptoss-<type>.gguf and .reference.safetensors: the GGUF model
+    (defaults alpha 1.702 / limit 7, gate/up weights x4) converted by llama.cpp's
+    convert_hf_to_gguf.py in f32, quantized by llama-quantize; the reference is transformers on
+    the file's tensors dequantized by gguf-py."""
+    model = make_model(gguf_config(), GGUF_GAIN)
+    src = tmp / "gguf-hf"
+    model.save_pretrained(src)
+    shutil.copy(g.train_tokenizer(model.config.vocab_size, tmp), src / "tokenizer.model")
+    base = tmp / "gptoss-f32.gguf"
+    g.run([sys.executable, "-c", CONVERT, str(g.LLAMA_CPP), str(src), "--outfile", str(base), "--outtype", "f32",
+           "--model-name", "quanta-tiny-gptoss"], env={**os.environ, "PYTHONHASHSEED": "0"})
+    for typ in GGUF_TYPES:
+        stem = f"gptoss-{typ.lower()}"
+        path = tmp / f"{stem}.gguf"
+        g.run([str(g.QUANTIZE), str(base), str(path), typ, "1"])
+        ref = make_model(gguf_config(), GGUF_GAIN)
+        ref.load_state_dict(load_gguf_weights(ref, path))
+        tensors, prompts = references(ref)
+        info = dict(model="gptoss", fixture=stem, gguf_type=typ, transformers=transformers.__version__,
+                    torch=torch.__version__.split("+")[0], tensor_types=g.tensor_types(path), prompts=prompts,
+                    clamp_share=round(clamp_share(ref, tensors["prompt_0"]), 4),
+                    about="gpt-oss as gptoss-f32 but swiglu alpha 1.702 / limit 7 (what llama.cpp hard-codes) and "
+                          "gate_up_proj x4 so the clamps bite; converted by llama.cpp, quantized by llama-quantize")
+        ref_path = tmp / f"{stem}.reference.safetensors"
+        save_file(tensors, str(ref_path), metadata={"quanta_fixture": json.dumps(info, sort_keys=True)})
+        for f in (path, ref_path):
+            os.chmod(f, 0o644)
+            shutil.move(str(f), g.OUT / f.name)
+        print(f"{stem}: {info['tensor_types']} clamp share {info['clamp_share']} {prompts}")
 
 
 if __name__ == "__main__":
