@@ -241,11 +241,74 @@ def main() -> int:
         save_file(tensors, str(out / "reference.safetensors"),
                   metadata={"quanta_fixture": json.dumps({**meta, "prompts": prompts}, sort_keys=True)})
         print(f"{out.name}: clamp share {meta['clamp_share']} {prompts}")
+        mxfp4_fixture(tmp)
         if sys.argv[1:] != ["--hf-only"]:
             gguf_fixtures(tmp)
     finally:
         shutil.rmtree(tmp)
     return 0
+
+
+E2M1 = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
+
+
+def to_mxfp4(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """w [E, rows, cols] -> (blocks u8 [E, rows, cols/32, 16], scales u8 [E, rows, cols/32]) in
+    transformers' layout (low nibble = even element, E8M0 scale 2^(s - 127)); scale per the OCP
+    rule 2^(floor(log2(amax)) - 2), each value rounded to the nearest E2M1 magnitude."""
+    e, rows, cols = w.shape
+    x = w.reshape(e, rows, cols // 32, 32).double()
+    amax = x.abs().amax(-1, keepdim=True).clamp_min(2.0 ** -120)
+    exp = torch.floor(torch.log2(amax)) - 2
+    q = x / torch.pow(2.0, exp)
+    mag = (q.abs().unsqueeze(-1) - E2M1.double()).abs().argmin(-1)  # 0..7 (clips at 6)
+    code = (mag + torch.where(q < 0, 8, 0)).to(torch.uint8)
+    blocks = code[..., 0::2] | (code[..., 1::2] << 4)
+    return blocks.contiguous(), (exp.squeeze(-1) + 127).to(torch.uint8).contiguous()
+
+
+def mxfp4_fixture(tmp: Path) -> None:
+    """tests/golden/fixtures/gptoss-mxfp4/: gptoss-f32's model with its experts in MXFP4 as
+    transformers lays it out (gate_up_proj_blocks/_scales, down_proj_blocks/_scales). No tool on
+    this CPU-only machine writes that layout (transformers quantizes to MXFP4 only through the
+    `kernels` hub's triton kernels), so to_mxfp4 above writes it; the oracle is transformers
+    itself loading the folder with Mxfp4Config(dequantize=True) (its convert_moe_packed_tensors)."""
+    from safetensors.torch import save_file as save
+    from transformers import Mxfp4Config
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+
+    model = make_model()
+    out = FIXTURES / "gptoss-mxfp4"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    tensors = {}
+    for name, t in model.state_dict().items():
+        if name.endswith("experts.gate_up_proj") or name.endswith("experts.down_proj"):
+            blocks, scales = to_mxfp4(t.transpose(1, 2).contiguous())  # rows = outputs
+            back = convert_moe_packed_tensors(blocks, scales, dtype=torch.float32)
+            assert back.shape == t.shape and (back - t).abs().max() <= t.abs().max() / 4, name
+            tensors[name + "_blocks"], tensors[name + "_scales"] = blocks, scales
+        else:
+            tensors[name] = t.contiguous()
+    save(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    cfg = model.config.to_dict()
+    cfg["architectures"] = [type(model).__name__]  # save_pretrained adds it; to_dict does not
+    cfg["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": [
+        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
+    (out / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    model.generation_config.to_json_file(str(out / "generation_config.json"))
+    ref = AutoModelForCausalLM.from_pretrained(out, quantization_config=Mxfp4Config(dequantize=True),
+                                               attn_implementation="eager", dtype=torch.float32).eval()
+    assert ref.model.layers[0].mlp.experts.gate_up_proj.dtype == torch.float32
+    refs, prompts = references(ref)
+    meta = dict(model="gptoss-mxfp4", transformers=transformers.__version__, torch=torch.__version__.split("+")[0],
+                architecture=type(ref).__name__, prompts=prompts,
+                about="gptoss-f32 with MXFP4 experts written by tools/make_gptoss_fixtures.py:to_mxfp4 in "
+                      "transformers' layout; reference: transformers with Mxfp4Config(dequantize=True)")
+    save_file(refs, str(out / "reference.safetensors"), metadata={"quanta_fixture": json.dumps(meta, sort_keys=True)})
+    for f in out.iterdir():
+        os.chmod(f, 0o644)
+    print(f"{out.name}: {prompts}")
 
 
 def gguf_fixtures(tmp: Path) -> None:

@@ -340,6 +340,20 @@ TEST(GptOssLoadErrors, FusedExpertsOfTheWrongShape) {
   test::expect_error([&] { engine::load_model(dir); }, {"model.layers.0.mlp.experts.gate_up_proj", "[4, 64, 64]"});
 }
 
+TEST(GptOssLoadErrors, MissingMxfp4Scales) {
+  const std::string dir = copy_fixture("gptoss-mxfp4", [](nlohmann::json&) {});
+  test::edit_st(dir, [](test::Safetensors& st) { st.header.erase("model.layers.1.mlp.experts.down_proj_scales"); });
+  test::expect_error([&] { engine::load_model(dir); }, {"model.layers.1.mlp.experts.down_proj_scales", "missing"});
+}
+
+TEST(GptOssLoadErrors, Mxfp4BlocksOfTheWrongShape) {
+  const std::string dir = copy_fixture("gptoss-mxfp4", [](nlohmann::json&) {});
+  test::edit_st(dir, [](test::Safetensors& st) {
+    st.header["model.layers.0.mlp.experts.gate_up_proj_blocks"]["shape"] = {4, 64, 1, 32};  // same bytes
+  });
+  test::expect_error([&] { engine::load_model(dir); }, {"model.layers.0.mlp.experts.gate_up_proj_blocks", "[4, 64, 2, 16]"});
+}
+
 TEST(GptOssLoadErrors, NegativeSwigluLimit) {
   const std::string dir = copy_fixture("gptoss-f32", [](nlohmann::json& c) { c["swiglu_limit"] = -7.0; });
   test::expect_error([&] { engine::load_model(dir); }, {"swiglu_limit", "config.json", "positive"});

@@ -92,6 +92,8 @@ bool has_prefix(const std::vector<std::string>& names, const std::string& prefix
 // [E, ffn, hidden], down_proj_bias [E, hidden]. Served as the per-expert Linears the
 // QuantMethods load (experts.E.{gate,up,down}_proj.{weight,bias}, weights [out, in]), copied
 // to f32 once at load: the fused layout is transposed and interleaved, so no view fits.
+// MXFP4 experts (_blocks/_scales) are dequantized to f32 at load too: correct, but 8x their
+// size in memory; a native MXFP4 expert kernel is still to come.
 class FusedExpertSource : public format::TensorSource {
  public:
   FusedExpertSource(const format::TensorSource& base, const std::vector<std::string>& names, const std::string& experts,
@@ -113,8 +115,46 @@ class FusedExpertSource : public format::TensorSource {
       file_of_[name] = base.file_of(name);
       return t.to_f32();
     };
-    const Tensor gu = fetch(experts + ".gate_up_proj", {n_experts, hidden, 2 * ffn});
-    const Tensor dn = fetch(experts + ".down_proj", {n_experts, ffn, hidden});
+    // MXFP4 experts (quantization_config.quant_method "mxfp4"): dequantized here, as
+    // transformers' convert_moe_packed_tensors does, into the float layout.
+    const bool mxfp4 = base.has(experts + ".gate_up_proj_blocks") || base.has(experts + ".down_proj_blocks");
+    auto u8 = [&](const std::string& name, const Shape& want) {
+      if (!base.has(name))
+        throw Error("missing from the checkpoint (gpt-oss MXFP4 experts need _blocks and _scales)",
+                    {.file = base.location(), .tensor = name});
+      Tensor t = base.get(name);
+      if (t.shape() != want || t.dtype() != DType::kU8)
+        throw Error(std::string(dtype_name(t.dtype())) + " " + shape_str(t.shape()) + " does not match the model config, which needs U8 " +
+                        shape_str(want), {.file = base.file_of(name), .tensor = name});
+      file_of_[name] = base.file_of(name);
+      return t;
+    };
+    // [E, rows, cols / 32, 16] codes and [E, rows, cols / 32] E8M0 scales -> f32 [E, cols, rows]
+    // (transposed, as transformers holds gate_up_proj and down_proj for x @ W).
+    auto dequant = [&](const std::string& proj, int64_t rows, int64_t cols) {
+      if (cols % 32 != 0)
+        throw Error("MXFP4 needs a multiple of 32 inputs, got " + std::to_string(cols), {.file = base.location(), .tensor = proj + "_blocks"});
+      const Tensor b = u8(proj + "_blocks", {n_experts, rows, cols / 32, 16}), sc = u8(proj + "_scales", {n_experts, rows, cols / 32});
+      static constexpr float kE2m1[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
+                                          -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+      Tensor out = Tensor::zeros(DType::kF32, {n_experts, cols, rows});
+      const uint8_t* bp = b.data<uint8_t>();
+      const uint8_t* sp = sc.data<uint8_t>();
+      float* o = out.data_mut<float>();
+      for (int64_t e = 0; e < n_experts; ++e)
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < cols; ++c) {
+            const int64_t blk = (e * rows + r) * (cols / 32) + c / 32;
+            const uint8_t byte = bp[blk * 16 + (c % 32) / 2];  // low nibble first
+            const float v = kE2m1[c % 2 ? byte >> 4 : byte & 0xF];
+            o[(e * cols + c) * rows + r] = std::ldexp(v, static_cast<int>(sp[blk]) - 127);
+          }
+      file_of_[proj] = base.file_of(proj + "_blocks");
+      return out;
+    };
+    const Tensor gu = mxfp4 ? dequant(experts + ".gate_up_proj", 2 * ffn, hidden)
+                            : fetch(experts + ".gate_up_proj", {n_experts, hidden, 2 * ffn});
+    const Tensor dn = mxfp4 ? dequant(experts + ".down_proj", hidden, ffn) : fetch(experts + ".down_proj", {n_experts, ffn, hidden});
     Tensor gub, dnb;
     if (bias) {
       gub = fetch(experts + ".gate_up_proj_bias", {n_experts, 2 * ffn});
@@ -225,7 +265,9 @@ std::unique_ptr<MoeBlock> MoeBlock::load(const format::ModelConfig& config, cons
 
   // Experts first: a wrong expert count is reported as such, not as the router's shape.
   spec.bias = m.expert_bias;
-  if (source.has(spec.prefix + ".gate_up_proj")) {  // gpt-oss, fused as transformers saves it
+  // gpt-oss, fused as transformers saves it (float or MXFP4).
+  if (source.has(spec.prefix + ".gate_up_proj") || source.has(spec.prefix + ".gate_up_proj_blocks") ||
+      source.has(spec.prefix + ".down_proj_blocks")) {
     const FusedExpertSource fused(source, names, spec.prefix, m.n_experts, hidden, m.expert_ffn, m.expert_bias);
     b->experts_ = method.load_experts(fused, spec, fused.names());
   } else {
