@@ -5,6 +5,7 @@
 // QUANTA_ISA=scalar and =avx2 (tests/CMakeLists.txt), so every tier the host has is covered.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -306,6 +307,70 @@ TEST(MoeRoute, GptOssSoftmaxOverTheTopKLogits) {
   EXPECT_NEAR(r.weight[0], std::exp(2.0) / s, 1e-6);
   EXPECT_NEAR(r.weight[1], std::exp(1.0) / s, 1e-6);
   EXPECT_NEAR(r.weight[2], std::exp(0.5) / s, 1e-6);
+}
+
+// gpt-oss's block for one token, straight from transformers' GptOssTopKRouter / GptOssExperts
+// on the folder's fused f32 tensors, in double: logits + bias, top k, softmax over the k,
+// gate_up = x W + b (gate even columns, up odd), clamped SwiGLU, down + bias.
+std::vector<double> gptoss_reference_token(const format::ModelConfig& c, const format::TensorSource& src, const float* x) {
+  const int64_t hidden = c.hidden_size, ffn = c.moe.expert_ffn;
+  const std::string b = "model.layers.0.mlp.";
+  std::vector<double> xd(x, x + hidden);
+  std::vector<double> logits = matvec(weights(src, b + "router.weight"), xd.data(), hidden);
+  const std::vector<double> rb = weights(src, b + "router.bias");
+  for (size_t e = 0; e < logits.size(); ++e) logits[e] += rb[e];
+  std::vector<float> lf(logits.begin(), logits.end());
+  const model::Routing r = model::route(c.moe, lf.data(), 1);
+  const std::vector<double> gu = weights(src, b + "experts.gate_up_proj"), gub = weights(src, b + "experts.gate_up_proj_bias");
+  const std::vector<double> dn = weights(src, b + "experts.down_proj"), dnb = weights(src, b + "experts.down_proj_bias");
+  const double alpha = c.moe.swiglu_alpha, limit = c.moe.swiglu_limit;
+  std::vector<double> y(static_cast<size_t>(hidden));
+  for (int64_t j = 0; j < c.moe.n_experts_used; ++j) {
+    const int64_t e = r.expert[static_cast<size_t>(j)];
+    std::vector<double> h(static_cast<size_t>(ffn));
+    for (int64_t i = 0; i < ffn; ++i) {
+      double g = gub[static_cast<size_t>(e * 2 * ffn + 2 * i)], u = gub[static_cast<size_t>(e * 2 * ffn + 2 * i + 1)];
+      for (int64_t k = 0; k < hidden; ++k) {
+        g += xd[static_cast<size_t>(k)] * gu[static_cast<size_t>((e * hidden + k) * 2 * ffn + 2 * i)];
+        u += xd[static_cast<size_t>(k)] * gu[static_cast<size_t>((e * hidden + k) * 2 * ffn + 2 * i + 1)];
+      }
+      g = std::min(g, limit);
+      u = std::clamp(u, -limit, limit);
+      h[static_cast<size_t>(i)] = (u + 1) * g / (1 + std::exp(-alpha * g));
+    }
+    for (int64_t o = 0; o < hidden; ++o) {
+      double acc = dnb[static_cast<size_t>(e * hidden + o)];
+      for (int64_t i = 0; i < ffn; ++i) acc += h[static_cast<size_t>(i)] * dn[static_cast<size_t>((e * ffn + i) * hidden + o)];
+      y[static_cast<size_t>(o)] += r.weight[static_cast<size_t>(j)] * acc;
+    }
+  }
+  return y;
+}
+
+// The fused block equals that loop for 1, 3, 16 and 300 tokens (f32 weights: 1e-5, as above).
+TEST(MoeBlockFusedGptOss, EqualsPerTokenPerExpertLoop) {
+  if (!isa_runs_here()) GTEST_SKIP() << "this CPU cannot run QUANTA_ISA=" << std::getenv("QUANTA_ISA");
+  engine::LoadedModel lm = engine::load_model(fixture("gptoss-f32"));
+  const format::ModelConfig& c = lm.config;
+  auto block = model::MoeBlock::load(c, *lm.source, lm.source->names(), *lm.method, "model.layers.0.");
+  ThreadPool pool(2);
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (int64_t n : {1, 3, 16, 300}) {
+    SCOPED_TRACE("tokens " + std::to_string(n));
+    std::vector<float> x(static_cast<size_t>(n * c.hidden_size)), y(x.size());
+    for (float& v : x) v = dist(rng);
+    block->forward(x.data(), n, y.data(), pool);
+    for (int64_t t = 0; t < n; t += n < 37 ? 1 : 37) {
+      const std::vector<double> want = gptoss_reference_token(c, *lm.source, x.data() + t * c.hidden_size);
+      double scale = 0, err = 0;
+      for (int64_t i = 0; i < c.hidden_size; ++i) {
+        scale = std::max(scale, std::fabs(want[static_cast<size_t>(i)]));
+        err = std::max(err, std::fabs(want[static_cast<size_t>(i)] - y[static_cast<size_t>(t * c.hidden_size + i)]));
+      }
+      EXPECT_LE(err, 1e-5 * scale) << "token " << t;
+    }
+  }
 }
 
 TEST(GptOssLoadErrors, SinksOfTheWrongShape) {
