@@ -18,6 +18,7 @@
 #include "quanta/engine/loader.h"
 #include "quanta/format/safetensors.h"
 #include "quanta/kernels/kernels.h"
+#include "quanta/model/decoder.h"
 #include "quanta/model/moe.h"
 #include "test_util.h"
 
@@ -417,6 +418,13 @@ TEST(GptOssLoadErrors, Mxfp4BlocksOfTheWrongShape) {
     st.header["model.layers.0.mlp.experts.gate_up_proj_blocks"]["shape"] = {4, 64, 1, 32};  // same bytes
   });
   test::expect_error([&] { engine::load_model(dir); }, {"model.layers.0.mlp.experts.gate_up_proj_blocks", "[4, 64, 2, 16]"});
+}
+
+// Sinks and expert biases are not split over ranks yet: --tp-size is refused by name.
+TEST(GptOssLoadErrors, TensorParallelismIsRefused) {
+  const format::ModelConfig c = format::load_model_config(fixture("gptoss-f32"));
+  test::expect_error([&] { model::DecoderModel::check_tp_split(c, 2); }, {"--tp-size", "sinks"});
+  model::DecoderModel::check_tp_split(c, 1);
 }
 
 TEST(GptOssLoadErrors, NegativeSwigluLimit) {
