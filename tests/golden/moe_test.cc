@@ -420,6 +420,26 @@ TEST(GptOssLoadErrors, Mxfp4BlocksOfTheWrongShape) {
   test::expect_error([&] { engine::load_model(dir); }, {"model.layers.0.mlp.experts.gate_up_proj_blocks", "[4, 64, 2, 16]"});
 }
 
+// A copy of gguf/gptoss-q8_0.gguf with one tensor renamed (same length, so the file stays valid).
+std::string gptoss_gguf_without(const std::string& name) {
+  std::string bytes = test::read_file(fixture("gguf/gptoss-q8_0.gguf"));
+  const size_t at = bytes.find(name);
+  EXPECT_NE(at, std::string::npos) << name;
+  if (at != std::string::npos) bytes[at + name.size() - 1] = 'X';
+  const std::string path = test::temp_dir() + "/gptoss-without.gguf";
+  test::write_file(path, bytes);
+  return path;
+}
+
+TEST(GptOssLoadErrors, GgufMissingExpertBiasOrSinks) {
+  test::expect_error([&] { engine::load_model(gptoss_gguf_without("blk.1.ffn_down_exps.bias")); },
+                     {"model.layers.1.mlp.experts.0.down_proj.bias", "not found"});
+  test::expect_error([&] { engine::load_model(gptoss_gguf_without("blk.0.attn_sinks.weight")); },
+                     {"model.layers.0.self_attn.sinks", "not found"});
+  test::expect_error([&] { engine::load_model(gptoss_gguf_without("blk.0.ffn_gate_inp.bias")); },
+                     {"model.layers.0.mlp.gate.bias"});
+}
+
 // Sinks and expert biases are not split over ranks yet: --tp-size is refused by name.
 TEST(GptOssLoadErrors, TensorParallelismIsRefused) {
   const format::ModelConfig c = format::load_model_config(fixture("gptoss-f32"));
