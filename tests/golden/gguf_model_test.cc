@@ -34,6 +34,9 @@ const std::vector<std::string> kFixtures = {
     // w13 in Q4_K and w2 in Q8_0. Mixtral is llama-arch with experts (permuted q/k).
     "qwen3moe-q8_0", "qwen3moe-q4_0", "qwen2moe-q8_0", "mixtral-q8_0", "mixtral-q4_0",  //
     "qwen3moe-k-q4_k_m", "qwen3moe-k-q4_k_m-down_q8_0",
+    // gpt-oss (tools/make_gptoss_fixtures.py): arch gpt-oss, sinks, expert and router biases;
+    // MXFP4_MOE has its experts in MXFP4 (ggml type 39), the rest Q8_0.
+    "gptoss-q8_0", "gptoss-mxfp4_moe",
 };
 
 std::string fixture_dir() { return test::source_path("tests/golden/fixtures/gguf"); }

@@ -179,7 +179,9 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ModelGolden,
                                            "mistral-swa-f32", "qwen2-bias-yarn-f32", "qwen3-qknorm-bf16",
                                            "gemma3-f32", "gemma3-bf16", "llama-f16",
                                            // mixtures of experts (tools/make_moe_fixtures.py)
-                                           "qwen3moe-f32", "qwen2moe-f32", "qwen2moe-dense1-f32", "mixtral-f32"),
+                                           "qwen3moe-f32", "qwen2moe-f32", "qwen2moe-dense1-f32", "mixtral-f32",
+                                           // gpt-oss: sinks, clamped SwiGLU, fused experts (tools/make_gptoss_fixtures.py)
+                                           "gptoss-f32", "gptoss-mxfp4"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '-', '_');

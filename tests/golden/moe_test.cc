@@ -5,6 +5,7 @@
 // QUANTA_ISA=scalar and =avx2 (tests/CMakeLists.txt), so every tier the host has is covered.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -17,6 +18,7 @@
 #include "quanta/engine/loader.h"
 #include "quanta/format/safetensors.h"
 #include "quanta/kernels/kernels.h"
+#include "quanta/model/decoder.h"
 #include "quanta/model/moe.h"
 #include "test_util.h"
 
@@ -289,6 +291,165 @@ TEST(MoeLoadErrors, RouterOfTheWrongShape) {
 TEST(MoeLoadErrors, TopKAboveTheExpertCount) {
   const std::string dir = copy_fixture("mixtral-f32", [](nlohmann::json& c) { c["num_experts_per_tok"] = 5; });
   test::expect_error([&] { engine::load_model(dir); }, {"num_experts_per_tok", "config.json"});
+}
+
+// --- gpt-oss (tests/golden/fixtures/gptoss-f32, tools/make_gptoss_fixtures.py).
+
+// Its router takes the top k of the logits, then a softmax over those k (GptOssTopKRouter).
+TEST(MoeRoute, GptOssSoftmaxOverTheTopKLogits) {
+  const std::vector<float> logits = {0.5f, -1.0f, 2.0f, 0.0f, 1.0f, -3.0f};
+  format::MoeConfig c;
+  c.n_experts = 6;
+  c.n_experts_used = 3;
+  c.softmax_topk = true;
+  model::Routing r = model::route(c, logits.data(), 1);
+  ASSERT_EQ(r.expert, (std::vector<int32_t>{2, 4, 0}));
+  const double s = std::exp(2.0) + std::exp(1.0) + std::exp(0.5);
+  EXPECT_NEAR(r.weight[0], std::exp(2.0) / s, 1e-6);
+  EXPECT_NEAR(r.weight[1], std::exp(1.0) / s, 1e-6);
+  EXPECT_NEAR(r.weight[2], std::exp(0.5) / s, 1e-6);
+}
+
+// gpt-oss's block for one token, straight from transformers' GptOssTopKRouter / GptOssExperts
+// on the folder's fused f32 tensors, in double: logits + bias, top k, softmax over the k,
+// gate_up = x W + b (gate even columns, up odd), clamped SwiGLU, down + bias.
+std::vector<double> gptoss_reference_token(const format::ModelConfig& c, const format::TensorSource& src, const float* x) {
+  const int64_t hidden = c.hidden_size, ffn = c.moe.expert_ffn;
+  const std::string b = "model.layers.0.mlp.";
+  std::vector<double> xd(x, x + hidden);
+  std::vector<double> logits = matvec(weights(src, b + "router.weight"), xd.data(), hidden);
+  const std::vector<double> rb = weights(src, b + "router.bias");
+  for (size_t e = 0; e < logits.size(); ++e) logits[e] += rb[e];
+  std::vector<float> lf(logits.begin(), logits.end());
+  const model::Routing r = model::route(c.moe, lf.data(), 1);
+  const std::vector<double> gu = weights(src, b + "experts.gate_up_proj"), gub = weights(src, b + "experts.gate_up_proj_bias");
+  const std::vector<double> dn = weights(src, b + "experts.down_proj"), dnb = weights(src, b + "experts.down_proj_bias");
+  const double alpha = c.moe.swiglu_alpha, limit = c.moe.swiglu_limit;
+  std::vector<double> y(static_cast<size_t>(hidden));
+  for (int64_t j = 0; j < c.moe.n_experts_used; ++j) {
+    const int64_t e = r.expert[static_cast<size_t>(j)];
+    std::vector<double> h(static_cast<size_t>(ffn));
+    for (int64_t i = 0; i < ffn; ++i) {
+      double g = gub[static_cast<size_t>(e * 2 * ffn + 2 * i)], u = gub[static_cast<size_t>(e * 2 * ffn + 2 * i + 1)];
+      for (int64_t k = 0; k < hidden; ++k) {
+        g += xd[static_cast<size_t>(k)] * gu[static_cast<size_t>((e * hidden + k) * 2 * ffn + 2 * i)];
+        u += xd[static_cast<size_t>(k)] * gu[static_cast<size_t>((e * hidden + k) * 2 * ffn + 2 * i + 1)];
+      }
+      g = std::min(g, limit);
+      u = std::clamp(u, -limit, limit);
+      h[static_cast<size_t>(i)] = (u + 1) * g / (1 + std::exp(-alpha * g));
+    }
+    for (int64_t o = 0; o < hidden; ++o) {
+      double acc = dnb[static_cast<size_t>(e * hidden + o)];
+      for (int64_t i = 0; i < ffn; ++i) acc += h[static_cast<size_t>(i)] * dn[static_cast<size_t>((e * ffn + i) * hidden + o)];
+      y[static_cast<size_t>(o)] += r.weight[static_cast<size_t>(j)] * acc;
+    }
+  }
+  return y;
+}
+
+// The fused block equals that loop for 1, 3, 16 and 300 tokens (f32 weights: 1e-5, as above).
+TEST(MoeBlockFusedGptOss, EqualsPerTokenPerExpertLoop) {
+  if (!isa_runs_here()) GTEST_SKIP() << "this CPU cannot run QUANTA_ISA=" << std::getenv("QUANTA_ISA");
+  engine::LoadedModel lm = engine::load_model(fixture("gptoss-f32"));
+  const format::ModelConfig& c = lm.config;
+  auto block = model::MoeBlock::load(c, *lm.source, lm.source->names(), *lm.method, "model.layers.0.");
+  ThreadPool pool(2);
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (int64_t n : {1, 3, 16, 300}) {
+    SCOPED_TRACE("tokens " + std::to_string(n));
+    std::vector<float> x(static_cast<size_t>(n * c.hidden_size)), y(x.size());
+    for (float& v : x) v = dist(rng);
+    block->forward(x.data(), n, y.data(), pool);
+    for (int64_t t = 0; t < n; t += n < 37 ? 1 : 37) {
+      const std::vector<double> want = gptoss_reference_token(c, *lm.source, x.data() + t * c.hidden_size);
+      double scale = 0, err = 0;
+      for (int64_t i = 0; i < c.hidden_size; ++i) {
+        scale = std::max(scale, std::fabs(want[static_cast<size_t>(i)]));
+        err = std::max(err, std::fabs(want[static_cast<size_t>(i)] - y[static_cast<size_t>(t * c.hidden_size + i)]));
+      }
+      EXPECT_LE(err, 1e-5 * scale) << "token " << t;
+    }
+  }
+}
+
+TEST(GptOssLoadErrors, SinksOfTheWrongShape) {
+  const std::string dir = copy_fixture("gptoss-f32", [](nlohmann::json&) {});
+  test::edit_st(dir, [](test::Safetensors& st) {
+    auto& t = st.header["model.layers.1.self_attn.sinks"];
+    const uint64_t begin = t["data_offsets"][0].get<uint64_t>();
+    t["shape"] = {2};
+    t["data_offsets"] = {begin, begin + 8};
+  });
+  test::expect_error([&] { engine::load_model(dir); }, {"model.layers.1.self_attn.sinks", "[2]", "[4]"});
+}
+
+TEST(GptOssLoadErrors, MissingExpertBias) {
+  const std::string dir = copy_fixture("gptoss-f32", [](nlohmann::json&) {});
+  test::edit_st(dir, [](test::Safetensors& st) { st.header.erase("model.layers.1.mlp.experts.down_proj_bias"); });
+  test::expect_error([&] { engine::load_model(dir); }, {"model.layers.1.mlp.experts.down_proj_bias", "missing"});
+}
+
+TEST(GptOssLoadErrors, MissingRouterBias) {
+  const std::string dir = copy_fixture("gptoss-f32", [](nlohmann::json&) {});
+  test::edit_st(dir, [](test::Safetensors& st) { st.header.erase("model.layers.0.mlp.router.bias"); });
+  test::expect_error([&] { engine::load_model(dir); }, {"model.layers.0.mlp.router.bias", "missing"});
+}
+
+TEST(GptOssLoadErrors, FusedExpertsOfTheWrongShape) {
+  const std::string dir = copy_fixture("gptoss-f32", [](nlohmann::json&) {});
+  test::edit_st(dir, [](test::Safetensors& st) {
+    auto& t = st.header["model.layers.0.mlp.experts.gate_up_proj"];
+    t["shape"] = {4, 32, 128};  // same bytes, hidden and 2 * ffn swapped
+  });
+  test::expect_error([&] { engine::load_model(dir); }, {"model.layers.0.mlp.experts.gate_up_proj", "[4, 64, 64]"});
+}
+
+TEST(GptOssLoadErrors, MissingMxfp4Scales) {
+  const std::string dir = copy_fixture("gptoss-mxfp4", [](nlohmann::json&) {});
+  test::edit_st(dir, [](test::Safetensors& st) { st.header.erase("model.layers.1.mlp.experts.down_proj_scales"); });
+  test::expect_error([&] { engine::load_model(dir); }, {"model.layers.1.mlp.experts.down_proj_scales", "missing"});
+}
+
+TEST(GptOssLoadErrors, Mxfp4BlocksOfTheWrongShape) {
+  const std::string dir = copy_fixture("gptoss-mxfp4", [](nlohmann::json&) {});
+  test::edit_st(dir, [](test::Safetensors& st) {
+    st.header["model.layers.0.mlp.experts.gate_up_proj_blocks"]["shape"] = {4, 64, 1, 32};  // same bytes
+  });
+  test::expect_error([&] { engine::load_model(dir); }, {"model.layers.0.mlp.experts.gate_up_proj_blocks", "[4, 64, 2, 16]"});
+}
+
+// A copy of gguf/gptoss-q8_0.gguf with one tensor renamed (same length, so the file stays valid).
+std::string gptoss_gguf_without(const std::string& name) {
+  std::string bytes = test::read_file(fixture("gguf/gptoss-q8_0.gguf"));
+  const size_t at = bytes.find(name);
+  EXPECT_NE(at, std::string::npos) << name;
+  if (at != std::string::npos) bytes[at + name.size() - 1] = 'X';
+  const std::string path = test::temp_dir() + "/gptoss-without.gguf";
+  test::write_file(path, bytes);
+  return path;
+}
+
+TEST(GptOssLoadErrors, GgufMissingExpertBiasOrSinks) {
+  test::expect_error([&] { engine::load_model(gptoss_gguf_without("blk.1.ffn_down_exps.bias")); },
+                     {"model.layers.1.mlp.experts.0.down_proj.bias", "not found"});
+  test::expect_error([&] { engine::load_model(gptoss_gguf_without("blk.0.attn_sinks.weight")); },
+                     {"model.layers.0.self_attn.sinks", "not found"});
+  test::expect_error([&] { engine::load_model(gptoss_gguf_without("blk.0.ffn_gate_inp.bias")); },
+                     {"model.layers.0.mlp.gate.bias"});
+}
+
+// Sinks and expert biases are not split over ranks yet: --tp-size is refused by name.
+TEST(GptOssLoadErrors, TensorParallelismIsRefused) {
+  const format::ModelConfig c = format::load_model_config(fixture("gptoss-f32"));
+  test::expect_error([&] { model::DecoderModel::check_tp_split(c, 2); }, {"--tp-size", "sinks"});
+  model::DecoderModel::check_tp_split(c, 1);
+}
+
+TEST(GptOssLoadErrors, NegativeSwigluLimit) {
+  const std::string dir = copy_fixture("gptoss-f32", [](nlohmann::json& c) { c["swiglu_limit"] = -7.0; });
+  test::expect_error([&] { engine::load_model(dir); }, {"swiglu_limit", "config.json", "positive"});
 }
 
 }  // namespace

@@ -158,13 +158,14 @@ TEST(Kernels, GatedActivationsMatchReference) {
 TEST(Kernels, AttentionMatchesReferenceOnEveryIsa) {
   std::mt19937 rng(99);
   ThreadPool pool(2);
-  struct Case { int n_heads, n_kv_heads, d_head; float softcap; int window; bool causal; int64_t n_past, n_tokens; };
+  struct Case { int n_heads, n_kv_heads, d_head; float softcap; int window; bool causal; int64_t n_past, n_tokens; bool sinks = false; };
   const Case cases[] = {
       {4, 2, 16, 0.0f, 0, true, 0, 13},   // prefill with GQA
       {4, 4, 8, 0.0f, 0, true, 20, 1},    // decode
       {6, 2, 12, 50.0f, 5, true, 3, 9},   // softcap + sliding window
       {2, 1, 20, 0.0f, 4, true, 30, 1},   // decode inside a window
       {3, 3, 6, 0.0f, 0, false, 0, 7},    // bidirectional
+      {4, 2, 16, 0.0f, 3, true, 5, 6, true},  // gpt-oss: sinks in the softmax, sliding window
   };
   const int64_t block_size = 4;
   for (Isa isa : host_isas()) {
@@ -181,6 +182,9 @@ TEST(Kernels, AttentionMatchesReferenceOnEveryIsa) {
       const int64_t stride = c.n_heads * c.d_head;
       AttentionShape s{c.n_heads, c.n_kv_heads, c.d_head, 1.0f / std::sqrt(static_cast<float>(c.d_head)),
                        c.softcap, c.window, c.causal};
+      std::vector<float> sinks = random_vector(rng, static_cast<size_t>(c.n_heads));
+      for (float& v : sinks) v *= 3.0f;  // loud enough to take a good share of each softmax
+      if (c.sinks) s.sinks = sinks.data();
       KvLayout layout{kc.data(), vc.data(), block_size, stride, stride};
       // Two sequences: different block tables (disjoint halves of perm), different queries.
       std::vector<std::vector<float>> qs, outs, expects;

@@ -260,6 +260,7 @@ ordered_json hparams_json(const format::ModelConfig& c) {
   if (c.attn_logit_softcap > 0) j["attn_logit_softcapping"] = c.attn_logit_softcap;
   if (c.final_logit_softcap > 0) j["final_logit_softcapping"] = c.final_logit_softcap;
   if (c.rope_interleaved) j["rope_interleaved"] = true;
+  if (c.attention_sinks) j["attention_sinks"] = true;
   if (c.moe.n_experts > 0) {
     int64_t sparse = 0;
     for (bool m : c.layer_is_moe) sparse += m;
@@ -270,6 +271,11 @@ ordered_json hparams_json(const format::ModelConfig& c) {
                       {"sparse_layers", sparse}};
     if (c.moe.routed_scaling != 1.0) m["routed_scaling_factor"] = c.moe.routed_scaling;
     if (c.moe.shared_expert_ffn > 0) m["shared_expert_ffn"] = c.moe.shared_expert_ffn;
+    if (c.moe.softmax_topk) m["router"] = "top-k logits then softmax";
+    if (c.moe.swiglu_limit > 0) {
+      m["swiglu_alpha"] = c.moe.swiglu_alpha;
+      m["swiglu_limit"] = c.moe.swiglu_limit;
+    }
     j["moe"] = m;
   }
   j["dtype"] = std::string(dtype_name(c.dtype));

@@ -21,6 +21,7 @@ constexpr ArchMap kArchs[] = {
     {"gemma3", "Gemma3ForCausalLM"},
     {"qwen2moe", "Qwen2MoeForCausalLM"},
     {"qwen3moe", "Qwen3MoeForCausalLM"},
+    {"gpt-oss", "GptOssForCausalLM"},
 };
 
 // GGUF block tensor name -> Hugging Face name inside model.layers.N.
@@ -81,6 +82,7 @@ std::string hf_name(const std::string& gguf, bool gemma) {
   // Gemma has four norms per block; Llama/Qwen call the second one ffn_norm.
   if (part == "ffn_norm") return prefix + (gemma ? "pre_feedforward_layernorm" : "post_attention_layernorm") + suffix;
   if (part == "post_attention_norm") return prefix + "post_attention_layernorm" + suffix;
+  if (part == "attn_sinks" && suffix == ".weight") return prefix + "self_attn.sinks";  // gpt-oss; HF has no suffix
   for (const auto& m : kBlockNames)
     if (part == m.gguf) return prefix + m.hf + suffix;
   return "";
@@ -95,7 +97,7 @@ void gguf_moe_config(const GgufFile& f, const std::string& arch, ModelConfig& c)
   c.layer_is_moe.assign(static_cast<size_t>(c.n_layers), false);
   const int64_t n_experts = md.has(p + "expert_count") ? static_cast<int64_t>(md.get_u64(p + "expert_count")) : 0;
   if (n_experts == 0) {
-    if (arch == "qwen2moe" || arch == "qwen3moe")
+    if (arch == "qwen2moe" || arch == "qwen3moe" || arch == "gpt-oss")
       throw Error("a mixture-of-experts architecture needs an expert count", {.file = f.path(), .field = p + "expert_count"});
     return;
   }
@@ -109,7 +111,14 @@ void gguf_moe_config(const GgufFile& f, const std::string& arch, ModelConfig& c)
   m.expert_ffn = arch == "llama" ? c.intermediate_size
                                  : static_cast<int64_t>(md.get_u64(p + "expert_feed_forward_length"));
   if (m.expert_ffn <= 0) throw Error("must be positive", {.file = f.path(), .field = p + "expert_feed_forward_length"});
-  m.norm_topk = arch != "qwen2moe";
+  m.norm_topk = arch != "qwen2moe" && arch != "gpt-oss";
+  if (arch == "gpt-oss") {
+    // llama.cpp (src/models/openai-moe.cpp, llama-graph.cpp): softmax over the top-k logits,
+    // biases on router and experts, SwiGLU with alpha 1.702 and limit 7 hard-coded (no key).
+    m.softmax_topk = m.router_bias = m.expert_bias = true;
+    m.swiglu_alpha = 1.702;
+    m.swiglu_limit = 7.0;
+  }
   const float scale = md.get_f32_or(p + "expert_weights_scale", 0.0f);
   m.routed_scaling = scale != 0.0f ? scale : 1.0;
   if (arch == "qwen2moe") {
@@ -137,7 +146,7 @@ ModelConfig gguf_model_config(const GgufFile& f) {
   for (const auto& a : kArchs)
     if (arch == a.gguf) c.architecture = a.hf;
   if (c.architecture.empty())
-    throw Error("unsupported architecture '" + arch + "' (supported: llama, qwen2, qwen3, gemma3, qwen2moe, qwen3moe)",
+    throw Error("unsupported architecture '" + arch + "' (supported: llama, qwen2, qwen3, gemma3, qwen2moe, qwen3moe, gpt-oss)",
                 {.file = f.path(), .field = "general.architecture"});
   const std::string p = arch + ".";
   auto u = [&](const char* key) { return static_cast<int64_t>(md.get_u64(p + key)); };
@@ -155,7 +164,8 @@ ModelConfig gguf_model_config(const GgufFile& f) {
   const bool gemma = arch == "gemma3";
   c.hidden_size = bounded("embedding_length", u("embedding_length"), 1, kMaxWidth);
   // MoE files may carry no dense width (every block sparse).
-  const bool moe = arch.find("moe") != std::string::npos;
+  const bool gptoss = arch == "gpt-oss";
+  const bool moe = gptoss || arch.find("moe") != std::string::npos;
   c.intermediate_size = bounded("feed_forward_length", moe ? u_or("feed_forward_length", 0) : u("feed_forward_length"),
                                 moe ? 0 : 1, kMaxWidth);
   c.n_layers = bounded("block_count", u("block_count"), 1, kMaxLayers);
@@ -177,6 +187,7 @@ ModelConfig gguf_model_config(const GgufFile& f) {
   c.attention_bias = f.has("blk.0.attn_q.bias");
   c.o_proj_bias = f.has("blk.0.attn_output.bias");
   c.qk_norm = f.has("blk.0.attn_q_norm.weight");
+  c.attention_sinks = gptoss;
   c.gemma_norms = gemma;
   c.activation = gemma ? Activation::kGeluTanh : Activation::kSilu;
   c.rope_interleaved = arch == "llama";
@@ -189,6 +200,11 @@ ModelConfig gguf_model_config(const GgufFile& f) {
     c.rope_full.type = scaling;
     c.rope_full.factor = md.get_f32(p + "rope.scaling.factor");
     c.rope_full.original_max_position_embeddings = u_or("rope.scaling.original_context_length", c.max_position_embeddings);
+    c.rope_full.beta_fast = md.get_f32_or(p + "rope.scaling.yarn_beta_fast", 32.0f);
+    c.rope_full.beta_slow = md.get_f32_or(p + "rope.scaling.yarn_beta_slow", 1.0f);
+    // gpt-oss's YaRN does not round its correction range (transformers: truncate false in
+    // its config); llama.cpp's ggml rounds it, and the file cannot say. quanta follows the model.
+    if (gptoss) c.rope_full.truncate = false;
   } else if (scaling != "none") {
     throw Error("unsupported rope scaling '" + scaling + "'", {.file = f.path(), .field = p + "rope.scaling.type"});
   }
@@ -214,6 +230,9 @@ ModelConfig gguf_model_config(const GgufFile& f) {
     c.attention_scale = 1.0f / std::sqrt(static_cast<float>(c.d_head));
     c.sliding_window = u_or("attention.sliding_window", 0);
     c.layer_is_sliding.assign(static_cast<size_t>(c.n_layers), c.sliding_window > 0);
+    // gpt-oss alternates: even layers sliding, odd ones full (llama.cpp's swa pattern 2).
+    if (gptoss)
+      for (int64_t i = 0; i < c.n_layers; ++i) c.layer_is_sliding[static_cast<size_t>(i)] = c.sliding_window > 0 && i % 2 == 0;
   }
   if (md.has("tokenizer.ggml.bos_token_id")) c.bos_token_id = md.get_u32("tokenizer.ggml.bos_token_id");
   if (md.has("tokenizer.ggml.eos_token_id")) c.eos_token_ids.push_back(md.get_u32("tokenizer.ggml.eos_token_id"));
@@ -267,6 +286,21 @@ void GgufTensorSource::add_expert_slices(const GgufTensorInfo& t) {
     if (rest == std::string(m.gguf) + ".weight" && t.ne.size() == 3)
       for (int64_t e = 0; e < t.ne[2]; ++e)
         add(experts + std::to_string(e) + "." + m.hf + ".weight", slice(e, 0, t.ne[1], ""));
+  // gpt-oss's expert biases ffn_{gate,up,down}_exps.bias [n_experts, rows] (ne = {rows, E}).
+  for (const auto& m : kExpertNames)
+    if (rest == std::string(m.gguf) + ".bias" && t.ne.size() == 2)
+      for (int64_t e = 0; e < t.ne[1]; ++e) {
+        GgufTensorInfo s = t;
+        s.name = t.name + "[expert " + std::to_string(e) + "]";
+        s.ne = {t.ne[0]};
+        s.shape = {t.ne[0]};
+        s.numel = t.ne[0];
+        const uint64_t row_bytes = t.nbytes / static_cast<uint64_t>(t.ne[1]);
+        s.offset += static_cast<uint64_t>(e) * row_bytes;
+        s.file_offset += static_cast<uint64_t>(e) * row_bytes;
+        s.nbytes = row_bytes;
+        add(experts + std::to_string(e) + "." + m.hf + ".bias", std::move(s));
+      }
   if (rest == "ffn_gate_up_exps.weight" && t.ne.size() == 3 && t.ne[1] % 2 == 0)
     for (int64_t e = 0; e < t.ne[2]; ++e) {
       add(experts + std::to_string(e) + ".gate_proj.weight", slice(e, 0, t.ne[1] / 2, "gate"));

@@ -145,13 +145,15 @@ constexpr ArchTraits kArchitectures[] = {
     {"Qwen2MoeForCausalLM", true, false, false, true},
     {"Qwen3MoeForCausalLM", false, true, false, true},
     {"MixtralForCausalLM", false, false, false, true},
+    {"GptOssForCausalLM", false, false, false, true},
 };
 
 // The MoE fields of Qwen2-MoE, Qwen3-MoE and Mixtral configs (transformers'
 // Qwen2MoeConfig / Qwen3MoeConfig / MixtralConfig and their defaults).
 void parse_moe(const Fields& f, ModelConfig& c) {
   MoeConfig& m = c.moe;
-  const bool mixtral = c.architecture == "MixtralForCausalLM";
+  const bool gptoss = c.architecture == "GptOssForCausalLM";
+  const bool mixtral = gptoss || c.architecture == "MixtralForCausalLM";  // experts intermediate_size wide, every layer sparse
   // Older transformers wrote num_experts for Mixtral too; newer ones num_local_experts.
   const char* count_key = f.has("num_local_experts") ? "num_local_experts" : "num_experts";
   m.n_experts = f.integer(count_key);
@@ -163,7 +165,14 @@ void parse_moe(const Fields& f, ModelConfig& c) {
   m.expert_ffn = mixtral ? c.intermediate_size : f.integer("moe_intermediate_size");
   if (m.expert_ffn <= 0 || m.expert_ffn > kMaxWidth)
     f.fail("moe_intermediate_size", "must be positive and at most " + std::to_string(kMaxWidth));
-  m.norm_topk = mixtral || f.boolean("norm_topk_prob", false);
+  m.norm_topk = (mixtral && !gptoss) || f.boolean("norm_topk_prob", false);
+  if (gptoss) {
+    m.softmax_topk = m.router_bias = m.expert_bias = true;
+    m.swiglu_alpha = f.number("swiglu_alpha", 1.702);
+    m.swiglu_limit = f.number("swiglu_limit", 7.0);
+    if (!(m.swiglu_limit > 0.0) || !std::isfinite(m.swiglu_limit)) f.fail("swiglu_limit", "must be positive and finite");
+    if (!std::isfinite(m.swiglu_alpha)) f.fail("swiglu_alpha", "must be finite");
+  }
   if (c.architecture == "Qwen2MoeForCausalLM") {
     m.shared_expert_ffn = f.integer("shared_expert_intermediate_size");
     if (m.shared_expert_ffn <= 0 || m.shared_expert_ffn > kMaxWidth)
@@ -233,8 +242,10 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   c.max_position_embeddings = f.integer("max_position_embeddings", 2048);
   c.rms_norm_eps = f.number("rms_norm_eps", 1e-6);
   c.tie_word_embeddings = f.boolean("tie_word_embeddings", arch->gemma);
-  c.attention_bias = arch->qkv_bias_always || f.boolean("attention_bias", false);
-  c.o_proj_bias = !arch->qkv_bias_always && f.boolean("attention_bias", false);
+  const bool gptoss = c.architecture == "GptOssForCausalLM";  // attention_bias defaults to true there
+  c.attention_bias = arch->qkv_bias_always || f.boolean("attention_bias", gptoss);
+  c.o_proj_bias = !arch->qkv_bias_always && f.boolean("attention_bias", gptoss);
+  c.attention_sinks = gptoss;
   c.mlp_bias = f.boolean("mlp_bias", false);
   c.qk_norm = arch->qk_norm;
   c.gemma_norms = arch->gemma;

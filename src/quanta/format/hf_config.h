@@ -58,6 +58,14 @@ struct MoeConfig {
   double routed_scaling = 1.0;
   RouterScoring scoring = RouterScoring::kSoftmax;
   int64_t shared_expert_ffn = 0;  // Qwen2-MoE's shared expert (0: none); its output is scaled by a sigmoid gate
+  // gpt-oss: the router has a bias and takes the top k of its logits, then a softmax over
+  // those k (instead of scoring all experts first); experts have biases; their activation
+  // is the clamped SwiGLU (up clamped to [-limit, limit] + 1) * g * sigmoid(alpha * g),
+  // g = min(gate, limit), used when swiglu_limit > 0.
+  bool softmax_topk = false;
+  bool router_bias = false;
+  bool expert_bias = false;
+  double swiglu_alpha = 0.0, swiglu_limit = 0.0;
 };
 
 // Bounds on sizes that no real model comes near (the largest have ~25k hidden, 128 heads
@@ -85,6 +93,7 @@ struct ModelConfig {
   bool attention_bias = false;  // q/k/v (and o for Llama's attention_bias) carry biases
   bool o_proj_bias = false;
   bool mlp_bias = false;
+  bool attention_sinks = false;  // gpt-oss: self_attn.sinks [heads], one logit per head in the softmax
   bool qk_norm = false;          // per-head RMSNorm of q and k before RoPE (Qwen3, Gemma3)
   bool gemma_norms = false;      // (1 + w) RMSNorm and the extra post-attention/post-MLP norms
   Activation activation = Activation::kSilu;

@@ -104,14 +104,15 @@ void attention(const KernelTable& kt, const AttentionShape& s, const KvLayout& k
       visible_range(s, sq.positions[t], sq.n_kv, &lo, &hi);
       std::fill(o, o + s.d_head, 0.0f);
       if (hi <= lo) continue;
-      scores.resize(static_cast<size_t>(hi - lo));
+      scores.resize(static_cast<size_t>(hi - lo + (s.sinks ? 1 : 0)));
+      if (s.sinks) scores.back() = s.sinks[h];
       for (int64_t j = lo; j < hi; ++j) {
         const float* krow = kv.k + kv_row(kv, sq.blocks, s.n_kv_heads, kvh, j) * s.d_head;
         float sc = kt.dot_f32(qv, krow, s.d_head) * s.scale;
         if (s.softcap > 0.0f) sc = s.softcap * std::tanh(sc / s.softcap);
         scores[static_cast<size_t>(j - lo)] = sc;
       }
-      softmax(scores.data(), hi - lo);
+      softmax(scores.data(), static_cast<int64_t>(scores.size()));
       for (int64_t j = lo; j < hi; ++j) {
         const float* vrow = kv.v + kv_row(kv, sq.blocks, s.n_kv_heads, kvh, j) * s.d_head;
         kt.axpy_f32(scores[static_cast<size_t>(j - lo)], vrow, o, s.d_head);
@@ -143,7 +144,8 @@ void attention_reference(const AttentionShape& s, const KvLayout& kv, const Atte
         visible[static_cast<size_t>(j)] = true;
         m = std::max(m, sc);
       }
-      double sum = 0.0;
+      if (s.sinks) m = std::max(m, static_cast<double>(s.sinks[h]));
+      double sum = s.sinks ? std::exp(s.sinks[h] - m) : 0.0;
       for (int64_t j = 0; j < sq.n_kv; ++j)
         if (visible[static_cast<size_t>(j)]) sum += p[static_cast<size_t>(j)] = std::exp(p[static_cast<size_t>(j)] - m);
       for (int d = 0; d < s.d_head; ++d) {

@@ -51,6 +51,9 @@ struct AttentionShape {
   float softcap;  // 0: none
   int window;     // 0: none
   bool causal;
+  // gpt-oss: one logit per head [n_heads] that joins each softmax's denominator and
+  // takes no value (null: none).
+  const float* sinks = nullptr;
 };
 
 // One sequence's queries and cache.

@@ -27,6 +27,7 @@ struct DecoderModel::Layer {
   Tensor input_norm_bias, mlp_norm_bias;
   Tensor post_mlp_norm;   // [hidden] f32, Gemma only
   Tensor q_norm, k_norm;  // [d_head] f32, when config.qk_norm
+  Tensor sinks;           // [n_heads] f32, when config.attention_sinks
   std::unique_ptr<LinearKernel> q, k, v, o;  // q: [n_heads*d_head, hidden], k/v: [n_kv_heads*d_head, hidden]
   std::unique_ptr<LinearKernel> gate, up, down;  // gate/up: [d_ff, hidden], down: [hidden, d_ff]; null when sparse
   std::unique_ptr<MoeBlock> moe;                 // a sparse layer's experts, else null
@@ -154,6 +155,8 @@ void DecoderModel::check_tp_split(const ModelConfig& c, int n, bool expert_paral
     throw Error(what + ", so the model cannot be split over --tp-size " + std::to_string(n) + " ranks",
                 {.field = "--tp-size"});
   };
+  // Sinks are per head and expert biases whole; splitting them is not written yet.
+  if (c.attention_sinks) refuse("attention sinks (gpt-oss) are not split over ranks yet");
   bool moe = false;
   for (bool m : c.layer_is_moe) moe |= m;
   if (moe && expert_parallel && c.moe.n_experts % n != 0)
@@ -245,6 +248,7 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
       layer->q_norm = load_vector(source, p + "self_attn.q_norm.weight", c.d_head);
       layer->k_norm = load_vector(source, p + "self_attn.k_norm.weight", c.d_head);
     }
+    if (c.attention_sinks) layer->sinks = load_vector(source, p + "self_attn.sinks", c.n_heads);
     layer->q = linear(p + "self_attn.q_proj", hidden, q_dim, c.attention_bias, ParallelRole::kColumn);
     layer->k = linear(p + "self_attn.k_proj", hidden, kv_dim, c.attention_bias, ParallelRole::kColumn, kv_shard, kv_shards);
     layer->v = linear(p + "self_attn.v_proj", hidden, kv_dim, c.attention_bias, ParallelRole::kColumn, kv_shard, kv_shards);
@@ -423,7 +427,8 @@ void DecoderModel::forward(const std::vector<SequenceStep>& steps, KvPool& kv_po
     }
     kernels::AttentionShape shape{static_cast<int>(n_heads), static_cast<int>(n_kv_heads),
                                   static_cast<int>(d_head), c.attention_scale, c.attn_logit_softcap,
-                                  L.sliding ? static_cast<int>(c.sliding_window) : 0, /*causal=*/true};
+                                  L.sliding ? static_cast<int>(c.sliding_window) : 0, /*causal=*/true,
+                                  L.sinks.empty() ? nullptr : L.sinks.data<float>()};
     kernels::attention(kt, shape, {kc, vc, bs, q_dim, q_dim}, attn_seqs.data(), attn_seqs.size(), &pool);
     L.o->forward(attn.data(), n_tokens, proj.data(), pool);
     if (tp()) comm_->all_reduce_sum(proj.data(), n_tokens * hidden);

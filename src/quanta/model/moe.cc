@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "quanta/core/error.h"
 #include "quanta/core/thread_pool.h"
@@ -45,6 +46,19 @@ Routing route(const MoeConfig& c, const float* logits, int64_t n_tokens) {
   std::vector<std::pair<float, int64_t>> top;
   for (int64_t t = 0; t < n_tokens; ++t) {
     const float* l = logits + t * n;
+    if (c.softmax_topk) {
+      // gpt-oss: the top k of the raw logits (torch.topk), then a softmax over those k.
+      score.assign(l, l + n);
+      torch_topk(score, k, top);
+      const float mx = top[0].first;
+      float total = 0.0f;
+      for (int64_t j = 0; j < k; ++j) total += top[static_cast<size_t>(j)].first = std::exp(top[static_cast<size_t>(j)].first - mx);
+      for (int64_t j = 0; j < k; ++j) {
+        r.expert[static_cast<size_t>(t * k + j)] = static_cast<int32_t>(top[static_cast<size_t>(j)].second);
+        r.weight[static_cast<size_t>(t * k + j)] = top[static_cast<size_t>(j)].first / total * static_cast<float>(c.routed_scaling);
+      }
+      continue;
+    }
     if (c.scoring == format::RouterScoring::kSoftmax) {
       const float mx = *std::max_element(l, l + n);
       float sum = 0.0f;
@@ -71,6 +85,141 @@ namespace {
 bool has_prefix(const std::vector<std::string>& names, const std::string& prefix) {
   auto it = std::lower_bound(names.begin(), names.end(), prefix);
   return it != names.end() && it->rfind(prefix, 0) == 0;
+}
+
+// gpt-oss's experts as transformers saves them, fused per layer: gate_up_proj [E, hidden,
+// 2 ffn] (gate and up in alternating columns), gate_up_proj_bias [E, 2 ffn], down_proj
+// [E, ffn, hidden], down_proj_bias [E, hidden]. Served as the per-expert Linears the
+// QuantMethods load (experts.E.{gate,up,down}_proj.{weight,bias}, weights [out, in]), copied
+// to f32 once at load: the fused layout is transposed and interleaved, so no view fits.
+// MXFP4 experts (_blocks/_scales) are dequantized to f32 at load too: correct, but 8x their
+// size in memory; a native MXFP4 expert kernel is still to come.
+class FusedExpertSource : public format::TensorSource {
+ public:
+  FusedExpertSource(const format::TensorSource& base, const std::vector<std::string>& names, const std::string& experts,
+                    int64_t n_experts, int64_t hidden, int64_t ffn, bool bias)
+      : base_(base) {
+    // The fused tensors themselves are not listed: under experts. only experts.E.* may be.
+    for (const std::string& n : names)
+      if (n.rfind(experts + ".", 0) != 0) names_.push_back(n);
+    auto fetch = [&](const std::string& name, const Shape& want) {
+      if (!base.has(name))
+        throw Error("missing from the checkpoint (gpt-oss experts are stored fused)", {.file = base.location(), .tensor = name});
+      Tensor t = base.get(name);
+      if (t.shape() != want)
+        throw Error("shape " + shape_str(t.shape()) + " does not match the model config, which needs " + shape_str(want),
+                    {.file = base.file_of(name), .tensor = name});
+      if (t.dtype() != DType::kF32 && t.dtype() != DType::kBF16 && t.dtype() != DType::kF16)
+        throw Error("dtype " + std::string(dtype_name(t.dtype())) + " is not a float type",
+                    {.file = base.file_of(name), .tensor = name});
+      file_of_[name] = base.file_of(name);
+      return t.to_f32();
+    };
+    // MXFP4 experts (quantization_config.quant_method "mxfp4"): dequantized here, as
+    // transformers' convert_moe_packed_tensors does, into the float layout.
+    const bool mxfp4 = base.has(experts + ".gate_up_proj_blocks") || base.has(experts + ".down_proj_blocks");
+    auto u8 = [&](const std::string& name, const Shape& want) {
+      if (!base.has(name))
+        throw Error("missing from the checkpoint (gpt-oss MXFP4 experts need _blocks and _scales)",
+                    {.file = base.location(), .tensor = name});
+      Tensor t = base.get(name);
+      if (t.shape() != want || t.dtype() != DType::kU8)
+        throw Error(std::string(dtype_name(t.dtype())) + " " + shape_str(t.shape()) + " does not match the model config, which needs U8 " +
+                        shape_str(want), {.file = base.file_of(name), .tensor = name});
+      file_of_[name] = base.file_of(name);
+      return t;
+    };
+    // [E, rows, cols / 32, 16] codes and [E, rows, cols / 32] E8M0 scales -> f32 [E, cols, rows]
+    // (transposed, as transformers holds gate_up_proj and down_proj for x @ W).
+    auto dequant = [&](const std::string& proj, int64_t rows, int64_t cols) {
+      if (cols % 32 != 0)
+        throw Error("MXFP4 needs a multiple of 32 inputs, got " + std::to_string(cols), {.file = base.location(), .tensor = proj + "_blocks"});
+      const Tensor b = u8(proj + "_blocks", {n_experts, rows, cols / 32, 16}), sc = u8(proj + "_scales", {n_experts, rows, cols / 32});
+      static constexpr float kE2m1[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
+                                          -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+      Tensor out = Tensor::zeros(DType::kF32, {n_experts, cols, rows});
+      const uint8_t* bp = b.data<uint8_t>();
+      const uint8_t* sp = sc.data<uint8_t>();
+      float* o = out.data_mut<float>();
+      for (int64_t e = 0; e < n_experts; ++e)
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < cols; ++c) {
+            const int64_t blk = (e * rows + r) * (cols / 32) + c / 32;
+            const uint8_t byte = bp[blk * 16 + (c % 32) / 2];  // low nibble first
+            const float v = kE2m1[c % 2 ? byte >> 4 : byte & 0xF];
+            o[(e * cols + c) * rows + r] = std::ldexp(v, static_cast<int>(sp[blk]) - 127);
+          }
+      file_of_[proj] = base.file_of(proj + "_blocks");
+      return out;
+    };
+    const Tensor gu = mxfp4 ? dequant(experts + ".gate_up_proj", 2 * ffn, hidden)
+                            : fetch(experts + ".gate_up_proj", {n_experts, hidden, 2 * ffn});
+    const Tensor dn = mxfp4 ? dequant(experts + ".down_proj", hidden, ffn) : fetch(experts + ".down_proj", {n_experts, ffn, hidden});
+    Tensor gub, dnb;
+    if (bias) {
+      gub = fetch(experts + ".gate_up_proj_bias", {n_experts, 2 * ffn});
+      dnb = fetch(experts + ".down_proj_bias", {n_experts, hidden});
+    }
+    for (int64_t e = 0; e < n_experts; ++e) {
+      const std::string p = experts + "." + std::to_string(e) + ".";
+      Tensor g = Tensor::zeros(DType::kF32, {ffn, hidden}), u = Tensor::zeros(DType::kF32, {ffn, hidden});
+      Tensor d = Tensor::zeros(DType::kF32, {hidden, ffn});
+      const float* gs = gu.data<float>() + e * hidden * 2 * ffn;
+      const float* ds = dn.data<float>() + e * ffn * hidden;
+      for (int64_t h = 0; h < hidden; ++h)
+        for (int64_t i = 0; i < ffn; ++i) {
+          g.data_mut<float>()[i * hidden + h] = gs[h * 2 * ffn + 2 * i];
+          u.data_mut<float>()[i * hidden + h] = gs[h * 2 * ffn + 2 * i + 1];
+          d.data_mut<float>()[h * ffn + i] = ds[i * hidden + h];
+        }
+      add(p + "gate_proj.weight", std::move(g), experts + ".gate_up_proj");
+      add(p + "up_proj.weight", std::move(u), experts + ".gate_up_proj");
+      add(p + "down_proj.weight", std::move(d), experts + ".down_proj");
+      if (!bias) continue;
+      Tensor gb = Tensor::zeros(DType::kF32, {ffn}), ub = Tensor::zeros(DType::kF32, {ffn});
+      Tensor db = Tensor::zeros(DType::kF32, {hidden});
+      for (int64_t i = 0; i < ffn; ++i) {
+        gb.data_mut<float>()[i] = gub.data<float>()[e * 2 * ffn + 2 * i];
+        ub.data_mut<float>()[i] = gub.data<float>()[e * 2 * ffn + 2 * i + 1];
+      }
+      std::copy_n(dnb.data<float>() + e * hidden, hidden, db.data_mut<float>());
+      add(p + "gate_proj.bias", std::move(gb), experts + ".gate_up_proj_bias");
+      add(p + "up_proj.bias", std::move(ub), experts + ".gate_up_proj_bias");
+      add(p + "down_proj.bias", std::move(db), experts + ".down_proj_bias");
+    }
+    std::sort(names_.begin(), names_.end());
+  }
+  bool has(const std::string& name) const override { return made_.count(name) || base_.has(name); }
+  Tensor get(const std::string& name) const override {
+    auto it = made_.find(name);
+    return it != made_.end() ? it->second : base_.get(name);
+  }
+  std::string file_of(const std::string& name) const override {
+    auto it = file_of_.find(name);
+    return it != file_of_.end() ? it->second : base_.file_of(name);
+  }
+  std::vector<std::string> names() const override { return names_; }
+  std::string location() const override { return base_.location(); }
+
+ private:
+  void add(const std::string& name, Tensor t, const std::string& from) {
+    file_of_[name] = file_of_[from];
+    made_[name] = std::move(t);
+    names_.push_back(name);
+  }
+  const format::TensorSource& base_;
+  std::vector<std::string> names_;
+  std::map<std::string, Tensor> made_;
+  std::map<std::string, std::string> file_of_;
+};
+
+// gpt-oss's clamped SwiGLU, as transformers' GptOssExperts._apply_gate:
+// g = min(gate, limit), u = clamp(up, -limit, limit), out = (u + 1) * g * sigmoid(alpha g).
+void clamped_swiglu(float* gate, const float* up, int64_t n, float alpha, float limit) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = std::min(gate[i], limit), u = std::clamp(up[i], -limit, limit);
+    gate[i] = (u + 1.0f) * (g / (1.0f + std::exp(-alpha * g)));
+  }
 }
 
 }  // namespace
@@ -115,10 +264,22 @@ std::unique_ptr<MoeBlock> MoeBlock::load(const format::ModelConfig& config, cons
   };
 
   // Experts first: a wrong expert count is reported as such, not as the router's shape.
-  b->experts_ = method.load_experts(source, spec, names);
-  if (!has_prefix(names, base + "gate."))
-    throw Error("the router of this mixture-of-experts layer is missing", {.file = source.location(), .tensor = base + "gate.weight"});
-  b->router_ = method.load_linear(source, LinearSpec{base + "gate", hidden, m.n_experts, false, ParallelRole::kReplicated});
+  spec.bias = m.expert_bias;
+  // gpt-oss, fused as transformers saves it (float or MXFP4).
+  if (source.has(spec.prefix + ".gate_up_proj") || source.has(spec.prefix + ".gate_up_proj_blocks") ||
+      source.has(spec.prefix + ".down_proj_blocks")) {
+    const FusedExpertSource fused(source, names, spec.prefix, m.n_experts, hidden, m.expert_ffn, m.expert_bias);
+    b->experts_ = method.load_experts(fused, spec, fused.names());
+  } else {
+    b->experts_ = method.load_experts(source, spec, names);
+  }
+  // gpt-oss names its router mlp.router (with a bias), the others mlp.gate.
+  const std::string router = base + (has_prefix(names, base + "router.") ? "router" : "gate");
+  if (!has_prefix(names, router + "."))
+    throw Error("the router of this mixture-of-experts layer is missing", {.file = source.location(), .tensor = router + ".weight"});
+  if (m.router_bias && !source.has(router + ".bias"))
+    throw Error("the router's bias is missing from the checkpoint", {.file = source.location(), .tensor = router + ".bias"});
+  b->router_ = method.load_linear(source, LinearSpec{router, hidden, m.n_experts, m.router_bias, ParallelRole::kReplicated});
 
   if (m.shared_expert_ffn > 0) {
     const std::string s = base + "shared_expert.";
@@ -176,7 +337,10 @@ void MoeBlock::forward(const float* x, int64_t n_tokens, float* y, ThreadPool& p
     const int64_t r0 = start[static_cast<size_t>(e)], n = start[static_cast<size_t>(e + 1)] - r0;
     float* g = gate.data() + r0 * d_ff;
     experts_->gate_up(e, xs.data() + r0 * hidden, n, g, up.data() + r0 * d_ff, p);
-    act(g, up.data() + r0 * d_ff, g, n * d_ff);
+    if (m.swiglu_limit > 0.0)
+      clamped_swiglu(g, up.data() + r0 * d_ff, n * d_ff, static_cast<float>(m.swiglu_alpha), static_cast<float>(m.swiglu_limit));
+    else
+      act(g, up.data() + r0 * d_ff, g, n * d_ff);
     experts_->down(e, g, n, ys.data() + r0 * hidden, p);
   };
   // Experts with more than a thread's share of rows run one at a time on the whole pool;

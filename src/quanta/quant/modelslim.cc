@@ -290,6 +290,14 @@ std::unique_ptr<QuantMethod> make_folder_method(const std::string& dir, const st
     return make_unquantized_method();
   }
   if (d.online) return make_online_method(d.method, ignored_layers);
+  // gpt-oss's MXFP4 (transformers' Mxfp4Config): only the fused experts are quantized, and the
+  // MoE block reads their _blocks/_scales itself; every other tensor is float.
+  if (d.method == "mxfp4") {
+    if (!ignored_layers.empty())
+      throw Error("--quantization-ignored-layers applies to online quantization, but this checkpoint is already 'mxfp4' "
+                  "quantized", {.field = "--quantization-ignored-layers"});
+    return make_unquantized_method();
+  }
   if (!ignored_layers.empty())
     throw Error("--quantization-ignored-layers applies to online quantization, but this checkpoint is already '" +
                     d.method + "' quantized", {.field = "--quantization-ignored-layers"});

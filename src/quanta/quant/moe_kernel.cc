@@ -87,7 +87,7 @@ std::unique_ptr<MoeKernel> QuantMethod::load_experts(const format::TensorSource&
     const std::string p = head + std::to_string(e) + ".";
     ExpertLinears::Expert& ex = experts[static_cast<size_t>(e)];
     auto linear = [&](const std::string& name, int64_t n_in, int64_t n_out, ParallelRole role) {
-      LinearSpec ls{p + name, n_in, n_out, false, role};
+      LinearSpec ls{p + name, n_in, n_out, spec.bias, role};
       if (!spec.expert_parallel) {  // each expert split over the ranks, else whole here
         ls.shard = spec.shard;
         ls.n_shards = spec.n_shards;

@@ -90,6 +90,7 @@ struct MoeSpec {
   int64_t n_experts = 0;
   int64_t hidden = 0;
   int64_t d_ff = 0;  // one expert's intermediate size (the whole of it, as stored)
+  bool bias = false;  // every projection has <name>.bias (gpt-oss)
   // Under tensor parallelism, the part of every expert this rank keeps: gate/up by rows,
   // down by input features, as LinearSpec's shard / n_shards / reduce_max (1: whole).
   int64_t shard = 0, n_shards = 1;

@@ -329,10 +329,26 @@ CheckpointSchemes resolve_checkpoint_schemes(const std::string& model_dir, const
         if (*it != name && it->find('.', prefix.size()) == std::string::npos) side_of[*it] = name;
     }
   }
+  // gpt-oss MXFP4 experts: <proj>_blocks [E, rows, cols/32, 16] with its <proj>_scales.
+  if (out.method == "mxfp4")
+    for (const auto& name : names)
+      if (ends_with(name, "_blocks") && source.has(name.substr(0, name.size() - 7) + "_scales"))
+        side_of[name.substr(0, name.size() - 7) + "_scales"] = name;
   for (const auto& name : names) {
     if (side_of.count(name)) continue;
     TensorScheme row;
     row.tensor = name;
+    if (out.method == "mxfp4" && ends_with(name, "_blocks")) {
+      const Shape sh = source.get(name).shape();
+      row.scheme = "MXFP4";
+      row.weight_bits = 4;
+      row.act_bits = 32;  // run on f32 activations (dequantized at load)
+      row.group_size = 32;
+      if (sh.size() == 4) row.logical_shape = {sh[0], sh[1], sh[2] * 32};
+      row.side_tensors.push_back(name.substr(0, name.size() - 7) + "_scales");
+      out.tensors.push_back(std::move(row));
+      continue;
+    }
     const std::string type = desc && desc->entries.count(name) ? desc->entries.at(name) : "";
     const std::optional<Scheme> s = type.empty() ? std::optional<Scheme>(Scheme::kFloat) : scheme_from_name(type);
     row.scheme = type.empty() ? "FLOAT" : type;
