@@ -149,8 +149,11 @@ TEST(Kernels, GatedActivationsMatchReference) {
       // In place (out == gate), as the decoder calls it.
       std::vector<float> in_place = gate;
       (gelu ? kt.gelu_tanh_mul : kt.silu_mul)(in_place.data(), up.data(), in_place.data(), n);
-      for (int64_t i = 0; i < n; ++i)
-        if (!std::isnan(gate[static_cast<size_t>(i)])) EXPECT_EQ(in_place[static_cast<size_t>(i)], got[static_cast<size_t>(i)]);
+      for (int64_t i = 0; i < n; ++i) {
+        if (!std::isnan(gate[static_cast<size_t>(i)])) {
+          EXPECT_EQ(in_place[static_cast<size_t>(i)], got[static_cast<size_t>(i)]);
+        }
+      }
     }
   }
 }

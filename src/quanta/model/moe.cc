@@ -5,6 +5,7 @@
 #include <map>
 
 #include "quanta/core/error.h"
+#include "quanta/format/ggml_types.h"
 #include "quanta/core/thread_pool.h"
 #include "quanta/kernels/kernels.h"
 
@@ -92,8 +93,8 @@ bool has_prefix(const std::vector<std::string>& names, const std::string& prefix
 // [E, ffn, hidden], down_proj_bias [E, hidden]. Served as the per-expert Linears the
 // QuantMethods load (experts.E.{gate,up,down}_proj.{weight,bias}, weights [out, in]), copied
 // to f32 once at load: the fused layout is transposed and interleaved, so no view fits.
-// MXFP4 experts (_blocks/_scales) are dequantized to f32 at load too: correct, but 8x their
-// size in memory; a native MXFP4 expert kernel is still to come.
+// MXFP4 experts (_blocks/_scales) are repacked into ggml MXFP4 rows (the same size; run
+// by the GGUF kernels, see Mxfp4ExpertMethod).
 class FusedExpertSource : public format::TensorSource {
  public:
   FusedExpertSource(const format::TensorSource& base, const std::vector<std::string>& names, const std::string& experts,
@@ -115,9 +116,9 @@ class FusedExpertSource : public format::TensorSource {
       file_of_[name] = base.file_of(name);
       return t.to_f32();
     };
-    // MXFP4 experts (quantization_config.quant_method "mxfp4"): dequantized here, as
-    // transformers' convert_moe_packed_tensors does, into the float layout.
-    const bool mxfp4 = base.has(experts + ".gate_up_proj_blocks") || base.has(experts + ".down_proj_blocks");
+    // MXFP4 experts (quantization_config.quant_method "mxfp4").
+    mxfp4_ = base.has(experts + ".gate_up_proj_blocks") || base.has(experts + ".down_proj_blocks");
+    const bool mxfp4 = mxfp4_;
     auto u8 = [&](const std::string& name, const Shape& want) {
       if (!base.has(name))
         throw Error("missing from the checkpoint (gpt-oss MXFP4 experts need _blocks and _scales)",
@@ -129,32 +130,47 @@ class FusedExpertSource : public format::TensorSource {
       file_of_[name] = base.file_of(name);
       return t;
     };
-    // [E, rows, cols / 32, 16] codes and [E, rows, cols / 32] E8M0 scales -> f32 [E, cols, rows]
-    // (transposed, as transformers holds gate_up_proj and down_proj for x @ W).
-    auto dequant = [&](const std::string& proj, int64_t rows, int64_t cols) {
+    // [E, rows, cols / 32, 16] codes with [E, rows, cols / 32] E8M0 scales. An expert's rows
+    // r0, r0 + step, ... become ggml MXFP4 rows (BlockMXFP4: the scale byte, then 16 bytes
+    // whose low nibbles are elements 0-15 and high nibbles 16-31; transformers' bytes hold
+    // elements 2j and 2j + 1, low nibble first). Same codes and scales, no dequantization.
+    Tensor gu_blocks, gu_scales, dn_blocks, dn_scales;
+    auto packed = [&](const std::string& proj, int64_t rows, int64_t cols, Tensor& blocks, Tensor& scales) {
       if (cols % 32 != 0)
         throw Error("MXFP4 needs a multiple of 32 inputs, got " + std::to_string(cols), {.file = base.location(), .tensor = proj + "_blocks"});
-      const Tensor b = u8(proj + "_blocks", {n_experts, rows, cols / 32, 16}), sc = u8(proj + "_scales", {n_experts, rows, cols / 32});
-      static constexpr float kE2m1[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
-                                          -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
-      Tensor out = Tensor::zeros(DType::kF32, {n_experts, cols, rows});
-      const uint8_t* bp = b.data<uint8_t>();
-      const uint8_t* sp = sc.data<uint8_t>();
-      float* o = out.data_mut<float>();
-      for (int64_t e = 0; e < n_experts; ++e)
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t c = 0; c < cols; ++c) {
-            const int64_t blk = (e * rows + r) * (cols / 32) + c / 32;
-            const uint8_t byte = bp[blk * 16 + (c % 32) / 2];  // low nibble first
-            const float v = kE2m1[c % 2 ? byte >> 4 : byte & 0xF];
-            o[(e * cols + c) * rows + r] = std::ldexp(v, static_cast<int>(sp[blk]) - 127);
+      blocks = u8(proj + "_blocks", {n_experts, rows, cols / 32, 16});
+      scales = u8(proj + "_scales", {n_experts, rows, cols / 32});
+    };
+    auto repack = [&](const Tensor& blocks, const Tensor& scales, int64_t e, int64_t rows, int64_t r0, int64_t step,
+                      int64_t n_rows, int64_t cols) {
+      const int64_t n_blk = cols / 32;
+      Tensor out = Tensor::zeros(DType::kU8, {n_rows, n_blk * 17});
+      uint8_t* o = out.data_mut<uint8_t>();
+      for (int64_t i = 0; i < n_rows; ++i) {
+        const int64_t row = e * rows + r0 + i * step;
+        for (int64_t k = 0; k < n_blk; ++k, o += 17) {
+          const uint8_t* q = blocks.data<uint8_t>() + (row * n_blk + k) * 16;
+          uint8_t code[32];
+          for (int j = 0; j < 16; ++j) {
+            code[2 * j] = q[j] & 0xF;
+            code[2 * j + 1] = q[j] >> 4;
           }
-      file_of_[proj] = base.file_of(proj + "_blocks");
+          o[0] = scales.data<uint8_t>()[row * n_blk + k];
+          for (int j = 0; j < 16; ++j) o[1 + j] = static_cast<uint8_t>(code[j] | code[j + 16] << 4);
+        }
+      }
       return out;
     };
-    const Tensor gu = mxfp4 ? dequant(experts + ".gate_up_proj", 2 * ffn, hidden)
-                            : fetch(experts + ".gate_up_proj", {n_experts, hidden, 2 * ffn});
-    const Tensor dn = mxfp4 ? dequant(experts + ".down_proj", hidden, ffn) : fetch(experts + ".down_proj", {n_experts, ffn, hidden});
+    Tensor gu, dn;
+    if (mxfp4) {
+      packed(experts + ".gate_up_proj", 2 * ffn, hidden, gu_blocks, gu_scales);
+      packed(experts + ".down_proj", hidden, ffn, dn_blocks, dn_scales);
+      file_of_[experts + ".gate_up_proj"] = base.file_of(experts + ".gate_up_proj_blocks");
+      file_of_[experts + ".down_proj"] = base.file_of(experts + ".down_proj_blocks");
+    } else {
+      gu = fetch(experts + ".gate_up_proj", {n_experts, hidden, 2 * ffn});
+      dn = fetch(experts + ".down_proj", {n_experts, ffn, hidden});
+    }
     Tensor gub, dnb;
     if (bias) {
       gub = fetch(experts + ".gate_up_proj_bias", {n_experts, 2 * ffn});
@@ -162,16 +178,24 @@ class FusedExpertSource : public format::TensorSource {
     }
     for (int64_t e = 0; e < n_experts; ++e) {
       const std::string p = experts + "." + std::to_string(e) + ".";
-      Tensor g = Tensor::zeros(DType::kF32, {ffn, hidden}), u = Tensor::zeros(DType::kF32, {ffn, hidden});
-      Tensor d = Tensor::zeros(DType::kF32, {hidden, ffn});
-      const float* gs = gu.data<float>() + e * hidden * 2 * ffn;
-      const float* ds = dn.data<float>() + e * ffn * hidden;
-      for (int64_t h = 0; h < hidden; ++h)
-        for (int64_t i = 0; i < ffn; ++i) {
-          g.data_mut<float>()[i * hidden + h] = gs[h * 2 * ffn + 2 * i];
-          u.data_mut<float>()[i * hidden + h] = gs[h * 2 * ffn + 2 * i + 1];
-          d.data_mut<float>()[h * ffn + i] = ds[i * hidden + h];
-        }
+      Tensor g, u, d;
+      if (mxfp4) {  // gate and up are the even and odd rows of gate_up
+        g = repack(gu_blocks, gu_scales, e, 2 * ffn, 0, 2, ffn, hidden);
+        u = repack(gu_blocks, gu_scales, e, 2 * ffn, 1, 2, ffn, hidden);
+        d = repack(dn_blocks, dn_scales, e, hidden, 0, 1, hidden, ffn);
+      } else {
+        g = Tensor::zeros(DType::kF32, {ffn, hidden});
+        u = Tensor::zeros(DType::kF32, {ffn, hidden});
+        d = Tensor::zeros(DType::kF32, {hidden, ffn});
+        const float* gs = gu.data<float>() + e * hidden * 2 * ffn;
+        const float* ds = dn.data<float>() + e * ffn * hidden;
+        for (int64_t h = 0; h < hidden; ++h)
+          for (int64_t i = 0; i < ffn; ++i) {
+            g.data_mut<float>()[i * hidden + h] = gs[h * 2 * ffn + 2 * i];
+            u.data_mut<float>()[i * hidden + h] = gs[h * 2 * ffn + 2 * i + 1];
+            d.data_mut<float>()[h * ffn + i] = ds[i * hidden + h];
+          }
+      }
       add(p + "gate_proj.weight", std::move(g), experts + ".gate_up_proj");
       add(p + "up_proj.weight", std::move(u), experts + ".gate_up_proj");
       add(p + "down_proj.weight", std::move(d), experts + ".down_proj");
@@ -200,6 +224,8 @@ class FusedExpertSource : public format::TensorSource {
   }
   std::vector<std::string> names() const override { return names_; }
   std::string location() const override { return base_.location(); }
+  // The experts' weights are ggml MXFP4 rows (U8), for Mxfp4ExpertMethod.
+  bool mxfp4() const { return mxfp4_; }
 
  private:
   void add(const std::string& name, Tensor t, const std::string& from) {
@@ -208,9 +234,22 @@ class FusedExpertSource : public format::TensorSource {
     names_.push_back(name);
   }
   const format::TensorSource& base_;
+  bool mxfp4_ = false;
   std::vector<std::string> names_;
   std::map<std::string, Tensor> made_;
   std::map<std::string, std::string> file_of_;
+};
+
+// The per-expert Linears of MXFP4 experts that FusedExpertSource repacked: ggml MXFP4
+// rows multiplied by the GGUF kernels (natively, as a GGUF MXFP4_MOE file's experts are).
+class Mxfp4ExpertMethod : public quant::QuantMethod {
+ public:
+  std::string name() const override { return "mxfp4"; }
+  std::unique_ptr<quant::LinearKernel> load_linear(const format::TensorSource& source, const LinearSpec& spec) const override {
+    Tensor bias = spec.has_bias ? source.get(spec.prefix + ".bias") : Tensor();
+    return quant::make_ggml_linear(source.get(spec.prefix + ".weight"), static_cast<uint32_t>(format::GgmlType::kMXFP4), spec.n_in,
+                            std::move(bias));
+  }
 };
 
 // gpt-oss's clamped SwiGLU, as transformers' GptOssExperts._apply_gate:
@@ -269,7 +308,8 @@ std::unique_ptr<MoeBlock> MoeBlock::load(const format::ModelConfig& config, cons
   if (source.has(spec.prefix + ".gate_up_proj") || source.has(spec.prefix + ".gate_up_proj_blocks") ||
       source.has(spec.prefix + ".down_proj_blocks")) {
     const FusedExpertSource fused(source, names, spec.prefix, m.n_experts, hidden, m.expert_ffn, m.expert_bias);
-    b->experts_ = method.load_experts(fused, spec, fused.names());
+    b->experts_ = fused.mxfp4() ? Mxfp4ExpertMethod().load_experts(fused, spec, fused.names())
+                                : method.load_experts(fused, spec, fused.names());
   } else {
     b->experts_ = method.load_experts(source, spec, names);
   }

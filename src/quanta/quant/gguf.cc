@@ -48,21 +48,31 @@ class GgufLinear : public LinearKernel {
   // full row's stride).
   GgufLinear(const format::GgufFile& file, const format::GgufTensorInfo& info, ShardRange r, ShardRange c, Tensor bias,
              bool prefault)
-      : weights_(file.data(info) + r.begin * format::ggml_row_bytes(info.type, info.shape[1]) +
-                 format::ggml_row_bytes(info.type, c.begin)),
-        keepalive_(file.keepalive()),
-        type_(info.type),
-        n_out_(r.size()),
-        n_in_(c.size()),
-        row_bytes_(format::ggml_row_bytes(info.type, c.size())),
-        row_stride_(format::ggml_row_bytes(info.type, info.shape[1])),
-        bias_(std::move(bias)),
-        has_dot_(kernels::quant_dot(static_cast<uint32_t>(info.type)).fn != nullptr),
-        dequant_(kernels::quant_dequant(static_cast<uint32_t>(info.type))),
-        gemm_(kernels::quant_gemm(static_cast<uint32_t>(info.type))) {
+      : GgufLinear(file.data(info) + r.begin * format::ggml_row_bytes(info.type, info.shape[1]) +
+                       format::ggml_row_bytes(info.type, c.begin),
+                   file.keepalive(), info.type, r.size(), c.size(), format::ggml_row_bytes(info.type, info.shape[1]),
+                   std::move(bias)) {
     if (prefault)
       for (int64_t o = 0; o < n_out_; ++o) touch_pages(weights_ + o * row_stride_, row_bytes_);
   }
+  // Dense rows of ggml blocks in memory: blocks is U8 [n_out, ggml_row_bytes(type, n_in)].
+  GgufLinear(const Tensor& blocks, GgmlType type, int64_t n_in, Tensor bias)
+      : GgufLinear(blocks.data<uint8_t>(), blocks.storage(), type, blocks.dim(0), n_in, format::ggml_row_bytes(type, n_in),
+                   std::move(bias)) {}
+
+  GgufLinear(const uint8_t* weights, std::shared_ptr<const void> keepalive, GgmlType type, int64_t n_out, int64_t n_in,
+             size_t row_stride, Tensor bias)
+      : weights_(weights),
+        keepalive_(std::move(keepalive)),
+        type_(type),
+        n_out_(n_out),
+        n_in_(n_in),
+        row_bytes_(format::ggml_row_bytes(type, n_in)),
+        row_stride_(row_stride),
+        bias_(std::move(bias)),
+        has_dot_(kernels::quant_dot(static_cast<uint32_t>(type)).fn != nullptr),
+        dequant_(kernels::quant_dequant(static_cast<uint32_t>(type))),
+        gemm_(kernels::quant_gemm(static_cast<uint32_t>(type))) {}
 
   void forward(const float* x, int64_t n_tokens, float* y, ThreadPool& pool) const override {
     const int64_t min_tiles = kernels::tiles_usable(kernels::active_isa()) ? kernels::kTileMinTokens : kTileMinTokens;
@@ -223,5 +233,15 @@ class GgufMethod : public QuantMethod {
 }  // namespace
 
 std::unique_ptr<QuantMethod> make_gguf_method() { return std::make_unique<GgufMethod>(); }
+
+std::unique_ptr<LinearKernel> make_ggml_linear(const Tensor& blocks, uint32_t ggml_type, int64_t n_in, Tensor bias) {
+  const auto type = static_cast<GgmlType>(ggml_type);
+  if (blocks.dtype() != DType::kU8 || blocks.rank() != 2 ||
+      blocks.dim(1) != static_cast<int64_t>(format::ggml_row_bytes(type, n_in)))
+    throw Error("ggml " + std::string(format::ggml_type_name(type)) + " rows of " + std::to_string(n_in) +
+                " inputs need U8 [rows, " + std::to_string(format::ggml_row_bytes(type, n_in)) + "], got " +
+                std::string(dtype_name(blocks.dtype())) + " " + shape_str(blocks.shape()));
+  return std::make_unique<GgufLinear>(blocks, type, n_in, std::move(bias));
+}
 
 }  // namespace quanta::quant

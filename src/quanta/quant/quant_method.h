@@ -150,5 +150,9 @@ std::unique_ptr<QuantMethod> make_unquantized_method();
 // mapping (float GGUF weights go to the unquantized kernels). Needs a
 // format::GgufTensorSource.
 std::unique_ptr<QuantMethod> make_gguf_method();
+// A Linear over ggml blocks held in memory (a checkpoint's quantized weights repacked
+// once into a ggml block layout, then run by the GGUF kernels): blocks U8 [n_out,
+// ggml_row_bytes(type, n_in)], bias [n_out] f32 or empty.
+std::unique_ptr<LinearKernel> make_ggml_linear(const Tensor& blocks, uint32_t ggml_type, int64_t n_in, Tensor bias);
 
 }  // namespace quanta::quant

@@ -342,7 +342,7 @@ CheckpointSchemes resolve_checkpoint_schemes(const std::string& model_dir, const
       const Shape sh = source.get(name).shape();
       row.scheme = "MXFP4";
       row.weight_bits = 4;
-      row.act_bits = 32;  // run on f32 activations (dequantized at load)
+      row.act_bits = 16;  // repacked into ggml MXFP4 rows, run by the GGUF kernels (16-bit activations)
       row.group_size = 32;
       if (sh.size() == 4) row.logical_shape = {sh[0], sh[1], sh[2] * 32};
       row.side_tensors.push_back(name.substr(0, name.size() - 7) + "_scales");
