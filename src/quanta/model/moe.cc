@@ -88,11 +88,29 @@ bool has_prefix(const std::vector<std::string>& names, const std::string& prefix
   return it != names.end() && it->rfind(prefix, 0) == 0;
 }
 
+// Expert e of fused float experts (elements of type T): gate_up [E, hidden, 2 ffn] with gate
+// and up in alternating columns, down [E, ffn, hidden], into [out, in] Linears.
+template <typename T>
+void split_expert(const Tensor& gate_up, const Tensor& down, int64_t e, int64_t hidden, int64_t ffn, Tensor& gate,
+                  Tensor& up, Tensor& d) {
+  const T* gs = static_cast<const T*>(gate_up.raw()) + e * hidden * 2 * ffn;
+  const T* ds = static_cast<const T*>(down.raw()) + e * ffn * hidden;
+  T* go = static_cast<T*>(gate.raw_mut());
+  T* uo = static_cast<T*>(up.raw_mut());
+  T* dout = static_cast<T*>(d.raw_mut());
+  for (int64_t h = 0; h < hidden; ++h)
+    for (int64_t i = 0; i < ffn; ++i) {
+      go[i * hidden + h] = gs[h * 2 * ffn + 2 * i];
+      uo[i * hidden + h] = gs[h * 2 * ffn + 2 * i + 1];
+      dout[h * ffn + i] = ds[i * hidden + h];
+    }
+}
+
 // gpt-oss's experts as transformers saves them, fused per layer: gate_up_proj [E, hidden,
 // 2 ffn] (gate and up in alternating columns), gate_up_proj_bias [E, 2 ffn], down_proj
 // [E, ffn, hidden], down_proj_bias [E, hidden]. Served as the per-expert Linears the
 // QuantMethods load (experts.E.{gate,up,down}_proj.{weight,bias}, weights [out, in]), copied
-// to f32 once at load: the fused layout is transposed and interleaved, so no view fits.
+// once at load in their stored type: the fused layout is transposed and interleaved, so no view fits.
 // MXFP4 experts (_blocks/_scales) are repacked into ggml MXFP4 rows (the same size; run
 // by the GGUF kernels, see Mxfp4ExpertMethod).
 class FusedExpertSource : public format::TensorSource {
@@ -114,7 +132,7 @@ class FusedExpertSource : public format::TensorSource {
         throw Error("dtype " + std::string(dtype_name(t.dtype())) + " is not a float type",
                     {.file = base.file_of(name), .tensor = name});
       file_of_[name] = base.file_of(name);
-      return t.to_f32();
+      return t;  // in its stored float type: a bf16 checkpoint's experts stay bf16
     };
     // MXFP4 experts (quantization_config.quant_method "mxfp4").
     mxfp4_ = base.has(experts + ".gate_up_proj_blocks") || base.has(experts + ".down_proj_blocks");
@@ -170,11 +188,15 @@ class FusedExpertSource : public format::TensorSource {
     } else {
       gu = fetch(experts + ".gate_up_proj", {n_experts, hidden, 2 * ffn});
       dn = fetch(experts + ".down_proj", {n_experts, ffn, hidden});
+      if (dn.dtype() != gu.dtype())
+        throw Error("dtype " + std::string(dtype_name(dn.dtype())) + ", but gate_up_proj is " + std::string(dtype_name(gu.dtype())) +
+                        " (the fused experts of a layer share one float type)",
+                    {.file = base.file_of(experts + ".down_proj"), .tensor = experts + ".down_proj"});
     }
     Tensor gub, dnb;
     if (bias) {
-      gub = fetch(experts + ".gate_up_proj_bias", {n_experts, 2 * ffn});
-      dnb = fetch(experts + ".down_proj_bias", {n_experts, hidden});
+      gub = fetch(experts + ".gate_up_proj_bias", {n_experts, 2 * ffn}).to_f32();
+      dnb = fetch(experts + ".down_proj_bias", {n_experts, hidden}).to_f32();
     }
     for (int64_t e = 0; e < n_experts; ++e) {
       const std::string p = experts + "." + std::to_string(e) + ".";
@@ -184,17 +206,14 @@ class FusedExpertSource : public format::TensorSource {
         u = repack(gu_blocks, gu_scales, e, 2 * ffn, 1, 2, ffn, hidden);
         d = repack(dn_blocks, dn_scales, e, hidden, 0, 1, hidden, ffn);
       } else {
-        g = Tensor::zeros(DType::kF32, {ffn, hidden});
-        u = Tensor::zeros(DType::kF32, {ffn, hidden});
-        d = Tensor::zeros(DType::kF32, {hidden, ffn});
-        const float* gs = gu.data<float>() + e * hidden * 2 * ffn;
-        const float* ds = dn.data<float>() + e * ffn * hidden;
-        for (int64_t h = 0; h < hidden; ++h)
-          for (int64_t i = 0; i < ffn; ++i) {
-            g.data_mut<float>()[i * hidden + h] = gs[h * 2 * ffn + 2 * i];
-            u.data_mut<float>()[i * hidden + h] = gs[h * 2 * ffn + 2 * i + 1];
-            d.data_mut<float>()[h * ffn + i] = ds[i * hidden + h];
-          }
+        // Transposed in the stored type (2 or 4 bytes an element).
+        g = Tensor::zeros(gu.dtype(), {ffn, hidden});
+        u = Tensor::zeros(gu.dtype(), {ffn, hidden});
+        d = Tensor::zeros(dn.dtype(), {hidden, ffn});
+        if (dtype_bytes(gu.dtype(), 1) == 4)
+          split_expert<uint32_t>(gu, dn, e, hidden, ffn, g, u, d);
+        else
+          split_expert<uint16_t>(gu, dn, e, hidden, ffn, g, u, d);
       }
       add(p + "gate_proj.weight", std::move(g), experts + ".gate_up_proj");
       add(p + "up_proj.weight", std::move(u), experts + ".gate_up_proj");
