@@ -41,12 +41,10 @@ from transformers import AutoModelForCausalLM, GptOssConfig  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import make_gguf_model_fixtures as g  # noqa: E402
+import make_moe_fixtures as moe  # noqa: E402
 from make_hf_fixtures import randomise_extras  # noqa: E402
 
 FIXTURES = g.REPO / "tests" / "golden" / "fixtures"
-MIN_ROUTE_GAP = 1e-3
-N_GREEDY = 32
-PROMPT_LENS = (20, 5)
 SEED = 3101
 
 
@@ -173,30 +171,7 @@ class RouteWatch:
 
 
 def references(model) -> tuple[dict, list]:
-    # (the prompts are drawn afresh for each model, under the same seeds)
-    k, vocab = model.config.num_experts_per_tok, model.config.vocab_size
-    tensors, prompts = {}, []
-    for i, length in enumerate(PROMPT_LENS):
-        for t in range(g.MAX_PROMPT_TRIES):
-            pseed = SEED * 1000 + i * 100 + t
-            gen = torch.Generator().manual_seed(pseed)
-            prompt = torch.randint(g.SPECIAL_IDS, vocab, (length,), generator=gen, dtype=torch.int64)
-            watch = RouteWatch(model, k)
-            toks, min_abs, min_rel = g.greedy(model, prompt, N_GREEDY)
-            for h in watch.handles:
-                h.remove()
-            if min_rel >= g.MIN_REL_MARGIN and len(set(toks.tolist())) >= g.MIN_DISTINCT and watch.min_gap >= MIN_ROUTE_GAP:
-                break
-        else:
-            raise RuntimeError(f"no prompt {i} passes the margin/distinct/routing checks")
-        logits = g.logits_of(model, prompt)
-        tensors[f"prompt_{i}"] = prompt.contiguous()
-        tensors[f"logits_{i}"] = logits.contiguous()
-        tensors[f"greedy_{i}"] = toks.contiguous()
-        prompts.append(dict(prompt_seed=pseed, min_margin=round(min_abs, 6), min_rel_margin=round(min_rel, 6),
-                            min_route_gap=round(watch.min_gap, 6), distinct=len(set(toks.tolist())),
-                            logit_range=round(float(logits.max() - logits.min()), 4)))
-    return tensors, prompts
+    return moe.references(model, SEED, RouteWatch)
 
 
 def clamp_share(model, prompt) -> float:

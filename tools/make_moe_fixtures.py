@@ -125,7 +125,10 @@ class RouteWatch:
         self.min_gap = min(self.min_gap, float(gap))
 
 
-def references(model, seed: int) -> tuple[dict, list]:
+def references(model, seed: int, route_watch=None) -> tuple[dict, list]:
+    """Prompts whose greedy continuation and routing have margins, with their logits (route_watch:
+    the RouteWatch class for the model's router, this file's by default)."""
+    route_watch = route_watch or RouteWatch
     k = model.config.num_experts_per_tok
     vocab = model.config.vocab_size
     tensors, prompts = {}, []
@@ -134,7 +137,7 @@ def references(model, seed: int) -> tuple[dict, list]:
             pseed = seed * 1000 + i * 100 + t
             gen = torch.Generator().manual_seed(pseed)
             prompt = torch.randint(g.SPECIAL_IDS, vocab, (length,), generator=gen, dtype=torch.int64)
-            watch = RouteWatch(model, k)
+            watch = route_watch(model, k)
             toks, min_abs, min_rel = g.greedy(model, prompt, N_GREEDY)
             for h in watch.handles:
                 h.remove()
