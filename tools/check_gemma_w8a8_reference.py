@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Cross-check of quanta on a real LLM Compressor W8A8 folder: the folder loaded by transformers + compressed-tensors
 (run_compressed=False: the library dequantizes the weights), its input quantization switched off and replaced by
-per-token symmetric int8 fake quantization on every Linear (mode hook, or hook:NAME to skip Linears whose name
-holds NAME; mode off: none), against `quanta perplexity --per-token` output.
+per-token symmetric int8 fake quantization on every Linear in f32, by compressed-tensors' rule (mode hook, or
+hook:NAME to skip Linears whose name holds NAME; mode off: none), against `quanta perplexity --per-token` output.
 Usage: .../venv/llmcompressor/bin/python tools/check_gemma_w8a8_reference.py FOLDER PER_TOKEN.json [hook|hook:NAME|off]
 """
 import json, sys, torch
@@ -18,9 +18,12 @@ for name, mod in m.named_modules():
 for mod in lins:
     mod.quantization_scheme.input_activations = None; n_off += 1
 def fake_int8(mod, args):
+    # compressed-tensors' own dynamic per-token rule (quantization/utils/helpers.py,
+    # calculate_qparams: symmetric scale = max|x| / (bit_range / 2) = max|x| / 127.5, codes
+    # clamped to [-128, 127]), here in f32. An earlier version divided by 127, which is not
+    # what the format computes (and not what quanta computes).
     x = args[0]
-    scale = x.abs().amax(-1, keepdim=True) / 127.0
-    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+    scale = torch.clamp(x.abs().amax(-1, keepdim=True) / 127.5, min=torch.finfo(torch.float32).eps)
     return (torch.clamp(torch.round(x / scale), -128, 127) * scale,)
 mode = sys.argv[3] if len(sys.argv) > 3 else "hook"
 names = {id(mod): name for name, mod in m.named_modules()}
