@@ -121,6 +121,14 @@ TEST(TensorParallel, MoeGgufQwen3Q8_0) {
 // the default split refuses, run whole).
 TEST(TensorParallel, MoeExpertParallelQwen2SharedExpertF32) { check_against_single(fixture("qwen2moe-f32"), "", true); }
 TEST(TensorParallel, MoeExpertParallelGgufMixtralQ4_0) { check_against_single(fixture("gguf/mixtral-q4_0.gguf"), "", true); }
+TEST(TensorParallel, GptOssF32) { check_against_single(fixture("gptoss-f32")); }
+// HF MXFP4 experts are not split (refused by name); the GGUF fixtures' experts are 32 wide, one
+// block, which the default split refuses too. Whole experts per rank for both:
+TEST(TensorParallel, GptOssMxfp4ExpertsExpertParallel) { check_against_single(fixture("gptoss-mxfp4"), "", true); }
+TEST(TensorParallel, GptOssGgufMxfp4MoeExpertParallel) {
+  check_against_single(fixture("gguf/gptoss-mxfp4_moe.gguf"), "", true);
+}
+TEST(TensorParallel, GptOssGgufQ8_0ExpertParallel) { check_against_single(fixture("gguf/gptoss-q8_0.gguf"), "", true); }
 TEST(TensorParallel, OnlineW8A8Int8) { check_against_single(fixture("llama-gqa-f32"), "w8a8_int8"); }
 TEST(TensorParallel, OnlineMxfp8) { check_against_single(fixture("llama-gqa-f32"), "mxfp8"); }
 

@@ -440,11 +440,25 @@ TEST(GptOssLoadErrors, GgufMissingExpertBiasOrSinks) {
                      {"model.layers.0.mlp.gate.bias"});
 }
 
-// Sinks and expert biases are not split over ranks yet: --tp-size is refused by name.
-TEST(GptOssLoadErrors, TensorParallelismIsRefused) {
+// HF MXFP4 experts are not split over ranks (whole experts per rank are): refused by name.
+TEST(GptOssLoadErrors, Mxfp4ExpertSplitIsRefusedByName) {
+  engine::LoadedModel lm = engine::load_model(fixture("gptoss-mxfp4"));
+  quant::MoeSpec tp;
+  tp.shard = 0;
+  tp.n_shards = 2;
+  test::expect_error(
+      [&] { model::MoeBlock::load(lm.config, *lm.source, lm.source->names(), *lm.method, "model.layers.0.", tp); },
+      {"--tp-size", "model.layers.0.mlp.experts.0.gate_proj", "--enable-ep-moe"});
+  tp.expert_parallel = true;  // whole experts: loads
+  EXPECT_NE(model::MoeBlock::load(lm.config, *lm.source, lm.source->names(), *lm.method, "model.layers.0.", tp), nullptr);
+}
+
+// gpt-oss splits over ranks that divide its heads and experts (sinks go with their heads;
+// tests/dist runs tp 2), and a count that does not is refused by name.
+TEST(GptOssLoadErrors, TensorParallelismNeedsWholeParts) {
   const format::ModelConfig c = format::load_model_config(fixture("gptoss-f32"));
-  test::expect_error([&] { model::DecoderModel::check_tp_split(c, 2); }, {"--tp-size", "sinks"});
-  model::DecoderModel::check_tp_split(c, 1);
+  test::expect_error([&] { model::DecoderModel::check_tp_split(c, 3); }, {"--tp-size", "not a multiple of 3"});
+  model::DecoderModel::check_tp_split(c, 2);
 }
 
 TEST(GptOssLoadErrors, NegativeSwigluLimit) {

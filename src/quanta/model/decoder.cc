@@ -155,8 +155,6 @@ void DecoderModel::check_tp_split(const ModelConfig& c, int n, bool expert_paral
     throw Error(what + ", so the model cannot be split over --tp-size " + std::to_string(n) + " ranks",
                 {.field = "--tp-size"});
   };
-  // Sinks are per head and expert biases whole; splitting them is not written yet.
-  if (c.attention_sinks) refuse("attention sinks (gpt-oss) are not split over ranks yet");
   bool moe = false;
   for (bool m : c.layer_is_moe) moe |= m;
   if (moe && expert_parallel && c.moe.n_experts % n != 0)
@@ -248,7 +246,12 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const ModelConfig& config,
       layer->q_norm = load_vector(source, p + "self_attn.q_norm.weight", c.d_head);
       layer->k_norm = load_vector(source, p + "self_attn.k_norm.weight", c.d_head);
     }
-    if (c.attention_sinks) layer->sinks = load_vector(source, p + "self_attn.sinks", c.n_heads);
+    if (c.attention_sinks) {
+      // One logit per head: this rank keeps its heads' (q is split by whole heads).
+      const Tensor all = load_vector(source, p + "self_attn.sinks", c.n_heads);
+      layer->sinks = Tensor::zeros(DType::kF32, {m->n_heads_});
+      std::copy_n(all.data<float>() + rank * m->n_heads_, m->n_heads_, layer->sinks.data_mut<float>());
+    }
     layer->q = linear(p + "self_attn.q_proj", hidden, q_dim, c.attention_bias, ParallelRole::kColumn);
     layer->k = linear(p + "self_attn.k_proj", hidden, kv_dim, c.attention_bias, ParallelRole::kColumn, kv_shard, kv_shards);
     layer->v = linear(p + "self_attn.v_proj", hidden, kv_dim, c.attention_bias, ParallelRole::kColumn, kv_shard, kv_shards);

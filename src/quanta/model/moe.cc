@@ -265,9 +265,14 @@ class Mxfp4ExpertMethod : public quant::QuantMethod {
  public:
   std::string name() const override { return "mxfp4"; }
   std::unique_ptr<quant::LinearKernel> load_linear(const format::TensorSource& source, const LinearSpec& spec) const override {
+    // Split experts are not written for this layout (whole experts per rank are: --enable-ep-moe).
+    if (spec.n_shards > 1)
+      throw Error("gpt-oss MXFP4 experts from a Hugging Face folder cannot be split over ranks yet; "
+                  "--enable-ep-moe keeps each expert whole on one rank",
+                  {.tensor = spec.prefix, .field = "--tp-size"});
     Tensor bias = spec.has_bias ? source.get(spec.prefix + ".bias") : Tensor();
-    return quant::make_ggml_linear(source.get(spec.prefix + ".weight"), static_cast<uint32_t>(format::GgmlType::kMXFP4), spec.n_in,
-                            std::move(bias));
+    return quant::make_ggml_linear(source.get(spec.prefix + ".weight"), static_cast<uint32_t>(format::GgmlType::kMXFP4),
+                                   spec.n_in, std::move(bias));
   }
 };
 
