@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 
 #include "quanta/core/error.h"
@@ -93,16 +94,22 @@ bool has_prefix(const std::vector<std::string>& names, const std::string& prefix
 template <typename T>
 void split_expert(const Tensor& gate_up, const Tensor& down, int64_t e, int64_t hidden, int64_t ffn, Tensor& gate,
                   Tensor& up, Tensor& d) {
-  const T* gs = static_cast<const T*>(gate_up.raw()) + e * hidden * 2 * ffn;
-  const T* ds = static_cast<const T*>(down.raw()) + e * ffn * hidden;
+  // Through memcpy: a safetensors tensor need not be aligned to its element size.
+  const auto* gs = static_cast<const uint8_t*>(gate_up.raw()) + static_cast<size_t>(e * hidden * 2 * ffn) * sizeof(T);
+  const auto* ds = static_cast<const uint8_t*>(down.raw()) + static_cast<size_t>(e * ffn * hidden) * sizeof(T);
   T* go = static_cast<T*>(gate.raw_mut());
   T* uo = static_cast<T*>(up.raw_mut());
   T* dout = static_cast<T*>(d.raw_mut());
+  auto at = [](const uint8_t* p, int64_t i) {
+    T v;
+    std::memcpy(&v, p + static_cast<size_t>(i) * sizeof(T), sizeof(T));
+    return v;
+  };
   for (int64_t h = 0; h < hidden; ++h)
     for (int64_t i = 0; i < ffn; ++i) {
-      go[i * hidden + h] = gs[h * 2 * ffn + 2 * i];
-      uo[i * hidden + h] = gs[h * 2 * ffn + 2 * i + 1];
-      dout[h * ffn + i] = ds[i * hidden + h];
+      go[i * hidden + h] = at(gs, h * 2 * ffn + 2 * i);
+      uo[i * hidden + h] = at(gs, h * 2 * ffn + 2 * i + 1);
+      dout[h * ffn + i] = at(ds, i * hidden + h);
     }
 }
 
