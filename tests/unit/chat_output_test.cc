@@ -161,6 +161,15 @@ TEST(ChatOutput, MistralBothSyntaxes) {
   EXPECT_EQ(s.content, "[TOOL_CALLS]broken[ARGS]{\"x\":");
 }
 
+TEST(ChatOutput, QwenListInACallIsReadWholeBeforeItsClose) {
+  // A list after <tool_call> is not a call, but its strings may hold </tool_call> as an object's
+  // may: the text is content as a whole, however it is cut (fuzz finding, 2026-12-08).
+  const std::string text = R"(<tool_call>["</tool_call><tool_call>{"name":"f"}"}</tool_call>)";
+  const Split s = parse_every_way(ReasoningFormat::kQwen3, ToolCallFormat::kQwen25, text);
+  EXPECT_TRUE(s.calls.empty());
+  EXPECT_EQ(s.content, text);
+}
+
 TEST(ChatOutput, GptOssHarmonyChannels) {
   const std::string answer =
       "<|channel|>analysis<|message|>User asks for the weather.<|end|><|start|>assistant<|channel|>final<|message|>It is sunny.";
@@ -183,6 +192,13 @@ TEST(ChatOutput, GptOssHarmonyChannels) {
   // Not harmony at all: content, once it is clear.
   s = parse_every_way(ReasoningFormat::kGptOss, ToolCallFormat::kGptOss, "Plain words.");
   EXPECT_EQ(s.content, "Plain words.");
+  // A header that runs past its bound is not one, and neither is anything after it, however the
+  // text is cut: a later <|message|> no longer opens a message (fuzz finding, 2026-12-07).
+  const std::string junk = "<|channel|>" + std::string(600, 'x');
+  s = parse_every_way(ReasoningFormat::kGptOss, ToolCallFormat::kGptOss,
+                      junk + "<|message|>hidden?<|end|><|channel|>final<|message|>Hi");
+  EXPECT_EQ(s.reasoning, "");
+  EXPECT_EQ(s.content, junk + "<|message|>hidden?<|end|><|channel|>final<|message|>Hi");
   EXPECT_EQ(detect_tool_call_format("{{- '<|start|>assistant<|channel|>final<|message|>' }}"), ToolCallFormat::kGptOss);
 }
 

@@ -253,13 +253,18 @@ ChatParts ChatOutputParser::finish() {
 
 void ChatOutputParser::harmony(bool at_end, ChatParts& out) {
   for (;;) {
-    if (!in_message_) {  // a header, up to <|message|>
+    if (plain_) {  // not harmony after all: the rest is content
+      out.content += held_;
+      held_.clear();
+      return;
+    }
+    if (!in_message_) {  // a header, up to a <|message|> that starts within kMaxHarmonyHeader bytes
       const size_t body = held_.find(kHarmonyMessage);
-      if (body == std::string::npos) {
-        if (!at_end && held_.size() <= kMaxHarmonyHeader) return;
-        out.content += held_;  // not harmony after all
-        held_.clear();
-        return;
+      if (body == std::string::npos || body > kMaxHarmonyHeader) {
+        // Decided by the header's own bytes, never by where the stream was cut.
+        if (!at_end && body == std::string::npos && held_.size() < kMaxHarmonyHeader + kHarmonyMessage.size()) return;
+        plain_ = true;
+        continue;
       }
       const std::string_view header(held_.data(), body);
       channel_ = word_after(header, kHarmonyChannel);
@@ -430,8 +435,8 @@ void ChatOutputParser::answer(std::string_view text, bool at_end, ChatParts& out
           const std::string_view after = trim_front(lead.substr(end));
           if (starts_with(after, kQwenClose)) close = answer_.size() - after.size();
           else if (!at_end && starts_with(kQwenClose, after)) return;
-        } else if (!at_end && starts_with(lead, "{")) {
-          return;  // the object is still being written
+        } else if (!at_end && (starts_with(lead, "{") || starts_with(lead, "["))) {
+          return;  // the object (or, not a call but read alike, a list) is still being written
         }
         if (close == std::string::npos) close = answer_.find(kQwenClose);  // not a well-formed call
         if (close == std::string::npos) {

@@ -81,7 +81,8 @@ class ChatOutputParser {
   std::string content_ws_;     // trailing whitespace of the content, dropped before a call
   bool called_ = false;        // a call was read
   // Harmony: inside a message's text, of this channel and recipient (empty: none).
-  bool harmony_ = false, in_message_ = false;
+  // plain_: a header ran past its bound, so the rest of the text is content.
+  bool harmony_ = false, in_message_ = false, plain_ = false;
   std::string channel_, recipient_;
 };
 
