@@ -12,6 +12,7 @@
 // a dot kernel (the IQ1..IQ3 and TQ grids, or any type on the scalar level) use
 // the second regime for every batch size.
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "quanta/core/error.h"
@@ -223,10 +224,32 @@ class GgufMethod : public QuantMethod {
       bias = Tensor::zeros(DType::kF32, {rows.size()});
       std::copy_n(full.data<float>() + rows.begin, rows.size(), bias.data_mut<float>());
     }
+    if (cols.size() < spec.n_in) return row_shard(gguf->file(), *info, cols, std::move(bias));
     return std::make_unique<GgufLinear>(gguf->file(), *info, rows, cols, std::move(bias), !spec.lookup_only);
   }
 
  private:
+  // A row-parallel shard (input features [c.begin, c.end) of every row) copied into owned
+  // memory: as a view of the mapping it is a few hundred bytes of every row, so each rank
+  // would map every page of the tensor; the copy keeps 1/N of it, and the source pages
+  // are dropped from this process once read.
+  static std::unique_ptr<LinearKernel> row_shard(const format::GgufFile& file, const format::GgufTensorInfo& info,
+                                                 ShardRange c, Tensor bias) {
+    const size_t stride = format::ggml_row_bytes(info.type, info.shape[1]),
+                 offset = format::ggml_row_bytes(info.type, c.begin), bytes = format::ggml_row_bytes(info.type, c.size());
+    const int64_t n_out = info.shape[0];
+    Tensor blocks = Tensor::zeros(DType::kU8, {n_out, static_cast<int64_t>(bytes)});
+    const uint8_t* src = file.data(info);
+    // In runs of rows of about 1 MB, each dropped once copied, so that the peak stays low too.
+    const int64_t run = std::max<int64_t>(1, (1 << 20) / static_cast<int64_t>(stride));
+    for (int64_t o0 = 0; o0 < n_out; o0 += run) {
+      const int64_t o1 = std::min(n_out, o0 + run);
+      for (int64_t o = o0; o < o1; ++o) std::memcpy(blocks.data_mut<uint8_t>() + o * bytes, src + o * stride + offset, bytes);
+      release_pages(src + o0 * stride, stride * static_cast<size_t>(o1 - o0));
+    }
+    return std::make_unique<GgufLinear>(blocks, info.type, c.size(), std::move(bias));
+  }
+
   std::unique_ptr<QuantMethod> unquantized_ = make_unquantized_method();
 };
 
