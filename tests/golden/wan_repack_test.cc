@@ -43,6 +43,13 @@ void expect_same_as_expected(const std::string& out_dir, const std::string& name
             read_json(fixture("expected/" + name + ".description.json")));
 }
 
+// A writable copy of the low-noise expert (one file, description_w8a8_dynamic.json).
+std::string copy_low_noise(const std::string& tmp) {
+  const std::string dir = tmp + "/in";
+  fs::copy(fixture("msmodelslim/low_noise_model"), dir, fs::copy_options::recursive);
+  return dir;
+}
+
 TEST(WanRepack, BothExpertsMatchTheDiffusersNamedOriginal) {
   const std::string out = test::temp_dir() + "/out";
   const auto report = format::repack_wan(fixture("msmodelslim"), out);
@@ -136,11 +143,24 @@ TEST(WanRepack, OneTransformerFolderBecomesTransformer) {
   expect_same_as_expected(out, "transformer_2");
 }
 
-// A writable copy of the low-noise expert (one file, description_w8a8_dynamic.json).
-std::string copy_low_noise(const std::string& tmp) {
-  const std::string dir = tmp + "/in";
-  fs::copy(fixture("msmodelslim/low_noise_model"), dir, fs::copy_options::recursive);
-  return dir;
+TEST(WanRepack, EntriesThatNameNoTensorPassThrough) {
+  // As wan_repack.py, which renames only the description keys that are tensors: the per-attention
+  // FA descriptor keeps its Wan name, like every global key.
+  const std::string tmp = test::temp_dir();
+  const std::string in = copy_low_noise(tmp);
+  const std::string desc = in + "/quant_model_description_w8a8_dynamic.json";
+  auto d = read_json(desc);
+  d["blocks.0.self_attn.quant_type"] = "FAKQuant";
+  d["kv_quant_type"] = "C8";
+  d["optional"] = {{"quarot", {{"rotation_map", {{"global_rotation", "optional/quarot.safetensors"}}}}}};
+  test::write_file(desc, d.dump());
+  format::repack_wan(in, tmp + "/out");
+  const auto got = read_json(tmp + "/out/transformer/quant_model_description.json");
+  EXPECT_EQ(got["blocks.0.self_attn.quant_type"], "FAKQuant");
+  EXPECT_EQ(got["kv_quant_type"], "C8");
+  EXPECT_EQ(got["optional"], d["optional"]);
+  EXPECT_EQ(got["blocks.0.attn1.to_q.weight"], "W8A8_DYNAMIC");
+  EXPECT_EQ(got.size(), d.size());
 }
 
 TEST(WanRepackErrors, MissingInputOrOutputThatExists) {

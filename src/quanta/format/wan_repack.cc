@@ -93,10 +93,11 @@ struct TransformerPlan {
   WanRepackedTransformer report;
 };
 
-// Global description keys are left alone: top-level names without a dot (model_quant_type,
-// version, group_size, metadata, ...), non-string values, and the per-attention
-// `<prefix>.quant_type` / `<prefix>.indexer.quant_type` descriptors, which name no tensor
-// (wan_repack.py renames only keys that are tensors of the state dict).
+// Description keys that are no tensor and are left alone: top-level names without a dot
+// (model_quant_type, version, group_size, metadata, ...), non-string values, and the
+// per-attention `<prefix>.quant_type` / `<prefix>.indexer.quant_type` descriptors
+// (wan_repack.py renames only keys that are tensors of the state dict). Any other entry
+// names a tensor, which must exist.
 bool is_global_entry(const std::string& key, const nlohmann::ordered_json& value) {
   return !value.is_string() || key.find('.') == std::string::npos || key.ends_with(".quant_type");
 }
@@ -145,13 +146,12 @@ TransformerPlan plan_transformer(const fs::path& in_dir, const std::string& out_
   p.description = nlohmann::ordered_json::object();
   for (const auto& [key, value] : in_desc.items()) {
     std::string to = key;
-    if (!is_global_entry(key, value)) {
-      auto it = p.renamed.find(key);
-      if (it == p.renamed.end())
-        throw Error("the description has an entry for a tensor the safetensors do not hold",
-                    {.file = p.description_path, .tensor = key});
+    if (auto it = p.renamed.find(key); it != p.renamed.end()) {
       to = it->second;
       ++p.report.n_description_entries;
+    } else if (!is_global_entry(key, value)) {
+      throw Error("the description has an entry for a tensor the safetensors do not hold",
+                  {.file = p.description_path, .tensor = key});
     }
     if (p.description.contains(to))
       throw Error("two description entries would be renamed to '" + to + "'", {.file = p.description_path, .tensor = key});
