@@ -19,6 +19,7 @@ Command add_serve(CLI::App& app);
 Command add_inspect(CLI::App& app);
 Command add_perplexity(CLI::App& app);
 Command add_quantize(CLI::App& app);
+Command add_repack_wan(CLI::App& app);
 Command add_report(CLI::App& app);
 
 }  // namespace quanta::cli

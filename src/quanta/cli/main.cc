@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   add(quanta::cli::add_inspect);
   add(quanta::cli::add_perplexity);
   add(quanta::cli::add_quantize);
+  add(quanta::cli::add_repack_wan);
   add(quanta::cli::add_report);
 
   try {
