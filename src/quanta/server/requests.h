@@ -113,8 +113,8 @@ struct Plan {
   int64_t prompt_logprobs_from = -1;
   bool score_last_prompt_token = false;
   bool echo = false;  // completions: the prompt is prepended to each answer
-  // /generate: return_logprob, logprob_start_len (at least -1; checked against the shortest
-  // prompt once tokenized) and return_text_in_logprobs.
+  // /generate: return_logprob, logprob_start_len (its range, [-1, shortest prompt - 1], is checked
+  // once the prompts are tokenized: its error names the bound) and return_text_in_logprobs.
   bool return_logprob = false;
   int64_t logprob_start_len = -1;
   bool return_text_in_logprobs = false;
