@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors config tokenizer chat_template chat_output grammar)
+[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors config tokenizer chat_template chat_output grammar requests)
 out="${QUANTA_FUZZ_OUT:-/tmp/quanta-fuzz}"
 # libFuzzer's seed: 0 (the default) draws one; CTest's regression pass fixes it, so that it
 # replays the same mutations on every run instead of failing at random on a new finding.
@@ -35,6 +35,9 @@ sources() {
     chat_template) echo "${core[@]}" src/quanta/tokenizer/chat_template.cc src/quanta/tokenizer/jinja_*.cc ;;
     chat_output) echo "${core[@]}" src/quanta/server/chat_output.cc ;;
     grammar) echo "${core[@]}" src/quanta/grammar/*.cc src/quanta/tokenizer/unicode.cc ;;
+    requests) echo "${core[@]}" src/quanta/server/requests.cc src/quanta/server/chat_output.cc src/quanta/server/structured.cc \
+      src/quanta/engine/sampler.cc src/quanta/grammar/*.cc src/quanta/format/gguf.cc src/quanta/format/ggml_types.cc \
+      src/quanta/format/hf_config.cc src/quanta/tokenizer/*.cc ;;
     *) echo "tests/fuzz/run.sh: unknown target '$1'" >&2; exit 2 ;;
   esac
 }
@@ -49,6 +52,7 @@ options() {
   case "$1" in
     chat_template) echo -max_len=4096 -dict=tests/fuzz/chat_template.dict ;;
     gguf) echo -max_len=65536 ;;
+    requests) echo -max_len=8192 -dict=tests/fuzz/requests.dict ;;
     *) echo -max_len=8192 ;;
   esac
 }

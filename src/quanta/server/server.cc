@@ -6,17 +6,15 @@
 #include <chrono>
 #include <cstdio>
 #include <random>
-#include <set>
 #include <thread>
 #include <unordered_map>
 
 #include "quanta/core/error.h"
-#include "quanta/core/json.h"
-#include "quanta/core/parse.h"
 #include "quanta/server/client_connection.h"
 #include "quanta/server/generation.h"
 #include "quanta/server/metrics.h"
 #include "quanta/server/request_log.h"
+#include "quanta/server/requests.h"
 #include "quanta/server/structured.h"
 #include "quanta/server/worker_pool.h"
 
@@ -26,13 +24,6 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// An error answered as an OpenAI-style JSON body with an HTTP status.
-struct ApiError {
-  int status;
-  std::string message;
-  std::string param;
-};
 
 const char* error_type(int status) {
   switch (status) {
@@ -64,175 +55,6 @@ int64_t unix_time() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// An integer JSON value within [lo, hi]; unsigned values past INT64_MAX are out of any range.
-bool in_range(const json& v, int64_t lo, int64_t hi) {
-  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) return false;
-  const int64_t x = v.get<int64_t>();
-  return x >= lo && x <= hi;
-}
-
-// A list of token ids, each an integer in [0, limit) (the vocabulary or, where the scheduler
-// checks that, 32 bits); anything else is a 400 naming the field.
-std::vector<int32_t> token_ids(const json& list, const std::string& field, int64_t limit = INT32_MAX) {
-  std::vector<int32_t> ids;
-  for (const json& e : list) {
-    if (!e.is_number_integer()) throw ApiError{400, "'" + field + "' must be a list of token ids", field};
-    if (!in_range(e, 0, limit - 1))
-      throw ApiError{400, "'" + field + "' holds " + e.dump() + ", not a token id in [0, " + std::to_string(limit) + ")", field};
-    ids.push_back(static_cast<int32_t>(e.get<int64_t>()));
-  }
-  return ids;
-}
-
-// Typed field access on a request body; a wrong type is a 400 naming the field.
-struct Body {
-  const json& j;
-  bool has(const char* k) const { return j.contains(k) && !j[k].is_null(); }
-  double number(const char* k, double fallback) const {
-    if (!has(k)) return fallback;
-    if (!j[k].is_number()) throw ApiError{400, std::string("'") + k + "' must be a number", k};
-    return j[k].get<double>();
-  }
-  std::optional<double> opt_number(const char* k) const {
-    if (!has(k)) return std::nullopt;
-    return number(k, 0);
-  }
-  // Within [lo, hi], checked in 64 bits before any narrowing (2^32 + 1 must not become 1).
-  int64_t integer(const char* k, int64_t fallback, int64_t lo = INT64_MIN, int64_t hi = INT64_MAX) const {
-    if (!has(k)) return fallback;
-    if (!j[k].is_number_integer()) throw ApiError{400, std::string("'") + k + "' must be an integer", k};
-    if (!in_range(j[k], lo, hi))
-      throw ApiError{400, std::string("'") + k + "' must be between " + std::to_string(lo) + " and " + std::to_string(hi), k};
-    return j[k].get<int64_t>();
-  }
-  bool boolean(const char* k, bool fallback) const {
-    if (!has(k)) return fallback;
-    if (!j[k].is_boolean()) throw ApiError{400, std::string("'") + k + "' must be true or false", k};
-    return j[k].get<bool>();
-  }
-  std::string string(const char* k, const std::string& fallback) const {
-    if (!has(k)) return fallback;
-    if (!j[k].is_string()) throw ApiError{400, std::string("'") + k + "' must be a string", k};
-    return j[k].get<std::string>();
-  }
-};
-
-bool valid_utf8(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    for (size_t k = 1; k < n; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-    i += n;
-  }
-  return true;
-}
-
-// What every generation endpoint extracts from its body.
-struct Plan {
-  std::vector<int32_t> prompt;
-  engine::GenerateRequest base;
-  std::vector<std::string> stop;
-  int n = 1;
-  bool stream = false;
-  bool include_usage = false;
-  bool skip_special = true;
-  std::optional<uint64_t> seed;
-  int best_of = 1;  // generations run; the n with the highest cumulative log-probability are returned
-  std::string rid;  // the client's request id (/abort_request), if given
-  // A list of prompts (/v1/completions, a /generate batch): each gets max(n, best_of) generations,
-  // in order (empty: `prompt` alone).
-  std::vector<std::vector<int32_t>> prompts;
-  bool score_last_prompt_token = false;  // /generate's logprob_start_len -1: each prompt's last token
-};
-
-// Prompts in one request at most (a list of strings or of token lists).
-constexpr size_t kMaxPrompts = 128;
-
-// A chat request's tools: what the template is given and whether the answer is read for calls.
-struct ChatTools {
-  json for_template;       // null: no tools (none given, or tool_choice "none")
-  bool parse_calls = false;
-  bool parallel = true;    // parallel_tool_calls: false keeps the first call only
-  bool required = false;   // tool_choice "required" or a named function: the answer is a call
-  std::string only;        // the named function
-};
-
-ChatTools read_tools(const Body& b, ToolCallFormat parser) {
-  ChatTools t;
-  t.parallel = b.boolean("parallel_tool_calls", true);
-  std::set<std::string> names;
-  if (b.has("tools")) {
-    const json& tools = b.j["tools"];
-    if (!tools.is_array()) throw ApiError{400, "'tools' must be a list", "tools"};
-    for (size_t i = 0; i < tools.size(); ++i) {
-      const std::string at = "tools[" + std::to_string(i) + "]";
-      const json& tool = tools[i];
-      if (!tool.is_object() || !tool.contains("type") || tool["type"] != "function")
-        throw ApiError{400, "'" + at + ".type' must be \"function\"", at + ".type"};
-      if (!tool.contains("function") || !tool["function"].is_object())
-        throw ApiError{400, "'" + at + ".function' must be an object", at + ".function"};
-      const json& f = tool["function"];
-      if (!f.contains("name") || !f["name"].is_string() || f["name"].get_ref<const std::string&>().empty())
-        throw ApiError{400, "'" + at + ".function.name' must be a non-empty string", at + ".function.name"};
-      if (f.contains("parameters") && !f["parameters"].is_null() && !f["parameters"].is_object())
-        throw ApiError{400, "'" + at + ".function.parameters' must be a JSON Schema object", at + ".function.parameters"};
-      names.insert(f["name"].get<std::string>());
-    }
-  }
-  std::string choice = names.empty() ? "none" : "auto";
-  if (b.has("tool_choice")) {
-    const json& tc = b.j["tool_choice"];
-    if (tc.is_string() && (tc == "none" || tc == "auto" || tc == "required")) {
-      choice = tc.get<std::string>();
-    } else if (tc.is_object() && tc.contains("function") && tc["function"].is_object() && tc["function"].contains("name") &&
-               tc["function"]["name"].is_string()) {
-      const std::string name = tc["function"]["name"].get<std::string>();
-      if (!names.count(name))
-        throw ApiError{400, "'tool_choice' names the function '" + name + "', which is not in 'tools'", "tool_choice"};
-      choice = "function";
-    } else {
-      throw ApiError{400, "'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}",
-                     "tool_choice"};
-    }
-    if (choice != "none" && names.empty()) throw ApiError{400, "'tool_choice' needs 'tools'", "tool_choice"};
-  }
-  if (choice == "none") return t;
-  if (choice == "required" || choice == "function") {
-    if (parser == ToolCallFormat::kNone)
-      throw ApiError{400, "tool_choice '" + choice + "' needs a tool-call parser (--tool-call-parser); this model's template names none",
-                     "tool_choice"};
-    t.required = true;
-    if (choice == "function") t.only = b.j["tool_choice"]["function"]["name"].get<std::string>();
-  }
-  t.for_template = b.j["tools"];
-  t.parse_calls = parser != ToolCallFormat::kNone;
-  return t;
-}
-
-// Messages as a chat template expects them: OpenAI gives an assistant's tool-call arguments as JSON
-// text, templates (like transformers') expect the object.
-json template_messages(const json& messages) {
-  json out = messages;
-  for (json& m : out) {
-    if (!m.is_object() || !m.contains("tool_calls") || !m["tool_calls"].is_array()) continue;
-    for (json& c : m["tool_calls"]) {
-      if (!c.is_object() || !c.contains("function") || !c["function"].is_object()) continue;
-      json& f = c["function"];
-      if (!f.contains("arguments") || !f["arguments"].is_string()) continue;
-      try {
-        json args = parse_json(f["arguments"].get<std::string>());
-        if (args.is_object()) f["arguments"] = std::move(args);
-      } catch (const Error&) {
-        // not JSON: the template gets the text as it was
-      }
-    }
-  }
-  return out;
-}
-
 void append_parts(ChatParts& into, ChatParts from) {
   into.reasoning += from.reasoning;
   into.content += from.content;
@@ -249,8 +71,8 @@ struct Server::Impl {
   engine::Scheduler& scheduler;
   const tokenizer::Tokenizer& tok;
   ChatRenderer chat;
-  format::GenerationDefaults defaults;
   ServerOptions opt;
+  RequestContext requests;  // what the request parsers know of this server
   Metrics metrics;
   GrammarCache grammars;
   httplib::Server http;
@@ -320,56 +142,16 @@ struct Server::Impl {
 
   Impl(engine::Scheduler& s, const tokenizer::Tokenizer& t, ChatRenderer c, format::GenerationDefaults d,
        ServerOptions o)
-      : scheduler(s), tok(t), chat(std::move(c)), defaults(std::move(d)), opt(std::move(o)),
+      : scheduler(s), tok(t), chat(std::move(c)), opt(std::move(o)),
+        requests{.served_model_name = opt.served_model_name,
+                 .model_path = opt.model_path,
+                 .max_n = opt.max_n,
+                 .vocab = s.options().sample_vocab > 0 ? s.options().sample_vocab : static_cast<int64_t>(t.vocab_size()),
+                 .defaults = std::move(d),
+                 .has_chat_template = static_cast<bool>(chat),
+                 .tool_call_parser = opt.tool_call_parser,
+                 .reasoning_parser = opt.reasoning_parser},
         grammars(t, s.options().eos_token_ids) {}
-
-  // Structured outputs: SGLang's json_schema / regex / ebnf (in sampling_params, or beside the
-  // OpenAI fields) and OpenAI's response_format. `b` is the request body's object `within` (or the
-  // body itself); the body is parsed again keeping its keys in the client's order, so that a
-  // schema's properties are generated in that order.
-  void read_constraint(const Body& b, const std::string& body, const char* within, Plan& p) {
-    if (!b.has("json_schema") && !b.has("regex") && !b.has("ebnf") && !b.has("response_format")) return;
-    const auto whole = parse_json<nlohmann::ordered_json>(body);
-    const auto& ordered = within && whole.contains(within) ? whole[within] : whole;
-    std::string kind, text, field;
-    for (const char* key : {"json_schema", "regex", "ebnf"}) {
-      if (!b.has(key)) continue;
-      if (!kind.empty()) throw ApiError{400, "give one of 'json_schema', 'regex' and 'ebnf', not several", key};
-      const auto& v = ordered[key];
-      if (key == std::string("json_schema") && v.is_object()) text = v.dump();
-      else if (v.is_string()) text = v.get<std::string>();
-      else throw ApiError{400, std::string("'") + key + "' must be a string", key};
-      kind = key;
-      field = key;
-    }
-    if (b.has("response_format")) {
-      const auto& rf = ordered["response_format"];
-      const std::string type = rf.is_object() && rf.contains("type") && rf["type"].is_string() ? rf["type"].get<std::string>() : "";
-      if (type == "json_object" || type == "json_schema") {
-        if (!kind.empty()) throw ApiError{400, "'response_format' and '" + kind + "' both constrain the output; give one", "response_format"};
-        kind = type;
-        field = "response_format";
-        if (type == "json_schema") {
-          if (!rf.contains("json_schema") || !rf["json_schema"].is_object())
-            throw ApiError{400, "'response_format.json_schema' must be an object with a 'schema'", "response_format.json_schema"};
-          const auto& js = rf["json_schema"];
-          if (js.contains("strict") && !js["strict"].is_boolean() && !js["strict"].is_null())
-            throw ApiError{400, "'response_format.json_schema.strict' must be true or false", "response_format.json_schema.strict"};
-          // Without a schema any JSON value is allowed (strict or not, the output is JSON).
-          text = js.contains("schema") && !js["schema"].is_null() ? js["schema"].dump() : "true";
-          field = "response_format.json_schema.schema";
-        }
-      } else if (type != "text") {
-        throw ApiError{400, "response_format type '" + type + "' is unknown (text, json_object or json_schema)", "response_format.type"};
-      }
-    }
-    if (kind.empty()) return;
-    try {
-      p.base.grammar = grammars.get(constraint_ebnf(kind, text, field), field);
-    } catch (const Error& e) {
-      throw ApiError{400, e.message(), field};
-    }
-  }
 
   void reply(httplib::Response& res, int status, const json& body) {
     res.status = status;
@@ -380,118 +162,67 @@ struct Server::Impl {
     }
   }
 
-  json parse_body(const httplib::Request& req) {
-    if (!valid_utf8(req.body)) throw ApiError{400, "the request body is not valid UTF-8", ""};
-    // Refused before parsing: a deep body would overflow the stack in copies and dump() (core/json.h).
+  // What every generation of `p` starts from; the handler adds the grammar and max_new_tokens.
+  static engine::GenerateRequest base_request(const Plan& p) {
+    engine::GenerateRequest r;
+    r.sampling = p.sampling;
+    r.stop_token_ids = p.stop_token_ids;
+    r.ignore_eos = p.ignore_eos;
+    // best_of ranks the candidates by their chosen tokens' log-probabilities.
+    r.top_logprobs = p.best_of > p.n ? std::max(p.top_logprobs, 0) : p.top_logprobs;
+    r.prompt_logprobs_from = p.prompt_logprobs_from;
+    return r;
+  }
+
+  // The request's structured-output constraint compiled; null if it has none.
+  std::shared_ptr<const grammar::CompiledGrammar> compile(const ConstraintSource& c) {
+    if (c.kind.empty()) return nullptr;
     try {
-      check_json_depth(req.body, {});
+      return grammars.get(constraint_ebnf(c.kind, c.text, c.field), c.field);
     } catch (const Error& e) {
-      throw ApiError{400, "the request body: " + e.message(), ""};
-    }
-    json j = json::parse(req.body, nullptr, false);
-    if (j.is_discarded()) throw ApiError{400, "the request body is not valid JSON", ""};
-    if (!j.is_object()) throw ApiError{400, "the request body must be a JSON object", ""};
-    return j;
-  }
-
-  void check_model(const Body& b) {
-    if (b.has("model")) {
-      std::string m = b.string("model", "");
-      if (m != opt.served_model_name && m != opt.model_path)
-        throw ApiError{404, "The model '" + m + "' does not exist; this server serves '" + opt.served_model_name + "'",
-                       "model"};
+      throw ApiError{400, e.message(), c.field};
     }
   }
 
-  // Sampling and limits shared by /v1/completions, /v1/chat/completions and /generate.
-  void read_sampling(const Body& b, Plan& p) {
-    engine::SamplingParams& sp = p.base.sampling;
-    if (defaults.do_sample && !*defaults.do_sample) sp.temperature = 0.0;
-    else if (defaults.temperature) sp.temperature = *defaults.temperature;
-    if (defaults.top_p) sp.top_p = *defaults.top_p;
-    if (defaults.top_k) sp.top_k = *defaults.top_k;
-    if (defaults.min_p) sp.min_p = *defaults.min_p;
-    if (defaults.repetition_penalty) sp.repetition_penalty = *defaults.repetition_penalty;
-    sp.temperature = b.number("temperature", sp.temperature);
-    sp.top_p = b.number("top_p", sp.top_p);
-    sp.top_k = b.integer("top_k", sp.top_k);
-    sp.min_p = b.number("min_p", sp.min_p);
-    sp.repetition_penalty = b.number("repetition_penalty", sp.repetition_penalty);
-    sp.frequency_penalty = b.number("frequency_penalty", 0.0);
-    sp.presence_penalty = b.number("presence_penalty", 0.0);
-    if (b.has("seed")) p.seed = static_cast<uint64_t>(b.integer("seed", 0));
-    p.base.ignore_eos = b.boolean("ignore_eos", false);
-    p.skip_special = b.boolean("skip_special_tokens", true);
-    if (b.has("stop")) {
-      const json& s = b.j["stop"];
-      if (s.is_string()) p.stop.push_back(s.get<std::string>());
-      else if (s.is_array()) {
-        for (const json& e : s) {
-          if (!e.is_string()) throw ApiError{400, "'stop' must be a string or a list of strings", "stop"};
-          p.stop.push_back(e.get<std::string>());
-        }
-      } else {
-        throw ApiError{400, "'stop' must be a string or a list of strings", "stop"};
-      }
-      if (p.stop.size() > 16) throw ApiError{400, "at most 16 stop strings", "stop"};
-    }
-    if (b.has("stop_token_ids")) {
-      if (!b.j["stop_token_ids"].is_array()) throw ApiError{400, "'stop_token_ids' must be a list of integers", "stop_token_ids"};
-      p.base.stop_token_ids = token_ids(b.j["stop_token_ids"], "stop_token_ids");
-    }
-    // OpenAI's and vLLM's min_tokens, SGLang's min_new_tokens.
-    const char* min_key = b.has("min_new_tokens") ? "min_new_tokens" : "min_tokens";
-    sp.min_new_tokens = b.integer(min_key, 0, 0, INT32_MAX);
-    if (b.has("logit_bias")) {
-      const json& lb = b.j["logit_bias"];
-      if (!lb.is_object()) throw ApiError{400, "'logit_bias' must be an object of token id -> bias", "logit_bias"};
-      const int64_t vocab = scheduler.options().sample_vocab > 0 ? scheduler.options().sample_vocab : tok.vocab_size();
-      for (const auto& [key, bias] : lb.items()) {
-        const std::optional<int64_t> id = parse_non_negative(key, vocab - 1);
-        if (!id)
-          throw ApiError{400, "'logit_bias' key '" + key + "' is not a token id in [0, " + std::to_string(vocab) + ")", "logit_bias"};
-        if (!bias.is_number()) throw ApiError{400, "'logit_bias' of token " + key + " must be a number", "logit_bias"};
-        sp.logit_bias.push_back({static_cast<int32_t>(*id), bias.get<float>()});  // its range: validate()
-      }
-    }
-    try {
-      sp.validate();
-    } catch (const Error& e) {
-      throw ApiError{400, e.message(), e.context().field};
-    }
+  // A prompt's token ids: as given, or its text tokenized (with the special tokens the model adds).
+  std::vector<int32_t> tokenize(const Prompt& q) {
+    std::vector<int32_t> ids = q.ids.empty() ? tok.encode(q.text, true) : q.ids;
+    if (ids.empty()) throw ApiError{400, "the prompt is empty", q.field};
+    return ids;
   }
 
-  // allow_zero: 0 runs the prompt only (scoring it). Also checks min_tokens against the maximum.
-  void set_max_tokens(Plan& p, std::optional<int64_t> requested, const std::string& param = "max_tokens",
-                      bool allow_zero = false) {
+  // The plan's max_tokens, or all the room the longest prompt leaves in the context; more than
+  // that room is a 400, as is a min_tokens above it.
+  int64_t max_new_tokens(const Plan& p, size_t longest) {
+    const std::string& param = p.max_tokens_field;
     const int64_t ctx = scheduler.options().context_length;
-    const int64_t room = ctx - static_cast<int64_t>(p.prompt.size());
+    const int64_t room = ctx - static_cast<int64_t>(longest);
     if (room <= 0)
-      throw ApiError{400, "the prompt has " + std::to_string(p.prompt.size()) +
+      throw ApiError{400, "the prompt has " + std::to_string(longest) +
                               " tokens, which does not fit the context length of " + std::to_string(ctx),
                      "messages"};
-    int64_t n = requested.value_or(room);
-    if (n < (allow_zero ? 0 : 1))
-      throw ApiError{400, "'" + param + "' must be at least " + (allow_zero ? "0" : "1"), param};
+    const int64_t n = p.max_tokens.value_or(room);
+    if (n < (p.allow_zero_tokens ? 0 : 1))
+      throw ApiError{400, "'" + param + "' must be at least " + (p.allow_zero_tokens ? "0" : "1"), param};
     if (n > room)
-      throw ApiError{400, "'" + param + "' is " + std::to_string(n) + ", but the prompt (" + std::to_string(p.prompt.size()) +
+      throw ApiError{400, "'" + param + "' is " + std::to_string(n) + ", but the prompt (" + std::to_string(longest) +
                               " tokens) leaves room for " + std::to_string(room) + " in the context of " + std::to_string(ctx),
                      param};
-    p.base.max_new_tokens = n;
-    if (p.base.sampling.min_new_tokens > n)
-      throw ApiError{400, "'min_tokens' (" + std::to_string(p.base.sampling.min_new_tokens) + ") exceeds '" + param +
+    if (p.sampling.min_new_tokens > n)
+      throw ApiError{400, "'min_tokens' (" + std::to_string(p.sampling.min_new_tokens) + ") exceeds '" + param +
                               "' (" + std::to_string(n) + ")", "min_tokens"};
+    return n;
   }
 
-  std::vector<std::unique_ptr<Generation>> start(const Plan& p, const Flight& flight = nullptr) {
+  // max(n, best_of) generations of each prompt, in order, from `base`.
+  std::vector<std::unique_ptr<Generation>> start(const Plan& p, const std::vector<std::vector<int32_t>>& prompts,
+                                                 const engine::GenerateRequest& base, const Flight& flight = nullptr) {
     if (flight) register_ids(flight, p.rid);
     std::vector<std::unique_ptr<Generation>> gens;
     const int per_prompt = std::max(p.n, p.best_of);
-    const std::vector<std::vector<int32_t>> one{p.prompt};
-    const auto& prompts = p.prompts.empty() ? one : p.prompts;
     for (size_t k = 0; k < prompts.size(); ++k)
       for (int i = 0; i < per_prompt; ++i) {
-        engine::GenerateRequest r = p.base;
+        engine::GenerateRequest r = base;
         r.prompt = prompts[k];
         if (p.score_last_prompt_token) r.prompt_logprobs_from = static_cast<int64_t>(prompts[k].size()) - 1;
         // Each choice draws from its own stream; a fixed seed still fixes all of them.
@@ -696,127 +427,54 @@ struct Server::Impl {
   }
 
   void handle_completion(const httplib::Request& req, httplib::Response& res, bool is_chat, const Flight& flight) {
-    json j = parse_body(req);
-    Body b{j};
-    check_model(b);
-    Plan p;
-    const bool echo = b.boolean("echo", false);
-    if (echo && is_chat) throw ApiError{400, "'echo' is for /v1/completions", "echo"};
-    read_sampling(b, p);
-    read_constraint(b, req.body, nullptr, p);
-    p.n = static_cast<int>(b.integer("n", 1, 1, opt.max_n));
-    p.stream = b.boolean("stream", false);
-    p.rid = b.string("rid", "");
-    if (!is_chat) {
-      p.best_of = static_cast<int>(b.integer("best_of", p.n, 1, opt.max_n));
-      if (p.best_of < p.n) throw ApiError{400, "'best_of' must be at least 'n' (" + std::to_string(p.n) + ")", "best_of"};
-      if (p.best_of > p.n && p.stream) throw ApiError{400, "'best_of' greater than 'n' cannot be streamed", "best_of"};
-    }
-    if (b.has("stream_options")) {
-      if (!j["stream_options"].is_object()) throw ApiError{400, "'stream_options' must be an object", "stream_options"};
-      p.include_usage = Body{j["stream_options"]}.boolean("include_usage", false);
-    }
-    int top_logprobs = -1;
-    if (is_chat) {
-      if (b.boolean("logprobs", false)) {
-        top_logprobs = static_cast<int>(b.integer("top_logprobs", 0, 0, 20));
-      }
-    } else if (b.has("logprobs")) {
-      top_logprobs = static_cast<int>(b.integer("logprobs", 0, 0, 20));
-    }
-    p.base.top_logprobs = top_logprobs;
-    if (p.best_of > p.n) p.base.top_logprobs = std::max(top_logprobs, 0);  // ranks by the chosen tokens' log-probs
-    if (echo && top_logprobs >= 0) p.base.prompt_logprobs_from = 0;  // every prompt token scored
+    const Plan p = parse_request(is_chat ? Endpoint::kChatCompletions : Endpoint::kCompletions, req.body, requests);
+    const bool echo = p.echo;
+    const int top_logprobs = p.top_logprobs;
+    engine::GenerateRequest base = base_request(p);
+    base.grammar = compile(p.constraint);
+    std::vector<std::vector<int32_t>> prompt_ids;
     std::vector<std::string> prompt_texts;  // what echo prepends, per prompt
-    ChatTools tools;
-    ToolCallFormat calls_format = ToolCallFormat::kNone;  // how the chat answer is read for calls
-    bool separate_reasoning = false;
-
     if (is_chat) {
-      if (!b.has("messages") || !j["messages"].is_array() || j["messages"].empty())
-        throw ApiError{400, "'messages' must be a non-empty list", "messages"};
-      for (const json& m : j["messages"])
-        if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
-          throw ApiError{400, "each message needs a 'role'", "messages"};
-      if (!chat) throw ApiError{400, "this model has no chat template; use /v1/completions", "messages"};
-      json extra = b.has("chat_template_kwargs") ? j["chat_template_kwargs"] : json::object();
-      if (!extra.is_object()) throw ApiError{400, "'chat_template_kwargs' must be an object", "chat_template_kwargs"};
-      tools = read_tools(b, opt.tool_call_parser);
-      if (tools.required) {
-        if (p.base.grammar)
-          throw ApiError{400, "tool_choice '" + std::string(tools.only.empty() ? "required" : "function") +
-                                  "' and a structured output format both constrain the answer; give one", "tool_choice"};
+      if (p.tools.required) {
         try {
           // A named function is called once; "required" allows several calls unless parallel_tool_calls is false.
-          const bool several = tools.parallel && tools.only.empty();
-          p.base.grammar = grammars.get(tool_call_ebnf(tools.for_template, tools.only, opt.tool_call_parser, several), "tool_choice");
+          const bool several = p.tools.parallel && p.tools.only.empty();
+          base.grammar = grammars.get(tool_call_ebnf(p.tools.for_template, p.tools.only, opt.tool_call_parser, several), "tool_choice");
         } catch (const Error& e) {
           throw ApiError{400, e.message(), e.context().field.empty() ? "tool_choice" : e.context().field};
         }
       }
-      // Harmony (gpt-oss) answers are always read: their channels are the answer's structure.
-      calls_format = tools.parse_calls || opt.tool_call_parser == ToolCallFormat::kGptOss ? opt.tool_call_parser
-                                                                                          : ToolCallFormat::kNone;
-      if (needs_special_tokens(calls_format) && !b.has("skip_special_tokens"))
-        p.skip_special = false;  // the markers are special tokens
-      separate_reasoning = b.boolean("separate_reasoning", true) && opt.reasoning_parser != ReasoningFormat::kNone;
       std::string text;
       try {
-        text = chat(template_messages(j["messages"]), tools.for_template, true, extra);
+        text = chat(p.messages, p.tools.for_template, true, p.chat_template_kwargs);
       } catch (const Error& e) {
         throw ApiError{400, std::string("chat template: ") + e.what(), "messages"};
       }
-      p.prompt = tok.encode(text, /*add_special=*/false);
+      prompt_ids.push_back(tok.encode(text, /*add_special=*/false));
+      if (prompt_ids[0].empty()) throw ApiError{400, "the prompt is empty", "messages"};
+      prompt_texts.emplace_back();
     } else {
-      if (!b.has("prompt")) throw ApiError{400, "'prompt' is required", "prompt"};
-      const json& pr = j["prompt"];
-      // A string, a list of token ids, or a list of either (several prompts).
-      const bool several = pr.is_array() && !pr.empty() && (pr[0].is_string() || pr[0].is_array());
-      if (several && pr.size() > kMaxPrompts)
-        throw ApiError{400, "'prompt' holds " + std::to_string(pr.size()) + " prompts; at most " + std::to_string(kMaxPrompts),
-                       "prompt"};
-      for (size_t k = 0; k < (several ? pr.size() : 1); ++k) {
-        const json& one = several ? pr[k] : pr;
-        const std::string field = several ? "prompt[" + std::to_string(k) + "]" : "prompt";
-        std::vector<int32_t> ids;
-        std::string text;
-        if (one.is_string()) {
-          text = one.get<std::string>();
-          ids = tok.encode(text, true);
-        } else if (one.is_array() && !one.empty()) {
-          ids = token_ids(one, field);
-          if (echo) text = tok.decode(ids, p.skip_special);
-        } else {
-          throw ApiError{400, "'" + field + "' must be a string or a list of token ids", field};
-        }
-        if (ids.empty()) throw ApiError{400, "the prompt is empty", field};
-        if (ids.size() > p.prompt.size()) p.prompt = ids;  // the longest bounds max_tokens
-        p.prompts.push_back(std::move(ids));
-        prompt_texts.push_back(std::move(text));
+      for (const Prompt& q : p.prompts) {
+        prompt_ids.push_back(tokenize(q));
+        prompt_texts.push_back(q.ids.empty() ? q.text : echo ? tok.decode(q.ids, p.skip_special) : "");
       }
-      if (p.prompts.size() == 1) p.prompts.clear();
     }
-    if (p.prompt.empty()) throw ApiError{400, "the prompt is empty", is_chat ? "messages" : "prompt"};
-    if (prompt_texts.empty()) prompt_texts.emplace_back();
-    std::optional<int64_t> max_tokens;
-    const char* mt_key = is_chat && b.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-    if (b.has(mt_key)) max_tokens = b.integer(mt_key, 0, echo ? 0 : 1);
-    else if (!is_chat) max_tokens = 16;  // OpenAI's default for completions
-    set_max_tokens(p, max_tokens, mt_key, echo);  // 0 with echo: the prompt scored, nothing generated
+    size_t longest = 0;  // bounds max_tokens
+    for (const auto& q : prompt_ids) longest = std::max(longest, q.size());
+    base.max_new_tokens = max_new_tokens(p, longest);
 
     const std::string id = flight->log.id;
     const size_t per_prompt = static_cast<size_t>(std::max(p.n, p.best_of));
-    flight->log.set_choices(std::max<size_t>(p.prompts.size(), 1) * per_prompt);
+    flight->log.set_choices(prompt_ids.size() * per_prompt);
     const int64_t created = unix_time();
     const std::string object = is_chat ? "chat.completion" : "text_completion";
-    auto gens = start(p, flight);
-    const bool prompt_logprobs = p.base.prompt_logprobs_from >= 0;
-    const std::vector<std::vector<int32_t>> prompt_ids =
-        p.prompts.empty() ? std::vector<std::vector<int32_t>>{p.prompt} : p.prompts;
+    auto gens = start(p, prompt_ids, base, flight);
+    const bool prompt_logprobs = base.prompt_logprobs_from >= 0;
 
     // Each chat answer read for reasoning and tool calls as it streams.
-    const ChatOutputParser parser(separate_reasoning ? opt.reasoning_parser : ReasoningFormat::kNone, calls_format);
-    const bool parallel_calls = tools.parallel;
+    const bool separate_reasoning = p.separate_reasoning;
+    const ChatOutputParser parser(separate_reasoning ? opt.reasoning_parser : ReasoningFormat::kNone, p.calls_format);
+    const bool parallel_calls = p.tools.parallel;
 
     if (p.stream) {
       auto parsers = std::make_shared<std::vector<ChatOutputParser>>(gens.size(), parser);
@@ -936,55 +594,21 @@ struct Server::Impl {
 
   // SGLang's native POST /generate.
   void handle_generate(const httplib::Request& req, httplib::Response& res, const Flight& flight) {
-    json j = parse_body(req);
-    Body b{j};
-    Plan p;
-    json sp_json = b.has("sampling_params") ? j["sampling_params"] : json::object();
-    if (!sp_json.is_object()) throw ApiError{400, "'sampling_params' must be an object", "sampling_params"};
-    Body sp{sp_json};
-    read_sampling(sp, p);
-    read_constraint(sp, req.body, "sampling_params", p);
-    // One prompt, or a batch: `text` a list of strings, `input_ids` a list of token lists.
-    const char* key = b.has("input_ids") ? "input_ids" : b.has("text") ? "text" : nullptr;
-    if (!key) throw ApiError{400, "give 'text' or 'input_ids'", "text"};
-    const json& in = j[key];
-    const bool batch = key == std::string("text") ? in.is_array() : in.is_array() && !in.empty() && in[0].is_array();
-    if (batch && (in.empty() || in.size() > kMaxPrompts))
-      throw ApiError{400, std::string("'") + key + "' must hold 1 to " + std::to_string(kMaxPrompts) + " prompts", key};
+    const Plan p = parse_request(Endpoint::kGenerate, req.body, requests);
+    engine::GenerateRequest base = base_request(p);
+    base.grammar = compile(p.constraint);
     std::vector<std::vector<int32_t>> prompts;
-    for (size_t k = 0; k < (batch ? in.size() : 1); ++k) {
-      const json& one = batch ? in[k] : in;
-      const std::string field = batch ? std::string(key) + "[" + std::to_string(k) + "]" : std::string(key);
-      if (key == std::string("input_ids")) {
-        if (!one.is_array()) throw ApiError{400, "'" + field + "' must be a list of token ids", field};
-        prompts.push_back(token_ids(one, field));
-      } else {
-        if (!one.is_string()) throw ApiError{400, "'" + field + "' must be a string", field};
-        prompts.push_back(tok.encode(one.get<std::string>(), true));
-      }
-      if (prompts.back().empty()) throw ApiError{400, "the prompt is empty", field};
-      if (prompts.back().size() > p.prompt.size()) p.prompt = prompts.back();  // the longest bounds max_new_tokens
-    }
-    size_t shortest = SIZE_MAX;
-    for (const auto& q : prompts) shortest = std::min(shortest, q.size());
-    if (batch) p.prompts = prompts;
-    p.n = static_cast<int>(sp.integer("n", 1, 1, opt.max_n));
-    // 0 new tokens with return_logprob: the prompt only, scored.
-    const bool return_logprob = b.boolean("return_logprob", false);
-    set_max_tokens(p, sp.has("max_new_tokens") ? std::optional<int64_t>(sp.integer("max_new_tokens", 128, return_logprob ? 0 : 1))
-                                                : std::optional<int64_t>(128), "max_new_tokens", return_logprob);
-    p.stream = b.boolean("stream", false);
-    p.rid = b.string("rid", "");
-    // SGLang's log-probabilities: of the output tokens, and of the prompt from logprob_start_len
-    // (-1: only its last token, with no value, as SGLang gives it); top_logprobs_num alternatives each.
-    const int64_t start_len = b.integer("logprob_start_len", -1, -1, static_cast<int64_t>(shortest) - 1);
-    const int top_n = static_cast<int>(b.integer("top_logprobs_num", 0, 0, 20));
-    const bool with_text = b.boolean("return_text_in_logprobs", false);
-    if (return_logprob) {
-      p.base.top_logprobs = top_n;
-      p.base.prompt_logprobs_from = start_len;
-      p.score_last_prompt_token = start_len < 0;
-    }
+    for (const Prompt& q : p.prompts) prompts.push_back(tokenize(q));
+    size_t shortest = SIZE_MAX, longest = 0;  // the longest bounds max_new_tokens
+    for (const auto& q : prompts) shortest = std::min(shortest, q.size()), longest = std::max(longest, q.size());
+    base.max_new_tokens = max_new_tokens(p, longest);
+    const int64_t start_len = p.logprob_start_len;
+    if (start_len < -1 || start_len > static_cast<int64_t>(shortest) - 1)
+      throw ApiError{400, "'logprob_start_len' must be between -1 and " + std::to_string(static_cast<int64_t>(shortest) - 1),
+                     "logprob_start_len"};
+    const bool return_logprob = p.return_logprob;
+    const bool with_text = p.return_text_in_logprobs;
+    const int top_n = p.top_logprobs;  // top_logprobs_num, with return_logprob
     if (!p.rid.empty()) flight->log.id = p.rid;  // SGLang's meta_info.id is the rid
     const std::string id = flight->log.id;
     const size_t n_gens = prompts.size() * static_cast<size_t>(p.n);
@@ -1032,7 +656,7 @@ struct Server::Impl {
                   {"completion_tokens", d.completion_tokens}, {"cached_tokens", d.cached_tokens},
                   {"e2e_latency", latency}};
     };
-    auto gens = start(p, flight);
+    auto gens = start(p, prompts, base, flight);
     if (p.stream) {
       // SGLang streams the text so far in each chunk (and the log-probabilities so far).
       // Several generations: each chunk carries its "index", as SGLang's do.
@@ -1082,8 +706,8 @@ struct Server::Impl {
       fn();
       return "";
     } catch (const ApiError& e) {
-      reply(res, e.status, error_body(e.status, e.message, e.param));
-      return e.message;
+      reply(res, e.status, error_body(e.status, e.message(), e.context().field));
+      return e.message();
     } catch (const Error& e) {
       reply(res, 400, error_body(400, e.what()));
       return e.what();
@@ -1141,12 +765,12 @@ struct Server::Impl {
       res.set_content("", "text/plain");
     }, false));
     http.Get("/health_generate", guarded([this](const httplib::Request&, httplib::Response& res) {
-      Plan p;
-      p.prompt = {tok.special_ids().bos >= 0 ? tok.special_ids().bos : 0};
-      p.base.sampling.temperature = 0;
-      p.base.max_new_tokens = 1;
-      p.base.ignore_eos = true;
-      auto gens = start(p);
+      engine::GenerateRequest base;
+      base.sampling.temperature = 0;
+      base.max_new_tokens = 1;
+      base.ignore_eos = true;
+      const std::vector<int32_t> prompt{tok.special_ids().bos >= 0 ? tok.special_ids().bos : 0};
+      auto gens = start(Plan{}, {prompt}, base);
       Result r = collect(*gens[0]);
       if (!r.last.error.empty()) throw ApiError{503, r.last.error, ""};
       res.set_content("", "text/plain");
@@ -1164,7 +788,7 @@ struct Server::Impl {
     }));
     // SGLang's: ends the request with this rid (or response id); its stream ends with finish_reason abort.
     http.Post("/abort_request", guarded([this](const httplib::Request& req, httplib::Response& res) {
-      json j = parse_body(req);
+      json j = parse_body(req.body);
       Body b{j};
       if (b.boolean("abort_all", false)) {
         std::vector<std::string> ids;
@@ -1206,7 +830,7 @@ struct Server::Impl {
     http.Post("/flush_cache", flush);
     http.Get("/flush_cache", flush);
     http.Post("/tokenize", guarded([this](const httplib::Request& req, httplib::Response& res) {
-      json j = parse_body(req);
+      json j = parse_body(req.body);
       Body b{j};
       std::string text = b.has("content") ? b.string("content", "") : b.string("prompt", "");
       // add_special (SGLang) or add_special_tokens (vLLM, lm-eval's remote tokenizer).
@@ -1215,7 +839,7 @@ struct Server::Impl {
       reply(res, 200, {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", scheduler.options().context_length}});
     }));
     http.Post("/detokenize", guarded([this](const httplib::Request& req, httplib::Response& res) {
-      json j = parse_body(req);
+      json j = parse_body(req.body);
       if (!j.contains("tokens") || !j["tokens"].is_array()) throw ApiError{400, "'tokens' must be a list of ids", "tokens"};
       const std::string text = tok.decode(token_ids(j["tokens"], "tokens", tok.vocab_size()));
       reply(res, 200, {{"content", text}, {"prompt", text}});  // SGLang's field, vLLM's

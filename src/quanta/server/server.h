@@ -1,8 +1,9 @@
 // The HTTP server: OpenAI-compatible and SGLang-native endpoints over the scheduler.
 //
 // Layers: HTTP (cpp-httplib: routing, SSE, limits, auth) -> request schema
-// (JSON <-> GenerateRequest, validation with OpenAI-style errors) -> Generation
-// (text, stop strings) -> Scheduler. No JSON below this file's layer.
+// (requests.h: body -> Plan, validation with OpenAI-style errors; here: Plan ->
+// GenerateRequest, responses as JSON) -> Generation (text, stop strings) -> Scheduler.
+// No JSON below this file's layer.
 #pragma once
 
 #include <atomic>
