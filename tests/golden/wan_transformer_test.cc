@@ -110,6 +110,30 @@ TEST(WanTransformer, WrongShapedTensorIsNamed) {
   test::expect_error([&] { WanTransformer::load(dir2); }, {"blocks.1.scale_shift_table", "[6, 32]", "[1, 6, 32]"});
 }
 
+// A sharded Diffusers folder: diffusion_pytorch_model.safetensors.index.json names the shards.
+TEST(WanTransformer, LoadsThroughTheDiffusersShardIndex) {
+  const std::string src = fixture("wan21-f32") + "/transformer";
+  const std::string dir = test::temp_dir() + "/transformer";
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(src + "/config.json", dir + "/config.json");
+  const std::string shard = "diffusion_pytorch_model-00001-of-00001.safetensors";
+  std::filesystem::copy_file(src + "/diffusion_pytorch_model.safetensors", dir + "/" + shard);
+  nlohmann::json index = {{"metadata", nlohmann::json::object()}, {"weight_map", nlohmann::json::object()}};
+  const test::Safetensors st = test::read_st(dir + "/" + shard);
+  for (const auto& [name, info] : st.header.items())
+    if (name != "__metadata__") index["weight_map"][name] = shard;
+  test::write_file(dir + "/diffusion_pytorch_model.safetensors.index.json", index.dump());
+  const Reference ref = read_reference("wan21-f32");
+  ThreadPool pool(1);
+  const Tensor a = WanTransformer::load(src)->forward(ref.latents, ref.timestep, ref.text, pool);
+  const Tensor b = WanTransformer::load(dir)->forward(ref.latents, ref.timestep, ref.text, pool);
+  for (int64_t i = 0; i < a.numel(); ++i) ASSERT_EQ(a.data<float>()[i], b.data<float>()[i]) << i;
+  // The index is what is read: a shard it names that is absent is an error naming it.
+  index["weight_map"]["proj_out.bias"] = "diffusion_pytorch_model-00002-of-00002.safetensors";
+  test::write_file(dir + "/diffusion_pytorch_model.safetensors.index.json", index.dump());
+  test::expect_error([&] { WanTransformer::load(dir); }, {"diffusion_pytorch_model-00002-of-00002.safetensors"});
+}
+
 TEST(WanTransformer, BadInputShapesAreNamed) {
   const auto model = WanTransformer::load(fixture("wan21-f32") + "/transformer");
   const Reference ref = read_reference("wan21-f32");
