@@ -276,6 +276,11 @@ SafetensorsCheckpoint::SafetensorsCheckpoint(const std::string& path) : location
     open_indexed(path, (dir / kModelSlimIndexName).string());
     return;
   }
+  // Diffusers names its shards and index after diffusion_pytorch_model (same weight_map format).
+  if (fs::exists(dir / kDiffusersIndexName, ec)) {
+    open_indexed(path, (dir / kDiffusersIndexName).string());
+    return;
+  }
   if (fs::exists(dir / kSingleName, ec)) {
     files_.push_back(std::make_unique<SafetensorsFile>((dir / kSingleName).string()));
     add_file_tensors(0);

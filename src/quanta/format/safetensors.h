@@ -82,10 +82,12 @@ class SafetensorsCheckpoint : public TensorSource {
   static constexpr const char* kIndexName = "model.safetensors.index.json";
   static constexpr const char* kSingleName = "model.safetensors";
   static constexpr const char* kModelSlimIndexName = "quant_model_weights.safetensors.index.json";
+  static constexpr const char* kDiffusersIndexName = "diffusion_pytorch_model.safetensors.index.json";
 
   // `path` is a model folder, or a single .safetensors file. In a folder:
   //  1. model.safetensors.index.json (or msModelSlim's
-  //     quant_model_weights.safetensors.index.json): the shards its weight_map names, each
+  //     quant_model_weights.safetensors.index.json, or Diffusers'
+  //     diffusion_pytorch_model.safetensors.index.json): the shards its weight_map names, each
   //     checked to hold the tensors mapped to it (tensors a shard holds beyond
   //     those are served too, as transformers loads whole shards);
   //  2. otherwise model.safetensors;
