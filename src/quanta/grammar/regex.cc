@@ -101,7 +101,13 @@ class RegexTranslator {
   // "[...]" for the ranges; json mode keeps only characters a JSON string holds unescaped.
   std::string emit_ranges(Ranges r) const {
     if (json_) r = intersect(r, json_safe());
-    r = normalize(r);
+    // UTF-16 surrogates (\uD800-\uDFFF) are not characters: text never holds them.
+    Ranges chars;
+    for (auto [lo, hi] : normalize(r)) {
+      if (lo < 0xD800) chars.push_back({lo, std::min<uint32_t>(hi, 0xD7FF)});
+      if (hi > 0xDFFF) chars.push_back({std::max<uint32_t>(lo, 0xE000), hi});
+    }
+    r = std::move(chars);
     if (r.empty()) throw Error("regex: a character class matches no character" + std::string(json_ ? " allowed unescaped in a JSON string" : ""));
     std::string s = "[";
     for (auto [lo, hi] : r) s += lo == hi ? hex_cp(lo) : hex_cp(lo) + "-" + hex_cp(hi);
