@@ -159,6 +159,15 @@ TEST(WanTransformer, BadConfigIsNamed) {
                                 "c.json");
       },
       {"image_dim", "not supported"});
+  // Sizes past any real model are refused before they are multiplied together.
+  test::expect_error(
+      [] {
+        model::parse_wan_config(R"({"patch_size": [1, 2, 2], "num_attention_heads": 4611686018427387904,
+          "attention_head_dim": 16, "in_channels": 4, "text_dim": 8, "freq_dim": 8, "ffn_dim": 8, "num_layers": 1})",
+                                "c.json");
+      },
+      {"num_attention_heads", "2^20"});
+  test::expect_error([] { model::parse_wan_config(R"({"patch_size": [1, 100000, 2]})", "c.json"); }, {"patch_size"});
 }
 
 }  // namespace

@@ -46,8 +46,10 @@ const nlohmann::json& field(const nlohmann::json& j, const char* name, const std
 
 int64_t positive_int(const nlohmann::json& j, const char* name, const std::string& file) {
   const auto& v = field(j, name, file);
-  if (!v.is_number_integer() || v.get<int64_t>() < 1)
-    throw Error("must be a positive integer, not " + v.dump(), {.file = file, .field = name});
+  // Bounded far above any real Wan size, so that products of the sizes cannot overflow.
+  constexpr int64_t kMax = int64_t{1} << 20;
+  if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > kMax)
+    throw Error("must be a positive integer up to 2^20, not " + v.dump(), {.file = file, .field = name});
   return v.get<int64_t>();
 }
 
@@ -197,8 +199,8 @@ WanConfig parse_wan_config(const std::string& text, const std::string& file) {
   const auto& ps = field(j, "patch_size", file);
   if (!ps.is_array() || ps.size() != 3) throw Error("must be a list of 3 integers", {.file = file, .field = "patch_size"});
   for (size_t i = 0; i < 3; ++i) {
-    if (!ps[i].is_number_integer() || ps[i].get<int64_t>() < 1)
-      throw Error("must be a list of 3 positive integers", {.file = file, .field = "patch_size"});
+    if (!ps[i].is_number_integer() || ps[i].get<int64_t>() < 1 || ps[i].get<int64_t>() > 64)
+      throw Error("must be a list of 3 integers in [1, 64]", {.file = file, .field = "patch_size"});
     c.patch_size[i] = ps[i].get<int64_t>();
   }
   c.n_heads = positive_int(j, "num_attention_heads", file);
