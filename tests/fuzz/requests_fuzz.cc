@@ -72,7 +72,9 @@ void compile_grammars(const Plan& p, const RequestContext& ctx) {
   const ConstraintSource& c = p.constraint;
   if (!c.kind.empty()) {
     const std::string ebnf = constraint_ebnf(c.kind, c.text, c.field);
-    if (c.kind == "ebnf") quanta::grammar::compile_ebnf(ebnf, c.field);  // the client's own: may be refused
+    // The client's own grammar or regex may be refused (e.g. a regex whose repetitions grow the
+    // grammar past its bound); schemas and json_object are quanta's to get right.
+    if (c.kind == "ebnf" || c.kind == "regex") quanta::grammar::compile_ebnf(ebnf, c.field);
     else must_compile(ebnf, c.field);
   }
   if (p.tools.required)

@@ -138,6 +138,11 @@ TEST(Grammar, RegexRefusesWhatAGrammarCannotHold) {
   }
   // A surrogate is no character: alone it is refused here; in a range, the range skips it, and
   // what the translator writes compiles (fuzz finding, 2026-12-08: \ud800 reached the grammar).
+  // Repetition bounds are the grammar's, checked here (CI fuzz finding, 2026-12-08: 3{77777}).
+  EXPECT_THROW(regex_to_ebnf("3{77777}"), Error);
+  EXPECT_THROW(regex_to_ebnf("a{2,10001}"), Error);
+  EXPECT_THROW(regex_to_ebnf("a{5,3}"), Error);
+  EXPECT_NO_THROW(compile_ebnf(regex_to_ebnf("a{10000}b{0,10000}"), "regex"));
   EXPECT_THROW(regex_to_ebnf("a\\ud800"), Error);
   EXPECT_THROW(regex_to_ebnf("[\\ud800-\\udfff]"), Error);
   EXPECT_NO_THROW(compile_ebnf(regex_to_ebnf("[\\ud7ff-\\ue000]x"), "regex"));

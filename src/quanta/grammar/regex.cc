@@ -300,7 +300,10 @@ class RegexTranslator {
         hi = digits();
       }
       if (lo.empty() || p >= p_.size() || p_[p] != '}') return false;
-      if (lo.size() > 6 || hi.size() > 6) fail("repetition counts are limited to " + std::to_string(kMaxRepetition));
+      // The grammar's own limits, said here in the regex's terms.
+      if (lo.size() > 6 || hi.size() > 6 || std::stoi(lo) > kMaxRepetition || (!hi.empty() && std::stoi(hi) > kMaxRepetition))
+        fail("repetition counts are limited to " + std::to_string(kMaxRepetition));
+      if (!hi.empty() && std::stoi(hi) < std::stoi(lo)) fail("the repetition's maximum is below its minimum");
       pos_ = p + 1;
       q = "{" + lo + (comma ? "," + hi : "") + "}";
     } else {
