@@ -267,19 +267,13 @@ SafetensorsCheckpoint::SafetensorsCheckpoint(const std::string& path) : location
   if (!fs::is_directory(status)) throw Error("checkpoint is neither a folder nor a file", error_at(path));
 
   const fs::path dir(path);
-  if (fs::exists(dir / kIndexName, ec)) {
-    open_indexed(path, (dir / kIndexName).string());
-    return;
-  }
-  // msModelSlim's AscendV1 saver shards as quant_model_weights-0000x-of-0000y with its own index.
-  if (fs::exists(dir / kModelSlimIndexName, ec)) {
-    open_indexed(path, (dir / kModelSlimIndexName).string());
-    return;
-  }
-  // Diffusers names its shards and index after diffusion_pytorch_model (same weight_map format).
-  if (fs::exists(dir / kDiffusersIndexName, ec)) {
-    open_indexed(path, (dir / kDiffusersIndexName).string());
-    return;
+  // The index of transformers' shards, msModelSlim's AscendV1 saver's (quant_model_weights-0000x-of-0000y)
+  // or Diffusers' (diffusion_pytorch_model-...): the same weight_map format under three names.
+  for (const char* index : {kIndexName, kModelSlimIndexName, kDiffusersIndexName}) {
+    if (fs::exists(dir / index, ec)) {
+      open_indexed(path, (dir / index).string());
+      return;
+    }
   }
   if (fs::exists(dir / kSingleName, ec)) {
     files_.push_back(std::make_unique<SafetensorsFile>((dir / kSingleName).string()));
